@@ -1,0 +1,918 @@
+import { DurableObject } from "cloudflare:workers";
+import { catalog, DEFAULT_PLAN, planFor, PRODUCTS, type Plan, type PlanId, type Product } from "../worker/catalog";
+import { ApiError } from "../worker/errors";
+import { addMonths, iso, isoOrNull, monthKey, utcDayStart } from "../worker/core/time";
+import {
+  allocate,
+  burnDownOrder,
+  decide,
+  guardedCreditBudget,
+  settleReservation,
+  type GrantState,
+  type Source,
+  windowCapacity,
+  type WaterfallInput,
+} from "../worker/core/waterfall";
+import {
+  chargeWindow,
+  currentWindow,
+  releaseWindow,
+  viewWindow,
+  windowJson,
+  WINDOW_KINDS,
+  type WindowKind,
+  type WindowState,
+} from "../worker/core/windows";
+import { anomalyThreshold } from "../worker/core/guards";
+import type { AccountEvent, LedgerEntry, SettlementMessage } from "../worker/settlement/messages";
+import { ACCOUNT_SCHEMA, SCHEMA_VERSION } from "./schema";
+import type { AutoTopUpConfig, CallContext, Charge, GrantRequest, Outcome, ResetEpoch } from "./types";
+
+type Row = Record<string, SqlStorageValue>;
+
+interface AccountRow {
+  account_id: string;
+  plan: PlanId;
+  created_at: number;
+  paused: number;
+  spend_cap: number | null;
+  auto_top_up: string | null;
+  flex_month: string | null;
+  flex_used: number;
+  reset_seq: number;
+  banked_accrued_at: number;
+  clock_offset: number;
+  charged_total: number;
+}
+
+interface HoldRow {
+  id: string;
+  product: Product;
+  amount: number;
+  sources: string;
+  window_opened: string;
+  flex_month: string | null;
+  expires_at: number;
+  created_at: number;
+  state: "active" | "settled" | "released" | "expired";
+}
+
+const MINUTE_MS = 60_000;
+const HOUR_MS = 3_600_000;
+const DAY_MS = 86_400_000;
+const OUTBOX_RETRY_MS = 5_000;
+const OUTBOX_SEND_BATCH = 100;
+const DECISION_RETENTION_MS = 7 * DAY_MS;
+const DELIVERED_OUTBOX_RETENTION_MS = DAY_MS;
+const TOP_UP_COOLDOWN_MS = 60_000;
+const TOP_UP_PENDING_TIMEOUT_MS = HOUR_MS;
+const DEFAULT_AUTO_TOP_UP: AutoTopUpConfig = { enabled: false, threshold: 0, amount: 0, maxPerMonth: 0 };
+
+/** Work done inside one transaction: its HTTP answer and whether the idempotency record should keep it. */
+interface Result {
+  status: number;
+  body: unknown;
+}
+
+class Rejection extends Error {
+  constructor(readonly outcome: Outcome) {
+    super("rejected");
+  }
+}
+
+/**
+ * One account: its plan, windows, grants, holds, banked resets and the outbox of its balance changes.
+ * Every mutation is one `transactionSync`: state, outbox rows and the idempotency record commit together.
+ */
+export class AccountDO extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+  /** The queue the outbox drains to. A field so fault-injection tests can swap in a failing sender. */
+  settlement: Pick<Queue<SettlementMessage>, "sendBatch">;
+  private flushing: Promise<void> | null = null;
+  private alarmAt: number | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.settlement = env.SETTLEMENT as Queue<SettlementMessage>;
+    ctx.storage.transactionSync(() => {
+      for (const stmt of ACCOUNT_SCHEMA) this.sql.exec(stmt);
+      const v = this.sql.exec("SELECT version FROM schema_version").toArray();
+      if (v.length === 0) this.sql.exec("INSERT INTO schema_version (version) VALUES (?)", SCHEMA_VERSION);
+    });
+    void ctx.blockConcurrencyWhile(async () => {
+      this.alarmAt = await ctx.storage.getAlarm();
+    });
+  }
+
+  // ───────────────────────────── RPC: reads ─────────────────────────────
+
+  /** The account summary (SPEC §8). Expiries due at `now` are applied first. */
+  summary(ctx: CallContext): Outcome {
+    return this.run(ctx, { mutating: false }, () => ({ status: 200, body: this.summaryBody(ctx.now) }));
+  }
+
+  /** The object's own totals, for reconciliation against the D1 ledger. */
+  reconciliationState(): { accountId: string | null; creditPosition: number; chargedTotal: number; pendingOutbox: number } {
+    const account = this.accountRow();
+    const remaining = this.one<{ s: number | null }>("SELECT SUM(remaining) AS s FROM grants").s ?? 0;
+    let held = 0;
+    for (const h of this.rows<HoldRow>("SELECT * FROM holds WHERE state = 'active'"))
+      for (const s of JSON.parse(h.sources) as Source[]) if (s.layer === "grant") held += s.amount;
+    const pending = this.one<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL").n;
+    return { accountId: account?.account_id ?? null, creditPosition: remaining + held, chargedTotal: account?.charged_total ?? 0, pendingOutbox: pending };
+  }
+
+  holdProduct(holdId: string): Product | null {
+    return this.rows<{ product: Product }>("SELECT product FROM holds WHERE id = ?", holdId)[0]?.product ?? null;
+  }
+
+  /** Credit spend per UTC day over the last `days`, for the usage panel. */
+  spendByDay(ctx: CallContext, days: number): { day: string; amount: number }[] {
+    const start = utcDayStart(ctx.now) - (days - 1) * DAY_MS;
+    const byDay = new Map<number, number>();
+    for (const r of this.rows<{ minute: number; amount: number }>("SELECT minute, amount FROM spend_minutes WHERE minute >= ?", start / MINUTE_MS)) {
+      const day = utcDayStart(r.minute * MINUTE_MS);
+      byDay.set(day, (byDay.get(day) ?? 0) + r.amount);
+    }
+    return Array.from({ length: days }, (_, i) => start + i * DAY_MS).map((d) => ({ day: iso(d).slice(0, 10), amount: byDay.get(d) ?? 0 }));
+  }
+
+  // ──────────────────────────── RPC: metering ────────────────────────────
+
+  consume(ctx: CallContext, charge: Charge): Outcome {
+    return this.run(ctx, { mutating: true }, () => {
+      const decisionId = crypto.randomUUID();
+      const input = this.waterfallInput(charge.product, ctx.now);
+      const guarded = this.guardAnomaly(input, charge.cost, ctx);
+      const decision = decide(guarded, charge.cost);
+      this.logDecision(decisionId, ctx, charge, decision.allowed ? null : decision.reason, decision.allowed ? decision.sources : null);
+      if (!decision.allowed) {
+        return { status: 429, body: { decisionId, ...this.denialJson(decision), account: this.summaryBody(ctx.now) } };
+      }
+      this.applyCharges(charge.product, decision.sources, ctx, { decisionId, rateCardVersion: charge.rateCardVersion });
+      return {
+        status: 200,
+        body: {
+          decisionId,
+          allowed: true,
+          cost: charge.cost,
+          sources: decision.sources,
+          ...(charge.rateCardVersion ? { rateCardVersion: charge.rateCardVersion } : {}),
+          account: this.summaryBody(ctx.now),
+        },
+      };
+    });
+  }
+
+  createHold(ctx: CallContext, charge: Charge, ttlSeconds: number): Outcome {
+    return this.run(ctx, { mutating: true }, () => {
+      const holdId = crypto.randomUUID();
+      const input = this.waterfallInput(charge.product, ctx.now);
+      const decision = decide(this.guardAnomaly(input, charge.cost, ctx), charge.cost);
+      this.logDecision(holdId, ctx, charge, decision.allowed ? null : decision.reason, decision.allowed ? decision.sources : null);
+      if (!decision.allowed) return { status: 429, body: { holdId: null, ...this.denialJson(decision), account: this.summaryBody(ctx.now) } };
+      const windowOpened: Record<WindowKind, number | null> = { fiveHour: null, weekly: null };
+      for (const s of decision.sources) {
+        this.takeFromSource(charge.product, s, ctx.now);
+        this.appendLedger(ctx, { kind: "hold", amount: s.amount, layer: s.layer, product: charge.product, grantId: grantIdOf(s), holdId });
+      }
+      for (const kind of WINDOW_KINDS) windowOpened[kind] = this.window(charge.product, kind, ctx.now).openedAt;
+      const expiresAt = ctx.now + ttlSeconds * 1000;
+      this.sql.exec(
+        "INSERT INTO holds (id, product, amount, sources, window_opened, flex_month, expires_at, created_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active')",
+        holdId, charge.product, charge.cost, JSON.stringify(decision.sources), JSON.stringify(windowOpened), monthKey(ctx.now), expiresAt, ctx.now,
+      );
+      this.wakeAt(expiresAt, ctx);
+      return { status: 201, body: { holdId, amount: charge.cost, sources: decision.sources, expiresAt: iso(expiresAt), account: this.summaryBody(ctx.now) } };
+    });
+  }
+
+  settleHold(ctx: CallContext, holdId: string, actual: number, rateCardVersion?: string): Outcome {
+    return this.run(ctx, { mutating: true }, () => {
+      const hold = this.activeHold(holdId);
+      const reserved = JSON.parse(hold.sources) as Source[];
+      const settlement = settleReservation(reserved, actual);
+      // Ledger: the whole reservation is released, then the actual cost is charged.
+      this.giveBack(hold, reserved, ctx, settlement.released);
+      for (const s of settlement.charged) this.recordCharge(hold.product, s, ctx, { holdId, rateCardVersion });
+      let extraSources: Source[] = [];
+      let writtenOff = 0;
+      if (settlement.extra > 0) {
+        const input = this.waterfallInput(hold.product, ctx.now);
+        const { sources, uncovered } = allocate(input, settlement.extra, guardedCreditBudget(input));
+        extraSources = sources;
+        this.applyCharges(hold.product, sources, ctx, { holdId, rateCardVersion });
+        writtenOff = uncovered;
+        if (uncovered > 0) this.appendLedger(ctx, { kind: "write_off", amount: uncovered, product: hold.product, holdId, note: "settled above hold; nothing covered the rest" });
+      }
+      this.sql.exec("UPDATE holds SET state = 'settled' WHERE id = ?", holdId);
+      const released = settlement.released.reduce((s, x) => s + x.amount, 0);
+      return {
+        status: 200,
+        body: {
+          holdId,
+          charged: actual - writtenOff,
+          released,
+          writtenOff,
+          sources: mergeSources([...settlement.charged, ...extraSources]),
+          account: this.summaryBody(ctx.now),
+        },
+      };
+    });
+  }
+
+  releaseHold(ctx: CallContext, holdId: string): Outcome {
+    return this.run(ctx, { mutating: true }, () => {
+      const hold = this.activeHold(holdId);
+      const reserved = JSON.parse(hold.sources) as Source[];
+      this.giveBack(hold, reserved, ctx, reserved);
+      this.sql.exec("UPDATE holds SET state = 'released' WHERE id = ?", holdId);
+      return { status: 200, body: { holdId, released: hold.amount, account: this.summaryBody(ctx.now) } };
+    });
+  }
+
+  // ──────────────────────────── RPC: billing ────────────────────────────
+
+  addCredits(ctx: CallContext, req: GrantRequest): Outcome {
+    return this.run(ctx, { mutating: true }, () => {
+      const expiresAt = req.expiresAt ?? (req.kind === "purchase" ? addMonths(ctx.now, catalog.guards.purchaseExpiryMonths) : null);
+      if (req.kind === "promo" && req.expiresAt === undefined) throw new ApiError("invalid_request", "a promo grant requires expiresAt", { field: "expiresAt" });
+      if (expiresAt !== null && expiresAt <= ctx.now) throw new ApiError("invalid_request", "expiresAt must be in the future", { field: "expiresAt" });
+      if (req.topUpId !== undefined) this.confirmTopUp(req.topUpId);
+      const grant: GrantState = {
+        id: crypto.randomUUID(),
+        kind: req.kind,
+        priority: req.priority ?? catalog.guards.grantDefaults[req.kind],
+        products: req.products ?? null,
+        remaining: req.amount,
+        expiresAt,
+        createdAt: ctx.now,
+      };
+      this.insertGrant(grant, req.amount, req.topUpId ?? null);
+      this.appendLedger(ctx, { kind: "grant", amount: req.amount, grantId: grant.id, note: req.kind });
+      if (expiresAt !== null) this.wakeAt(expiresAt, ctx);
+      return { status: 201, body: { ...grantJson(grant), amount: req.amount, createdAt: iso(grant.createdAt), ...(req.topUpId ? { topUpId: req.topUpId } : {}) } };
+    });
+  }
+
+  /** A compensating credit (SPEC §6): a new grant plus a `refund` entry; nothing earlier is edited. */
+  refund(ctx: CallContext, req: { amount: number; reason: string; entryId?: string }): Outcome {
+    return this.run(ctx, { mutating: true }, () => {
+      const grant: GrantState = {
+        id: crypto.randomUUID(),
+        kind: "purchase",
+        priority: catalog.guards.grantDefaults.purchase,
+        products: null,
+        remaining: req.amount,
+        expiresAt: addMonths(ctx.now, catalog.guards.purchaseExpiryMonths),
+        createdAt: ctx.now,
+      };
+      this.insertGrant(grant, req.amount, null);
+      const entryId = this.appendLedger(ctx, { kind: "refund", amount: req.amount, grantId: grant.id, note: JSON.stringify({ reason: req.reason, refunds: req.entryId ?? null }) });
+      return { status: 201, body: { refundId: entryId, grant: grantJson(grant), reason: req.reason, refundedEntryId: req.entryId ?? null, account: this.summaryBody(ctx.now) } };
+    });
+  }
+
+  setPlan(ctx: CallContext, plan: PlanId): Outcome {
+    return this.run(ctx, { mutating: true }, () => {
+      const account = this.accountRow()!;
+      if (account.plan !== plan) {
+        this.sql.exec("UPDATE account SET plan = ?, banked_accrued_at = ? WHERE singleton = 1", plan, ctx.now);
+        this.sql.exec("INSERT INTO plan_history (since, plan) VALUES (?, ?)", ctx.now, plan);
+      }
+      return { status: 200, body: this.summaryBody(ctx.now) };
+    });
+  }
+
+  setAutoTopUp(ctx: CallContext, config: AutoTopUpConfig): Outcome {
+    return this.run(ctx, { mutating: true }, () => {
+      const plan = planFor(this.accountRow()!.plan);
+      if (config.enabled && !plan.autoTopUpAllowed) throw new ApiError("auto_top_up_not_allowed", `plan '${plan.id}' does not allow auto top-up`);
+      this.sql.exec("UPDATE account SET auto_top_up = ? WHERE singleton = 1", JSON.stringify(config));
+      this.maybeRequestTopUp(ctx);
+      return { status: 200, body: this.summaryBody(ctx.now) };
+    });
+  }
+
+  setSpendCap(ctx: CallContext, dailyLimit: number | null): Outcome {
+    return this.run(ctx, { mutating: true }, () => {
+      this.sql.exec("UPDATE account SET spend_cap = ? WHERE singleton = 1", dailyLimit);
+      return { status: 200, body: this.summaryBody(ctx.now) };
+    });
+  }
+
+  resume(ctx: CallContext, operator: string): Outcome {
+    return this.run(ctx, { mutating: true }, () => {
+      const wasPaused = this.accountRow()!.paused === 1;
+      // Resuming also clears the trailing minutes, so the same burst does not pause the account again at once.
+      this.sql.exec("UPDATE account SET paused = 0 WHERE singleton = 1");
+      if (wasPaused) {
+        this.sql.exec("DELETE FROM spend_minutes WHERE minute >= ?", Math.floor((ctx.now - catalog.guards.anomaly.trailingMinutes * MINUTE_MS) / MINUTE_MS));
+        this.appendEvent(ctx, "account.credits_resumed", { operator });
+      }
+      return { status: 200, body: { resumed: wasPaused, account: this.summaryBody(ctx.now) } };
+    });
+  }
+
+  /** Redeems the soonest-expiring banked reset and zeroes the product's windows (SPEC §5). */
+  redeemBankedReset(ctx: CallContext, product: Product): Outcome {
+    return this.run(ctx, { mutating: true }, () => {
+      const item = this.availableBankedResets(ctx.now)[0];
+      if (!item) throw new ApiError("no_banked_reset", "no banked reset is available");
+      const forgiven = Math.max(...WINDOW_KINDS.map((k) => this.window(product, k, ctx.now).used));
+      if (forgiven === 0) throw new ApiError("nothing_to_reset", `the ${product} windows are already empty; the banked reset was kept`);
+      for (const kind of WINDOW_KINDS) this.putWindow(product, kind, { openedAt: null, used: 0 });
+      this.sql.exec("UPDATE banked_resets SET used_at = ? WHERE id = ?", ctx.now, item.id);
+      const resetId = this.appendLedger(ctx, { kind: "reset", amount: forgiven, product, note: `banked:${item.id}` });
+      this.appendEvent(ctx, "reset.applied", { resetId, product, bankedResetId: item.id, forgiven });
+      return { status: 200, body: { resetId, bankedResets: this.bankedResetsJson(ctx.now), account: this.summaryBody(ctx.now) } };
+    });
+  }
+
+  // ───────────────────────────── alarm ─────────────────────────────
+
+  /** Sweeps expiries, prunes bounded tables and re-sends undelivered outbox rows. */
+  override async alarm(): Promise<void> {
+    this.alarmAt = null;
+    const account = this.accountRow();
+    if (!account) return;
+    const now = Date.now() + account.clock_offset;
+    const ctx: CallContext = { accountId: account.account_id, now, requestId: `alarm:${crypto.randomUUID()}` };
+    this.ctx.storage.transactionSync(() => {
+      this.housekeep(ctx);
+      const retention = catalog.guards.idempotencyRetentionHours * HOUR_MS;
+      this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - retention);
+      this.sql.exec("DELETE FROM decisions WHERE created_at < ?", now - DECISION_RETENTION_MS);
+      this.sql.exec("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", Date.now() - DELIVERED_OUTBOX_RETENTION_MS);
+      this.sql.exec("DELETE FROM spend_minutes WHERE minute < ?", Math.floor((now - catalog.guards.anomaly.baselineDays * DAY_MS) / MINUTE_MS));
+    });
+    await this.flushOutbox();
+    this.scheduleNextAlarm(ctx);
+  }
+
+  /** Sends every undelivered outbox row to the queue, oldest first, marking rows delivered only after the send succeeded. */
+  flushOutbox(): Promise<void> {
+    this.flushing ??= (async () => {
+      try {
+        for (;;) {
+          const rows = this.rows<{ seq: number; message: string }>(
+            "SELECT seq, message FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?", OUTBOX_SEND_BATCH,
+          );
+          if (rows.length === 0) break;
+          await this.settlement.sendBatch(rows.map((r) => ({ body: JSON.parse(r.message) as SettlementMessage, contentType: "json" as const })));
+          const last = rows[rows.length - 1].seq;
+          this.sql.exec("UPDATE outbox SET delivered_at = ? WHERE delivered_at IS NULL AND seq >= ? AND seq <= ?", Date.now(), rows[0].seq, last);
+        }
+      } catch (err) {
+        // The rows stay undelivered; the alarm sends them again.
+        console.error(JSON.stringify({ event: "outbox.send_failed", error: err instanceof Error ? err.message : String(err) }));
+        await this.ensureAlarm(Date.now() + OUTBOX_RETRY_MS);
+      } finally {
+        this.flushing = null;
+      }
+    })();
+    return this.flushing;
+  }
+
+  // ─────────────────────── transaction shell ───────────────────────
+
+  /**
+   * Runs `work` in one transaction after the account's housekeeping. Mutating calls check and record the
+   * idempotency key in the same transaction, so a duplicate can never take effect twice.
+   * Only successful answers are remembered: a denial or an error changed nothing, so a retry re-decides.
+   */
+  private run(ctx: CallContext, opts: { mutating: boolean }, work: () => Result): Outcome {
+    let outcome: Outcome;
+    try {
+      outcome = this.ctx.storage.transactionSync((): Outcome => {
+        if (opts.mutating) {
+          const key = ctx.idempotency!;
+          const prior = this.sql.exec<{ fingerprint: string; status: number; body: string }>(
+            "SELECT fingerprint, status, body FROM idempotency WHERE key = ?", key.key,
+          ).toArray()[0];
+          if (prior) {
+            if (prior.fingerprint !== key.fingerprint)
+              throw new Rejection(errorOutcome(new ApiError("idempotency_conflict", "this Idempotency-Key was used with a different request")));
+            return { status: prior.status, body: JSON.parse(prior.body), replayed: true };
+          }
+          this.ensureAccount(ctx);
+        } else if (!this.accountRow()) {
+          return { status: 200, body: this.virtualSummary(ctx) };
+        }
+        this.housekeep(ctx);
+        const result = work();
+        if (opts.mutating && result.status < 300) {
+          this.sql.exec(
+            "INSERT INTO idempotency (key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?)",
+            ctx.idempotency!.key, ctx.idempotency!.fingerprint, result.status, JSON.stringify(result.body), ctx.now,
+          );
+        }
+        return { ...result, replayed: false };
+      });
+    } catch (err) {
+      if (err instanceof Rejection) return err.outcome;
+      if (err instanceof ApiError) return errorOutcome(err);
+      throw err;
+    }
+    outcome.resetSeq = this.accountRow()?.reset_seq ?? 0;
+    if (this.hasPendingOutbox()) {
+      // The outbox row is already durable; the answer does not wait for the queue.
+      this.ctx.waitUntil(this.flushOutbox());
+      void this.ensureAlarm(Date.now() + OUTBOX_RETRY_MS);
+    }
+    return outcome;
+  }
+
+  /** Everything time does to an account, applied before any decision reads it. */
+  private housekeep(ctx: CallContext): void {
+    const account = this.accountRow();
+    if (!account) return;
+    const offset = ctx.now - Date.now();
+    if (offset !== account.clock_offset) this.sql.exec("UPDATE account SET clock_offset = ? WHERE singleton = 1", offset);
+    this.applyGlobalResets(ctx, account);
+    this.expireHolds(ctx);
+    this.expireGrants(ctx);
+    this.accrueBankedResets(ctx.now, account);
+    this.expireTopUps(ctx.now);
+  }
+
+  private ensureAccount(ctx: CallContext): void {
+    if (this.accountRow()) return;
+    this.sql.exec(
+      "INSERT INTO account (singleton, account_id, plan, created_at, banked_accrued_at, clock_offset) VALUES (1, ?, ?, ?, ?, ?)",
+      ctx.accountId, DEFAULT_PLAN, ctx.now, ctx.now, ctx.now - Date.now(),
+    );
+    this.sql.exec("INSERT INTO plan_history (since, plan) VALUES (?, ?)", ctx.now, DEFAULT_PLAN);
+    // Global resets that predate the account do not apply to it.
+    const latest = ctx.resets?.filter((r) => r.effectiveAt < ctx.now).reduce((m, r) => Math.max(m, r.seq), 0) ?? 0;
+    if (latest > 0) this.sql.exec("UPDATE account SET reset_seq = ? WHERE singleton = 1", latest);
+  }
+
+  // ─────────────────────── state access ───────────────────────
+
+  private rows<T>(query: string, ...params: SqlStorageValue[]): T[] {
+    return this.sql.exec(query, ...params).toArray() as T[];
+  }
+
+  private one<T>(query: string, ...params: SqlStorageValue[]): T {
+    return this.sql.exec(query, ...params).one() as T;
+  }
+
+  private accountRow(): AccountRow | undefined {
+    return this.rows<AccountRow>("SELECT * FROM account WHERE singleton = 1")[0];
+  }
+
+  private hasPendingOutbox(): boolean {
+    return this.rows("SELECT 1 FROM outbox WHERE delivered_at IS NULL LIMIT 1").length > 0;
+  }
+
+  private window(product: Product, kind: WindowKind, now: number): WindowState {
+    const row = this.rows<{ opened_at: number | null; used: number }>("SELECT opened_at, used FROM windows WHERE product = ? AND kind = ?", product, kind)[0];
+    return currentWindow(row ? { openedAt: row.opened_at, used: row.used } : { openedAt: null, used: 0 }, kind, now);
+  }
+
+  private putWindow(product: Product, kind: WindowKind, w: WindowState): void {
+    this.sql.exec(
+      "INSERT INTO windows (product, kind, opened_at, used) VALUES (?, ?, ?, ?) ON CONFLICT (product, kind) DO UPDATE SET opened_at = excluded.opened_at, used = excluded.used",
+      product, kind, w.openedAt, w.used,
+    );
+  }
+
+  private liveGrants(): GrantState[] {
+    return this.rows<Row>("SELECT * FROM grants WHERE active = 1").map(grantFromRow);
+  }
+
+  private insertGrant(g: GrantState, amount: number, topUpId: string | null): void {
+    this.sql.exec(
+      "INSERT INTO grants (id, kind, priority, products, amount, remaining, expires_at, created_at, top_up_id, active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
+      g.id, g.kind, g.priority, g.products ? JSON.stringify(g.products) : null, amount, g.remaining, g.expiresAt, g.createdAt, topUpId,
+    );
+  }
+
+  private flexState(account: AccountRow, now: number): { limit: number; used: number } | null {
+    const limit = planFor(account.plan).flexMonthlyLimit;
+    if (limit === null) return null;
+    return { limit, used: account.flex_month === monthKey(now) ? account.flex_used : 0 };
+  }
+
+  private spentSince(fromMs: number): number {
+    return this.one<{ s: number | null }>("SELECT SUM(amount) AS s FROM spend_minutes WHERE minute >= ?", Math.floor(fromMs / MINUTE_MS)).s ?? 0;
+  }
+
+  private waterfallInput(product: Product, now: number): WaterfallInput {
+    const account = this.accountRow()!;
+    const plan = planFor(account.plan);
+    const limits = plan.windows[product];
+    const spendCapRemaining = account.spend_cap === null ? null : Math.max(0, account.spend_cap - this.spentSince(utcDayStart(now)));
+    return {
+      now,
+      product,
+      windows: {
+        fiveHour: viewWindow(this.window(product, "fiveHour", now), "fiveHour", limits.fiveHour, now),
+        weekly: viewWindow(this.window(product, "weekly", now), "weekly", limits.weekly, now),
+      },
+      grants: this.liveGrants(),
+      flex: this.flexState(account, now),
+      creditsPaused: account.paused === 1,
+      spendCapRemaining,
+    };
+  }
+
+  // ─────────────────────── charging ───────────────────────
+
+  /** Takes one source's amount out of its layer (a charge or a hold's reservation). */
+  private takeFromSource(product: Product, s: Source, now: number): void {
+    if (s.layer === "window") {
+      for (const kind of WINDOW_KINDS) this.putWindow(product, kind, chargeWindow(this.window(product, kind, now), kind, s.amount, now));
+    } else if (s.layer === "grant") {
+      this.sql.exec("UPDATE grants SET remaining = remaining - ?, active = CASE WHEN remaining - ? > 0 THEN 1 ELSE 0 END WHERE id = ?", s.amount, s.amount, s.grantId);
+    } else {
+      const account = this.accountRow()!;
+      const used = this.flexState(account, now)?.used ?? 0;
+      this.sql.exec("UPDATE account SET flex_month = ?, flex_used = ? WHERE singleton = 1", monthKey(now), used + s.amount);
+    }
+  }
+
+  private applyCharges(product: Product, sources: Source[], ctx: CallContext, meta: { decisionId?: string; holdId?: string; rateCardVersion?: string }): void {
+    const before = { fiveHour: this.window(product, "fiveHour", ctx.now).used, weekly: this.window(product, "weekly", ctx.now).used };
+    for (const s of sources) {
+      this.takeFromSource(product, s, ctx.now);
+      this.recordCharge(product, s, ctx, meta);
+    }
+    if (sources.some((s) => s.layer === "window")) this.recordWindowExhausted(product, ctx, before);
+  }
+
+  /** A `charge` ledger entry for one layer that paid, plus the spend counters it feeds. */
+  private recordCharge(product: Product, s: Source, ctx: CallContext, meta: { decisionId?: string; holdId?: string; rateCardVersion?: string }): void {
+    this.sql.exec("UPDATE account SET charged_total = charged_total + ? WHERE singleton = 1", s.amount);
+    if (s.layer !== "window") {
+      this.sql.exec(
+        "INSERT INTO spend_minutes (minute, amount) VALUES (?, ?) ON CONFLICT (minute) DO UPDATE SET amount = amount + excluded.amount",
+        Math.floor(ctx.now / MINUTE_MS), s.amount,
+      );
+    }
+    this.appendLedger(ctx, { kind: "charge", amount: s.amount, layer: s.layer, product, grantId: grantIdOf(s), ...meta });
+    if (s.layer === "grant") this.afterCreditSpend(ctx);
+  }
+
+  /** Returns a hold's reserved parts to their layers, each to the same window instance, grant or month it came from. */
+  private giveBack(hold: HoldRow, reserved: Source[], ctx: CallContext, toRelease: Source[]): void {
+    const opened = JSON.parse(hold.window_opened) as Record<WindowKind, number | null>;
+    for (const s of reserved) this.appendLedger(ctx, { kind: "release", amount: s.amount, layer: s.layer, product: hold.product, grantId: grantIdOf(s), holdId: hold.id });
+    for (const s of toRelease) {
+      if (s.layer === "window") {
+        for (const kind of WINDOW_KINDS) {
+          const at = opened[kind];
+          if (at !== null) this.putWindow(hold.product, kind, releaseWindow(this.window(hold.product, kind, ctx.now), kind, s.amount, at, ctx.now));
+        }
+      } else if (s.layer === "grant") {
+        // An expired grant gets its reservation back and the expiry sweep records the remainder as expired.
+        this.sql.exec("UPDATE grants SET remaining = remaining + ?, active = 1 WHERE id = ?", s.amount, s.grantId);
+      } else {
+        const account = this.accountRow()!;
+        if (hold.flex_month === monthKey(ctx.now))
+          this.sql.exec("UPDATE account SET flex_used = ? WHERE singleton = 1", Math.max(0, (this.flexState(account, ctx.now)?.used ?? 0) - s.amount));
+      }
+    }
+    this.expireGrants(ctx);
+  }
+
+  private activeHold(holdId: string): HoldRow {
+    const hold = this.rows<HoldRow>("SELECT * FROM holds WHERE id = ?", holdId)[0];
+    if (!hold) throw new ApiError("not_found", "no such hold");
+    if (hold.state !== "active") throw new ApiError("hold_not_active", `the hold is already ${hold.state}`);
+    return hold;
+  }
+
+  // ─────────────────────── time-driven changes ───────────────────────
+
+  private expireHolds(ctx: CallContext): void {
+    for (const hold of this.rows<HoldRow>("SELECT * FROM holds WHERE state = 'active' AND expires_at <= ?", ctx.now)) {
+      const reserved = JSON.parse(hold.sources) as Source[];
+      this.giveBack(hold, reserved, ctx, reserved);
+      this.sql.exec("UPDATE holds SET state = 'expired' WHERE id = ?", hold.id);
+    }
+  }
+
+  /** An expired grant's remainder is recorded as expired, never spent. */
+  private expireGrants(ctx: CallContext): void {
+    for (const g of this.rows<{ id: string; remaining: number }>(
+      "SELECT id, remaining FROM grants WHERE active = 1 AND expires_at IS NOT NULL AND expires_at <= ?", ctx.now,
+    )) {
+      this.sql.exec("UPDATE grants SET remaining = 0, active = 0 WHERE id = ?", g.id);
+      if (g.remaining > 0) {
+        this.appendLedger(ctx, { kind: "expiry", amount: g.remaining, grantId: g.id });
+        this.appendEvent(ctx, "credits.expired", { grantId: g.id, amount: g.remaining });
+      }
+    }
+  }
+
+  private availableBankedResets(now: number): { id: string; expires_at: number | null }[] {
+    return this.rows(
+      "SELECT id, expires_at FROM banked_resets WHERE used_at IS NULL AND (expires_at IS NULL OR expires_at > ?) ORDER BY expires_at IS NULL, expires_at, granted_at",
+      now,
+    );
+  }
+
+  private addBankedResets(count: number, now: number, expiresAt: number | null, origin: string): void {
+    for (let i = 0; i < count; i++)
+      this.sql.exec("INSERT INTO banked_resets (id, granted_at, expires_at, origin) VALUES (?, ?, ?, ?)", crypto.randomUUID(), now, expiresAt, origin);
+  }
+
+  /** 1 banked reset per accrual period, up to the plan's cap. */
+  private accrueBankedResets(now: number, account: AccountRow): void {
+    const rule = planFor(account.plan).bankedResets;
+    if (!rule) return;
+    const period = rule.everyDays * DAY_MS;
+    const periods = Math.floor((now - account.banked_accrued_at) / period);
+    if (periods <= 0) return;
+    const room = Math.max(0, rule.max - this.availableBankedResets(now).length);
+    this.addBankedResets(Math.min(periods, room), now, null, "accrual");
+    this.sql.exec("UPDATE account SET banked_accrued_at = ? WHERE singleton = 1", account.banked_accrued_at + periods * period);
+  }
+
+  /**
+   * Applies global resets the object has not seen yet. Each applies only if the account existed at its
+   * `effectiveAt` and its plan then was in scope; usage of windows opened before `effectiveAt` is forgiven.
+   */
+  private applyGlobalResets(ctx: CallContext, account: AccountRow): void {
+    const fresh = (ctx.resets ?? []).filter((r) => r.seq > account.reset_seq).sort((a, b) => a.seq - b.seq);
+    if (fresh.length === 0) return;
+    for (const r of fresh) {
+      if (account.created_at > r.effectiveAt) continue;
+      const planThen = this.rows<{ plan: PlanId }>("SELECT plan FROM plan_history WHERE since <= ? ORDER BY since DESC, rowid DESC LIMIT 1", r.effectiveAt)[0]?.plan ?? account.plan;
+      if (r.plans && !r.plans.includes(planThen)) continue;
+      let forgiven = 0;
+      for (const product of r.products ?? PRODUCTS) {
+        for (const kind of WINDOW_KINDS) {
+          const w = this.window(product, kind, ctx.now);
+          if (w.openedAt !== null && w.openedAt <= r.effectiveAt) {
+            forgiven = Math.max(forgiven, w.used);
+            this.putWindow(product, kind, { openedAt: null, used: 0 });
+          }
+        }
+      }
+      const rule = planFor(planThen).bankedResets;
+      if (r.bankedResets === "restore" && rule) {
+        const missing = rule.max - this.availableBankedResets(ctx.now).length;
+        if (missing > 0) this.addBankedResets(missing, ctx.now, null, `global:${r.resetId}`);
+      }
+      if (r.grantBankedResets) {
+        const expiresAt = r.effectiveAt + r.grantBankedResets.expiresInHours * HOUR_MS;
+        if (expiresAt > ctx.now) this.addBankedResets(r.grantBankedResets.count, ctx.now, expiresAt, `global:${r.resetId}`);
+      }
+      if (forgiven > 0) this.appendLedger(ctx, { kind: "reset", amount: forgiven, note: `global:${r.resetId}` });
+      this.appendEvent(ctx, "reset.applied", { resetId: r.resetId, global: true, forgiven });
+    }
+    this.sql.exec("UPDATE account SET reset_seq = ? WHERE singleton = 1", fresh[fresh.length - 1].seq);
+  }
+
+  // ─────────────────────── drain guards ───────────────────────
+
+  /**
+   * Anomaly pause (SPEC §4): if this decision's credit part would take the trailing spend above
+   * max(floor, multiplier × the 7-day average for that span), spending pauses before the charge, not after.
+   */
+  private guardAnomaly(input: WaterfallInput, cost: number, ctx: CallContext): WaterfallInput {
+    const now = ctx.now;
+    if (input.creditsPaused) return input;
+    const creditPart = cost - Math.min(cost, windowCapacity(input.windows));
+    if (creditPart === 0) return input;
+    const g = catalog.guards.anomaly;
+    const trailing = this.spentSince(now - g.trailingMinutes * MINUTE_MS + MINUTE_MS);
+    if (trailing + creditPart <= g.floorMicroCredits) return input;
+    const threshold = anomalyThreshold(g, this.spentSince(now - g.baselineDays * DAY_MS));
+    if (trailing + creditPart <= threshold) return input;
+    this.sql.exec("UPDATE account SET paused = 1 WHERE singleton = 1");
+    this.appendEvent(ctx, "account.credits_paused", { trailingSpend: trailing, attempted: creditPart, threshold });
+    return { ...input, creditsPaused: true };
+  }
+
+  private afterCreditSpend(ctx: CallContext): void {
+    const balance = this.creditBalance(ctx.now);
+    if (balance === 0) this.appendEvent(ctx, "credits.depleted", {});
+    this.maybeRequestTopUp(ctx);
+  }
+
+  /** One `window.exhausted` event per window instance: when a charge takes it to its limit. */
+  private recordWindowExhausted(product: Product, ctx: CallContext, before: Record<WindowKind, number>): void {
+    const limits = planFor(this.accountRow()!.plan).windows[product];
+    for (const kind of WINDOW_KINDS) {
+      const w = this.window(product, kind, ctx.now);
+      if (before[kind] < limits[kind] && w.used >= limits[kind])
+        this.appendEvent(ctx, "window.exhausted", { product, window: kind, resetsAt: isoOrNull(viewWindow(w, kind, limits[kind], ctx.now).resetsAt) });
+    }
+  }
+
+  private autoTopUp(): AutoTopUpConfig {
+    const raw = this.accountRow()?.auto_top_up;
+    return raw ? (JSON.parse(raw) as AutoTopUpConfig) : DEFAULT_AUTO_TOP_UP;
+  }
+
+  /** Records one `topup.requested` when the balance is below the threshold, within the cooldown and monthly cap. */
+  private maybeRequestTopUp(ctx: CallContext): void {
+    const cfg = this.autoTopUp();
+    if (!cfg.enabled || !planFor(this.accountRow()!.plan).autoTopUpAllowed) return;
+    if (this.creditBalance(ctx.now) >= cfg.threshold) return;
+    if (this.rows("SELECT 1 FROM top_ups WHERE state = 'pending'").length > 0) return;
+    const last = this.rows<{ requested_at: number }>("SELECT requested_at FROM top_ups ORDER BY requested_at DESC LIMIT 1")[0];
+    if (last && ctx.now - last.requested_at < TOP_UP_COOLDOWN_MS) return;
+    const month = monthKey(ctx.now);
+    const thisMonth = this.one<{ n: number }>("SELECT COUNT(*) AS n FROM top_ups WHERE month = ? AND state != 'failed'", month).n;
+    if (thisMonth >= cfg.maxPerMonth) return;
+    const topUpId = `tu_${crypto.randomUUID()}`;
+    this.sql.exec("INSERT INTO top_ups (id, requested_at, amount, state, month) VALUES (?, ?, ?, 'pending', ?)", topUpId, ctx.now, cfg.amount, month);
+    this.appendEvent(ctx, "topup.requested", { topUpId, amount: cfg.amount });
+  }
+
+  /** A purchase carrying a `topUpId` confirms that pending (or timed-out) request, once. */
+  private confirmTopUp(topUpId: string): void {
+    const t = this.rows<{ state: string }>("SELECT state FROM top_ups WHERE id = ?", topUpId)[0];
+    if (!t) throw new ApiError("topup_unknown", "no top-up with this topUpId was requested");
+    if (t.state === "confirmed") throw new ApiError("topup_unknown", "this top-up was already confirmed");
+    this.sql.exec("UPDATE top_ups SET state = 'confirmed' WHERE id = ?", topUpId);
+  }
+
+  private expireTopUps(now: number): void {
+    this.sql.exec("UPDATE top_ups SET state = 'failed' WHERE state = 'pending' AND requested_at <= ?", now - TOP_UP_PENDING_TIMEOUT_MS);
+  }
+
+  // ─────────────────────── outbox ───────────────────────
+
+  /** Appends a ledger entry to the outbox in the caller's transaction; returns its id. */
+  private appendLedger(ctx: CallContext, e: Omit<LedgerEntry, "id" | "accountId" | "createdAt">): string {
+    const entry: LedgerEntry = {
+      id: crypto.randomUUID(),
+      accountId: ctx.accountId,
+      createdAt: ctx.now,
+      ...(ctx.idempotency ? { idempotencyKey: ctx.idempotency.key } : {}),
+      ...stripUndefined(e),
+    };
+    this.sql.exec("INSERT INTO outbox (entry_id, message, created_at) VALUES (?, ?, ?)", entry.id, JSON.stringify({ type: "ledger", entry } satisfies SettlementMessage), ctx.now);
+    return entry.id;
+  }
+
+  private appendEvent(ctx: CallContext, type: string, data: Record<string, unknown>): void {
+    const event: AccountEvent = { id: crypto.randomUUID(), accountId: ctx.accountId, type, createdAt: ctx.now, data };
+    this.sql.exec("INSERT INTO outbox (entry_id, message, created_at) VALUES (?, ?, ?)", event.id, JSON.stringify({ type: "event", event } satisfies SettlementMessage), ctx.now);
+  }
+
+  private logDecision(id: string, ctx: CallContext, charge: Charge, reason: string | null, sources: Source[] | null): void {
+    this.sql.exec(
+      "INSERT INTO decisions (id, created_at, product, cost, allowed, reason, sources, idempotency_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      id, ctx.now, charge.product, charge.cost, reason === null ? 1 : 0, reason, sources ? JSON.stringify(sources) : null, ctx.idempotency?.key ?? null,
+    );
+  }
+
+  // ─────────────────────── alarms ───────────────────────
+
+  /** Asks for an alarm at request-clock time `at` (converted to the wall clock). */
+  private wakeAt(at: number, ctx: CallContext): void {
+    void this.ensureAlarm(Date.now() + Math.max(0, at - ctx.now));
+  }
+
+  private async ensureAlarm(at: number): Promise<void> {
+    if (this.alarmAt !== null && this.alarmAt <= at) return;
+    this.alarmAt = at;
+    await this.ctx.storage.setAlarm(at);
+  }
+
+  private scheduleNextAlarm(ctx: CallContext): void {
+    const next: number[] = [];
+    if (this.hasPendingOutbox()) next.push(Date.now() + OUTBOX_RETRY_MS);
+    const hold = this.rows<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM holds WHERE state = 'active'")[0]?.t;
+    if (hold != null) next.push(Date.now() + Math.max(0, hold - ctx.now));
+    const grant = this.rows<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM grants WHERE active = 1")[0]?.t;
+    if (grant != null) next.push(Date.now() + Math.max(0, grant - ctx.now));
+    // Pruning keeps the idempotency and decision tables bounded.
+    next.push(Date.now() + HOUR_MS);
+    void this.ensureAlarm(Math.min(...next));
+  }
+
+  // ─────────────────────── views ───────────────────────
+
+  private creditBalance(now: number): number {
+    return this.liveGrants()
+      .filter((g) => g.expiresAt === null || g.expiresAt > now)
+      .reduce((s, g) => s + g.remaining, 0);
+  }
+
+  private bankedResetsJson(now: number) {
+    const account = this.accountRow();
+    const items = this.availableBankedResets(now);
+    return {
+      available: items.length,
+      max: planFor(account?.plan ?? DEFAULT_PLAN).bankedResets?.max ?? 0,
+      items: items.map((i) => ({ id: i.id, expiresAt: isoOrNull(i.expires_at) })),
+    };
+  }
+
+  private summaryBody(now: number) {
+    const account = this.accountRow()!;
+    const plan = planFor(account.plan);
+    const grants = this.liveGrants()
+      .filter((g) => g.expiresAt === null || g.expiresAt > now)
+      .sort(burnDownOrder);
+    const cfg = this.autoTopUp();
+    const pending = this.rows<{ id: string; requested_at: number }>("SELECT id, requested_at FROM top_ups WHERE state = 'pending'")[0];
+    const spendCap = account.spend_cap === null ? null : { dailyLimit: account.spend_cap, spentToday: this.spentSince(utcDayStart(now)) };
+    return {
+      accountId: account.account_id,
+      plan: plan.id,
+      products: productsJson(plan, (p, k) => this.window(p, k, now), now),
+      credits: {
+        balance: grants.reduce((s, g) => s + g.remaining, 0),
+        grants: grants.map(grantJson),
+        autoTopUp: { ...cfg, pending: pending ? { topUpId: pending.id, requestedAt: iso(pending.requested_at) } : null },
+        flex: this.flexState(account, now),
+      },
+      bankedResets: this.bankedResetsJson(now),
+      holds: this.rows<HoldRow>("SELECT * FROM holds WHERE state = 'active' ORDER BY created_at").map((h) => ({
+        holdId: h.id,
+        product: h.product,
+        amount: h.amount,
+        expiresAt: iso(h.expires_at),
+      })),
+      paused: account.paused === 1,
+      spendCap,
+    };
+  }
+
+  /** The summary of an account that has never been written: a fresh `go` account. */
+  private virtualSummary(ctx: CallContext) {
+    const plan = planFor(DEFAULT_PLAN);
+    return {
+      accountId: ctx.accountId,
+      plan: plan.id,
+      products: productsJson(plan, () => ({ openedAt: null, used: 0 }), ctx.now),
+      credits: { balance: 0, grants: [], autoTopUp: { ...DEFAULT_AUTO_TOP_UP, pending: null }, flex: null },
+      bankedResets: { available: 0, max: plan.bankedResets?.max ?? 0, items: [] },
+      holds: [],
+      paused: false,
+      spendCap: null,
+    };
+  }
+
+  private denialJson(d: Extract<ReturnType<typeof decide>, { allowed: false }>) {
+    return {
+      allowed: false as const,
+      reason: d.reason,
+      ...(d.retryAfterSeconds !== undefined ? { retryAfterSeconds: d.retryAfterSeconds } : {}),
+      ...(d.resetsAt !== undefined ? { resetsAt: iso(d.resetsAt) } : {}),
+      ...(d.offer ? { offer: d.offer } : {}),
+    };
+  }
+}
+
+// ─────────────────────── plain helpers ───────────────────────
+
+function productsJson(plan: Plan, windowOf: (p: Product, k: WindowKind) => WindowState, now: number) {
+  return Object.fromEntries(
+    PRODUCTS.map((p) => [
+      p,
+      Object.fromEntries(WINDOW_KINDS.map((k) => [k, windowJson(viewWindow(windowOf(p, k), k, plan.windows[p][k], now))])),
+    ]),
+  ) as Record<Product, Record<WindowKind, ReturnType<typeof windowJson>>>;
+}
+
+function grantFromRow(r: Row): GrantState {
+  return {
+    id: r.id as string,
+    kind: r.kind as GrantState["kind"],
+    priority: r.priority as number,
+    products: r.products === null ? null : (JSON.parse(r.products as string) as Product[]),
+    remaining: r.remaining as number,
+    expiresAt: r.expires_at as number | null,
+    createdAt: r.created_at as number,
+  };
+}
+
+function grantJson(g: GrantState) {
+  return { id: g.id, kind: g.kind, priority: g.priority, remaining: g.remaining, expiresAt: isoOrNull(g.expiresAt), products: g.products };
+}
+
+function grantIdOf(s: Source): string | undefined {
+  return s.layer === "grant" ? s.grantId : undefined;
+}
+
+/** Sums parts that came from the same layer and grant, keeping first-seen order. */
+function mergeSources(sources: Source[]): Source[] {
+  const out: Source[] = [];
+  for (const s of sources) {
+    const same = out.find((o) => o.layer === s.layer && grantIdOf(o) === grantIdOf(s));
+    if (same) same.amount += s.amount;
+    else out.push({ ...s });
+  }
+  return out;
+}
+
+function stripUndefined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+function errorOutcome(err: ApiError): Outcome {
+  return { status: err.status, body: null, error: { code: err.code, message: err.message, ...(err.details === undefined ? {} : { details: err.details }) } };
+}
+
+export type { ResetEpoch };

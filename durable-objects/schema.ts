@@ -1,0 +1,52 @@
+/** SQLite schema of the account object. Bump SCHEMA_VERSION and append statements to change it. */
+export const SCHEMA_VERSION = 1;
+
+export const ACCOUNT_SCHEMA = [
+  `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS account (
+     singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+     account_id TEXT NOT NULL,
+     plan TEXT NOT NULL,
+     created_at INTEGER NOT NULL,
+     paused INTEGER NOT NULL DEFAULT 0,
+     spend_cap INTEGER,
+     auto_top_up TEXT,
+     flex_month TEXT,
+     flex_used INTEGER NOT NULL DEFAULT 0,
+     reset_seq INTEGER NOT NULL DEFAULT 0,
+     banked_accrued_at INTEGER NOT NULL,
+     clock_offset INTEGER NOT NULL DEFAULT 0,
+     charged_total INTEGER NOT NULL DEFAULT 0)`,
+  `CREATE TABLE IF NOT EXISTS plan_history (since INTEGER NOT NULL, plan TEXT NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS windows (
+     product TEXT NOT NULL, kind TEXT NOT NULL, opened_at INTEGER, used INTEGER NOT NULL,
+     PRIMARY KEY (product, kind))`,
+  `CREATE TABLE IF NOT EXISTS grants (
+     id TEXT PRIMARY KEY, kind TEXT NOT NULL, priority INTEGER NOT NULL, products TEXT,
+     amount INTEGER NOT NULL, remaining INTEGER NOT NULL, expires_at INTEGER, created_at INTEGER NOT NULL,
+     top_up_id TEXT, active INTEGER NOT NULL DEFAULT 1)`,
+  // Decisions read only live grants, so their cost does not grow with the account's history.
+  `CREATE INDEX IF NOT EXISTS grants_live ON grants (active, expires_at)`,
+  `CREATE TABLE IF NOT EXISTS holds (
+     id TEXT PRIMARY KEY, product TEXT NOT NULL, amount INTEGER NOT NULL, sources TEXT NOT NULL,
+     window_opened TEXT NOT NULL, flex_month TEXT, expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
+     state TEXT NOT NULL)`,
+  `CREATE INDEX IF NOT EXISTS holds_live ON holds (state, expires_at)`,
+  `CREATE TABLE IF NOT EXISTS idempotency (
+     key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL)`,
+  `CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at)`,
+  `CREATE TABLE IF NOT EXISTS decisions (
+     id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, product TEXT NOT NULL, cost INTEGER NOT NULL,
+     allowed INTEGER NOT NULL, reason TEXT, sources TEXT, idempotency_key TEXT)`,
+  `CREATE INDEX IF NOT EXISTS decisions_age ON decisions (created_at)`,
+  `CREATE TABLE IF NOT EXISTS outbox (
+     seq INTEGER PRIMARY KEY AUTOINCREMENT, entry_id TEXT NOT NULL UNIQUE, message TEXT NOT NULL,
+     created_at INTEGER NOT NULL, delivered_at INTEGER)`,
+  `CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, seq)`,
+  // Credit spend (grants + flex) per minute: the anomaly guard's and the spend cap's input.
+  `CREATE TABLE IF NOT EXISTS spend_minutes (minute INTEGER PRIMARY KEY, amount INTEGER NOT NULL)`,
+  `CREATE TABLE IF NOT EXISTS banked_resets (
+     id TEXT PRIMARY KEY, granted_at INTEGER NOT NULL, expires_at INTEGER, origin TEXT NOT NULL, used_at INTEGER)`,
+  `CREATE TABLE IF NOT EXISTS top_ups (
+     id TEXT PRIMARY KEY, requested_at INTEGER NOT NULL, amount INTEGER NOT NULL, state TEXT NOT NULL, month TEXT NOT NULL)`,
+];

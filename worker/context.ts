@@ -1,0 +1,121 @@
+import type { Context, MiddlewareHandler } from "hono";
+import type { AccountDO } from "../durable-objects/account";
+import type { CallContext, Outcome } from "../durable-objects/types";
+import { ApiError } from "./errors";
+import { currentResets } from "./resets";
+
+export type AppEnv = {
+  Bindings: Env;
+  Variables: { requestId: string; now: number; idempotency?: { key: string; fingerprint: string } };
+};
+export type AppContext = Context<AppEnv>;
+
+/** A request id on every response, and the request's clock (SPEC §2 test clock). */
+export const requestScope: MiddlewareHandler<AppEnv> = async (c, next) => {
+  const requestId = crypto.randomUUID();
+  c.set("requestId", requestId);
+  c.header("X-Request-Id", requestId);
+  const testNow = c.req.header("X-Test-Now");
+  if (testNow === undefined) c.set("now", Date.now());
+  else {
+    if (c.env.TEST_CLOCK !== "enabled") throw new ApiError("test_clock_disabled", "X-Test-Now is refused unless TEST_CLOCK is enabled");
+    const ms = /^\d{1,15}$/.test(testNow) ? Number(testNow) : Date.parse(testNow);
+    if (!Number.isFinite(ms) || ms <= 0) throw new ApiError("invalid_request", "X-Test-Now must be epoch milliseconds or an ISO-8601 time");
+    c.set("now", ms);
+  }
+  await next();
+};
+
+const encoder = new TextEncoder();
+
+/** Equal-length digests compared with timingSafeEqual: neither length nor content leaks through timing. */
+async function tokensEqual(given: string, expected: string): Promise<boolean> {
+  const [a, b] = await Promise.all([given, expected].map((t) => crypto.subtle.digest("SHA-256", encoder.encode(t))));
+  return crypto.subtle.timingSafeEqual(a, b);
+}
+
+/** Bearer auth for one role. Unset tokens refuse everything (fail closed); the other role's token gets 403. */
+export function requireToken(role: "service" | "admin"): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const expected = role === "service" ? c.env.SERVICE_TOKEN : c.env.ADMIN_TOKEN;
+    const other = role === "service" ? c.env.ADMIN_TOKEN : c.env.SERVICE_TOKEN;
+    const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(c.req.header("Authorization") ?? "");
+    if (!expected) throw new ApiError("unauthorized", `this route is closed: the ${role} token is not configured`);
+    if (!match) throw new ApiError("unauthorized", "a Bearer token is required");
+    const given = match[1];
+    const [ok, isOther] = await Promise.all([tokensEqual(given, expected), other ? tokensEqual(given, other) : Promise.resolve(false)]);
+    if (ok) return next();
+    if (isOther) throw new ApiError("forbidden", `this route needs the ${role} token`);
+    throw new ApiError("unauthorized", "the Bearer token is not valid");
+  };
+}
+
+/** Sorted-key JSON, so that the same payload fingerprints the same whatever its key order or spacing. */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(",")}]`;
+  if (value && typeof value === "object")
+    return `{${Object.keys(value as object)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((value as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  return JSON.stringify(value);
+}
+
+/** Every mutating call carries an Idempotency-Key; its fingerprint covers method, path and payload. */
+export const idempotencyKey: MiddlewareHandler<AppEnv> = async (c, next) => {
+  if (c.req.method !== "POST" && c.req.method !== "PUT") return next();
+  const key = c.req.header("Idempotency-Key");
+  if (!key || !/^[\x21-\x7e]{1,255}$/.test(key)) throw new ApiError("invalid_request", "an Idempotency-Key header of 1 to 255 visible ASCII characters is required");
+  const text = await c.req.text();
+  let payload: string;
+  try {
+    payload = text === "" ? "" : canonical(JSON.parse(text));
+  } catch {
+    payload = text;
+  }
+  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(`${c.req.method} ${new URL(c.req.url).pathname}\n${payload}`));
+  const fingerprint = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
+  c.set("idempotency", { key, fingerprint });
+  await next();
+};
+
+export function accountStub(c: AppContext, accountId: string): DurableObjectStub<AccountDO> {
+  return c.env.ACCOUNT.get(c.env.ACCOUNT.idFromName(accountId)) as DurableObjectStub<AccountDO>;
+}
+
+export async function callContext(c: AppContext, accountId: string, opts: { freshResets?: boolean } = {}): Promise<CallContext> {
+  return {
+    accountId,
+    now: c.get("now"),
+    requestId: c.get("requestId"),
+    idempotency: c.get("idempotency"),
+    resets: await currentResets(c.env, opts.freshResets ?? false),
+  };
+}
+
+/**
+ * Calls an account object. A denial may be due to a window that a global reset has just forgiven:
+ * then the reset epochs are read authoritatively and, if the object had not seen the newest, the call is made again.
+ */
+export async function callAccount(c: AppContext, accountId: string, call: (stub: DurableObjectStub<AccountDO>, ctx: CallContext) => Promise<Outcome>): Promise<Outcome> {
+  const stub = accountStub(c, accountId);
+  const outcome = await call(stub, await callContext(c, accountId));
+  if (outcome.status !== 429) return outcome;
+  const fresh = await callContext(c, accountId, { freshResets: true });
+  const newest = fresh.resets?.at(-1)?.seq ?? 0;
+  return newest > (outcome.resetSeq ?? 0) ? call(stub, fresh) : outcome;
+}
+
+/** Turns an account object's answer into the HTTP response. */
+export function respond(c: AppContext, outcome: Outcome): Response {
+  if (outcome.error) throw new ApiError(outcome.error.code, outcome.error.message, outcome.error.details);
+  if (outcome.replayed) c.header("Idempotent-Replayed", "true");
+  if (outcome.status === 429) {
+    const retry = (outcome.body as { retryAfterSeconds?: number }).retryAfterSeconds;
+    c.header("Retry-After", String(retry ?? DEFAULT_RETRY_AFTER_SECONDS));
+  }
+  return c.json(outcome.body as object, outcome.status as 200);
+}
+
+/** Retry-After for denials no window end relieves (a pause, or a cost beyond any window): check back in a minute. */
+const DEFAULT_RETRY_AFTER_SECONDS = 60;

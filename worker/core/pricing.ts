@@ -1,0 +1,34 @@
+import type { Meter, Product, RateCard } from "../catalog";
+import { ApiError } from "../errors";
+
+export type Usage = { model: string } & Partial<Record<Meter, number>>;
+
+export interface Priced {
+  cost: number;
+  rateCardVersion: string;
+}
+
+/**
+ * cost = ceil(Σ units × rate / 1e6), in micro-credits. BigInt keeps the product exact
+ * (units and rates are safe integers, their product is not).
+ */
+export function priceUsage(rateCard: RateCard, product: Product, usage: Usage): Priced {
+  const models = rateCard.products[product];
+  const rates = models?.[usage.model];
+  if (!rates) throw new ApiError("invalid_request", `unknown model '${usage.model}' for product '${product}'`, { field: "usage.model" });
+  let total = 0n;
+  let anyUnits = false;
+  for (const [meter, units] of Object.entries(usage)) {
+    if (meter === "model") continue;
+    const rate = (rates as Record<string, number | undefined>)[meter];
+    if (rate === undefined) throw new ApiError("invalid_request", `model '${usage.model}' does not accept meter '${meter}'`, { field: `usage.${meter}` });
+    if (typeof units !== "number" || !Number.isSafeInteger(units) || units < 0)
+      throw new ApiError("invalid_request", `usage.${meter} must be a non-negative safe integer`, { field: `usage.${meter}` });
+    if (units > 0) anyUnits = true;
+    total += BigInt(units) * BigInt(rate);
+  }
+  if (!anyUnits) throw new ApiError("invalid_request", "usage must have at least one meter above zero", { field: "usage" });
+  const cost = (total + 999_999n) / 1_000_000n;
+  if (cost > BigInt(Number.MAX_SAFE_INTEGER)) throw new ApiError("invalid_request", "usage prices above the largest allowed amount", { field: "usage" });
+  return { cost: Number(cost), rateCardVersion: rateCard.version };
+}

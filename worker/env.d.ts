@@ -1,0 +1,12 @@
+// Secrets are not in wrangler.toml, so `wrangler types` cannot see them.
+interface Secrets {
+  SERVICE_TOKEN?: string;
+  ADMIN_TOKEN?: string;
+  PANEL_SECRET?: string;
+  WEBHOOK_URL?: string;
+  WEBHOOK_SECRET?: string;
+}
+interface Env extends Secrets {}
+declare namespace Cloudflare {
+  interface Env extends Secrets {}
+}

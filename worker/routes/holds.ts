@@ -1,0 +1,58 @@
+import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+import { catalog } from "../catalog";
+import { ApiError } from "../errors";
+import type { AppEnv } from "../context";
+import { accountStub, callAccount, callContext, respond } from "../context";
+import { AccountParams, Denial, EmptyBody, HoldBody, HoldCreated, HoldParams, HoldReleased, HoldSettled, SettleBody } from "../schemas";
+import { chargeOf, conflictResponse, errorResponses, idempotencyHeader, jsonBody, notFoundResponse } from "./common";
+
+const json = <T>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
+const mutating = { tags: ["holds"], security: [{ bearer: [] }], parameters: [idempotencyHeader] };
+
+export const holdRoutes = new OpenAPIHono<AppEnv>();
+
+holdRoutes.openapi(
+  createRoute({
+    method: "post", path: "/v1/accounts/{id}/holds", ...mutating,
+    request: { params: AccountParams, body: jsonBody(HoldBody) },
+    responses: { 201: json(HoldCreated, "the estimate is reserved"), 429: json(Denial, "denied: nothing reserved"), ...errorResponses, ...conflictResponse },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const body = c.req.valid("json");
+    const charge = chargeOf(body.product, body);
+    const ttl = body.ttlSeconds ?? catalog.guards.hold.defaultTtlSeconds;
+    return respond(c, await callAccount(c, id, (stub, ctx) => stub.createHold(ctx, charge, ttl))) as never;
+  },
+);
+
+holdRoutes.openapi(
+  createRoute({
+    method: "post", path: "/v1/accounts/{id}/holds/{holdId}/settle", ...mutating,
+    request: { params: HoldParams, body: jsonBody(SettleBody) },
+    responses: { 200: json(HoldSettled, "the actual cost is charged"), ...errorResponses, ...notFoundResponse, ...conflictResponse },
+  }),
+  async (c) => {
+    const { id, holdId } = c.req.valid("param");
+    const body = c.req.valid("json");
+    const stub = accountStub(c, id);
+    const ctx = await callContext(c, id);
+    // Usage is priced for the hold's product, which only the account object knows.
+    const product = await stub.holdProduct(holdId);
+    if (!product) throw new ApiError("not_found", "no such hold");
+    const charge = chargeOf(product, body);
+    return respond(c, await stub.settleHold(ctx, holdId, charge.cost, charge.rateCardVersion)) as never;
+  },
+);
+
+holdRoutes.openapi(
+  createRoute({
+    method: "post", path: "/v1/accounts/{id}/holds/{holdId}/release", ...mutating,
+    request: { params: HoldParams, body: { content: { "application/json": { schema: EmptyBody } }, required: false } },
+    responses: { 200: json(HoldReleased, "the reservation is freed"), ...errorResponses, ...notFoundResponse, ...conflictResponse },
+  }),
+  async (c) => {
+    const { id, holdId } = c.req.valid("param");
+    return respond(c, await accountStub(c, id).releaseHold(await callContext(c, id), holdId)) as never;
+  },
+);

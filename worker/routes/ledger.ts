@@ -1,0 +1,52 @@
+import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+import type { AppEnv } from "../context";
+import { iso } from "../core/time";
+import { AccountParams, LedgerPage, LedgerQuery } from "../schemas";
+import { errorResponses } from "./common";
+
+const DEFAULT_PAGE = 100;
+
+interface LedgerRow {
+  seq: number;
+  id: string;
+  kind: string;
+  amount: number;
+  layer: string | null;
+  product: string | null;
+  grant_id: string | null;
+  decision_id: string | null;
+  hold_id: string | null;
+  rate_card_version: string | null;
+  created_at: number;
+}
+
+export const ledgerRoutes = new OpenAPIHono<AppEnv>();
+
+ledgerRoutes.openapi(
+  createRoute({
+    method: "get", path: "/v1/accounts/{id}/ledger", tags: ["ledger"], security: [{ bearer: [] }],
+    request: { params: AccountParams, query: LedgerQuery },
+    responses: { 200: { description: "settled entries, oldest first", content: { "application/json": { schema: LedgerPage } } }, ...errorResponses },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const { limit = DEFAULT_PAGE, cursor } = c.req.valid("query");
+    const { results } = await c.env.DB.prepare(
+      "SELECT seq, id, kind, amount, layer, product, grant_id, decision_id, hold_id, rate_card_version, created_at FROM ledger WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+    ).bind(id, Number(cursor ?? 0), limit + 1).all<LedgerRow>();
+    const page = results.slice(0, limit);
+    const entries = page.map((r) => ({
+      id: r.id,
+      kind: r.kind,
+      amount: r.amount,
+      ...(r.layer ? { layer: r.layer } : {}),
+      ...(r.product ? { product: r.product } : {}),
+      ...(r.grant_id ? { grantId: r.grant_id } : {}),
+      ...(r.decision_id ? { decisionId: r.decision_id } : {}),
+      ...(r.hold_id ? { holdId: r.hold_id } : {}),
+      ...(r.rate_card_version ? { rateCardVersion: r.rate_card_version } : {}),
+      createdAt: iso(r.created_at),
+    }));
+    return c.json({ entries, nextCursor: results.length > limit ? String(page[page.length - 1].seq) : null }, 200) as never;
+  },
+);
