@@ -63,6 +63,7 @@ const DAY_MS = 86_400_000;
 const OUTBOX_RETRY_MS = 5_000;
 const OUTBOX_SEND_BATCH = 100;
 const DECISION_RETENTION_MS = 7 * DAY_MS;
+const IDEMPOTENCY_RETENTION_MS = catalog.guards.idempotencyRetentionHours * HOUR_MS;
 const DELIVERED_OUTBOX_RETENTION_MS = DAY_MS;
 const TOP_UP_COOLDOWN_MS = 60_000;
 const TOP_UP_PENDING_TIMEOUT_MS = HOUR_MS;
@@ -341,9 +342,9 @@ export class AccountDO extends DurableObject<Env> {
     const ctx: CallContext = { accountId: account.account_id, now, requestId: `alarm:${crypto.randomUUID()}` };
     this.ctx.storage.transactionSync(() => {
       this.housekeep(ctx);
-      const retention = catalog.guards.idempotencyRetentionHours * HOUR_MS;
-      this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - retention);
+      this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - IDEMPOTENCY_RETENTION_MS);
       this.sql.exec("DELETE FROM decisions WHERE created_at < ?", now - DECISION_RETENTION_MS);
+      this.sql.exec("DELETE FROM holds WHERE state != 'active' AND expires_at < ?", now - DECISION_RETENTION_MS);
       this.sql.exec("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", Date.now() - DELIVERED_OUTBOX_RETENTION_MS);
       this.sql.exec("DELETE FROM spend_minutes WHERE minute < ?", Math.floor((now - catalog.guards.anomaly.baselineDays * DAY_MS) / MINUTE_MS));
     });
@@ -778,16 +779,21 @@ export class AccountDO extends DurableObject<Env> {
     await this.ctx.storage.setAlarm(at);
   }
 
+  /** The next time anything is due: an undelivered outbox, a hold or grant expiry, or a record to prune. */
   private scheduleNextAlarm(ctx: CallContext): void {
-    const next: number[] = [];
-    if (this.hasPendingOutbox()) next.push(Date.now() + OUTBOX_RETRY_MS);
-    const hold = this.rows<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM holds WHERE state = 'active'")[0]?.t;
-    if (hold != null) next.push(Date.now() + Math.max(0, hold - ctx.now));
-    const grant = this.rows<{ t: number | null }>("SELECT MIN(expires_at) AS t FROM grants WHERE active = 1")[0]?.t;
-    if (grant != null) next.push(Date.now() + Math.max(0, grant - ctx.now));
-    // Pruning keeps the idempotency and decision tables bounded.
-    next.push(Date.now() + HOUR_MS);
-    void this.ensureAlarm(Math.min(...next));
+    const due: number[] = [];
+    const min = (query: string) => this.one<{ t: number | null }>(query).t;
+    if (this.hasPendingOutbox()) due.push(Date.now() + OUTBOX_RETRY_MS);
+    const inClock = (t: number | null, after = 0) => {
+      if (t !== null) due.push(Date.now() + Math.max(0, t + after - ctx.now));
+    };
+    inClock(min("SELECT MIN(expires_at) AS t FROM holds WHERE state = 'active'"));
+    inClock(min("SELECT MIN(expires_at) AS t FROM grants WHERE active = 1"));
+    inClock(min("SELECT MIN(created_at) AS t FROM idempotency"), IDEMPOTENCY_RETENTION_MS);
+    inClock(min("SELECT MIN(created_at) AS t FROM decisions"), DECISION_RETENTION_MS);
+    const delivered = min("SELECT MIN(delivered_at) AS t FROM outbox WHERE delivered_at IS NOT NULL");
+    if (delivered !== null) due.push(Math.max(Date.now(), delivered + DELIVERED_OUTBOX_RETENTION_MS));
+    if (due.length > 0) void this.ensureAlarm(Math.min(...due));
   }
 
   // ─────────────────────── views ───────────────────────
