@@ -554,7 +554,7 @@ export class AccountDO extends DurableObject<Env> {
       );
     }
     this.appendLedger(ctx, { kind: "charge", amount: s.amount, layer: s.layer, product, grantId: grantIdOf(s), ...meta });
-    if (s.layer === "grant") this.afterCreditSpend(ctx);
+    if (s.layer === "grant") this.afterCreditSpend(ctx, s.amount);
   }
 
   /** Returns a hold's reserved parts to their layers, each to the same window instance, grant or month it came from. */
@@ -690,9 +690,13 @@ export class AccountDO extends DurableObject<Env> {
     return { ...input, creditsPaused: true };
   }
 
-  private afterCreditSpend(ctx: CallContext): void {
-    const balance = this.creditBalance(ctx.now);
-    if (balance === 0) this.appendEvent(ctx, "credits.depleted", {});
+  /** `credits.low` / `credits.depleted` when a spend crosses the line, then the auto top-up check. */
+  private afterCreditSpend(ctx: CallContext, spent: number): void {
+    const after = this.creditBalance(ctx.now);
+    const before = after + spent;
+    const low = catalog.guards.lowBalanceMicroCredits;
+    if (after === 0) this.appendEvent(ctx, "credits.depleted", { balance: 0 });
+    else if (before >= low && after < low) this.appendEvent(ctx, "credits.low", { balance: after, threshold: low });
     this.maybeRequestTopUp(ctx);
   }
 

@@ -48,6 +48,8 @@ const guardsSchema = z.object({
   idempotencyRetentionHours: z.number().int().min(24),
   grantDefaults: z.object({ promo: z.number().int(), entitlement: z.number().int(), purchase: z.number().int() }),
   purchaseExpiryMonths: z.number().int().positive(),
+  /** `credits.low` fires when a spend takes the balance below this. */
+  lowBalanceMicroCredits: microCredits,
 });
 
 const c = (credits: number) => credits * CREDIT;
@@ -88,6 +90,7 @@ const rawCatalog = {
     idempotencyRetentionHours: 48,
     grantDefaults: { promo: 10, entitlement: 20, purchase: 30 },
     purchaseExpiryMonths: 12,
+    lowBalanceMicroCredits: c(5),
   },
 };
 

@@ -1,5 +1,6 @@
 import type { LedgerEntry, SettlementMessage, AccountEvent } from "./messages";
 import { LEDGER_KINDS } from "./messages";
+import { deliverWebhook } from "./webhooks";
 
 const MAX_BACKOFF_SECONDS = 300;
 
@@ -54,20 +55,40 @@ export async function settleBatch(batch: MessageBatch<SettlementMessage>, env: E
     }
   }
   if (planned.length === 0) return;
+  const settled: typeof planned = [];
   try {
     await env.DB.batch(planned.flatMap((p) => p.stmts));
-    for (const p of planned) p.msg.ack();
-    return;
+    settled.push(...planned);
   } catch (err) {
-    console.error(JSON.stringify({ event: "settlement.batch_failed", size: planned.length, error: err instanceof Error ? err.message : String(err) }));
-  }
-  for (const p of planned) {
-    try {
-      await env.DB.batch(p.stmts);
-      p.msg.ack();
-    } catch (err) {
-      console.error(JSON.stringify({ event: "settlement.retry", messageId: p.msg.id, attempts: p.msg.attempts, error: err instanceof Error ? err.message : String(err) }));
-      p.msg.retry({ delaySeconds: backoffSeconds(p.msg.attempts) });
+    console.error(JSON.stringify({ event: "settlement.batch_failed", size: planned.length, error: errorText(err) }));
+    for (const p of planned) {
+      try {
+        await env.DB.batch(p.stmts);
+        settled.push(p);
+      } catch (err) {
+        console.error(JSON.stringify({ event: "settlement.retry", messageId: p.msg.id, attempts: p.msg.attempts, error: errorText(err) }));
+        p.msg.retry({ delaySeconds: backoffSeconds(p.msg.attempts) });
+      }
     }
   }
+  // Ledger entries are done once in D1; an event is done once its webhook (if configured) is delivered.
+  await Promise.all(settled.map((p) => (p.msg.body.type === "event" ? deliverEvent(env, p.msg as Message<Extract<SettlementMessage, { type: "event" }>>) : p.msg.ack())));
 }
+
+async function deliverEvent(env: Env, msg: Message<Extract<SettlementMessage, { type: "event" }>>): Promise<void> {
+  if (!env.WEBHOOK_URL) return msg.ack();
+  const event = msg.body.event;
+  try {
+    const done = await env.DB.prepare("SELECT webhook_delivered_at FROM events WHERE id = ?").bind(event.id).first<{ webhook_delivered_at: number | null }>();
+    if (done?.webhook_delivered_at == null) {
+      await deliverWebhook(env, event);
+      await env.DB.prepare("UPDATE events SET webhook_delivered_at = ? WHERE id = ?").bind(Date.now(), event.id).run();
+    }
+    msg.ack();
+  } catch (err) {
+    console.error(JSON.stringify({ event: "webhook.retry", eventId: event.id, type: event.type, attempts: msg.attempts, error: errorText(err) }));
+    msg.retry({ delaySeconds: backoffSeconds(msg.attempts) });
+  }
+}
+
+const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));
