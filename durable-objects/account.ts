@@ -724,7 +724,7 @@ export class AccountDO extends DurableObject<Env> {
     const last = this.rows<{ requested_at: number }>("SELECT requested_at FROM top_ups ORDER BY requested_at DESC LIMIT 1")[0];
     if (last && ctx.now - last.requested_at < TOP_UP_COOLDOWN_MS) return;
     const month = monthKey(ctx.now);
-    const thisMonth = this.one<{ n: number }>("SELECT COUNT(*) AS n FROM top_ups WHERE month = ? AND state != 'failed'", month).n;
+    const thisMonth = this.one<{ n: number }>("SELECT COUNT(*) AS n FROM top_ups WHERE month = ?", month).n;
     if (thisMonth >= cfg.maxPerMonth) return;
     const topUpId = `tu_${crypto.randomUUID()}`;
     this.sql.exec("INSERT INTO top_ups (id, requested_at, amount, state, month) VALUES (?, ?, ?, 'pending', ?)", topUpId, ctx.now, cfg.amount, month);
