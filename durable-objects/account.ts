@@ -331,6 +331,11 @@ export class AccountDO extends DurableObject<Env> {
     });
   }
 
+  /** Records a signed panel link under the call's idempotency key, so a replay returns the same link. */
+  issuePanelLink(ctx: CallContext, link: { token: string; url: string; expiresAt: string }): Outcome {
+    return this.run(ctx, { mutating: true }, () => ({ status: 200, body: link }));
+  }
+
   // ───────────────────────────── alarm ─────────────────────────────
 
   /** Sweeps expiries, prunes bounded tables and re-sends undelivered outbox rows. */

@@ -7,6 +7,7 @@ import { accountRoutes } from "./routes/accounts";
 import { adminRoutes } from "./routes/admin";
 import { holdRoutes } from "./routes/holds";
 import { ledgerRoutes } from "./routes/ledger";
+import { panelRoutes } from "./routes/panel";
 import { catalogRoutes, publicRoutes } from "./routes/public";
 
 /** Request bodies above this size are refused with 413 before they are read. */
@@ -27,7 +28,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
 
   app.use("*", requestScope);
   app.use(
-    "/v1/*",
+    "*",
     bodyLimit({
       maxSize: MAX_BODY_BYTES,
       onError: () => {
@@ -46,6 +47,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route("/", holdRoutes);
   app.route("/", ledgerRoutes);
   app.route("/", adminRoutes);
+  app.route("/", panelRoutes);
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
   app.doc31("/openapi.json", {

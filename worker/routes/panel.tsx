@@ -1,0 +1,70 @@
+import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { Outcome } from "../../durable-objects/types";
+import type { AppEnv } from "../context";
+import { accountStub, callContext, respond } from "../context";
+import { ApiError } from "../errors";
+import { iso } from "../core/time";
+import { PanelError, PanelPage } from "../panel/page";
+import { PANEL_TOKEN_TTL_SECONDS, signPanelToken, verifyPanelToken } from "../panel/token";
+import { AccountParams, Product } from "../schemas";
+import { conflictResponse, errorResponses, idempotencyHeader } from "./common";
+
+export const panelRoutes = new OpenAPIHono<AppEnv>();
+
+const PanelLink = z.object({ token: z.string(), url: z.string(), expiresAt: z.string() });
+
+function panelSecret(env: Env): string {
+  if (!env.PANEL_SECRET) throw new ApiError("forbidden", "usage panel links are disabled: PANEL_SECRET is not set");
+  return env.PANEL_SECRET;
+}
+
+panelRoutes.openapi(
+  createRoute({
+    method: "post", path: "/v1/accounts/{id}/panel-token", tags: ["panel"], security: [{ bearer: [] }], parameters: [idempotencyHeader],
+    request: { params: AccountParams },
+    responses: { 200: { description: "a short-lived signed panel link", content: { "application/json": { schema: PanelLink } } }, ...errorResponses, ...conflictResponse },
+  }),
+  async (c) => {
+    const { id } = c.req.valid("param");
+    const expiresAt = c.get("now") + PANEL_TOKEN_TTL_SECONDS * 1000;
+    const token = await signPanelToken(panelSecret(c.env), id, expiresAt);
+    const base = c.env.PANEL_BASE_URL || new URL(c.req.url).origin;
+    const link = { token, url: `${base}/panel?token=${encodeURIComponent(token)}`, expiresAt: iso(expiresAt) };
+    return respond(c, await accountStub(c, id).issuePanelLink(await callContext(c, id), link)) as never;
+  },
+);
+
+panelRoutes.openapi(
+  createRoute({
+    method: "get", path: "/panel", tags: ["panel"],
+    request: { query: z.object({ token: z.string().max(1000).optional(), notice: z.string().max(40).optional() }) },
+    responses: { 200: { description: "the HTML usage panel", content: { "text/html": { schema: z.string() } } }, 401: { description: "expired or tampered link (HTML)", content: { "text/html": { schema: z.string() } } } },
+  }),
+  async (c) => {
+    const { token, notice } = c.req.valid("query");
+    const accountId = token && c.env.PANEL_SECRET ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now")) : null;
+    c.header("Cache-Control", "no-store");
+    c.header("Referrer-Policy", "no-referrer");
+    if (!accountId) return c.html(<PanelError message="This usage link has expired or is not valid. Ask the product for a new one." />, 401) as never;
+    const stub = accountStub(c, accountId);
+    const ctx = await callContext(c, accountId);
+    const outcome: Outcome = await stub.summary(ctx);
+    const spend = await stub.spendByDay(ctx, 7);
+    return c.html(<PanelPage summary={outcome.body} spend={spend} token={token!} now={c.get("now")} billingUrl={c.env.BILLING_URL} notice={notice} />, 200) as never;
+  },
+);
+
+/** The panel's same-origin form: the signed token is the credential, the form's nonce the idempotency key. */
+panelRoutes.post("/panel/resets", async (c) => {
+  const form = await c.req.parseBody();
+  const token = typeof form.token === "string" ? form.token : "";
+  const accountId = c.env.PANEL_SECRET ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now")) : null;
+  if (!accountId) return c.html(<PanelError message="This usage link has expired or is not valid. Ask the product for a new one." />, 401);
+  const product = Product.safeParse(form.product);
+  const nonce = typeof form.nonce === "string" && /^[A-Za-z0-9-]{1,64}$/.test(form.nonce) ? form.nonce : null;
+  if (!product.success || !nonce) throw new ApiError("invalid_request", "the form needs a product and a nonce");
+  const ctx = { ...(await callContext(c, accountId)), idempotency: { key: `panel:${nonce}`, fingerprint: `panel-reset:${product.data}` } };
+  const outcome = await accountStub(c, accountId).redeemBankedReset(ctx, product.data);
+  const notice = outcome.error ? outcome.error.code : "reset_used";
+  return c.redirect(`/panel?token=${encodeURIComponent(token)}&notice=${notice}`, 303);
+});
