@@ -34,6 +34,8 @@ export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
     setupFiles: ["./test/setup.ts"],
+    // One log line per decision is the engine's contract; print it only for failing tests.
+    silent: "passed-only",
     testTimeout: 60_000,
     hookTimeout: 60_000,
   },

@@ -32,6 +32,7 @@ describe("usage panel", () => {
     expect(html).toMatch(/data-testid="codex-fiveHour-pct">75% used/);
     expect(html).toMatch(/data-testid="balance">7\.00</);
     expect(html).toContain("<svg");
+    expect(html).toContain(".bar>div{");
   });
 
   it("refuses a tampered, foreign or expired token with a 401 page", async () => {

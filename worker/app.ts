@@ -1,4 +1,5 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import { swaggerUI } from "@hono/swagger-ui";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { idempotencyKey, requestScope, requireToken, type AppEnv } from "./context";
@@ -54,6 +55,8 @@ export function createApp(): OpenAPIHono<AppEnv> {
     openapi: "3.1.0",
     info: { title: "Usage access engine", version: "1.0.0", description: "How much is allowed, and from where. Amounts are integer micro-credits." },
   });
+
+  app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Usage access engine API" }));
 
   app.notFound((c) => c.json(errorBody("not_found", "no such route", c.get("requestId") ?? crypto.randomUUID()), 404));
   app.onError((err, c) => {

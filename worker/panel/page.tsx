@@ -1,3 +1,4 @@
+import { raw } from "hono/html";
 import type { FC } from "hono/jsx";
 import type { z } from "@hono/zod-openapi";
 import type { AccountSummary } from "../schemas";
@@ -20,9 +21,9 @@ export const credits = (micro: number) => (micro / 1_000_000).toLocaleString("en
 
 function untilText(resetsAt: string | null, now: number): string {
   if (!resetsAt) return "Not started: opens at your next request";
-  const ms = Date.parse(resetsAt) - now;
-  const h = Math.floor(ms / 3_600_000);
-  const m = Math.max(0, Math.ceil((ms % 3_600_000) / 60_000));
+  const minutes = Math.max(0, Math.ceil((Date.parse(resetsAt) - now) / 60_000));
+  const h = Math.floor(minutes / 60);
+  const m = minutes % 60;
   const d = Math.floor(h / 24);
   const span = d > 0 ? `${d}d ${h % 24}h` : h > 0 ? `${h}h ${m}m` : `${m}m`;
   return `Resets in ${span} (at ${resetsAt.slice(0, 16).replace("T", " ")} UTC)`;
@@ -37,7 +38,7 @@ const WindowBar: FC<{ label: string; w: WindowView; now: number; id: string }> =
         <span data-testid={`${id}-pct`}>{pct}% used</span>
       </div>
       <div class={`bar ${pct >= 100 ? "full" : ""}`} role="progressbar" aria-labelledby={id} aria-valuemin={0} aria-valuemax={100} aria-valuenow={pct}>
-        <div style={`width:${pct}%`} />
+        <div style={{ width: `${pct}%` }} />
       </div>
       <div class="row small">
         <span data-testid={`${id}-used`}>
@@ -87,7 +88,7 @@ section{background:#fff;border:1px solid #d0d4da;border-radius:8px;padding:16px;
 .window{margin:10px 0}.alert{border-color:#b3261e;background:#fdf0ef}.notice{border-color:#0b5cad;background:#eef4fb}
 a.button,button{display:inline-block;background:#0b5cad;color:#fff;border:0;border-radius:6px;padding:8px 14px;font:inherit;text-decoration:none;cursor:pointer}
 button:disabled{background:#6b7280;cursor:not-allowed}table{width:100%;border-collapse:collapse}th,td{text-align:left;padding:4px 6px;border-bottom:1px solid #e3e6ea}
-.chart{width:100%;height:auto;max-height:180px}label{margin-right:8px}select{font:inherit;padding:6px}
+.chart{width:100%;height:auto;max-height:180px}label{margin-right:8px}select{font:inherit;padding:6px;margin-right:8px}
 .sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
 `;
 
@@ -106,7 +107,7 @@ export const PanelPage: FC<PanelProps> = ({ summary, spend, token, now, billingU
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
         <title>Usage · {summary.accountId}</title>
-        <style>{STYLE}</style>
+        <style>{raw(STYLE)}</style>
       </head>
       <body>
         <main>
@@ -217,7 +218,7 @@ export const PanelError: FC<{ message: string }> = ({ message }) => (
       <meta charset="utf-8" />
       <meta name="viewport" content="width=device-width, initial-scale=1" />
       <title>Usage panel</title>
-      <style>{STYLE}</style>
+      <style>{raw(STYLE)}</style>
     </head>
     <body>
       <main>

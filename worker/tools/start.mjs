@@ -21,6 +21,7 @@ const migrate = spawnSync("wrangler", ["d1", "migrations", "apply", "DB", "--loc
 if (migrate.status !== 0) process.exit(migrate.status ?? 1);
 
 console.log(`Serving on http://localhost:${port}`);
-const dev = spawn("wrangler", ["dev", "--port", port, "--ip", "localhost"], { stdio: "inherit", env });
+// Extra arguments go to wrangler dev (e.g. `npm start -- --var BILLING_URL:https://…`).
+const dev = spawn("wrangler", ["dev", "--port", port, "--ip", "localhost", ...process.argv.slice(2)], { stdio: "inherit", env });
 for (const sig of ["SIGINT", "SIGTERM"]) process.on(sig, () => dev.kill(sig));
 dev.on("exit", (code) => process.exit(code ?? 0));

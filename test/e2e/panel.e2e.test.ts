@@ -1,0 +1,103 @@
+// Browser test: the usage panel in Debian's Chromium against the engine started with `npm start`.
+// Runs on Node's test runner (`npm run test:e2e`), outside workerd, because it drives a real browser.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdirSync, readFileSync } from "node:fs";
+import { chromium, type Browser } from "playwright-core";
+import { EngineClient, isError } from "../../worker/client.ts";
+
+const PORT = process.env.E2E_PORT ?? "8797";
+const BASE = `http://localhost:${PORT}`;
+const BILLING = "https://billing.example/add-credits";
+const ARTIFACTS = "artifacts/e2e";
+const credits = (micro: number) => (micro / 1_000_000).toFixed(2);
+
+let engine: ChildProcess;
+let browser: Browser;
+let service: EngineClient;
+let admin: EngineClient;
+
+async function waitForHealth(deadline: number): Promise<void> {
+  while (Date.now() < deadline) {
+    try {
+      if ((await fetch(`${BASE}/health`)).ok) return;
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  throw new Error("the engine did not start within the deadline");
+}
+
+before(async () => {
+  mkdirSync(ARTIFACTS, { recursive: true });
+  engine = spawn("node", ["worker/tools/start.mjs", "--var", `BILLING_URL:${BILLING}`], { env: { ...process.env, PORT }, stdio: ["ignore", "ignore", "inherit"], detached: true });
+  await waitForHealth(Date.now() + 90_000);
+  const vars = Object.fromEntries(readFileSync(".dev.vars", "utf8").split("\n").filter(Boolean).map((l) => l.split(/=(.*)/s).slice(0, 2)));
+  service = new EngineClient({ baseUrl: BASE, token: vars.SERVICE_TOKEN });
+  admin = new EngineClient({ baseUrl: BASE, token: vars.ADMIN_TOKEN });
+  browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  if (engine?.pid) process.kill(-engine.pid, "SIGTERM");
+});
+
+test("the panel matches GET account, redeems a banked reset by a click, and shows the limit prompt", async () => {
+  const id = `e2e_${Date.now().toString(36)}`;
+  // A first charge makes the account exist; a bonus banked reset is granted to existing accounts.
+  assert.equal((await service.consume(id, { product: "codex", cost: 100_000 })).status, 200);
+  assert.equal((await admin.globalReset({ reason: "e2e bonus", scope: { products: ["codex"] }, grantBankedResets: { count: 1, expiresInHours: 48 } })).status, 200);
+  // Usage in both windows of codex, some grants, and sora at its limit.
+  assert.equal((await service.consume(id, { product: "codex", cost: 1_500_000 })).status, 200);
+  assert.equal((await service.addCredits(id, { amount: 3_000_000, kind: "purchase" })).status, 201);
+  assert.equal((await service.addCredits(id, { amount: 1_000_000, kind: "promo", expiresAt: new Date(Date.now() + 30 * 86_400_000).toISOString(), products: ["sora"] })).status, 201);
+  assert.equal((await service.consume(id, { product: "sora", cost: 1_500_000 })).status, 200);
+
+  const summary = await service.account(id);
+  assert.ok(!isError(summary.body));
+  const acct = summary.body;
+  assert.equal(acct.bankedResets.available, 1);
+  const link = await service.panelToken(id);
+  assert.ok(!isError(link.body));
+
+  const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
+  await page.goto(link.body.url.replace(/^https?:\/\/[^/]+/, BASE));
+  const text = async (testId: string) => (await page.getByTestId(testId).textContent())?.trim() ?? "";
+
+  const pct = (u: number, l: number) => `${Math.min(100, Math.round((u / l) * 100))}% used`;
+  for (const p of ["codex", "sora"] as const)
+    for (const w of ["fiveHour", "weekly"] as const) {
+      const v = acct.products[p][w];
+      assert.equal(await text(`${p}-${w}-pct`), pct(v.used, v.limit), `${p} ${w} %`);
+      assert.equal(await text(`${p}-${w}-used`), `${credits(v.used)} of ${credits(v.limit)} credits`);
+    }
+  assert.equal(await text("balance"), credits(acct.credits.balance));
+  assert.equal(await page.getByTestId("grant").count(), acct.credits.grants.length);
+  assert.match(await text("banked-available"), /^1 of 3 available/);
+  assert.equal(await page.getByRole("link", { name: "Add credits" }).getAttribute("href"), BILLING);
+  await page.screenshot({ path: `${ARTIFACTS}/panel-desktop.png`, fullPage: true });
+
+  await page.setViewportSize({ width: 360, height: 1600 });
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `no horizontal overflow at 360 px (was ${overflow})`);
+  await page.screenshot({ path: `${ARTIFACTS}/panel-360.png`, fullPage: true });
+
+  await page.setViewportSize({ width: 1280, height: 1400 });
+  await page.getByLabel("Product").selectOption("codex");
+  await page.getByRole("button", { name: "Use a banked reset" }).click();
+  await page.waitForURL(/notice=reset_used/);
+  const afterReset = await service.account(id);
+  assert.ok(!isError(afterReset.body));
+  assert.equal(afterReset.body.bankedResets.available, 0);
+  assert.equal(afterReset.body.products.codex.fiveHour.used, 0);
+  assert.equal(await text("codex-fiveHour-pct"), "0% used");
+  assert.match(await text("banked-available"), /^0 of 3 available/);
+  await page.screenshot({ path: `${ARTIFACTS}/panel-after-reset.png`, fullPage: true });
+  await page.close();
+});
