@@ -1,5 +1,5 @@
 import { DurableObject } from "cloudflare:workers";
-import { catalog, DEFAULT_PLAN, planFor, PRODUCTS, type Plan, type PlanId, type Product } from "../worker/catalog";
+import { catalog, DEFAULT_PLAN, planFor, PRODUCTS, WEEK_MS, type Plan, type PlanId, type Product } from "../worker/catalog";
 import { ApiError } from "../worker/errors";
 import { addMonths, iso, isoOrNull, monthKey, utcDayStart } from "../worker/core/time";
 import {
@@ -10,7 +10,7 @@ import {
   settleReservation,
   type GrantState,
   type Source,
-  windowCapacity,
+  type Decision,
   type WaterfallInput,
 } from "../worker/core/waterfall";
 import {
@@ -25,7 +25,8 @@ import {
 } from "../worker/core/windows";
 import { anomalyThreshold } from "../worker/core/guards";
 import type { AccountEvent, LedgerEntry, SettlementMessage } from "../worker/settlement/messages";
-import { ACCOUNT_SCHEMA, SCHEMA_VERSION } from "./schema";
+import { ACCOUNT_SCHEMA, SCHEMA_MIGRATIONS, SCHEMA_VERSION } from "./schema";
+import { resetControl } from "../worker/resets";
 import type { AutoTopUpConfig, CallContext, Charge, GrantRequest, Outcome, ResetEpoch } from "./types";
 
 type Row = Record<string, SqlStorageValue>;
@@ -43,6 +44,7 @@ interface AccountRow {
   banked_accrued_at: number;
   clock_offset: number;
   charged_total: number;
+  resumed_at: number | null;
 }
 
 interface HoldRow {
@@ -98,8 +100,10 @@ export class AccountDO extends DurableObject<Env> {
     this.settlement = env.SETTLEMENT as Queue<SettlementMessage>;
     ctx.storage.transactionSync(() => {
       for (const stmt of ACCOUNT_SCHEMA) this.sql.exec(stmt);
-      const v = this.sql.exec("SELECT version FROM schema_version").toArray();
-      if (v.length === 0) this.sql.exec("INSERT INTO schema_version (version) VALUES (?)", SCHEMA_VERSION);
+      const row = this.sql.exec<{ version: number }>("SELECT version FROM schema_version").toArray()[0];
+      if (!row) this.sql.exec("INSERT INTO schema_version (version) VALUES (1)");
+      for (let v = (row?.version ?? 1) + 1; v <= SCHEMA_VERSION; v++) for (const stmt of SCHEMA_MIGRATIONS[v]) this.sql.exec(stmt);
+      this.sql.exec("UPDATE schema_version SET version = ?", SCHEMA_VERSION);
     });
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAt = await ctx.storage.getAlarm();
@@ -109,7 +113,7 @@ export class AccountDO extends DurableObject<Env> {
   // ───────────────────────────── RPC: reads ─────────────────────────────
 
   /** The account summary (SPEC §8). Expiries due at `now` are applied first. */
-  summary(ctx: CallContext): Outcome {
+  summary(ctx: CallContext): Promise<Outcome> {
     return this.run(ctx, { mutating: false }, () => ({ status: 200, body: this.summaryBody(ctx.now) }));
   }
 
@@ -141,12 +145,10 @@ export class AccountDO extends DurableObject<Env> {
 
   // ──────────────────────────── RPC: metering ────────────────────────────
 
-  consume(ctx: CallContext, charge: Charge): Outcome {
+  consume(ctx: CallContext, charge: Charge): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
       const decisionId = crypto.randomUUID();
-      const input = this.waterfallInput(charge.product, ctx.now);
-      const guarded = this.guardAnomaly(input, charge.cost, ctx);
-      const decision = decide(guarded, charge.cost);
+      const decision = this.decideGuarded(charge, ctx);
       this.logDecision(decisionId, ctx, charge, decision.allowed ? null : decision.reason, decision.allowed ? decision.sources : null);
       if (!decision.allowed) {
         return { status: 429, body: { decisionId, ...this.denialJson(decision), account: this.summaryBody(ctx.now) } };
@@ -166,11 +168,10 @@ export class AccountDO extends DurableObject<Env> {
     });
   }
 
-  createHold(ctx: CallContext, charge: Charge, ttlSeconds: number): Outcome {
+  createHold(ctx: CallContext, charge: Charge, ttlSeconds: number): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
       const holdId = crypto.randomUUID();
-      const input = this.waterfallInput(charge.product, ctx.now);
-      const decision = decide(this.guardAnomaly(input, charge.cost, ctx), charge.cost);
+      const decision = this.decideGuarded(charge, ctx);
       this.logDecision(holdId, ctx, charge, decision.allowed ? null : decision.reason, decision.allowed ? decision.sources : null);
       if (!decision.allowed) return { status: 429, body: { holdId: null, ...this.denialJson(decision), account: this.summaryBody(ctx.now) } };
       const windowOpened: Record<WindowKind, number | null> = { fiveHour: null, weekly: null };
@@ -189,7 +190,7 @@ export class AccountDO extends DurableObject<Env> {
     });
   }
 
-  settleHold(ctx: CallContext, holdId: string, actual: number, rateCardVersion?: string): Outcome {
+  settleHold(ctx: CallContext, holdId: string, actual: number, rateCardVersion?: string): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
       const hold = this.activeHold(holdId);
       const reserved = JSON.parse(hold.sources) as Source[];
@@ -197,6 +198,7 @@ export class AccountDO extends DurableObject<Env> {
       // Ledger: the whole reservation is released, then the actual cost is charged.
       this.giveBack(hold, reserved, ctx, settlement.released);
       for (const s of settlement.charged) this.recordCharge(hold.product, s, ctx, { holdId, rateCardVersion });
+      this.sql.exec("UPDATE holds SET state = 'settled' WHERE id = ?", holdId);
       let extraSources: Source[] = [];
       let writtenOff = 0;
       if (settlement.extra > 0) {
@@ -207,7 +209,6 @@ export class AccountDO extends DurableObject<Env> {
         writtenOff = uncovered;
         if (uncovered > 0) this.appendLedger(ctx, { kind: "write_off", amount: uncovered, product: hold.product, holdId, note: "settled above hold; nothing covered the rest" });
       }
-      this.sql.exec("UPDATE holds SET state = 'settled' WHERE id = ?", holdId);
       const released = settlement.released.reduce((s, x) => s + x.amount, 0);
       return {
         status: 200,
@@ -223,7 +224,7 @@ export class AccountDO extends DurableObject<Env> {
     });
   }
 
-  releaseHold(ctx: CallContext, holdId: string): Outcome {
+  releaseHold(ctx: CallContext, holdId: string): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
       const hold = this.activeHold(holdId);
       const reserved = JSON.parse(hold.sources) as Source[];
@@ -235,7 +236,7 @@ export class AccountDO extends DurableObject<Env> {
 
   // ──────────────────────────── RPC: billing ────────────────────────────
 
-  addCredits(ctx: CallContext, req: GrantRequest): Outcome {
+  addCredits(ctx: CallContext, req: GrantRequest): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
       const expiresAt = req.expiresAt ?? (req.kind === "purchase" ? addMonths(ctx.now, catalog.guards.purchaseExpiryMonths) : null);
       if (req.kind === "promo" && req.expiresAt === undefined) throw new ApiError("invalid_request", "a promo grant requires expiresAt", { field: "expiresAt" });
@@ -258,7 +259,7 @@ export class AccountDO extends DurableObject<Env> {
   }
 
   /** A compensating credit (SPEC §6): a new grant plus a `refund` entry; nothing earlier is edited. */
-  refund(ctx: CallContext, req: { amount: number; reason: string; entryId?: string }): Outcome {
+  refund(ctx: CallContext, req: { amount: number; reason: string; entryId?: string }): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
       const grant: GrantState = {
         id: crypto.randomUUID(),
@@ -275,7 +276,7 @@ export class AccountDO extends DurableObject<Env> {
     });
   }
 
-  setPlan(ctx: CallContext, plan: PlanId): Outcome {
+  setPlan(ctx: CallContext, plan: PlanId): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
       const account = this.accountRow()!;
       if (account.plan !== plan) {
@@ -286,7 +287,7 @@ export class AccountDO extends DurableObject<Env> {
     });
   }
 
-  setAutoTopUp(ctx: CallContext, config: AutoTopUpConfig): Outcome {
+  setAutoTopUp(ctx: CallContext, config: AutoTopUpConfig): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
       const plan = planFor(this.accountRow()!.plan);
       if (config.enabled && !plan.autoTopUpAllowed) throw new ApiError("auto_top_up_not_allowed", `plan '${plan.id}' does not allow auto top-up`);
@@ -296,20 +297,20 @@ export class AccountDO extends DurableObject<Env> {
     });
   }
 
-  setSpendCap(ctx: CallContext, dailyLimit: number | null): Outcome {
+  setSpendCap(ctx: CallContext, dailyLimit: number | null): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
       this.sql.exec("UPDATE account SET spend_cap = ? WHERE singleton = 1", dailyLimit);
       return { status: 200, body: this.summaryBody(ctx.now) };
     });
   }
 
-  resume(ctx: CallContext, operator: string): Outcome {
+  resume(ctx: CallContext, operator: string): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
       const wasPaused = this.accountRow()!.paused === 1;
-      // Resuming also clears the trailing minutes, so the same burst does not pause the account again at once.
-      this.sql.exec("UPDATE account SET paused = 0 WHERE singleton = 1");
       if (wasPaused) {
-        this.sql.exec("DELETE FROM spend_minutes WHERE minute >= ?", Math.floor((ctx.now - catalog.guards.anomaly.trailingMinutes * MINUTE_MS) / MINUTE_MS));
+        // The trailing window restarts after the resume (from the next whole minute), so the burst that
+        // caused the pause does not pause the account again at once; the spend itself stays on record.
+        this.sql.exec("UPDATE account SET paused = 0, resumed_at = ? WHERE singleton = 1", ctx.now);
         this.appendEvent(ctx, "account.credits_resumed", { operator });
       }
       return { status: 200, body: { resumed: wasPaused, account: this.summaryBody(ctx.now) } };
@@ -317,13 +318,14 @@ export class AccountDO extends DurableObject<Env> {
   }
 
   /** Redeems the soonest-expiring banked reset and zeroes the product's windows (SPEC §5). */
-  redeemBankedReset(ctx: CallContext, product: Product): Outcome {
+  redeemBankedReset(ctx: CallContext, product: Product): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
       const item = this.availableBankedResets(ctx.now)[0];
       if (!item) throw new ApiError("no_banked_reset", "no banked reset is available");
       const forgiven = Math.max(...WINDOW_KINDS.map((k) => this.window(product, k, ctx.now).used));
       if (forgiven === 0) throw new ApiError("nothing_to_reset", `the ${product} windows are already empty; the banked reset was kept`);
       for (const kind of WINDOW_KINDS) this.putWindow(product, kind, { openedAt: null, used: 0 });
+      this.sql.exec("DELETE FROM window_charges WHERE product = ?", product);
       this.sql.exec("UPDATE banked_resets SET used_at = ? WHERE id = ?", ctx.now, item.id);
       const resetId = this.appendLedger(ctx, { kind: "reset", amount: forgiven, product, note: `banked:${item.id}` });
       this.appendEvent(ctx, "reset.applied", { resetId, product, bankedResetId: item.id, forgiven });
@@ -332,7 +334,7 @@ export class AccountDO extends DurableObject<Env> {
   }
 
   /** Records a signed panel link under the call's idempotency key, so a replay returns the same link. */
-  issuePanelLink(ctx: CallContext, link: { token: string; url: string; expiresAt: string }): Outcome {
+  issuePanelLink(ctx: CallContext, link: { token: string; url: string; expiresAt: string }): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => ({ status: 200, body: link }));
   }
 
@@ -350,6 +352,7 @@ export class AccountDO extends DurableObject<Env> {
       this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - IDEMPOTENCY_RETENTION_MS);
       this.sql.exec("DELETE FROM decisions WHERE created_at < ?", now - DECISION_RETENTION_MS);
       this.sql.exec("DELETE FROM holds WHERE state != 'active' AND expires_at < ?", now - DECISION_RETENTION_MS);
+      this.sql.exec("DELETE FROM window_charges WHERE at < ?", now - WEEK_MS);
       this.sql.exec("DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ?", Date.now() - DELIVERED_OUTBOX_RETENTION_MS);
       this.sql.exec("DELETE FROM spend_minutes WHERE minute < ?", Math.floor((now - catalog.guards.anomaly.baselineDays * DAY_MS) / MINUTE_MS));
     });
@@ -388,7 +391,8 @@ export class AccountDO extends DurableObject<Env> {
    * idempotency key in the same transaction, so a duplicate can never take effect twice.
    * Only successful answers are remembered: a denial or an error changed nothing, so a retry re-decides.
    */
-  private run(ctx: CallContext, opts: { mutating: boolean }, work: () => Result): Outcome {
+  private async run(given: CallContext, opts: { mutating: boolean }, work: () => Result): Promise<Outcome> {
+    const ctx = await this.withMissedResets(given);
     let outcome: Outcome;
     try {
       outcome = this.ctx.storage.transactionSync((): Outcome => {
@@ -428,6 +432,17 @@ export class AccountDO extends DurableObject<Env> {
       void this.ensureAlarm(Date.now() + OUTBOX_RETRY_MS);
     }
     return outcome;
+  }
+
+  /**
+   * The caller hands over only the latest global resets. An object idle through more of them than that
+   * reads the ones it missed from the control object, so no reset is skipped.
+   */
+  private async withMissedResets(ctx: CallContext): Promise<CallContext> {
+    const seen = this.accountRow()?.reset_seq;
+    const oldest = ctx.resets?.[0]?.seq;
+    if (seen === undefined || oldest === undefined || oldest <= seen + 1) return ctx;
+    return { ...ctx, resets: await resetControl(this.env).epochsAfter(seen) };
   }
 
   /** Everything time does to an account, applied before any decision reads it. */
@@ -510,7 +525,7 @@ export class AccountDO extends DurableObject<Env> {
     const account = this.accountRow()!;
     const plan = planFor(account.plan);
     const limits = plan.windows[product];
-    const spendCapRemaining = account.spend_cap === null ? null : Math.max(0, account.spend_cap - this.spentSince(utcDayStart(now)));
+    const spendCapRemaining = account.spend_cap === null ? null : Math.max(0, account.spend_cap - this.spentSince(utcDayStart(now)) - this.heldCredits());
     return {
       now,
       product,
@@ -531,6 +546,7 @@ export class AccountDO extends DurableObject<Env> {
   private takeFromSource(product: Product, s: Source, now: number): void {
     if (s.layer === "window") {
       for (const kind of WINDOW_KINDS) this.putWindow(product, kind, chargeWindow(this.window(product, kind, now), kind, s.amount, now));
+      this.sql.exec("INSERT INTO window_charges (product, at, amount) VALUES (?, ?, ?)", product, now, s.amount);
     } else if (s.layer === "grant") {
       this.sql.exec("UPDATE grants SET remaining = remaining - ?, active = CASE WHEN remaining - ? > 0 THEN 1 ELSE 0 END WHERE id = ?", s.amount, s.amount, s.grantId);
     } else {
@@ -572,6 +588,9 @@ export class AccountDO extends DurableObject<Env> {
           const at = opened[kind];
           if (at !== null) this.putWindow(hold.product, kind, releaseWindow(this.window(hold.product, kind, ctx.now), kind, s.amount, at, ctx.now));
         }
+        // Only a reservation still in the current windows is given back, so only then does the journal shrink.
+        if (opened.weekly !== null && this.window(hold.product, "weekly", ctx.now).openedAt === opened.weekly)
+          this.sql.exec("INSERT INTO window_charges (product, at, amount) VALUES (?, ?, ?)", hold.product, ctx.now, -s.amount);
       } else if (s.layer === "grant") {
         // An expired grant gets its reservation back and the expiry sweep records the remainder as expired.
         this.sql.exec("UPDATE grants SET remaining = remaining + ?, active = 1 WHERE id = ?", s.amount, s.grantId);
@@ -653,11 +672,15 @@ export class AccountDO extends DurableObject<Env> {
       for (const product of r.products ?? PRODUCTS) {
         for (const kind of WINDOW_KINDS) {
           const w = this.window(product, kind, ctx.now);
-          if (w.openedAt !== null && w.openedAt <= r.effectiveAt) {
-            forgiven = Math.max(forgiven, w.used);
-            this.putWindow(product, kind, { openedAt: null, used: 0 });
-          }
+          if (w.openedAt === null || w.openedAt > r.effectiveAt) continue;
+          // Usage recorded after effectiveAt (before this object saw the reset) still counts.
+          const after = Math.max(0, this.one<{ s: number | null }>(
+            "SELECT SUM(amount) AS s FROM window_charges WHERE product = ? AND at > ? AND at >= ?", product, r.effectiveAt, w.openedAt,
+          ).s ?? 0);
+          forgiven = Math.max(forgiven, w.used - after);
+          this.putWindow(product, kind, after > 0 ? { openedAt: w.openedAt, used: Math.min(after, w.used) } : { openedAt: null, used: 0 });
         }
+        this.sql.exec("DELETE FROM window_charges WHERE product = ? AND at <= ?", product, r.effectiveAt);
       }
       const rule = planFor(planThen).bankedResets;
       if (r.bankedResets === "restore" && rule) {
@@ -677,22 +700,34 @@ export class AccountDO extends DurableObject<Env> {
   // ─────────────────────── drain guards ───────────────────────
 
   /**
-   * Anomaly pause (SPEC §4): if this decision's credit part would take the trailing spend above
-   * max(floor, multiplier × the 7-day average for that span), spending pauses before the charge, not after.
+   * The waterfall with the anomaly guard (SPEC §4): if an allowed decision's credit part would take the
+   * trailing spend (held credits included) above max(floor, multiplier × the baseline average), credit
+   * spending pauses and the decision is taken again as paused — before any charge, not after.
    */
-  private guardAnomaly(input: WaterfallInput, cost: number, ctx: CallContext): WaterfallInput {
-    const now = ctx.now;
-    if (input.creditsPaused) return input;
-    const creditPart = cost - Math.min(cost, windowCapacity(input.windows));
-    if (creditPart === 0) return input;
+  private decideGuarded(charge: Charge, ctx: CallContext): Decision {
+    const input = this.waterfallInput(charge.product, ctx.now);
+    const decision = decide(input, charge.cost);
+    if (!decision.allowed) return decision;
+    const creditPart = decision.sources.reduce((sum, s) => sum + (s.layer === "window" ? 0 : s.amount), 0);
+    if (creditPart === 0) return decision;
     const g = catalog.guards.anomaly;
-    const trailing = this.spentSince(now - g.trailingMinutes * MINUTE_MS + MINUTE_MS);
-    if (trailing + creditPart <= g.floorMicroCredits) return input;
-    const threshold = anomalyThreshold(g, this.spentSince(now - g.baselineDays * DAY_MS));
-    if (trailing + creditPart <= threshold) return input;
+    const account = this.accountRow()!;
+    const from = Math.max(ctx.now - (g.trailingMinutes - 1) * MINUTE_MS, account.resumed_at === null ? 0 : account.resumed_at + MINUTE_MS);
+    const trailing = this.spentSince(from) + this.heldCredits();
+    if (trailing + creditPart <= g.floorMicroCredits) return decision;
+    const threshold = anomalyThreshold(g, this.spentSince(ctx.now - g.baselineDays * DAY_MS));
+    if (trailing + creditPart <= threshold) return decision;
     this.sql.exec("UPDATE account SET paused = 1 WHERE singleton = 1");
     this.appendEvent(ctx, "account.credits_paused", { trailingSpend: trailing, attempted: creditPart, threshold });
-    return { ...input, creditsPaused: true };
+    return decide({ ...input, creditsPaused: true }, charge.cost);
+  }
+
+  /** Credits (grant and flex parts) reserved by active holds: they count toward the guards as if spent. */
+  private heldCredits(): number {
+    let held = 0;
+    for (const h of this.rows<{ sources: string }>("SELECT sources FROM holds WHERE state = 'active'"))
+      for (const s of JSON.parse(h.sources) as Source[]) if (s.layer !== "window") held += s.amount;
+    return held;
   }
 
   /** `credits.low` / `credits.depleted` when a spend crosses the line, then the auto top-up check. */

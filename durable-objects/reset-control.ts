@@ -85,6 +85,11 @@ export class ResetControlDO extends DurableObject<Env> {
       .map(toEpoch);
   }
 
+  /** Every reset after `seq`, oldest first: for an account object that missed more than the published ones. */
+  epochsAfter(seq: number): ResetEpoch[] {
+    return this.sql.exec<ResetRow>("SELECT * FROM resets WHERE seq > ? ORDER BY seq", seq).toArray().map(toEpoch);
+  }
+
   byId(resetId: string): (ResetEpoch & { reason: string; actor: string }) | null {
     const r = this.sql.exec<ResetRow>("SELECT * FROM resets WHERE reset_id = ?", resetId).toArray()[0];
     return r ? { ...toEpoch(r), reason: r.reason, actor: r.actor } : null;

@@ -1,5 +1,5 @@
 /** SQLite schema of the account object. Bump SCHEMA_VERSION and append statements to change it. */
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 
 export const ACCOUNT_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`,
@@ -50,3 +50,13 @@ export const ACCOUNT_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS top_ups (
      id TEXT PRIMARY KEY, requested_at INTEGER NOT NULL, amount INTEGER NOT NULL, state TEXT NOT NULL, month TEXT NOT NULL)`,
 ];
+
+/** Steps from one schema version to the next, applied in order by the object's constructor. */
+export const SCHEMA_MIGRATIONS: Record<number, string[]> = {
+  2: [
+    `ALTER TABLE account ADD COLUMN resumed_at INTEGER`,
+    // Window charges of the last week: lets a global reset forgive exactly what came before its effectiveAt.
+    `CREATE TABLE IF NOT EXISTS window_charges (product TEXT NOT NULL, at INTEGER NOT NULL, amount INTEGER NOT NULL)`,
+    `CREATE INDEX IF NOT EXISTS window_charges_at ON window_charges (product, at)`,
+  ],
+};

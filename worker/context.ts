@@ -19,7 +19,8 @@ export const requestScope: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (testNow === undefined) c.set("now", Date.now());
   else {
     if (c.env.TEST_CLOCK !== "enabled") throw new ApiError("test_clock_disabled", "X-Test-Now is refused unless TEST_CLOCK is enabled");
-    const ms = /^\d{1,15}$/.test(testNow) ? Number(testNow) : Date.parse(testNow);
+    const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/;
+    const ms = /^\d{1,15}$/.test(testNow) ? Number(testNow) : iso.test(testNow) ? Date.parse(testNow) : Number.NaN;
     if (!Number.isFinite(ms) || ms <= 0) throw new ApiError("invalid_request", "X-Test-Now must be epoch milliseconds or an ISO-8601 time");
     c.set("now", ms);
   }
@@ -67,6 +68,9 @@ export const idempotencyKey: MiddlewareHandler<AppEnv> = async (c, next) => {
   const key = c.req.header("Idempotency-Key");
   if (!key || !/^[\x21-\x7e]{1,255}$/.test(key)) throw new ApiError("invalid_request", "an Idempotency-Key header of 1 to 255 visible ASCII characters is required");
   const text = await c.req.text();
+  // Bodies are JSON: one sent under another media type would otherwise skip validation.
+  const type = c.req.header("Content-Type") ?? "";
+  if (text !== "" && !/^application\/json\b/i.test(type)) throw new ApiError("invalid_request", "request bodies must be sent as Content-Type: application/json");
   let payload: string;
   try {
     payload = text === "" ? "" : canonical(JSON.parse(text));
