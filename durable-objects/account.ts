@@ -118,14 +118,16 @@ export class AccountDO extends DurableObject<Env> {
   }
 
   /** The object's own totals, for reconciliation against the D1 ledger. */
-  reconciliationState(): { accountId: string | null; creditPosition: number; chargedTotal: number; pendingOutbox: number } {
+  reconciliationState(): { accountId: string | null; creditPosition: number; chargedTotal: number; pendingOutbox: number; sentLastMinute: number } {
     const account = this.accountRow();
     const remaining = this.one<{ s: number | null }>("SELECT SUM(remaining) AS s FROM grants").s ?? 0;
     let held = 0;
     for (const h of this.rows<HoldRow>("SELECT * FROM holds WHERE state = 'active'"))
       for (const s of JSON.parse(h.sources) as Source[]) if (s.layer === "grant") held += s.amount;
     const pending = this.one<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL").n;
-    return { accountId: account?.account_id ?? null, creditPosition: remaining + held, chargedTotal: account?.charged_total ?? 0, pendingOutbox: pending };
+    // Sent but perhaps not yet written to D1 by the consumer: drift that is still in flight.
+    const recent = this.one<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at > ?", Date.now() - 60_000).n;
+    return { accountId: account?.account_id ?? null, creditPosition: remaining + held, chargedTotal: account?.charged_total ?? 0, pendingOutbox: pending, sentLastMinute: recent };
   }
 
   holdProduct(holdId: string): Product | null {

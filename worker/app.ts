@@ -63,8 +63,11 @@ export function createApp(): OpenAPIHono<AppEnv> {
     const requestId = c.get("requestId") ?? crypto.randomUUID();
     c.header("X-Request-Id", requestId);
     if (err instanceof ApiError) return c.json(errorBody(err.code, err.message, requestId, err.details), err.status);
-    if (err instanceof HTTPException && err.status === 400) return c.json(errorBody("invalid_request", "the request body is not valid JSON", requestId), 400);
     if (err instanceof HTTPException && err.status === 413) return c.json(errorBody("payload_too_large", "request body too large", requestId), 413);
+    if (err instanceof HTTPException && err.status < 500) {
+      const message = err.status === 400 ? "the request body is not valid JSON" : "the request is not valid";
+      return c.json(errorBody("invalid_request", message, requestId), 400);
+    }
     // Unknown errors are logged with the request id and answered without internals.
     console.error(JSON.stringify({ event: "internal_error", requestId, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err), stack: err instanceof Error ? err.stack : undefined }));
     return c.json(errorBody("internal_error", "internal error", requestId), 500);

@@ -140,7 +140,7 @@ export const LedgerEntry = z.object({
   createdAt: IsoTime,
 });
 export const LedgerPage = z.object({ entries: z.array(LedgerEntry), nextCursor: z.string().nullable() });
-export const Drift = z.object({ accountId: z.string(), expected: z.number(), actual: z.number(), chargedExpected: z.number(), chargedActual: z.number(), pendingOutbox: z.number() });
+export const Drift = z.object({ accountId: z.string(), expected: z.number(), actual: z.number(), chargedExpected: z.number(), chargedActual: z.number(), pendingOutbox: z.number(), sentLastMinute: z.number() });
 export const ReconciliationReport = z.object({ checked: z.number(), drifted: z.array(Drift) });
 export const ResetCreated = z.object({ resetId: z.string(), effectiveAt: IsoTime });
 export const ErrorShape = z

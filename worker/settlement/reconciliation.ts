@@ -8,8 +8,10 @@ export interface Drift {
   actual: number;
   chargedExpected: number;
   chargedActual: number;
-  /** outbox entries not yet delivered: drift that is still in flight */
+  /** outbox entries not yet sent to the queue */
   pendingOutbox: number;
+  /** entries sent in the last minute, which the consumer may not have written yet */
+  sentLastMinute: number;
 }
 
 /**
@@ -45,6 +47,7 @@ export async function reconcileAccount(env: Env, accountId: string): Promise<Dri
     chargedExpected: state.chargedTotal,
     chargedActual: totals.charged,
     pendingOutbox: state.pendingOutbox,
+    sentLastMinute: state.sentLastMinute,
   };
 }
 
