@@ -1,4 +1,4 @@
-import { defineConfig } from "vitest/config";
+import { configDefaults, defineConfig } from "vitest/config";
 import { cloudflareTest, readD1Migrations } from "@cloudflare/vitest-plugin";
 
 /**
@@ -33,6 +33,8 @@ export default defineConfig({
   ],
   test: {
     include: ["test/**/*.test.ts"],
+    // The browser test runs on Node's test runner against `npm start`, not inside workerd.
+    exclude: [...configDefaults.exclude, "test/e2e/**"],
     setupFiles: ["./test/setup.ts"],
     // One log line per decision is the engine's contract; print it only for failing tests.
     silent: "passed-only",
