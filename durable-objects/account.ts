@@ -362,28 +362,37 @@ export class AccountDO extends DurableObject<Env> {
     this.scheduleNextAlarm(ctx);
   }
 
-  /** Sends every undelivered outbox row to the queue, oldest first, marking rows delivered only after the send succeeded. */
+  /**
+   * Sends every undelivered outbox row to the queue, oldest first, marking rows delivered only after the
+   * send succeeded. One drain at a time; a call during a drain joins it (the drain loops until empty).
+   */
   flushOutbox(): Promise<void> {
-    this.flushing ??= (async () => {
-      try {
-        for (;;) {
-          const rows = this.rows<{ seq: number; message: string }>(
-            "SELECT seq, message FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?", OUTBOX_SEND_BATCH,
-          );
-          if (rows.length === 0) break;
-          await this.settlement.sendBatch(rows.map((r) => ({ body: JSON.parse(r.message) as SettlementMessage, contentType: "json" as const })));
-          const last = rows[rows.length - 1].seq;
-          this.sql.exec("UPDATE outbox SET delivered_at = ? WHERE delivered_at IS NULL AND seq >= ? AND seq <= ?", Date.now(), rows[0].seq, last);
-        }
-      } catch (err) {
-        // The rows stay undelivered; the alarm sends them again.
-        console.error(JSON.stringify({ event: "outbox.send_failed", error: err instanceof Error ? err.message : String(err) }));
-        await this.ensureAlarm(Date.now() + OUTBOX_RETRY_MS);
-      } finally {
-        this.flushing = null;
-      }
-    })();
+    if (!this.flushing) {
+      const drain = this.drainOutbox();
+      this.flushing = drain;
+      // Cleared only after the assignment, so a drain that finishes at once cannot leave the flag set.
+      void drain.finally(() => {
+        if (this.flushing === drain) this.flushing = null;
+      });
+    }
     return this.flushing;
+  }
+
+  private async drainOutbox(): Promise<void> {
+    try {
+      for (;;) {
+        const rows = this.rows<{ seq: number; message: string }>(
+          "SELECT seq, message FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?", OUTBOX_SEND_BATCH,
+        );
+        if (rows.length === 0) return;
+        await this.settlement.sendBatch(rows.map((r) => ({ body: JSON.parse(r.message) as SettlementMessage, contentType: "json" as const })));
+        this.sql.exec("UPDATE outbox SET delivered_at = ? WHERE delivered_at IS NULL AND seq >= ? AND seq <= ?", Date.now(), rows[0].seq, rows[rows.length - 1].seq);
+      }
+    } catch (err) {
+      // The rows stay undelivered; the alarm sends them again.
+      console.error(JSON.stringify({ event: "outbox.send_failed", error: err instanceof Error ? err.message : String(err) }));
+      await this.ensureAlarm(Date.now() + OUTBOX_RETRY_MS);
+    }
   }
 
   // ─────────────────────── transaction shell ───────────────────────
