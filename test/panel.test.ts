@@ -87,4 +87,11 @@ describe("openapi", () => {
       "/v1/admin/resets", "/v1/admin/accounts/{id}/resume", "/v1/admin/accounts/{id}/refunds", "/v1/admin/reconciliation", "/health", "/panel",
     ]) expect(paths).toContain(p);
   });
+
+  it("serves an API reference page at /docs built from /openapi.json", async () => {
+    const res = await exports.default.fetch("https://engine.test/docs");
+    expect(res.status).toBe(200);
+    expect(res.headers.get("Content-Type")).toContain("text/html");
+    expect(await res.text()).toContain("/openapi.json");
+  });
 });
