@@ -9,6 +9,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { AccountDO } from "../durable-objects/account";
 import type { AccountEvent, SettlementMessage } from "../worker/settlement/messages";
+import { outboxMessages, sleep, stubFor, waitFor } from "./settle-helpers";
 import { account, addCredits, call, consume, CREDIT, HOUR, SERVICE, setPlan, T0, uid } from "./helpers";
 
 // ───────────────────────── local helpers ─────────────────────────
@@ -18,28 +19,8 @@ const SEC = 1000;
 const MIN = 60_000;
 const DAY = 24 * HOUR;
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function waitFor<T>(probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 10_000, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let v = await probe();
-  while (!done(v) && Date.now() < deadline) {
-    await sleep(intervalMs);
-    v = await probe();
-  }
-  return v;
-}
-
-const stubFor = (id: string) => env.ACCOUNT.get(env.ACCOUNT.idFromName(id)) as DurableObjectStub<AccountDO>;
-
-async function outbox(id: string): Promise<SettlementMessage[]> {
-  return runInDurableObject(stubFor(id), (_i: AccountDO, state) =>
-    state.storage.sql
-      .exec<{ message: string }>("SELECT message FROM outbox ORDER BY seq")
-      .toArray()
-      .map((r) => JSON.parse(r.message) as SettlementMessage),
-  );
-}
+const outbox = outboxMessages;
 async function outboxEvents(id: string, type: string): Promise<AccountEvent[]> {
   return (await outbox(id)).flatMap((m) => (m.type === "event" && m.event.type === type ? [m.event] : []));
 }

@@ -11,6 +11,7 @@ import type { AccountDO } from "../durable-objects/account";
 import { settleBatch } from "../worker/settlement/consumer";
 import type { AccountEvent, SettlementMessage } from "../worker/settlement/messages";
 import { verifyWebhook } from "../worker/settlement/webhooks";
+import { outboxMessages, sleep, stubFor, waitFor } from "./settle-helpers";
 import { account, addCredits, ADMIN, call, consume, CREDIT, HOUR, SERVICE, T0, uid } from "./helpers";
 
 // ───────────────────────── local helpers ─────────────────────────
@@ -25,29 +26,8 @@ const MULTIPLIER = 10;
 const WINDOWS_PER_BASELINE = (7 * 24 * 60) / 10; // 10-minute spans in 7 days
 const specThreshold = (spentOver7Days: number) => Math.max(FLOOR, Math.floor((MULTIPLIER * spentOver7Days) / WINDOWS_PER_BASELINE));
 
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
-async function waitFor<T>(probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 10_000, intervalMs = 100): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let v = await probe();
-  while (!done(v) && Date.now() < deadline) {
-    await sleep(intervalMs);
-    v = await probe();
-  }
-  return v;
-}
-
-const stubFor = (id: string) => env.ACCOUNT.get(env.ACCOUNT.idFromName(id)) as DurableObjectStub<AccountDO>;
-
-/** Every message the account object wrote to its outbox, oldest first. */
-async function outbox(id: string): Promise<SettlementMessage[]> {
-  return runInDurableObject(stubFor(id), (_i: AccountDO, state) =>
-    state.storage.sql
-      .exec<{ message: string }>("SELECT message FROM outbox ORDER BY seq")
-      .toArray()
-      .map((r) => JSON.parse(r.message) as SettlementMessage),
-  );
-}
+const outbox = outboxMessages;
 async function outboxEvents(id: string, type?: string): Promise<AccountEvent[]> {
   return (await outbox(id)).flatMap((m) => (m.type === "event" && (type === undefined || m.event.type === type) ? [m.event] : []));
 }

@@ -5,6 +5,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type { AccountDO } from "../durable-objects/account";
+import type { SettlementMessage } from "../worker/settlement/messages";
 import { call } from "./helpers";
 
 export const LEDGER_KINDS = ["charge", "grant", "expiry", "refund", "write_off", "hold", "release", "reset"] as const;
@@ -96,3 +97,13 @@ export async function drainAccount(id: string, timeoutMs = 15_000) {
 }
 
 export const reconciliation = (query = "") => call("GET", `/v1/admin/reconciliation${query}`);
+
+/** Every message the account object wrote to its outbox, oldest first. */
+export async function outboxMessages(id: string): Promise<SettlementMessage[]> {
+  return runInDurableObject(stubFor(id), (_i: AccountDO, state) =>
+    state.storage.sql
+      .exec<{ message: string }>("SELECT message FROM outbox ORDER BY seq")
+      .toArray()
+      .map((r) => JSON.parse(r.message) as SettlementMessage),
+  );
+}
