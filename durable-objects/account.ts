@@ -399,43 +399,21 @@ export class AccountDO extends DurableObject<Env> {
 
   /**
    * Runs `work` in one transaction after the account's housekeeping. Mutating calls check and record the
-   * idempotency key in the same transaction, so a duplicate can never take effect twice.
-   * Only successful answers are remembered: a denial or an error changed nothing, so a retry re-decides.
+   * idempotency key in the same transaction, so a duplicate can never take effect twice, and the same key
+   * with the same payload replays the first answer — a denial or a refusal included.
+   *
+   * A denial is first tried without committing: if a global reset newer than any this object has seen
+   * exists, the control object is consulted and the decision is taken again with it, so a reset is effective at once for any request a window would otherwise deny.
    */
   private async run(given: CallContext, opts: { mutating: boolean }, work: () => Result): Promise<Outcome> {
-    const ctx = await this.withMissedResets(given);
-    let outcome: Outcome;
-    try {
-      outcome = this.ctx.storage.transactionSync((): Outcome => {
-        if (opts.mutating) {
-          const key = ctx.idempotency!;
-          const prior = this.sql.exec<{ fingerprint: string; status: number; body: string }>(
-            "SELECT fingerprint, status, body FROM idempotency WHERE key = ?", key.key,
-          ).toArray()[0];
-          if (prior) {
-            if (prior.fingerprint !== key.fingerprint)
-              throw new Rejection(errorOutcome(new ApiError("idempotency_conflict", "this Idempotency-Key was used with a different request")));
-            return { status: prior.status, body: JSON.parse(prior.body), replayed: true };
-          }
-          this.ensureAccount(ctx);
-        } else if (!this.accountRow()) {
-          return { status: 200, body: this.virtualSummary(ctx) };
-        }
-        this.housekeep(ctx);
-        const result = work();
-        if (opts.mutating && result.status < 300) {
-          this.sql.exec(
-            "INSERT INTO idempotency (key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?)",
-            ctx.idempotency!.key, ctx.idempotency!.fingerprint, result.status, JSON.stringify(result.body), ctx.now,
-          );
-        }
-        return { ...result, replayed: false };
-      });
-    } catch (err) {
-      if (err instanceof Rejection) return err.outcome;
-      if (err instanceof ApiError) return errorOutcome(err);
-      throw err;
+    let ctx = await this.withMissedResets(given);
+    let outcome = this.attempt(ctx, opts, work, opts.mutating);
+    if (outcome.status === 429 && outcome.tentative) {
+      const fresh = await this.authoritativeResets();
+      if (fresh) ctx = await this.withMissedResets({ ...ctx, resets: fresh });
+      outcome = this.attempt(ctx, opts, work, false);
     }
+    delete outcome.tentative;
     outcome.resetSeq = this.accountRow()?.reset_seq ?? 0;
     if (this.hasPendingOutbox()) {
       // The outbox row is already durable; the answer does not wait for the queue.
@@ -443,6 +421,60 @@ export class AccountDO extends DurableObject<Env> {
       void this.ensureAlarm(Date.now() + OUTBOX_RETRY_MS);
     }
     return outcome;
+  }
+
+  /** One transaction. With `tentativeDenial`, a 429 is rolled back and returned marked tentative. */
+  private attempt(ctx: CallContext, opts: { mutating: boolean }, work: () => Result, tentativeDenial: boolean): Outcome {
+    const key = ctx.idempotency;
+    try {
+      return this.ctx.storage.transactionSync((): Outcome => {
+        if (opts.mutating) {
+          const prior = this.sql.exec<{ fingerprint: string; status: number; body: string }>(
+            "SELECT fingerprint, status, body FROM idempotency WHERE key = ?", key!.key,
+          ).toArray()[0];
+          if (prior) {
+            if (prior.fingerprint !== key!.fingerprint)
+              throw new Rejection(errorOutcome(new ApiError("idempotency_conflict", "this Idempotency-Key was used with a different request")));
+            const replay = JSON.parse(prior.body) as { body: unknown; error?: Outcome["error"] };
+            return { status: prior.status, body: replay.body, ...(replay.error ? { error: replay.error } : {}), replayed: true };
+          }
+          this.ensureAccount(ctx);
+        } else if (!this.accountRow()) {
+          return { status: 200, body: this.virtualSummary(ctx) };
+        }
+        this.housekeep(ctx);
+        const result = work();
+        if (result.status === 429 && tentativeDenial && this.resetCouldHelp(result)) throw new Rejection({ ...result, tentative: true });
+        if (opts.mutating) this.remember(ctx, result.status, { body: result.body });
+        return { ...result, replayed: false };
+      });
+    } catch (err) {
+      if (err instanceof Rejection) return err.outcome;
+      if (!(err instanceof ApiError)) throw err;
+      // A refusal changed nothing (its transaction rolled back), but its key replays it like any answer.
+      const outcome = errorOutcome(err);
+      if (opts.mutating) this.ctx.storage.transactionSync(() => this.remember(ctx, outcome.status, { body: null, error: outcome.error }));
+      return outcome;
+    }
+  }
+
+  private remember(ctx: CallContext, status: number, stored: { body: unknown; error?: Outcome["error"] }): void {
+    this.sql.exec(
+      "INSERT INTO idempotency (key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?)",
+      ctx.idempotency!.key, ctx.idempotency!.fingerprint, status, JSON.stringify(stored), ctx.now,
+    );
+  }
+
+  /** Only a denial with window usage on the books can be lifted by a global reset. */
+  private resetCouldHelp(result: Result): boolean {
+    const products = (result.body as { account?: { products?: Record<string, Record<WindowKind, { used: number }>> } }).account?.products ?? {};
+    return Object.values(products).some((p) => WINDOW_KINDS.some((k) => p[k].used > 0));
+  }
+
+  /** The control object's epochs if it has one newer than this object's (one RPC, on the deny path only). */
+  private async authoritativeResets(): Promise<ResetEpoch[] | null> {
+    const epochs = await resetControl(this.env).epochs();
+    return (epochs.at(-1)?.seq ?? 0) > (this.accountRow()?.reset_seq ?? 0) ? epochs : null;
   }
 
   /**

@@ -34,6 +34,8 @@ export interface Outcome {
   error?: { code: ErrorCode; message: string; details?: any };
   /** the latest global reset the object had applied when it answered */
   resetSeq?: number;
+  /** a denial not yet committed, pending a check for newer global resets (internal to the object) */
+  tentative?: boolean;
 }
 
 export type Charge = { product: Product; cost: number; rateCardVersion?: string };

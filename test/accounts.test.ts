@@ -417,3 +417,32 @@ describe("plans", () => {
     expect(c2.body.reason).toBe("limit_reached");
   });
 });
+
+describe("idempotent replay of denials and refusals (SPEC §4: same key and payload replays the original status and body)", () => {
+  it("a denial is replayed as it was, even after credits would now cover it", async () => {
+    const id = uid();
+    expect((await consume(id, { product: "codex", cost: 2 * CREDIT }, { now: T0 })).status).toBe(200);
+    const denied = await consume(id, { product: "codex", cost: CREDIT }, { now: T0 + 1000, key: "deny-once" });
+    expect(denied.status).toBe(429);
+    expect(denied.headers.get("Retry-After")).toBe(String(denied.body.retryAfterSeconds));
+    expect((await addCredits(id, { amount: 5 * CREDIT, kind: "purchase" }, { now: T0 + 2000 })).status).toBe(201);
+    const again = await consume(id, { product: "codex", cost: CREDIT }, { now: T0 + 3000, key: "deny-once" });
+    expect(again.status).toBe(429);
+    expect(again.body).toEqual(denied.body);
+    expect(again.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(again.headers.get("Retry-After")).toBe(denied.headers.get("Retry-After"));
+    // Nothing was charged by either: the credits are untouched; a new key is decided afresh.
+    expect((await account(id, T0 + 3000)).body.credits.balance).toBe(5 * CREDIT);
+    expect((await consume(id, { product: "codex", cost: CREDIT }, { now: T0 + 4000 })).status).toBe(200);
+  });
+
+  it("a refusal from the account (409 nothing_to_reset) is replayed in the error shape", async () => {
+    const id = uid();
+    const first = await call("POST", `/v1/accounts/${id}/resets`, { product: "codex" }, { now: T0, key: "refused-once" });
+    expect(first.status).toBe(409);
+    const again = await call("POST", `/v1/accounts/${id}/resets`, { product: "codex" }, { now: T0 + 1000, key: "refused-once" });
+    expect(again.status).toBe(409);
+    expect(again.body.error.code).toBe(first.body.error.code);
+    expect(again.headers.get("Idempotent-Replayed")).toBe("true");
+  });
+});

@@ -87,33 +87,20 @@ export function accountStub(c: AppContext, accountId: string): DurableObjectStub
   return c.env.ACCOUNT.get(c.env.ACCOUNT.idFromName(accountId)) as DurableObjectStub<AccountDO>;
 }
 
-export async function callContext(c: AppContext, accountId: string, opts: { freshResets?: boolean } = {}): Promise<CallContext> {
+export async function callContext(c: AppContext, accountId: string): Promise<CallContext> {
   return {
     accountId,
     now: c.get("now"),
     requestId: c.get("requestId"),
     idempotency: c.get("idempotency"),
-    resets: await currentResets(c.env, opts.freshResets ?? false),
+    resets: await currentResets(c.env),
   };
-}
-
-/**
- * Calls an account object. A denial may be due to a window that a global reset has just forgiven:
- * then the reset epochs are read authoritatively and, if the object had not seen the newest, the call is made again.
- */
-export async function callAccount(c: AppContext, accountId: string, call: (stub: DurableObjectStub<AccountDO>, ctx: CallContext) => Promise<Outcome>): Promise<Outcome> {
-  const stub = accountStub(c, accountId);
-  const outcome = await call(stub, await callContext(c, accountId));
-  if (outcome.status !== 429) return outcome;
-  const fresh = await callContext(c, accountId, { freshResets: true });
-  const newest = fresh.resets?.at(-1)?.seq ?? 0;
-  return newest > (outcome.resetSeq ?? 0) ? call(stub, fresh) : outcome;
 }
 
 /** Turns an account object's answer into the HTTP response. */
 export function respond(c: AppContext, outcome: Outcome): Response {
-  if (outcome.error) throw new ApiError(outcome.error.code, outcome.error.message, outcome.error.details);
   if (outcome.replayed) c.header("Idempotent-Replayed", "true");
+  if (outcome.error) throw new ApiError(outcome.error.code, outcome.error.message, outcome.error.details);
   if (outcome.status === 429) {
     const retry = (outcome.body as { retryAfterSeconds?: number }).retryAfterSeconds;
     c.header("Retry-After", String(retry ?? DEFAULT_RETRY_AFTER_SECONDS));

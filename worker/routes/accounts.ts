@@ -1,6 +1,7 @@
 import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+import type { Outcome } from "../../durable-objects/types";
 import type { AppEnv } from "../context";
-import { accountStub, callAccount, callContext, respond } from "../context";
+import { accountStub, callContext, respond } from "../context";
 import { AccountParams, AccountSummary, AutoTopUpBody, BankedResetBody, BankedResetRedeemed, ConsumeBody, Decision, Denial, GrantBody, GrantCreated, PlanBody, SpendCapBody } from "../schemas";
 import { chargeOf, conflictResponse, errorResponses, idempotencyHeader, jsonBody } from "./common";
 
@@ -31,7 +32,7 @@ accountRoutes.openapi(
     const { id } = c.req.valid("param");
     const body = c.req.valid("json");
     const charge = chargeOf(body.product, body);
-    const outcome = await callAccount(c, id, (stub, ctx) => stub.consume(ctx, charge));
+    const outcome: Outcome = await accountStub(c, id).consume(await callContext(c, id), charge);
     const decision = outcome.body as { decisionId?: string; allowed?: boolean; reason?: string; sources?: unknown } | null;
     // One structured line per decision; ids and amounts only, never headers or tokens.
     console.log(JSON.stringify({

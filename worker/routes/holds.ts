@@ -2,7 +2,7 @@ import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import { catalog } from "../catalog";
 import { ApiError } from "../errors";
 import type { AppEnv } from "../context";
-import { accountStub, callAccount, callContext, respond } from "../context";
+import { accountStub, callContext, respond } from "../context";
 import { AccountParams, Denial, EmptyBody, HoldBody, HoldCreated, HoldParams, HoldReleased, HoldSettled, SettleBody } from "../schemas";
 import { chargeOf, conflictResponse, errorResponses, idempotencyHeader, jsonBody, notFoundResponse } from "./common";
 
@@ -22,7 +22,7 @@ holdRoutes.openapi(
     const body = c.req.valid("json");
     const charge = chargeOf(body.product, body);
     const ttl = body.ttlSeconds ?? catalog.guards.hold.defaultTtlSeconds;
-    return respond(c, await callAccount(c, id, (stub, ctx) => stub.createHold(ctx, charge, ttl))) as never;
+    return respond(c, await accountStub(c, id).createHold(await callContext(c, id), charge, ttl)) as never;
   },
 );
 
