@@ -1,6 +1,7 @@
 import { DurableObject } from "cloudflare:workers";
 import { catalog, DEFAULT_PLAN, planFor, PRODUCTS, WEEK_MS, type Plan, type PlanId, type Product } from "../worker/catalog";
 import { ApiError } from "../worker/errors";
+import { chargeOf, type Usage } from "../worker/core/pricing";
 import { addMonths, iso, isoOrNull, monthKey, utcDayStart } from "../worker/core/time";
 import {
   allocate,
@@ -130,10 +131,6 @@ export class AccountDO extends DurableObject<Env> {
     return { accountId: account?.account_id ?? null, creditPosition: remaining + held, chargedTotal: account?.charged_total ?? 0, pendingOutbox: pending, sentLastMinute: recent };
   }
 
-  holdProduct(holdId: string): Product | null {
-    return this.rows<{ product: Product }>("SELECT product FROM holds WHERE id = ?", holdId)[0]?.product ?? null;
-  }
-
   /** Credit spend per UTC day over the last `days`, for the usage panel. */
   spendByDay(ctx: CallContext, days: number): { day: string; amount: number }[] {
     const start = utcDayStart(ctx.now) - (days - 1) * DAY_MS;
@@ -192,9 +189,11 @@ export class AccountDO extends DurableObject<Env> {
     });
   }
 
-  settleHold(ctx: CallContext, holdId: string, actual: number, rateCardVersion?: string): Promise<Outcome> {
+  /** Settles at `cost`, or at `usage` priced for the hold's product (checked after the idempotency key). */
+  settleHold(ctx: CallContext, holdId: string, actualCost: { cost?: number; usage?: Usage }): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
       const hold = this.activeHold(holdId);
+      const { cost: actual, rateCardVersion } = chargeOf(hold.product, actualCost);
       const reserved = JSON.parse(hold.sources) as Source[];
       const settlement = settleReservation(reserved, actual);
       // Ledger: the whole reservation is released, then the actual cost is charged.

@@ -1,4 +1,4 @@
-import type { Meter, Product, RateCard } from "../catalog";
+import { catalog, type Meter, type Product, type RateCard } from "../catalog";
 import { ApiError } from "../errors";
 
 export type Usage = { model: string } & Partial<Record<Meter, number>>;
@@ -31,4 +31,11 @@ export function priceUsage(rateCard: RateCard, product: Product, usage: Usage): 
   const cost = (total + 999_999n) / 1_000_000n;
   if (cost > BigInt(Number.MAX_SAFE_INTEGER)) throw new ApiError("invalid_request", "usage prices above the largest allowed amount", { field: "usage" });
   return { cost: Number(cost), rateCardVersion: rateCard.version };
+}
+
+/** `cost` as given, or `usage` priced with the current rate card (which the charge then records). */
+export function chargeOf(product: Product, body: { cost?: number; usage?: Usage }): { product: Product; cost: number; rateCardVersion?: string } {
+  if (body.cost !== undefined) return { product, cost: body.cost };
+  const priced = priceUsage(catalog.rateCard, product, body.usage!);
+  return { product, cost: priced.cost, rateCardVersion: priced.rateCardVersion };
 }

@@ -1,7 +1,5 @@
 import type { RouteConfig } from "@hono/zod-openapi";
-import { catalog, type Product } from "../catalog";
-import { priceUsage, type Usage } from "../core/pricing";
-import type { Charge } from "../../durable-objects/types";
+export { chargeOf } from "../core/pricing";
 import { ErrorShape } from "../schemas";
 
 /** The error responses every authenticated route can give, for the OpenAPI document. */
@@ -24,10 +22,3 @@ export const idempotencyHeader = {
 };
 
 export const jsonBody = <T>(schema: T) => ({ content: { "application/json": { schema } }, required: true });
-
-/** `cost` as given, or `usage` priced with the current rate card. */
-export function chargeOf(product: Product, body: { cost?: number; usage?: Usage }): Charge {
-  if (body.cost !== undefined) return { product, cost: body.cost };
-  const priced = priceUsage(catalog.rateCard, product, body.usage!);
-  return { product, cost: priced.cost, rateCardVersion: priced.rateCardVersion };
-}

@@ -1,6 +1,5 @@
 import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import { catalog } from "../catalog";
-import { ApiError } from "../errors";
 import type { AppEnv } from "../context";
 import { accountStub, callContext, respond } from "../context";
 import { AccountParams, Denial, EmptyBody, HoldBody, HoldCreated, HoldParams, HoldReleased, HoldSettled, SettleBody } from "../schemas";
@@ -35,13 +34,7 @@ holdRoutes.openapi(
   async (c) => {
     const { id, holdId } = c.req.valid("param");
     const body = c.req.valid("json");
-    const stub = accountStub(c, id);
-    const ctx = await callContext(c, id);
-    // Usage is priced for the hold's product, which only the account object knows.
-    const product = await stub.holdProduct(holdId);
-    if (!product) throw new ApiError("not_found", "no such hold");
-    const charge = chargeOf(product, body);
-    return respond(c, await stub.settleHold(ctx, holdId, charge.cost, charge.rateCardVersion)) as never;
+    return respond(c, await accountStub(c, id).settleHold(await callContext(c, id), holdId, body)) as never;
   },
 );
 
