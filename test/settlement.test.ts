@@ -457,7 +457,7 @@ function mulberry32(seed: number) {
 }
 
 describe("a random workload", () => {
-  it("≥ 500 operations over several accounts, with a flaky queue on some and alarms firing between requests, reconcile to zero drift", async () => {
+  it("≥ 500 operations over several accounts, with a flaky queue on some, alarms firing and evictions between requests, reconcile to zero drift", async () => {
     const SEED = 0x5eed_2026;
     const ACCOUNTS = 6;
     const OPS = 90;
@@ -515,7 +515,13 @@ describe("a random workload", () => {
           // the object's alarm comes round at any time (expiries, pruning, outbox retries)
           await runDurableObjectAlarm(stubFor(id));
           count("alarm");
-        } else if (dice < 0.9) {
+        } else if (dice < 0.88) {
+          // the object is evicted at a random point: its state and undelivered outbox must survive it
+          // (a read first, as only a running object can be evicted)
+          expectStatus("account", await account(id, now), [200]);
+          await evictDurableObject(stubFor(id));
+          count("evict");
+        } else if (dice < 0.92) {
           expectStatus("refund", await call("POST", `/v1/admin/accounts/${id}/refunds`, { amount: int(10_000, 1_000_000), reason: "workload" }, { now, token: ADMIN }), [201]);
         } else {
           const r = await account(id, now);
