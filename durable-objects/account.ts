@@ -94,6 +94,11 @@ export class AccountDO extends DurableObject<Env> {
   settlement: Pick<Queue<SettlementMessage>, "sendBatch">;
   private flushing: Promise<void> | null = null;
   private alarmAt: number | null = null;
+  /**
+   * Reads of the account row, windows and live grants, kept for one transaction: a decision reads them many
+   * times. Writes go through `write`/`putWindow`, which keep it right; outside a transaction it is off.
+   */
+  private memo: { account?: AccountRow | null; grants?: GrantState[]; windows: Map<string, WindowState> } | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -281,7 +286,7 @@ export class AccountDO extends DurableObject<Env> {
     return this.run(ctx, { mutating: true }, () => {
       const account = this.accountRow()!;
       if (account.plan !== plan) {
-        this.sql.exec("UPDATE account SET plan = ?, banked_accrued_at = ? WHERE singleton = 1", plan, ctx.now);
+        this.write("UPDATE account SET plan = ?, banked_accrued_at = ? WHERE singleton = 1", plan, ctx.now);
         this.sql.exec("INSERT INTO plan_history (since, plan) VALUES (?, ?)", ctx.now, plan);
       }
       return { status: 200, body: this.summaryBody(ctx.now) };
@@ -292,7 +297,7 @@ export class AccountDO extends DurableObject<Env> {
     return this.run(ctx, { mutating: true }, () => {
       const plan = planFor(this.accountRow()!.plan);
       if (config.enabled && !plan.autoTopUpAllowed) throw new ApiError("auto_top_up_not_allowed", `plan '${plan.id}' does not allow auto top-up`);
-      this.sql.exec("UPDATE account SET auto_top_up = ? WHERE singleton = 1", JSON.stringify(config));
+      this.write("UPDATE account SET auto_top_up = ? WHERE singleton = 1", JSON.stringify(config));
       this.maybeRequestTopUp(ctx);
       return { status: 200, body: this.summaryBody(ctx.now) };
     });
@@ -300,7 +305,7 @@ export class AccountDO extends DurableObject<Env> {
 
   setSpendCap(ctx: CallContext, dailyLimit: number | null): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
-      this.sql.exec("UPDATE account SET spend_cap = ? WHERE singleton = 1", dailyLimit);
+      this.write("UPDATE account SET spend_cap = ? WHERE singleton = 1", dailyLimit);
       return { status: 200, body: this.summaryBody(ctx.now) };
     });
   }
@@ -311,7 +316,7 @@ export class AccountDO extends DurableObject<Env> {
       if (wasPaused) {
         // The trailing window restarts after the resume (from the next whole minute), so the burst that
         // caused the pause does not pause the account again at once; the spend itself stays on record.
-        this.sql.exec("UPDATE account SET paused = 0, resumed_at = ? WHERE singleton = 1", ctx.now);
+        this.write("UPDATE account SET paused = 0, resumed_at = ? WHERE singleton = 1", ctx.now);
         this.appendEvent(ctx, "account.credits_resumed", { operator });
       }
       return { status: 200, body: { resumed: wasPaused, account: this.summaryBody(ctx.now) } };
@@ -348,7 +353,7 @@ export class AccountDO extends DurableObject<Env> {
     if (!account) return;
     const now = Date.now() + account.clock_offset;
     const ctx: CallContext = { accountId: account.account_id, now, requestId: `alarm:${crypto.randomUUID()}` };
-    this.ctx.storage.transactionSync(() => {
+    this.transaction(() => {
       this.housekeep(ctx);
       this.sql.exec("DELETE FROM idempotency WHERE created_at < ?", now - IDEMPOTENCY_RETENTION_MS);
       this.sql.exec("DELETE FROM decisions WHERE created_at < ?", now - DECISION_RETENTION_MS);
@@ -426,7 +431,7 @@ export class AccountDO extends DurableObject<Env> {
   private attempt(ctx: CallContext, opts: { mutating: boolean }, work: () => Result, tentativeDenial: boolean): Outcome {
     const key = ctx.idempotency;
     try {
-      return this.ctx.storage.transactionSync((): Outcome => {
+      return this.transaction((): Outcome => {
         if (opts.mutating) {
           const prior = this.sql.exec<{ fingerprint: string; status: number; body: string }>(
             "SELECT fingerprint, status, body FROM idempotency WHERE key = ?", key!.key,
@@ -492,7 +497,7 @@ export class AccountDO extends DurableObject<Env> {
     const account = this.accountRow();
     if (!account) return;
     const offset = ctx.now - Date.now();
-    if (offset !== account.clock_offset) this.sql.exec("UPDATE account SET clock_offset = ? WHERE singleton = 1", offset);
+    if (offset !== account.clock_offset) this.write("UPDATE account SET clock_offset = ? WHERE singleton = 1", offset);
     this.applyGlobalResets(ctx, account);
     this.expireHolds(ctx);
     this.expireGrants(ctx);
@@ -502,17 +507,37 @@ export class AccountDO extends DurableObject<Env> {
 
   private ensureAccount(ctx: CallContext): void {
     if (this.accountRow()) return;
-    this.sql.exec(
+    this.write(
       "INSERT INTO account (singleton, account_id, plan, created_at, banked_accrued_at, clock_offset) VALUES (1, ?, ?, ?, ?, ?)",
       ctx.accountId, DEFAULT_PLAN, ctx.now, ctx.now, ctx.now - Date.now(),
     );
     this.sql.exec("INSERT INTO plan_history (since, plan) VALUES (?, ?)", ctx.now, DEFAULT_PLAN);
     // Global resets that predate the account do not apply to it.
     const latest = ctx.resets?.filter((r) => r.effectiveAt < ctx.now).reduce((m, r) => Math.max(m, r.seq), 0) ?? 0;
-    if (latest > 0) this.sql.exec("UPDATE account SET reset_seq = ? WHERE singleton = 1", latest);
+    if (latest > 0) this.write("UPDATE account SET reset_seq = ? WHERE singleton = 1", latest);
   }
 
   // ─────────────────────── state access ───────────────────────
+
+  /** Runs `fn` in one transaction with the read memo on. */
+  private transaction<T>(fn: () => T): T {
+    return this.ctx.storage.transactionSync(() => {
+      this.memo = { windows: new Map() };
+      try {
+        return fn();
+      } finally {
+        this.memo = null;
+      }
+    });
+  }
+
+  /** A write to the account or grants table; the memo forgets what it changed. */
+  private write(query: string, ...params: SqlStorageValue[]): void {
+    this.sql.exec(query, ...params);
+    if (!this.memo) return;
+    if (/^\s*(UPDATE|INSERT INTO) account\b/.test(query)) this.memo.account = undefined;
+    if (/^\s*(UPDATE|INSERT INTO) grants\b/.test(query)) this.memo.grants = undefined;
+  }
 
   private rows<T>(query: string, ...params: SqlStorageValue[]): T[] {
     return this.sql.exec(query, ...params).toArray() as T[];
@@ -523,7 +548,10 @@ export class AccountDO extends DurableObject<Env> {
   }
 
   private accountRow(): AccountRow | undefined {
-    return this.rows<AccountRow>("SELECT * FROM account WHERE singleton = 1")[0];
+    if (this.memo?.account !== undefined) return this.memo.account ?? undefined;
+    const row = this.rows<AccountRow>("SELECT * FROM account WHERE singleton = 1")[0];
+    if (this.memo) this.memo.account = row ?? null;
+    return row;
   }
 
   private hasPendingOutbox(): boolean {
@@ -531,11 +559,18 @@ export class AccountDO extends DurableObject<Env> {
   }
 
   private window(product: Product, kind: WindowKind, now: number): WindowState {
-    const row = this.rows<{ opened_at: number | null; used: number }>("SELECT opened_at, used FROM windows WHERE product = ? AND kind = ?", product, kind)[0];
-    return currentWindow(row ? { openedAt: row.opened_at, used: row.used } : { openedAt: null, used: 0 }, kind, now);
+    const key = `${product}:${kind}`;
+    let stored = this.memo?.windows.get(key);
+    if (!stored) {
+      const row = this.rows<{ opened_at: number | null; used: number }>("SELECT opened_at, used FROM windows WHERE product = ? AND kind = ?", product, kind)[0];
+      stored = row ? { openedAt: row.opened_at, used: row.used } : { openedAt: null, used: 0 };
+      this.memo?.windows.set(key, stored);
+    }
+    return currentWindow(stored, kind, now);
   }
 
   private putWindow(product: Product, kind: WindowKind, w: WindowState): void {
+    this.memo?.windows.set(`${product}:${kind}`, w);
     this.sql.exec(
       "INSERT INTO windows (product, kind, opened_at, used) VALUES (?, ?, ?, ?) ON CONFLICT (product, kind) DO UPDATE SET opened_at = excluded.opened_at, used = excluded.used",
       product, kind, w.openedAt, w.used,
@@ -543,11 +578,14 @@ export class AccountDO extends DurableObject<Env> {
   }
 
   private liveGrants(): GrantState[] {
-    return this.rows<Row>("SELECT * FROM grants WHERE active = 1").map(grantFromRow);
+    if (this.memo?.grants) return this.memo.grants;
+    const grants = this.rows<Row>("SELECT * FROM grants WHERE active = 1").map(grantFromRow);
+    if (this.memo) this.memo.grants = grants;
+    return grants;
   }
 
   private insertGrant(g: GrantState, amount: number, topUpId: string | null): void {
-    this.sql.exec(
+    this.write(
       "INSERT INTO grants (id, kind, priority, products, amount, remaining, expires_at, created_at, top_up_id, active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
       g.id, g.kind, g.priority, g.products ? JSON.stringify(g.products) : null, amount, g.remaining, g.expiresAt, g.createdAt, topUpId,
     );
@@ -590,11 +628,11 @@ export class AccountDO extends DurableObject<Env> {
       for (const kind of WINDOW_KINDS) this.putWindow(product, kind, chargeWindow(this.window(product, kind, now), kind, s.amount, now));
       this.sql.exec("INSERT INTO window_charges (product, at, amount) VALUES (?, ?, ?)", product, now, s.amount);
     } else if (s.layer === "grant") {
-      this.sql.exec("UPDATE grants SET remaining = remaining - ?, active = CASE WHEN remaining - ? > 0 THEN 1 ELSE 0 END WHERE id = ?", s.amount, s.amount, s.grantId);
+      this.write("UPDATE grants SET remaining = remaining - ?, active = CASE WHEN remaining - ? > 0 THEN 1 ELSE 0 END WHERE id = ?", s.amount, s.amount, s.grantId);
     } else {
       const account = this.accountRow()!;
       const used = this.flexState(account, now)?.used ?? 0;
-      this.sql.exec("UPDATE account SET flex_month = ?, flex_used = ? WHERE singleton = 1", monthKey(now), used + s.amount);
+      this.write("UPDATE account SET flex_month = ?, flex_used = ? WHERE singleton = 1", monthKey(now), used + s.amount);
     }
   }
 
@@ -609,7 +647,7 @@ export class AccountDO extends DurableObject<Env> {
 
   /** A `charge` ledger entry for one layer that paid, plus the spend counters it feeds. */
   private recordCharge(product: Product, s: Source, ctx: CallContext, meta: { decisionId?: string; holdId?: string; rateCardVersion?: string }): void {
-    this.sql.exec("UPDATE account SET charged_total = charged_total + ? WHERE singleton = 1", s.amount);
+    this.write("UPDATE account SET charged_total = charged_total + ? WHERE singleton = 1", s.amount);
     if (s.layer !== "window") {
       this.sql.exec(
         "INSERT INTO spend_minutes (minute, amount) VALUES (?, ?) ON CONFLICT (minute) DO UPDATE SET amount = amount + excluded.amount",
@@ -635,11 +673,11 @@ export class AccountDO extends DurableObject<Env> {
           this.sql.exec("INSERT INTO window_charges (product, at, amount) VALUES (?, ?, ?)", hold.product, ctx.now, -s.amount);
       } else if (s.layer === "grant") {
         // An expired grant gets its reservation back and the expiry sweep records the remainder as expired.
-        this.sql.exec("UPDATE grants SET remaining = remaining + ?, active = 1 WHERE id = ?", s.amount, s.grantId);
+        this.write("UPDATE grants SET remaining = remaining + ?, active = 1 WHERE id = ?", s.amount, s.grantId);
       } else {
         const account = this.accountRow()!;
         if (hold.flex_month === monthKey(ctx.now))
-          this.sql.exec("UPDATE account SET flex_used = ? WHERE singleton = 1", Math.max(0, (this.flexState(account, ctx.now)?.used ?? 0) - s.amount));
+          this.write("UPDATE account SET flex_used = ? WHERE singleton = 1", Math.max(0, (this.flexState(account, ctx.now)?.used ?? 0) - s.amount));
       }
     }
     this.expireGrants(ctx);
@@ -667,7 +705,7 @@ export class AccountDO extends DurableObject<Env> {
     for (const g of this.rows<{ id: string; remaining: number }>(
       "SELECT id, remaining FROM grants WHERE active = 1 AND expires_at IS NOT NULL AND expires_at <= ?", ctx.now,
     )) {
-      this.sql.exec("UPDATE grants SET remaining = 0, active = 0 WHERE id = ?", g.id);
+      this.write("UPDATE grants SET remaining = 0, active = 0 WHERE id = ?", g.id);
       if (g.remaining > 0) {
         this.appendLedger(ctx, { kind: "expiry", amount: g.remaining, grantId: g.id });
         this.appendEvent(ctx, "credits.expired", { grantId: g.id, amount: g.remaining });
@@ -696,7 +734,7 @@ export class AccountDO extends DurableObject<Env> {
     if (periods <= 0) return;
     const room = Math.max(0, rule.max - this.availableBankedResets(now).length);
     this.addBankedResets(Math.min(periods, room), now, null, "accrual");
-    this.sql.exec("UPDATE account SET banked_accrued_at = ? WHERE singleton = 1", account.banked_accrued_at + periods * period);
+    this.write("UPDATE account SET banked_accrued_at = ? WHERE singleton = 1", account.banked_accrued_at + periods * period);
   }
 
   /**
@@ -736,7 +774,7 @@ export class AccountDO extends DurableObject<Env> {
       if (forgiven > 0) this.appendLedger(ctx, { kind: "reset", amount: forgiven, note: `global:${r.resetId}` });
       this.appendEvent(ctx, "reset.applied", { resetId: r.resetId, global: true, forgiven });
     }
-    this.sql.exec("UPDATE account SET reset_seq = ? WHERE singleton = 1", fresh[fresh.length - 1].seq);
+    this.write("UPDATE account SET reset_seq = ? WHERE singleton = 1", fresh[fresh.length - 1].seq);
   }
 
   // ─────────────────────── drain guards ───────────────────────
@@ -759,7 +797,7 @@ export class AccountDO extends DurableObject<Env> {
     if (trailing + creditPart <= g.floorMicroCredits) return decision;
     const threshold = anomalyThreshold(g, this.spentSince(ctx.now - g.baselineDays * DAY_MS));
     if (trailing + creditPart <= threshold) return decision;
-    this.sql.exec("UPDATE account SET paused = 1 WHERE singleton = 1");
+    this.write("UPDATE account SET paused = 1 WHERE singleton = 1");
     this.appendEvent(ctx, "account.credits_paused", { trailingSpend: trailing, attempted: creditPart, threshold });
     return decide({ ...input, creditsPaused: true }, charge.cost);
   }

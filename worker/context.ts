@@ -29,10 +29,19 @@ export const requestScope: MiddlewareHandler<AppEnv> = async (c, next) => {
 
 const encoder = new TextEncoder();
 
+const sha256 = (t: string) => crypto.subtle.digest("SHA-256", encoder.encode(t));
+
+/** Digests of the configured tokens (keyed by the token, which the isolate's env holds anyway), computed once per isolate. */
+const configuredDigests = new Map<string, Promise<ArrayBuffer>>();
+function configuredDigest(token: string): Promise<ArrayBuffer> {
+  let d = configuredDigests.get(token);
+  if (!d) configuredDigests.set(token, (d = sha256(token)));
+  return d;
+}
+
 /** Equal-length digests compared with timingSafeEqual: neither length nor content leaks through timing. */
-async function tokensEqual(given: string, expected: string): Promise<boolean> {
-  const [a, b] = await Promise.all([given, expected].map((t) => crypto.subtle.digest("SHA-256", encoder.encode(t))));
-  return crypto.subtle.timingSafeEqual(a, b);
+async function tokensEqual(given: ArrayBuffer, expected: string): Promise<boolean> {
+  return crypto.subtle.timingSafeEqual(given, await configuredDigest(expected));
 }
 
 /** Bearer auth for one role. Unset tokens refuse everything (fail closed); the other role's token gets 403. */
@@ -43,7 +52,7 @@ export function requireToken(role: "service" | "admin"): MiddlewareHandler<AppEn
     const match = /^Bearer ([\x21-\x7e]{1,512})$/.exec(c.req.header("Authorization") ?? "");
     if (!expected) throw new ApiError("unauthorized", `this route is closed: the ${role} token is not configured`);
     if (!match) throw new ApiError("unauthorized", "a Bearer token is required");
-    const given = match[1];
+    const given = await sha256(match[1]);
     const [ok, isOther] = await Promise.all([tokensEqual(given, expected), other ? tokensEqual(given, other) : Promise.resolve(false)]);
     if (ok) return next();
     if (isOther) throw new ApiError("forbidden", `this route needs the ${role} token`);
