@@ -3,9 +3,8 @@ import type { Outcome } from "../../durable-objects/types";
 import type { AppEnv } from "../context";
 import { accountStub, callContext, respond } from "../context";
 import { AccountParams, AccountSummary, AutoTopUpBody, BankedResetBody, BankedResetRedeemed, ConsumeBody, Decision, Denial, GrantBody, GrantCreated, PlanBody, SpendCapBody } from "../schemas";
-import { chargeOf, conflictResponse, errorResponses, idempotencyHeader, jsonBody } from "./common";
+import { chargeOf, conflictResponse, errorResponses, idempotencyHeader, jsonBody, jsonResponse as json } from "./common";
 
-const json = <T>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
 const mutating = { security: [{ bearer: [] }], parameters: [idempotencyHeader] };
 
 export const accountRoutes = new OpenAPIHono<AppEnv>();

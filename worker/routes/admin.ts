@@ -5,9 +5,8 @@ import { accountStub, callContext, respond } from "../context";
 import { forgetCachedResets, resetControl } from "../resets";
 import { reconcile } from "../settlement/reconciliation";
 import { AccountParams, AccountSummary, GlobalResetBody, ReconciliationQuery, ReconciliationReport, RefundBody, ResetCreated } from "../schemas";
-import { conflictResponse, errorResponses, idempotencyHeader, jsonBody } from "./common";
+import { conflictResponse, errorResponses, idempotencyHeader, jsonBody, jsonResponse as json } from "./common";
 
-const json = <T>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
 const admin = { tags: ["admin"], security: [{ bearer: [] }] };
 const mutating = { ...admin, parameters: [idempotencyHeader] };
 

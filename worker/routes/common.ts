@@ -22,3 +22,4 @@ export const idempotencyHeader = {
 };
 
 export const jsonBody = <T>(schema: T) => ({ content: { "application/json": { schema } }, required: true });
+export const jsonResponse = <T>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });

@@ -3,9 +3,8 @@ import { catalog } from "../catalog";
 import type { AppEnv } from "../context";
 import { accountStub, callContext, respond } from "../context";
 import { AccountParams, Denial, EmptyBody, HoldBody, HoldCreated, HoldParams, HoldReleased, HoldSettled, SettleBody } from "../schemas";
-import { chargeOf, conflictResponse, errorResponses, idempotencyHeader, jsonBody, notFoundResponse } from "./common";
+import { chargeOf, conflictResponse, errorResponses, idempotencyHeader, jsonBody, notFoundResponse, jsonResponse as json } from "./common";
 
-const json = <T>(schema: T, description: string) => ({ description, content: { "application/json": { schema } } });
 const mutating = { tags: ["holds"], security: [{ bearer: [] }], parameters: [idempotencyHeader] };
 
 export const holdRoutes = new OpenAPIHono<AppEnv>();
