@@ -1,0 +1,450 @@
+// Bench-only entry. It serves the product worker unchanged (every path outside /__bench/ goes to
+// worker/index.ts's default export) and adds probes that must never ship:
+//   - BenchProbeDO: an empty RPC method and a single-row SQLite upsert (the floors);
+//   - BenchAccountDO: the product's AccountDO with methods that run N real decisions in one RPC;
+//   - /__bench/* routes that reach them, plus raw D1 inserts and raw queue sends for settlement.
+import { DurableObject } from "cloudflare:workers";
+import product, { AccountDO, ResetControlDO } from "../worker/index";
+import type { CallContext, Charge, Outcome, ResetEpoch } from "../durable-objects/types";
+import type { LedgerEntry, SettlementMessage } from "../worker/settlement/messages";
+import { statementsFor } from "../worker/settlement/consumer";
+
+export { AccountDO, ResetControlDO };
+
+interface BenchEnv extends Env {
+  BENCH_PROBE: DurableObjectNamespace<BenchProbeDO>;
+  BENCH_ACCOUNT: DurableObjectNamespace<BenchAccountDO>;
+}
+
+/** The floors (an empty method, one single-row upsert) and in-object SQLite probes. */
+export class BenchProbeDO extends DurableObject<Env> {
+  private readonly sql: SqlStorage;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    this.sql = ctx.storage.sql;
+    this.sql.exec("CREATE TABLE IF NOT EXISTS kv (k INTEGER PRIMARY KEY, v INTEGER NOT NULL)");
+  }
+
+  /** Floor (a): one RPC to an empty method. */
+  noop(): void {}
+
+  /** Floor (b): one single-row upsert; the response waits for it to be durable (output gate). */
+  upsert(): void {
+    this.sql.exec("INSERT INTO kv (k, v) VALUES (1, 1) ON CONFLICT (k) DO UPDATE SET v = v + 1");
+  }
+
+  /** In-object floor: n single-row upserts in one call, each its own statement (optionally its own transactionSync). */
+  upsertMany(n: number, transaction: boolean): { n: number; inObjectMs: number } {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) {
+      if (transaction) this.ctx.storage.transactionSync(() => this.sql.exec("INSERT INTO kv (k, v) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", i));
+      else this.sql.exec("INSERT INTO kv (k, v) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", i);
+    }
+    return { n, inObjectMs: performance.now() - t0 };
+  }
+
+  /** n trivial point reads: the fixed price of one sql.exec round trip inside the object. */
+  readMany(n: number): { n: number; inObjectMs: number } {
+    const t0 = performance.now();
+    for (let i = 0; i < n; i++) this.sql.exec("SELECT v FROM kv WHERE k = 1").toArray();
+    return { n, inObjectMs: performance.now() - t0 };
+  }
+
+  /**
+   * What an index insert costs as its table grows: n inserts with a random UUID key (as decisions.id and
+   * outbox.entry_id get) and n with an increasing key, into tables already holding `rows` rows.
+   */
+  indexInsert(rows: number, n: number): { rows: number; randomKeyUs: number; increasingKeyUs: number } {
+    const rand = `idx_rand_${rows}`;
+    const seq = `idx_seq_${rows}`;
+    for (const t of [rand, seq]) this.sql.exec(`CREATE TABLE IF NOT EXISTS ${t} (id TEXT PRIMARY KEY, v INTEGER NOT NULL)`);
+    let have = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${rand}`).one().n;
+    for (; have < rows; have++) {
+      this.sql.exec(`INSERT INTO ${rand} (id, v) VALUES (?, ?)`, crypto.randomUUID(), have);
+      this.sql.exec(`INSERT INTO ${seq} (id, v) VALUES (?, ?)`, `k${String(have).padStart(12, "0")}`, have);
+    }
+    const keys = Array.from({ length: n }, () => crypto.randomUUID());
+    let t0 = performance.now();
+    for (let i = 0; i < n; i++) this.sql.exec(`INSERT INTO ${rand} (id, v) VALUES (?, ?)`, keys[i], i);
+    const randomKeyUs = ((performance.now() - t0) * 1000) / n;
+    const base = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${seq}`).one().n;
+    t0 = performance.now();
+    for (let i = 0; i < n; i++) this.sql.exec(`INSERT INTO ${seq} (id, v) VALUES (?, ?)`, `k${String(base + i).padStart(12, "0")}`, i);
+    const increasingKeyUs = ((performance.now() - t0) * 1000) / n;
+    return { rows, randomKeyUs, increasingKeyUs };
+  }
+}
+
+export interface DecideManyRequest {
+  accountId: string;
+  n: number;
+  /** request clock of the first decision, epoch ms; each next one is `stepMs` later */
+  startNow: number;
+  stepMs: number;
+  product: Charge["product"];
+  cost: number;
+  keyPrefix: string;
+  /**
+   * Replace the queue send while the decisions run, so the run adds no queue/D1 traffic. The send
+   * resolves only after the loop (as a real send is I/O that completes after a busy turn): the product's
+   * outbox flush then sends everything in batches of 100, timed apart as `flushMs`.
+   */
+  stubQueue: boolean;
+  /** give every decision one fresh global reset to apply (the lazy per-account cost of a global reset) */
+  freshResetEach?: boolean;
+  /** count sql.exec calls by statement text (adds a little overhead: use a separate run) */
+  countStatements?: boolean;
+}
+
+export interface DecideManyResult {
+  n: number;
+  allowed: number;
+  denied: number;
+  errors: number;
+  inObjectMs: number;
+  flushMs: number;
+  statementsPerDecision?: number;
+  statements?: Record<string, number>;
+}
+
+type Internals = {
+  sql: SqlStorage;
+  summaryBody(now: number): unknown;
+  decideGuarded(charge: Charge, ctx: CallContext): unknown;
+  accountRow(): unknown;
+};
+
+/** The product's AccountDO, plus methods that run N real decisions inside one RPC. */
+export class BenchAccountDO extends AccountDO {
+  private get internals(): Internals {
+    return this as unknown as Internals;
+  }
+
+  async decideMany(req: DecideManyRequest): Promise<DecideManyResult> {
+    const realSender = this.settlement;
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    if (req.stubQueue) this.settlement = { sendBatch: async () => gate } as unknown as typeof this.settlement;
+    const realSql = this.internals.sql;
+    const counts = new Map<string, number>();
+    if (req.countStatements) {
+      // The product's methods call this.sql.exec; count each statement by its text.
+      const exec = realSql.exec.bind(realSql);
+      this.internals.sql = new Proxy(realSql, {
+        get: (target, prop) => {
+          if (prop === "exec")
+            return (query: string, ...params: SqlStorageValue[]) => {
+              const key = query.replace(/\s+/g, " ").trim();
+              counts.set(key, (counts.get(key) ?? 0) + 1);
+              return exec(query, ...params);
+            };
+          const v = Reflect.get(target, prop);
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      });
+    }
+    let allowed = 0;
+    let denied = 0;
+    let errors = 0;
+    let seq = (realSql.exec("SELECT reset_seq FROM account").toArray()[0]?.reset_seq as number | undefined) ?? 0;
+    let inObjectMs = 0;
+    let flushMs = 0;
+    try {
+      const t0 = performance.now();
+      for (let i = 0; i < req.n; i++) {
+        const now = req.startNow + i * req.stepMs;
+        let resets: ResetEpoch[] | undefined;
+        if (req.freshResetEach) {
+          seq++;
+          resets = [{ seq, resetId: `bench_${seq}`, effectiveAt: now - 1, products: null, plans: null, bankedResets: "keep", grantBankedResets: null }];
+        }
+        const ctx: CallContext = { accountId: req.accountId, now, requestId: `bench_${i}`, idempotency: { key: `${req.keyPrefix}${i}`, fingerprint: "bench" }, resets };
+        const out: Outcome = await this.consume(ctx, { product: req.product, cost: req.cost });
+        if (out.status === 200) allowed++;
+        else if (out.status === 429) denied++;
+        else errors++;
+      }
+      inObjectMs = performance.now() - t0;
+    } finally {
+      this.internals.sql = realSql;
+      if (req.stubQueue) {
+        this.settlement = { sendBatch: async () => undefined } as unknown as typeof this.settlement;
+        const t1 = performance.now();
+        release();
+        await this.flushOutbox();
+        await this.flushOutbox();
+        flushMs = performance.now() - t1;
+        this.settlement = realSender;
+      }
+    }
+    const total = [...counts.values()].reduce((a, b) => a + b, 0);
+    return {
+      n: req.n, allowed, denied, errors, inObjectMs, flushMs,
+      ...(req.countStatements ? { statementsPerDecision: total / req.n, statements: Object.fromEntries([...counts].sort((a, b) => b[1] - a[1])) } : {}),
+    };
+  }
+
+  /**
+   * Pieces of one decision, each run n times: where the in-object time goes. They reach into the
+   * product's private methods; a piece whose method no longer exists is reported as null.
+   */
+  breakdown(accountId: string, n: number, now: number): Record<string, number | null> {
+    const me = this.internals;
+    const ctx: CallContext = { accountId, now, requestId: "bench" };
+    const time = (f: () => unknown) => {
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) f();
+      return ((performance.now() - t0) * 1000) / n;
+    };
+    const has = (name: keyof Internals) => typeof me[name] === "function";
+    const summary = has("summaryBody") ? me.summaryBody(now) : null;
+    return {
+      accountRowSelectUs: has("accountRow") ? time(() => me.accountRow()) : null,
+      summaryBodyUs: has("summaryBody") ? time(() => me.summaryBody(now)) : null,
+      summaryJsonStringifyUs: summary ? time(() => JSON.stringify(summary)) : null,
+      summaryJsonBytes: summary ? JSON.stringify(summary).length : null,
+      decideGuardedUs: has("decideGuarded") ? time(() => me.decideGuarded({ product: "codex", cost: 1 }, ctx)) : null,
+      randomUuidUs: time(() => crypto.randomUUID()),
+    };
+  }
+
+  /** One real consume with the queue send replaced by one that resolves at once (the outbox work still runs). */
+  consumeNoQueue(ctx: CallContext, charge: Charge): Promise<Outcome> {
+    this.settlement = { sendBatch: async () => undefined } as unknown as typeof this.settlement;
+    return this.consume(ctx, charge);
+  }
+
+  /**
+   * Adds n rows to one table, shaped like the rows real decisions leave there (copies of a real row's
+   * payload, random UUID ids where the product uses them): which table's size a decision feels.
+   */
+  inflate(table: "idempotency" | "decisions" | "outbox" | "window_charges", n: number, now: number): number {
+    const sql = this.internals.sql;
+    const nums = `WITH RECURSIVE x(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM x WHERE i < ${Math.floor(n)})`;
+    const uuid = "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(6)))";
+    if (table === "idempotency")
+      sql.exec(`${nums} INSERT INTO idempotency (key, fingerprint, status, body, created_at) SELECT 'fill-' || ${uuid}, 'bench', 200, (SELECT body FROM idempotency LIMIT 1), ? - i FROM x`, now);
+    else if (table === "decisions")
+      sql.exec(`${nums} INSERT INTO decisions (id, created_at, product, cost, allowed, reason, sources, idempotency_key) SELECT ${uuid}, ? - i, 'codex', 1, 1, NULL, (SELECT sources FROM decisions LIMIT 1), 'fill-' || i FROM x`, now);
+    else if (table === "outbox")
+      sql.exec(`${nums} INSERT INTO outbox (entry_id, message, created_at, delivered_at) SELECT ${uuid}, (SELECT message FROM outbox LIMIT 1), ? - i, ? FROM x`, now, Date.now());
+    else sql.exec(`${nums} INSERT INTO window_charges (product, at, amount) SELECT 'codex', ? - i * 1000, 1 FROM x`, now);
+    return sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n;
+  }
+
+  /** Row counts of every table of the account object. */
+  tableSizes(): Record<string, number> {
+    const sql = this.internals.sql;
+    const out: Record<string, number> = {};
+    const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray();
+    for (const t of tables) out[t.name] = sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM "${t.name}"`).one().n;
+    out.databaseBytes = this.ctx.storage.sql.databaseSize;
+    // Payload bytes of the rows a decision leaves behind.
+    const avg = (q: string) => (sql.exec<{ b: number | null }>(q).one().b ?? 0);
+    out.avgIdempotencyBodyBytes = Math.round(avg("SELECT AVG(LENGTH(body)) AS b FROM idempotency"));
+    out.avgOutboxMessageBytes = Math.round(avg("SELECT AVG(LENGTH(message)) AS b FROM outbox"));
+    out.avgDecisionSourcesBytes = Math.round(avg("SELECT AVG(LENGTH(sources)) AS b FROM decisions"));
+    return out;
+  }
+
+  /** Runs the product's alarm now (expiries, pruning by age, outbox re-send). */
+  async runAlarm(): Promise<void> {
+    await this.alarm();
+  }
+
+  addGrant(ctx: CallContext, amount: number): Promise<Outcome> {
+    return this.addCredits(ctx, { amount, kind: "purchase" });
+  }
+}
+
+const json = (body: unknown, status = 200) => Response.json(body, { status });
+
+/** The ledger entry a window-funded consume writes, with a recognisable id. */
+function benchEntry(prefix: string, i: number, accounts: number, createdAt: number): SettlementMessage {
+  const entry: LedgerEntry = {
+    id: `${prefix}${String(i).padStart(8, "0")}`,
+    accountId: `${prefix}acct_${i % accounts}`,
+    kind: "charge",
+    amount: 1,
+    layer: "window",
+    product: "codex",
+    decisionId: crypto.randomUUID(),
+    idempotencyKey: `${prefix}key_${i}`,
+    createdAt,
+  };
+  return { type: "ledger", entry };
+}
+
+/** Same shape as the outbox's sends: sendBatch of up to 100 messages. */
+async function enqueue(env: BenchEnv, prefix: string, n: number, accounts: number, sendSize = 100): Promise<{ sent: number; ms: number }> {
+  const t0 = Date.now();
+  for (let i = 0; i < n; i += sendSize) {
+    const batch = [];
+    for (let j = i; j < Math.min(n, i + sendSize); j++) batch.push({ body: benchEntry(prefix, j, accounts, Date.now()), contentType: "json" as const });
+    await env.SETTLEMENT.sendBatch(batch);
+  }
+  return { sent: n, ms: Date.now() - t0 };
+}
+
+/** The consumer's own statements for the same rows, straight into D1 in batches of `batch` messages: no queue. */
+async function rawInsert(env: BenchEnv, prefix: string, n: number, accounts: number, batch: number): Promise<{ inserted: number; ms: number }> {
+  const t0 = Date.now();
+  for (let i = 0; i < n; i += batch) {
+    const stmts: D1PreparedStatement[] = [];
+    for (let j = i; j < Math.min(n, i + batch); j++) stmts.push(...statementsFor(env.DB, benchEntry(prefix, j, accounts, Date.now()), Date.now()));
+    await env.DB.batch(stmts);
+  }
+  return { inserted: n, ms: Date.now() - t0 };
+}
+
+/** Ledger rows whose id starts with `prefix`, and their charge-to-ledger times (settled_at − created_at). */
+async function ledgerStats(env: BenchEnv, prefix: string, byKey: boolean): Promise<{ count: number; lags: number[] }> {
+  const where = byKey ? "idempotency_key >= ?1 AND idempotency_key < ?2" : "id >= ?1 AND id < ?2";
+  const { results } = await env.DB.prepare(`SELECT settled_at - created_at AS lag FROM ledger WHERE ${where}`).bind(prefix, `${prefix}\uffff`).all<{ lag: number }>();
+  return { count: results.length, lags: results.map((r) => r.lag).sort((a, b) => a - b) };
+}
+
+/** Makes an account exist: one real consume, or a plan change to `go`, by RPC straight to AccountDO. */
+async function touchAccount(env: BenchEnv, id: string, how: "consume" | "plan"): Promise<{ status: number }> {
+  const stub = env.ACCOUNT.get(env.ACCOUNT.idFromName(id)) as unknown as {
+    consume(ctx: CallContext, charge: Charge): Promise<Outcome>;
+    setPlan(ctx: CallContext, plan: string): Promise<Outcome>;
+  };
+  const ctx: CallContext = { accountId: id, now: Date.now(), requestId: crypto.randomUUID(), idempotency: { key: `create_${id}`, fingerprint: "bench" } };
+  const out = how === "plan" ? await stub.setPlan(ctx, "go") : await stub.consume(ctx, { product: "codex", cost: 1 });
+  return { status: out.status };
+}
+
+/** Creates accounts `prefix{from}` … `prefix{from+count-1}`, `concurrency` at a time. */
+async function createAccounts(env: BenchEnv, prefix: string, from: number, count: number, concurrency: number, how: "consume" | "plan"): Promise<{ created: number; failed: number; ms: number }> {
+  const t0 = Date.now();
+  let failed = 0;
+  for (let i = from; i < from + count; i += concurrency) {
+    const ids = Array.from({ length: Math.min(concurrency, from + count - i) }, (_, k) => `${prefix}${i + k}`);
+    const outs: { status: number }[] = await Promise.all(ids.map((id) => touchAccount(env, id, how)));
+    failed += outs.filter((o) => o.status !== 200).length;
+  }
+  return { created: count - failed, failed, ms: Date.now() - t0 };
+}
+
+/** n probe objects `prefix{i}`, one upsert each, 128 at a time. */
+async function createProbes(env: BenchEnv, prefix: string, n: number): Promise<{ n: number; ms: number }> {
+  const t0 = Date.now();
+  for (let i = 0; i < n; i += 128)
+    await Promise.all(Array.from({ length: Math.min(128, n - i) }, (_, k) => env.BENCH_PROBE.get(env.BENCH_PROBE.idFromName(`${prefix}${i + k}`)).upsert()));
+  return { n, ms: Date.now() - t0 };
+}
+
+/**
+ * The product's own route code with the account object replaced by a stub that answers at once with a
+ * real consume answer recorded once: what the worker side of a consume costs, without the object.
+ */
+let stubEnv: BenchEnv | null = null;
+function workerOnlyEnv(env: BenchEnv): BenchEnv {
+  if (stubEnv) return stubEnv;
+  let canned: Promise<Outcome> | null = null;
+  const realStub = () => env.ACCOUNT.get(env.ACCOUNT.idFromName("bench_worker_only")) as unknown as { consume(ctx: CallContext, charge: Charge): Promise<Outcome> };
+  const fake = {
+    idFromName: (name: string) => env.ACCOUNT.idFromName(name),
+    get: () => ({
+      consume: (ctx: CallContext, charge: Charge) => (canned ??= realStub().consume({ ...ctx, accountId: "bench_worker_only" }, charge)),
+    }),
+  };
+  stubEnv = { ...env, ACCOUNT: fake as unknown as BenchEnv["ACCOUNT"] };
+  return stubEnv;
+}
+
+async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext, url: URL): Promise<Response> {
+  const path = url.pathname.slice("/__bench".length);
+  if (path.startsWith("/worker-only/")) {
+    const inner = new Request(request.url.replace("/__bench/worker-only", ""), request);
+    return product.fetch(inner, workerOnlyEnv(env), ctx);
+  }
+  if (path === "/consume-noqueue") {
+    // The same consume on a BenchAccountDO whose queue send resolves at once: no queue, consumer or D1 work.
+    const id = url.searchParams.get("account")!;
+    const stub = env.BENCH_ACCOUNT.get(env.BENCH_ACCOUNT.idFromName(id)) as unknown as { consumeNoQueue(ctx: CallContext, charge: Charge): Promise<Outcome> };
+    const out = await stub.consumeNoQueue(
+      { accountId: id, now: Date.now(), requestId: crypto.randomUUID(), idempotency: { key: url.searchParams.get("key")!, fingerprint: "bench" } },
+      { product: "codex", cost: 1 },
+    );
+    return json(out.body, out.status);
+  }
+  if (path === "/consume-rpc") {
+    // The object's consume by RPC, without the product's HTTP layer (routing, auth digests, idempotency
+    // fingerprint, validation, reset-epoch lookup, the decision log line).
+    const id = url.searchParams.get("account")!;
+    const stub = env.ACCOUNT.get(env.ACCOUNT.idFromName(id)) as unknown as { consume(ctx: CallContext, charge: Charge): Promise<Outcome> };
+    const out = await stub.consume(
+      { accountId: id, now: Date.now(), requestId: crypto.randomUUID(), idempotency: { key: url.searchParams.get("key")!, fingerprint: "bench" } },
+      { product: "codex", cost: 1 },
+    );
+    return json(out.body, out.status);
+  }
+  const probe = () => env.BENCH_PROBE.get(env.BENCH_PROBE.idFromName(url.searchParams.get("object") ?? "floor"));
+  const benchAccount = (id: string) => env.BENCH_ACCOUNT.get(env.BENCH_ACCOUNT.idFromName(id));
+  const body = request.method === "POST" ? ((await request.json()) as Record<string, unknown>) : {};
+  const accountId = String(body.accountId);
+  switch (path) {
+    // Floors, by HTTP under load.
+    case "/noop":
+      await probe().noop();
+      return new Response("ok");
+    case "/upsert":
+      await probe().upsert();
+      return new Response("ok");
+    // In-object probes: N operations inside one call.
+    case "/probe/upsert-many":
+      return json(await probe().upsertMany(Number(body.n), !!body.transaction));
+    case "/probe/read-many":
+      return json(await probe().readMany(Number(body.n)));
+    case "/probe/index-insert":
+      return json(await probe().indexInsert(Number(body.rows), Number(body.n)));
+    case "/probe/create-many":
+      return json(await createProbes(env, String(body.prefix), Number(body.n)));
+    case "/account/decide-many":
+      return json(await benchAccount(accountId).decideMany(body as unknown as DecideManyRequest));
+    case "/account/breakdown":
+      return json(await benchAccount(accountId).breakdown(accountId, Number(body.n), Number(body.now)));
+    case "/account/grant": {
+      const ctx: CallContext = { accountId, now: Number(body.now), requestId: "bench", idempotency: { key: `grant_${crypto.randomUUID()}`, fingerprint: "bench" } };
+      return json(await benchAccount(accountId).addGrant(ctx, Number(body.amount)));
+    }
+    case "/account/inflate":
+      return json(await benchAccount(accountId).inflate(body.table as "idempotency", Number(body.n), Number(body.now)));
+    case "/account/table-sizes":
+      return json(await benchAccount(accountId).tableSizes());
+    case "/account/alarm":
+      await benchAccount(accountId).runAlarm();
+      return json(await benchAccount(accountId).tableSizes());
+    // Accounts of the product's AccountDO.
+    case "/accounts/create":
+      return json(await createAccounts(env, String(body.prefix), Number(body.from), Number(body.count), Number(body.concurrency ?? 32), body.how === "plan" ? "plan" : "consume"));
+    case "/account/reconciliation-state": {
+      const stub = env.ACCOUNT.get(env.ACCOUNT.idFromName(accountId)) as unknown as { reconciliationState(): Promise<unknown> };
+      return json(await stub.reconciliationState());
+    }
+    // Settlement.
+    case "/settle/enqueue":
+      return json(await enqueue(env, String(body.prefix), Number(body.n), Number(body.accounts ?? 100), Number(body.sendSize ?? 100)));
+    case "/settle/raw":
+      return json(await rawInsert(env, String(body.prefix), Number(body.n), Number(body.accounts ?? 100), Number(body.batch ?? 50)));
+    case "/settle/stats":
+      return json(await ledgerStats(env, String(body.prefix), !!body.byKey));
+    case "/settle/total":
+      return json(await env.DB.prepare("SELECT COUNT(*) AS n FROM ledger").first<{ n: number }>());
+    default:
+      return json({ error: "no such bench route" }, 404);
+  }
+}
+
+export default {
+  ...product,
+  fetch(request: Request, env: BenchEnv, ctx: ExecutionContext): Response | Promise<Response> {
+    // The one addition in front of the product: a prefix test on the path.
+    const url = request.url;
+    if (url.includes("/__bench/")) return benchRoute(request, env, ctx, new URL(url));
+    return product.fetch(request, env, ctx);
+  },
+} satisfies ExportedHandler<BenchEnv, SettlementMessage>;
