@@ -73,7 +73,7 @@ const TOP_UP_COOLDOWN_MS = 60_000;
 const TOP_UP_PENDING_TIMEOUT_MS = HOUR_MS;
 const DEFAULT_AUTO_TOP_UP: AutoTopUpConfig = { enabled: false, threshold: 0, amount: 0, maxPerMonth: 0 };
 
-/** Work done inside one transaction: its HTTP answer and whether the idempotency record should keep it. */
+/** What `work` answers inside one transaction: the HTTP status and body. */
 interface Result {
   status: number;
   body: unknown;
@@ -128,9 +128,7 @@ export class AccountDO extends DurableObject<Env> {
   reconciliationState(): { accountId: string | null; creditPosition: number; chargedTotal: number; pendingOutbox: number; sentLastMinute: number } {
     const account = this.accountRow();
     const remaining = this.one<{ s: number | null }>("SELECT SUM(remaining) AS s FROM grants").s ?? 0;
-    let held = 0;
-    for (const h of this.rows<HoldRow>("SELECT * FROM holds WHERE state = 'active'"))
-      for (const s of JSON.parse(h.sources) as Source[]) if (s.layer === "grant") held += s.amount;
+    const held = this.heldBy((s) => s.layer === "grant");
     const pending = this.one<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL").n;
     // Sent but perhaps not yet written to D1 by the consumer: drift that is still in flight.
     const recent = this.one<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at > ?", Date.now() - 60_000).n;
@@ -806,9 +804,14 @@ export class AccountDO extends DurableObject<Env> {
 
   /** Credits (grant and flex parts) reserved by active holds: they count toward the guards as if spent. */
   private heldCredits(): number {
+    return this.heldBy((s) => s.layer !== "window");
+  }
+
+  /** What active holds reserve from the sources `which` picks. */
+  private heldBy(which: (s: Source) => boolean): number {
     let held = 0;
     for (const h of this.rows<{ sources: string }>("SELECT sources FROM holds WHERE state = 'active'"))
-      for (const s of JSON.parse(h.sources) as Source[]) if (s.layer !== "window") held += s.amount;
+      for (const s of JSON.parse(h.sources) as Source[]) if (which(s)) held += s.amount;
     return held;
   }
 

@@ -38,7 +38,7 @@ export interface Outcome {
   tentative?: boolean;
 }
 
-export type Charge = { product: Product; cost: number; rateCardVersion?: string };
+export type { Charge } from "../worker/core/pricing";
 
 export interface GrantRequest {
   amount: number;

@@ -33,8 +33,11 @@ export function priceUsage(rateCard: RateCard, product: Product, usage: Usage): 
   return { cost: Number(cost), rateCardVersion: rateCard.version };
 }
 
+/** What one decision charges: a cost for a product, with the rate-card version when it was priced. */
+export type Charge = { product: Product; cost: number; rateCardVersion?: string };
+
 /** `cost` as given, or `usage` priced with the current rate card (which the charge then records). */
-export function chargeOf(product: Product, body: { cost?: number; usage?: Usage }): { product: Product; cost: number; rateCardVersion?: string } {
+export function chargeOf(product: Product, body: { cost?: number; usage?: Usage }): Charge {
   if (body.cost !== undefined) return { product, cost: body.cost };
   const priced = priceUsage(catalog.rateCard, product, body.usage!);
   return { product, cost: priced.cost, rateCardVersion: priced.rateCardVersion };

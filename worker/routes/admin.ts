@@ -27,16 +27,14 @@ adminRoutes.openapi(
     const created = await resetControl(c.env).createReset(body, { now: c.get("now"), actor, idempotency: c.get("idempotency")! });
     if ("conflict" in created) throw new ApiError("idempotency_conflict", "this Idempotency-Key was used with a different request");
     const { resetId, effectiveAt, replayed } = created;
-    {
-      const row = (await resetControl(c.env).byId(resetId))!;
-      // The audit row is written on every attempt, replays included, so a failed first write heals on retry.
-      await c.env.DB.prepare(
-        "INSERT OR IGNORE INTO admin_resets (reset_id, seq, effective_at, scope, banked_resets, grant_banked_resets, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-      ).bind(resetId, row.seq, row.effectiveAt, JSON.stringify({ products: row.products, plans: row.plans }), row.bankedResets,
-        row.grantBankedResets ? JSON.stringify(row.grantBankedResets) : null, row.reason, row.actor).run();
-      forgetCachedResets(c.env);
-      console.log(JSON.stringify({ event: "admin.global_reset", requestId: c.get("requestId"), resetId, actor, replayed }));
-    }
+    const row = (await resetControl(c.env).byId(resetId))!;
+    // The audit row is written on every attempt, replays included, so a failed first write heals on retry.
+    await c.env.DB.prepare(
+      "INSERT OR IGNORE INTO admin_resets (reset_id, seq, effective_at, scope, banked_resets, grant_banked_resets, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    ).bind(resetId, row.seq, row.effectiveAt, JSON.stringify({ products: row.products, plans: row.plans }), row.bankedResets,
+      row.grantBankedResets ? JSON.stringify(row.grantBankedResets) : null, row.reason, row.actor).run();
+    forgetCachedResets(c.env);
+    console.log(JSON.stringify({ event: "admin.global_reset", requestId: c.get("requestId"), resetId, actor, replayed }));
     return respond(c, { status: 200, body: { resetId, effectiveAt }, replayed }) as never;
   },
 );
