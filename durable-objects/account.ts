@@ -61,6 +61,33 @@ interface HoldRow {
   state: "active" | "settled" | "released" | "expired";
 }
 
+interface PendingTopUp {
+  id: string;
+  requested_at: number;
+}
+
+interface BankedReset {
+  id: string;
+  expires_at: number | null;
+}
+
+/** The in-memory copy of the account's live state; `undefined` means "not loaded". */
+interface StateCache {
+  account?: AccountRow | null;
+  /** The account row was changed in memory and is written at the end of the transaction. */
+  accountDirty: boolean;
+  windows: Map<string, WindowState>;
+  grants?: GrantState[];
+  holds?: HoldRow[];
+  /** Unused banked resets, expired ones included, in redemption order. */
+  bankedResets?: BankedReset[];
+  pendingTopUp?: PendingTopUp | null;
+}
+
+type CachedTable = "account" | "grants" | "holds" | "bankedResets" | "pendingTopUp";
+
+const emptyCache = (): StateCache => ({ accountDirty: false, windows: new Map() });
+
 const MINUTE_MS = 60_000;
 const HOUR_MS = 3_600_000;
 const DAY_MS = 86_400_000;
@@ -95,11 +122,14 @@ export class AccountDO extends DurableObject<Env> {
   settlement: Pick<Queue<SettlementMessage>, "sendBatch">;
   private flushing: Promise<void> | null = null;
   private alarmAt: number | null = null;
+  /** False only once a drain found nothing undelivered; any outbox insert sets it. */
+  private outboxPending = true;
   /**
-   * Reads of the account row, windows and live grants, kept for one transaction: a decision reads them many
-   * times. Writes go through `write`/`putWindow`, which keep it right; outside a transaction it is off.
+   * The account's live state, kept in memory for the object's lifetime (write-through). Only this object
+   * writes its SQLite, and every write of a cached table goes through `write`, `updateAccount` or `putWindow`;
+   * a transaction that throws rolls SQLite back, so it drops the whole copy, which reloads on demand.
    */
-  private memo: { account?: AccountRow | null; grants?: GrantState[]; windows: Map<string, WindowState> } | null = null;
+  private cache: StateCache = emptyCache();
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -184,7 +214,8 @@ export class AccountDO extends DurableObject<Env> {
       }
       for (const kind of WINDOW_KINDS) windowOpened[kind] = this.window(charge.product, kind, ctx.now).openedAt;
       const expiresAt = ctx.now + ttlSeconds * 1000;
-      this.sql.exec(
+      this.write(
+        "holds",
         "INSERT INTO holds (id, product, amount, sources, window_opened, flex_month, expires_at, created_at, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'active')",
         holdId, charge.product, charge.cost, JSON.stringify(decision.sources), JSON.stringify(windowOpened), monthKey(ctx.now), expiresAt, ctx.now,
       );
@@ -203,7 +234,7 @@ export class AccountDO extends DurableObject<Env> {
       // Ledger: the whole reservation is released, then the actual cost is charged.
       this.giveBack(hold, reserved, ctx, settlement.released);
       for (const s of settlement.charged) this.recordCharge(hold.product, s, ctx, { holdId, rateCardVersion });
-      this.sql.exec("UPDATE holds SET state = 'settled' WHERE id = ?", holdId);
+      this.write("holds", "UPDATE holds SET state = 'settled' WHERE id = ?", holdId);
       let extraSources: Source[] = [];
       let writtenOff = 0;
       if (settlement.extra > 0) {
@@ -234,7 +265,7 @@ export class AccountDO extends DurableObject<Env> {
       const hold = this.activeHold(holdId);
       const reserved = JSON.parse(hold.sources) as Source[];
       this.giveBack(hold, reserved, ctx, reserved);
-      this.sql.exec("UPDATE holds SET state = 'released' WHERE id = ?", holdId);
+      this.write("holds", "UPDATE holds SET state = 'released' WHERE id = ?", holdId);
       return { status: 200, body: { holdId, released: hold.amount, account: this.summaryBody(ctx.now) } };
     });
   }
@@ -285,7 +316,7 @@ export class AccountDO extends DurableObject<Env> {
     return this.run(ctx, { mutating: true }, () => {
       const account = this.accountRow()!;
       if (account.plan !== plan) {
-        this.write("UPDATE account SET plan = ?, banked_accrued_at = ? WHERE singleton = 1", plan, ctx.now);
+        this.updateAccount({ plan, banked_accrued_at: ctx.now });
         this.sql.exec("INSERT INTO plan_history (since, plan) VALUES (?, ?)", ctx.now, plan);
       }
       return { status: 200, body: this.summaryBody(ctx.now) };
@@ -296,7 +327,7 @@ export class AccountDO extends DurableObject<Env> {
     return this.run(ctx, { mutating: true }, () => {
       const plan = planFor(this.accountRow()!.plan);
       if (config.enabled && !plan.autoTopUpAllowed) throw new ApiError("auto_top_up_not_allowed", `plan '${plan.id}' does not allow auto top-up`);
-      this.write("UPDATE account SET auto_top_up = ? WHERE singleton = 1", JSON.stringify(config));
+      this.updateAccount({ auto_top_up: JSON.stringify(config) });
       this.maybeRequestTopUp(ctx);
       return { status: 200, body: this.summaryBody(ctx.now) };
     });
@@ -304,7 +335,7 @@ export class AccountDO extends DurableObject<Env> {
 
   setSpendCap(ctx: CallContext, dailyLimit: number | null): Promise<Outcome> {
     return this.run(ctx, { mutating: true }, () => {
-      this.write("UPDATE account SET spend_cap = ? WHERE singleton = 1", dailyLimit);
+      this.updateAccount({ spend_cap: dailyLimit });
       return { status: 200, body: this.summaryBody(ctx.now) };
     });
   }
@@ -315,7 +346,7 @@ export class AccountDO extends DurableObject<Env> {
       if (wasPaused) {
         // The trailing window restarts after the resume (from the next whole minute), so the burst that
         // caused the pause does not pause the account again at once; the spend itself stays on record.
-        this.write("UPDATE account SET paused = 0, resumed_at = ? WHERE singleton = 1", ctx.now);
+        this.updateAccount({ paused: 0, resumed_at: ctx.now });
         this.appendEvent(ctx, "account.credits_resumed", { operator });
       }
       return { status: 200, body: { resumed: wasPaused, account: this.summaryBody(ctx.now) } };
@@ -331,7 +362,7 @@ export class AccountDO extends DurableObject<Env> {
       if (forgiven === 0) throw new ApiError("nothing_to_reset", `the ${product} windows are already empty; the banked reset was kept`);
       for (const kind of WINDOW_KINDS) this.putWindow(product, kind, { openedAt: null, used: 0 });
       this.sql.exec("DELETE FROM window_charges WHERE product = ?", product);
-      this.sql.exec("UPDATE banked_resets SET used_at = ? WHERE id = ?", ctx.now, item.id);
+      this.write("bankedResets", "UPDATE banked_resets SET used_at = ? WHERE id = ?", ctx.now, item.id);
       const resetId = this.appendLedger(ctx, { kind: "reset", amount: forgiven, product, note: `banked:${item.id}` });
       this.appendEvent(ctx, "reset.applied", { resetId, product, bankedResetId: item.id, forgiven });
       return { status: 200, body: { resetId, bankedResets: this.bankedResetsJson(ctx.now), account: this.summaryBody(ctx.now) } };
@@ -387,7 +418,10 @@ export class AccountDO extends DurableObject<Env> {
         const rows = this.rows<{ seq: number; message: string }>(
           "SELECT seq, message FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ?", OUTBOX_SEND_BATCH,
         );
-        if (rows.length === 0) return;
+        if (rows.length === 0) {
+          this.outboxPending = false;
+          return;
+        }
         await this.settlement.sendBatch(rows.map((r) => ({ body: JSON.parse(r.message) as SettlementMessage, contentType: "json" as const })));
         this.sql.exec("UPDATE outbox SET delivered_at = ? WHERE delivered_at IS NULL AND seq >= ? AND seq <= ?", Date.now(), rows[0].seq, rows[rows.length - 1].seq);
       }
@@ -418,7 +452,7 @@ export class AccountDO extends DurableObject<Env> {
     }
     delete outcome.tentative;
     outcome.resetSeq = this.accountRow()?.reset_seq ?? 0;
-    if (this.hasPendingOutbox()) {
+    if (this.outboxPending) {
       // The outbox row is already durable; the answer does not wait for the queue.
       this.ctx.waitUntil(this.flushOutbox());
       void this.ensureAlarm(Date.now() + OUTBOX_RETRY_MS);
@@ -497,7 +531,7 @@ export class AccountDO extends DurableObject<Env> {
     if (!account) return;
     const offset = ctx.now - Date.now();
     // Only a real change (the test clock moving) is written, not the few ms of skew between clocks.
-    if (Math.abs(offset - account.clock_offset) > 1_000) this.write("UPDATE account SET clock_offset = ? WHERE singleton = 1", offset);
+    if (Math.abs(offset - account.clock_offset) > 1_000) this.updateAccount({ clock_offset: offset });
     this.applyGlobalResets(ctx, account);
     this.expireHolds(ctx);
     this.expireGrants(ctx);
@@ -508,35 +542,52 @@ export class AccountDO extends DurableObject<Env> {
   private ensureAccount(ctx: CallContext): void {
     if (this.accountRow()) return;
     this.write(
+      "account",
       "INSERT INTO account (singleton, account_id, plan, created_at, banked_accrued_at, clock_offset) VALUES (1, ?, ?, ?, ?, ?)",
       ctx.accountId, DEFAULT_PLAN, ctx.now, ctx.now, ctx.now - Date.now(),
     );
     this.sql.exec("INSERT INTO plan_history (since, plan) VALUES (?, ?)", ctx.now, DEFAULT_PLAN);
     // Global resets that predate the account do not apply to it.
     const latest = ctx.resets?.filter((r) => r.effectiveAt < ctx.now).reduce((m, r) => Math.max(m, r.seq), 0) ?? 0;
-    if (latest > 0) this.write("UPDATE account SET reset_seq = ? WHERE singleton = 1", latest);
+    if (latest > 0) this.updateAccount({ reset_seq: latest });
   }
 
   // ─────────────────────── state access ───────────────────────
 
-  /** Runs `fn` in one transaction with the read memo on. */
+  /**
+   * Runs `fn` in one transaction. The account row, changed any number of times by `fn`, is written once at
+   * the end; if anything throws, SQLite rolls back and the in-memory copy is dropped with it.
+   */
   private transaction<T>(fn: () => T): T {
-    return this.ctx.storage.transactionSync(() => {
-      this.memo = { windows: new Map() };
-      try {
-        return fn();
-      } finally {
-        this.memo = null;
-      }
-    });
+    try {
+      return this.ctx.storage.transactionSync(() => {
+        const result = fn();
+        if (this.cache.accountDirty) {
+          const a = this.cache.account!;
+          this.sql.exec(
+            "UPDATE account SET plan = ?, paused = ?, spend_cap = ?, auto_top_up = ?, flex_month = ?, flex_used = ?, reset_seq = ?, banked_accrued_at = ?, clock_offset = ?, charged_total = ?, resumed_at = ? WHERE singleton = 1",
+            a.plan, a.paused, a.spend_cap, a.auto_top_up, a.flex_month, a.flex_used, a.reset_seq, a.banked_accrued_at, a.clock_offset, a.charged_total, a.resumed_at,
+          );
+          this.cache.accountDirty = false;
+        }
+        return result;
+      });
+    } catch (err) {
+      this.cache = emptyCache();
+      throw err;
+    }
   }
 
-  /** A write to the account or grants table; the memo forgets what it changed. */
-  private write(query: string, ...params: SqlStorageValue[]): void {
+  /** A write to a cached table (other than the account row and windows); the copy of that table reloads. */
+  private write(table: CachedTable, query: string, ...params: SqlStorageValue[]): void {
     this.sql.exec(query, ...params);
-    if (!this.memo) return;
-    if (/^\s*(UPDATE|INSERT INTO) account\b/.test(query)) this.memo.account = undefined;
-    if (/^\s*(UPDATE|INSERT INTO) grants\b/.test(query)) this.memo.grants = undefined;
+    this.cache[table] = undefined;
+  }
+
+  /** Changes the account row in memory; `transaction` writes it once at the end. */
+  private updateAccount(patch: Partial<Omit<AccountRow, "account_id" | "created_at">>): void {
+    Object.assign(this.accountRow()!, patch);
+    this.cache.accountDirty = true;
   }
 
   private rows<T>(query: string, ...params: SqlStorageValue[]): T[] {
@@ -548,10 +599,8 @@ export class AccountDO extends DurableObject<Env> {
   }
 
   private accountRow(): AccountRow | undefined {
-    if (this.memo?.account !== undefined) return this.memo.account ?? undefined;
-    const row = this.rows<AccountRow>("SELECT * FROM account WHERE singleton = 1")[0];
-    if (this.memo) this.memo.account = row ?? null;
-    return row;
+    if (this.cache.account === undefined) this.cache.account = this.rows<AccountRow>("SELECT * FROM account WHERE singleton = 1")[0] ?? null;
+    return this.cache.account ?? undefined;
   }
 
   private hasPendingOutbox(): boolean {
@@ -560,32 +609,41 @@ export class AccountDO extends DurableObject<Env> {
 
   private window(product: Product, kind: WindowKind, now: number): WindowState {
     const key = `${product}:${kind}`;
-    let stored = this.memo?.windows.get(key);
+    let stored = this.cache.windows.get(key);
     if (!stored) {
       const row = this.rows<{ opened_at: number | null; used: number }>("SELECT opened_at, used FROM windows WHERE product = ? AND kind = ?", product, kind)[0];
       stored = row ? { openedAt: row.opened_at, used: row.used } : { openedAt: null, used: 0 };
-      this.memo?.windows.set(key, stored);
+      this.cache.windows.set(key, stored);
     }
     return currentWindow(stored, kind, now);
   }
 
   private putWindow(product: Product, kind: WindowKind, w: WindowState): void {
-    this.memo?.windows.set(`${product}:${kind}`, w);
     this.sql.exec(
       "INSERT INTO windows (product, kind, opened_at, used) VALUES (?, ?, ?, ?) ON CONFLICT (product, kind) DO UPDATE SET opened_at = excluded.opened_at, used = excluded.used",
       product, kind, w.openedAt, w.used,
     );
+    this.cache.windows.set(`${product}:${kind}`, w);
   }
 
+  /** Grants with credits left (`active = 1`), expired ones included until the sweep records them. */
   private liveGrants(): GrantState[] {
-    if (this.memo?.grants) return this.memo.grants;
-    const grants = this.rows<Row>("SELECT * FROM grants WHERE active = 1").map(grantFromRow);
-    if (this.memo) this.memo.grants = grants;
-    return grants;
+    return (this.cache.grants ??= this.rows<Row>("SELECT * FROM grants WHERE active = 1").map(grantFromRow));
+  }
+
+  private activeHolds(): HoldRow[] {
+    return (this.cache.holds ??= this.rows<HoldRow>("SELECT * FROM holds WHERE state = 'active' ORDER BY created_at, rowid"));
+  }
+
+  private pendingTopUp(): PendingTopUp | null {
+    if (this.cache.pendingTopUp === undefined)
+      this.cache.pendingTopUp = this.rows<PendingTopUp>("SELECT id, requested_at FROM top_ups WHERE state = 'pending' LIMIT 1")[0] ?? null;
+    return this.cache.pendingTopUp;
   }
 
   private insertGrant(g: GrantState, amount: number, topUpId: string | null): void {
     this.write(
+      "grants",
       "INSERT INTO grants (id, kind, priority, products, amount, remaining, expires_at, created_at, top_up_id, active) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
       g.id, g.kind, g.priority, g.products ? JSON.stringify(g.products) : null, amount, g.remaining, g.expiresAt, g.createdAt, topUpId,
     );
@@ -628,11 +686,11 @@ export class AccountDO extends DurableObject<Env> {
       for (const kind of WINDOW_KINDS) this.putWindow(product, kind, chargeWindow(this.window(product, kind, now), kind, s.amount, now));
       this.sql.exec("INSERT INTO window_charges (product, at, amount) VALUES (?, ?, ?)", product, now, s.amount);
     } else if (s.layer === "grant") {
-      this.write("UPDATE grants SET remaining = remaining - ?, active = CASE WHEN remaining - ? > 0 THEN 1 ELSE 0 END WHERE id = ?", s.amount, s.amount, s.grantId);
+      this.write("grants", "UPDATE grants SET remaining = remaining - ?, active = CASE WHEN remaining - ? > 0 THEN 1 ELSE 0 END WHERE id = ?", s.amount, s.amount, s.grantId);
     } else {
       const account = this.accountRow()!;
       const used = this.flexState(account, now)?.used ?? 0;
-      this.write("UPDATE account SET flex_month = ?, flex_used = ? WHERE singleton = 1", monthKey(now), used + s.amount);
+      this.updateAccount({ flex_month: monthKey(now), flex_used: used + s.amount });
     }
   }
 
@@ -647,7 +705,8 @@ export class AccountDO extends DurableObject<Env> {
 
   /** A `charge` ledger entry for one layer that paid, plus the spend counters it feeds. */
   private recordCharge(product: Product, s: Source, ctx: CallContext, meta: { decisionId?: string; holdId?: string; rateCardVersion?: string }): void {
-    this.write("UPDATE account SET charged_total = charged_total + ? WHERE singleton = 1", s.amount);
+    const account = this.accountRow()!;
+    this.updateAccount({ charged_total: account.charged_total + s.amount });
     if (s.layer !== "window") {
       this.sql.exec(
         "INSERT INTO spend_minutes (minute, amount) VALUES (?, ?) ON CONFLICT (minute) DO UPDATE SET amount = amount + excluded.amount",
@@ -673,11 +732,11 @@ export class AccountDO extends DurableObject<Env> {
           this.sql.exec("INSERT INTO window_charges (product, at, amount) VALUES (?, ?, ?)", hold.product, ctx.now, -s.amount);
       } else if (s.layer === "grant") {
         // An expired grant gets its reservation back and the expiry sweep records the remainder as expired.
-        this.write("UPDATE grants SET remaining = remaining + ?, active = 1 WHERE id = ?", s.amount, s.grantId);
+        this.write("grants", "UPDATE grants SET remaining = remaining + ?, active = 1 WHERE id = ?", s.amount, s.grantId);
       } else {
         const account = this.accountRow()!;
         if (hold.flex_month === monthKey(ctx.now))
-          this.write("UPDATE account SET flex_used = ? WHERE singleton = 1", Math.max(0, (this.flexState(account, ctx.now)?.used ?? 0) - s.amount));
+          this.updateAccount({ flex_used: Math.max(0, (this.flexState(account, ctx.now)?.used ?? 0) - s.amount) });
       }
     }
     this.expireGrants(ctx);
@@ -693,19 +752,17 @@ export class AccountDO extends DurableObject<Env> {
   // ─────────────────────── time-driven changes ───────────────────────
 
   private expireHolds(ctx: CallContext): void {
-    for (const hold of this.rows<HoldRow>("SELECT * FROM holds WHERE state = 'active' AND expires_at <= ?", ctx.now)) {
+    for (const hold of this.activeHolds().filter((h) => h.expires_at <= ctx.now)) {
       const reserved = JSON.parse(hold.sources) as Source[];
       this.giveBack(hold, reserved, ctx, reserved);
-      this.sql.exec("UPDATE holds SET state = 'expired' WHERE id = ?", hold.id);
+      this.write("holds", "UPDATE holds SET state = 'expired' WHERE id = ?", hold.id);
     }
   }
 
   /** An expired grant's remainder is recorded as expired, never spent. */
   private expireGrants(ctx: CallContext): void {
-    for (const g of this.rows<{ id: string; remaining: number }>(
-      "SELECT id, remaining FROM grants WHERE active = 1 AND expires_at IS NOT NULL AND expires_at <= ?", ctx.now,
-    )) {
-      this.write("UPDATE grants SET remaining = 0, active = 0 WHERE id = ?", g.id);
+    for (const g of this.liveGrants().filter((g) => g.expiresAt !== null && g.expiresAt <= ctx.now)) {
+      this.write("grants", "UPDATE grants SET remaining = 0, active = 0 WHERE id = ?", g.id);
       if (g.remaining > 0) {
         this.appendLedger(ctx, { kind: "expiry", amount: g.remaining, grantId: g.id });
         this.appendEvent(ctx, "credits.expired", { grantId: g.id, amount: g.remaining });
@@ -713,16 +770,16 @@ export class AccountDO extends DurableObject<Env> {
     }
   }
 
-  private availableBankedResets(now: number): { id: string; expires_at: number | null }[] {
-    return this.rows(
-      "SELECT id, expires_at FROM banked_resets WHERE used_at IS NULL AND (expires_at IS NULL OR expires_at > ?) ORDER BY expires_at IS NULL, expires_at, granted_at",
-      now,
+  private availableBankedResets(now: number): BankedReset[] {
+    this.cache.bankedResets ??= this.rows<BankedReset>(
+      "SELECT id, expires_at FROM banked_resets WHERE used_at IS NULL ORDER BY expires_at IS NULL, expires_at, granted_at",
     );
+    return this.cache.bankedResets.filter((b) => b.expires_at === null || b.expires_at > now);
   }
 
   private addBankedResets(count: number, now: number, expiresAt: number | null, origin: string): void {
     for (let i = 0; i < count; i++)
-      this.sql.exec("INSERT INTO banked_resets (id, granted_at, expires_at, origin) VALUES (?, ?, ?, ?)", crypto.randomUUID(), now, expiresAt, origin);
+      this.write("bankedResets", "INSERT INTO banked_resets (id, granted_at, expires_at, origin) VALUES (?, ?, ?, ?)", crypto.randomUUID(), now, expiresAt, origin);
   }
 
   /** 1 banked reset per accrual period, up to the plan's cap. */
@@ -734,7 +791,7 @@ export class AccountDO extends DurableObject<Env> {
     if (periods <= 0) return;
     const room = Math.max(0, rule.max - this.availableBankedResets(now).length);
     this.addBankedResets(Math.min(periods, room), now, null, "accrual");
-    this.write("UPDATE account SET banked_accrued_at = ? WHERE singleton = 1", account.banked_accrued_at + periods * period);
+    this.updateAccount({ banked_accrued_at: account.banked_accrued_at + periods * period });
   }
 
   /**
@@ -774,7 +831,7 @@ export class AccountDO extends DurableObject<Env> {
       if (forgiven > 0) this.appendLedger(ctx, { kind: "reset", amount: forgiven, note: `global:${r.resetId}` });
       this.appendEvent(ctx, "reset.applied", { resetId: r.resetId, global: true, forgiven });
     }
-    this.write("UPDATE account SET reset_seq = ? WHERE singleton = 1", fresh[fresh.length - 1].seq);
+    this.updateAccount({ reset_seq: fresh[fresh.length - 1].seq });
   }
 
   // ─────────────────────── drain guards ───────────────────────
@@ -797,7 +854,7 @@ export class AccountDO extends DurableObject<Env> {
     if (trailing + creditPart <= g.floorMicroCredits) return decision;
     const threshold = anomalyThreshold(g, this.spentSince(ctx.now - g.baselineDays * DAY_MS));
     if (trailing + creditPart <= threshold) return decision;
-    this.write("UPDATE account SET paused = 1 WHERE singleton = 1");
+    this.updateAccount({ paused: 1 });
     this.appendEvent(ctx, "account.credits_paused", { trailingSpend: trailing, attempted: creditPart, threshold });
     return decide({ ...input, creditsPaused: true }, charge.cost);
   }
@@ -810,7 +867,7 @@ export class AccountDO extends DurableObject<Env> {
   /** What active holds reserve from the sources `which` picks. */
   private heldBy(which: (s: Source) => boolean): number {
     let held = 0;
-    for (const h of this.rows<{ sources: string }>("SELECT sources FROM holds WHERE state = 'active'"))
+    for (const h of this.activeHolds())
       for (const s of JSON.parse(h.sources) as Source[]) if (which(s)) held += s.amount;
     return held;
   }
@@ -845,14 +902,14 @@ export class AccountDO extends DurableObject<Env> {
     const cfg = this.autoTopUp();
     if (!cfg.enabled || !planFor(this.accountRow()!.plan).autoTopUpAllowed) return;
     if (this.creditBalance(ctx.now) >= cfg.threshold) return;
-    if (this.rows("SELECT 1 FROM top_ups WHERE state = 'pending'").length > 0) return;
+    if (this.pendingTopUp() !== null) return;
     const last = this.rows<{ requested_at: number }>("SELECT requested_at FROM top_ups ORDER BY requested_at DESC LIMIT 1")[0];
     if (last && ctx.now - last.requested_at < TOP_UP_COOLDOWN_MS) return;
     const month = monthKey(ctx.now);
     const thisMonth = this.one<{ n: number }>("SELECT COUNT(*) AS n FROM top_ups WHERE month = ?", month).n;
     if (thisMonth >= cfg.maxPerMonth) return;
     const topUpId = `tu_${crypto.randomUUID()}`;
-    this.sql.exec("INSERT INTO top_ups (id, requested_at, amount, state, month) VALUES (?, ?, ?, 'pending', ?)", topUpId, ctx.now, cfg.amount, month);
+    this.write("pendingTopUp", "INSERT INTO top_ups (id, requested_at, amount, state, month) VALUES (?, ?, ?, 'pending', ?)", topUpId, ctx.now, cfg.amount, month);
     this.appendEvent(ctx, "topup.requested", { topUpId, amount: cfg.amount });
   }
 
@@ -861,11 +918,13 @@ export class AccountDO extends DurableObject<Env> {
     const t = this.rows<{ state: string }>("SELECT state FROM top_ups WHERE id = ?", topUpId)[0];
     if (!t) throw new ApiError("topup_unknown", "no top-up with this topUpId was requested");
     if (t.state === "confirmed") throw new ApiError("topup_unknown", "this top-up was already confirmed");
-    this.sql.exec("UPDATE top_ups SET state = 'confirmed' WHERE id = ?", topUpId);
+    this.write("pendingTopUp", "UPDATE top_ups SET state = 'confirmed' WHERE id = ?", topUpId);
   }
 
   private expireTopUps(now: number): void {
-    this.sql.exec("UPDATE top_ups SET state = 'failed' WHERE state = 'pending' AND requested_at <= ?", now - TOP_UP_PENDING_TIMEOUT_MS);
+    const pending = this.pendingTopUp();
+    if (pending === null || pending.requested_at > now - TOP_UP_PENDING_TIMEOUT_MS) return;
+    this.write("pendingTopUp", "UPDATE top_ups SET state = 'failed' WHERE state = 'pending' AND requested_at <= ?", now - TOP_UP_PENDING_TIMEOUT_MS);
   }
 
   // ─────────────────────── outbox ───────────────────────
@@ -879,12 +938,14 @@ export class AccountDO extends DurableObject<Env> {
       ...(ctx.idempotency ? { idempotencyKey: ctx.idempotency.key } : {}),
       ...stripUndefined(e),
     };
+    this.outboxPending = true;
     this.sql.exec("INSERT INTO outbox (entry_id, message, created_at) VALUES (?, ?, ?)", entry.id, JSON.stringify({ type: "ledger", entry } satisfies SettlementMessage), ctx.now);
     return entry.id;
   }
 
   private appendEvent(ctx: CallContext, type: string, data: Record<string, unknown>): void {
     const event: AccountEvent = { id: uuidv7(), accountId: ctx.accountId, type, createdAt: ctx.now, data };
+    this.outboxPending = true;
     this.sql.exec("INSERT INTO outbox (entry_id, message, created_at) VALUES (?, ?, ?)", event.id, JSON.stringify({ type: "event", event } satisfies SettlementMessage), ctx.now);
   }
 
@@ -950,7 +1011,7 @@ export class AccountDO extends DurableObject<Env> {
       .filter((g) => g.expiresAt === null || g.expiresAt > now)
       .sort(burnDownOrder);
     const cfg = this.autoTopUp();
-    const pending = this.rows<{ id: string; requested_at: number }>("SELECT id, requested_at FROM top_ups WHERE state = 'pending'")[0];
+    const pending = this.pendingTopUp();
     const spendCap = account.spend_cap === null ? null : { dailyLimit: account.spend_cap, spentToday: this.spentSince(utcDayStart(now)) };
     return {
       accountId: account.account_id,
@@ -963,7 +1024,7 @@ export class AccountDO extends DurableObject<Env> {
         flex: this.flexState(account, now),
       },
       bankedResets: this.bankedResetsJson(now),
-      holds: this.rows<HoldRow>("SELECT * FROM holds WHERE state = 'active' ORDER BY created_at").map((h) => ({
+      holds: this.activeHolds().map((h) => ({
         holdId: h.id,
         product: h.product,
         amount: h.amount,
