@@ -20,6 +20,10 @@ const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const OUT = join(ROOT, "bench", "out");
 const BUNDLE_DIR = join(OUT, "bundle");
 const QUICK = process.env.BENCH_QUICK === "1"; // shorter runs, for trying the harness; not for numbers
+/** The settlement consumer's batching, as the product's wrangler.toml sets it: the bench serves the same. */
+const CONSUMER = consumerConfig();
+/** The other batch size the what-if row measures (the one the product used before). */
+const WHAT_IF_BATCH = CONSUMER.maxBatchSize === 50 ? 100 : 50;
 
 const CFG = {
   connections: 32,
@@ -33,7 +37,7 @@ const CFG = {
   populationDeadlineSeconds: QUICK ? 120 : 245, // ... and at this point of the whole run
   growthPrior: QUICK ? 10_000 : 100_000,
   growthChunk: 20_000,
-  growthMeasureN: 300,
+  growthMeasureN: 1000,
   growthReps: 7,
   inObjectN: 1000,
   inObjectReps: 5,
@@ -322,13 +326,14 @@ async function lagsOf(api, tags) {
 }
 
 /** Sends CFG.settleN ledger messages to the queue (sendBatch of 100, as the outbox does) and times until all are rows in D1. */
-async function queueRun(api, prefix, meter, n = CFG.settleN) {
+/** n ledger messages through the settlement queue (or, with `transport`, through the counting-only queue) until all landed. */
+async function queueRun(api, prefix, meter, n = CFG.settleN, transport = false) {
   const stop = meter?.start();
   const t0 = performance.now();
-  const sent = await api.post("/__bench/settle/enqueue", { prefix, n });
+  const sent = await api.post(transport ? "/__bench/settle/transport" : "/__bench/settle/enqueue", { prefix, n });
   let landed = 0;
   for (let k = 0; k < 3000 && landed < n; k++) {
-    landed = (await api.post("/__bench/settle/stats", { prefix })).count;
+    landed = (await api.post(transport ? "/__bench/settle/transport-stats" : "/__bench/settle/stats", { prefix })).count;
     if (landed < n) await sleep(20);
   }
   if (landed < n) throw new Error(`queue run ${prefix}: ${landed}/${n} landed`);
@@ -348,8 +353,10 @@ async function settlementPhase(base, api, meter, ledger, e2eTags) {
   say(`settlement: ${CFG.settleN} ledger entries through the queue consumer vs raw batched D1 inserts`);
   await queueRun(api, "qwarm_", null, 1000);
   ledger.add(1000);
+  await queueRun(api, "twarm_", null, 1000, true);
   const queue = [];
   const raw = [];
+  const transport = [];
   for (let rep = 0; rep < CFG.settleReps; rep++) {
     await waitQuiet(meter, 5000);
     queue.push(await queueRun(api, `q${rep}_`, meter));
@@ -358,15 +365,17 @@ async function settlementPhase(base, api, meter, ledger, e2eTags) {
 
     const stop = meter.start();
     const r0 = performance.now();
-    const r = await api.post("/__bench/settle/raw", { prefix: `raw${rep}_`, n: CFG.settleN, batch: 50 });
+    const r = await api.post("/__bench/settle/raw", { prefix: `raw${rep}_`, n: CFG.settleN, batch: CONSUMER.maxBatchSize });
     const rms = performance.now() - r0;
     const cpu = stop();
     raw.push({ ms: rms, inWorkerMs: r.ms, perSec: (CFG.settleN / rms) * 1000, workerdCpuMsPerEntry: cpu.workerdMs / CFG.settleN, workerdCpuShare: cpu.workerdMs / cpu.wallMs });
     ledger.add(CFG.settleN);
-    say(`settlement rep ${rep + 1}: queue ${queue.at(-1).perSec.toFixed(0)}/s, raw ${raw.at(-1).perSec.toFixed(0)}/s`);
+    await waitQuiet(meter, 5000);
+    transport.push(await queueRun(api, `t${rep}_`, meter, CFG.settleN, true));
+    say(`settlement rep ${rep + 1}: queue ${queue.at(-1).perSec.toFixed(0)}/s, raw ${raw.at(-1).perSec.toFixed(0)}/s, transport alone ${transport.at(-1).perSec.toFixed(0)}/s`);
   }
-  // Raw inserts at the largest batch the queue allows (100), for the batch-size effect.
-  const r100 = await api.post("/__bench/settle/raw", { prefix: "raw100_", n: CFG.settleN, batch: 100 });
+  // Raw inserts at the what-if batch size, for the batch-size effect.
+  const rAlt = await api.post("/__bench/settle/raw", { prefix: "rawalt_", n: CFG.settleN, batch: WHAT_IF_BATCH });
   ledger.add(CFG.settleN);
   await ledger.drain();
   // The producer side: what one sendBatch costs, with 1 message (as each of many accounts sends) and with 100.
@@ -383,11 +392,16 @@ async function settlementPhase(base, api, meter, ledger, e2eTags) {
     pacedLag: { ...pacedLag, rps: paced.rps },
     queuePerSec: median(queue.map((q) => q.perSec)),
     rawPerSec: median(raw.map((q) => q.perSec)),
-    raw100PerSec: (CFG.settleN / r100.ms) * 1000,
+    rawWhatIfPerSec: (CFG.settleN / rAlt.ms) * 1000,
     queueWorkerdCpuMsPerEntry: median(queue.map((q) => q.workerdCpuMsPerEntry)),
     queueWorkerdCpuShare: median(queue.map((q) => q.workerdCpuShare)),
     rawWorkerdCpuMsPerEntry: median(raw.map((q) => q.workerdCpuMsPerEntry)),
     rawWorkerdCpuShare: median(raw.map((q) => q.workerdCpuShare)),
+    transportPerSec: median(transport.map((q) => q.perSec)),
+    transportWorkerdCpuMsPerEntry: median(transport.map((q) => q.workerdCpuMsPerEntry)),
+    // If transport and D1 writes share one thread, the queue path's time per entry is about the sum of the two.
+    predictedQueuePerSec: 1000 / (median(transport.map((q) => q.ms)) / CFG.settleN + median(raw.map((q) => q.ms)) / CFG.settleN),
+    transport,
     sendCost,
     queue,
     raw,
@@ -519,7 +533,10 @@ async function growthPhase(api, duringSeeding = async () => undefined) {
   // Rounds over every account: each round measures one 10-charge account, the 100,000-charge one and the
   // synthetic ones, in a rotating order, so all of them meet the same machine. Best of the rounds.
   say(`growth: measuring at 10 and at ${CFG.growthPrior.toLocaleString("en")} prior charges (${CFG.growthReps} rounds)`);
-  for (const id of [big, ...byTableIds.map((t) => `inflate_${t}`)]) await measureOnce(id); // warm each object's pages
+  // Every measured object gets the same warm-up. Measured on their first use, the 10-charge accounts came
+  // out ~20% faster than the identical warmed one (inflate_none), which biased the ratio.
+  for (let k = 0; k < CFG.growthReps; k++) await measureOnce(`growth10_${k}`);
+  for (const id of [big, ...byTableIds.map((t) => `inflate_${t}`)]) await measureOnce(id);
   const small = [];
   const large = [];
   const byTableRuns = Object.fromEntries(byTableIds.map((id) => [id, []]));
@@ -585,8 +602,8 @@ const latencyStats = (xs) => {
  */
 async function prepareResets(scriptPath) {
   const migrationsDir = join(ROOT, "migrations");
-  const small = await startServer({ scriptPath, stateDir: join(OUT, "state-resets-1"), migrationsDir });
-  const big = await startServer({ scriptPath, stateDir: join(OUT, "state-resets-many"), migrationsDir });
+  const small = await startServer({ scriptPath, stateDir: join(OUT, "state-resets-1"), migrationsDir, queue: CONSUMER });
+  const big = await startServer({ scriptPath, stateDir: join(OUT, "state-resets-many"), migrationsDir, queue: CONSUMER });
   const apiSmall = client(small.base);
   const apiBig = client(big.base);
   const touch = (api) => api.call("POST", "/v1/accounts/bench_one/consume", { product: "codex", cost: 1 }, { ...SERVICE, "idempotency-key": "only" });
@@ -655,9 +672,9 @@ async function measureResets(h) {
   }
 }
 
-/** What-if: the same queue measurement with the consumer's max_batch_size at 100 (the Queues maximum). */
+/** What-if: the same queue measurement with the consumer's max_batch_size at WHAT_IF_BATCH. */
 async function queueWhatIf(scriptPath) {
-  const { mf, base } = await startServer({ scriptPath, stateDir: join(OUT, "state-queue-100"), migrationsDir: join(ROOT, "migrations"), queueBatchSize: 100 });
+  const { mf, base } = await startServer({ scriptPath, stateDir: join(OUT, "state-queue-what-if"), migrationsDir: join(ROOT, "migrations"), queue: { ...CONSUMER, maxBatchSize: WHAT_IF_BATCH } });
   try {
     const api = client(base);
     const meter = cpuMeter();
@@ -667,7 +684,7 @@ async function queueWhatIf(scriptPath) {
       await waitQuiet(meter, 5000);
       xs.push(await queueRun(api, `w${rep}_`, meter));
     }
-    return { queuePerSec: median(xs.map((x) => x.perSec)), runs: xs };
+    return { maxBatchSize: WHAT_IF_BATCH, queuePerSec: median(xs.map((x) => x.perSec)), runs: xs };
   } finally {
     await mf.dispose();
   }
@@ -700,7 +717,7 @@ function buildRows(r) {
   const g = r.growth;
   rows.push(["4", `µs per decision at ${fmt(g.priorLarge)} vs ${g.priorSmall} prior charges (best of ${CFG.growthReps} rounds)`, `${fmt(g.largeUs, 1)} µs (${fmt(g.statementsLarge, 1)} stmts; median ${fmt(g.largeMedianUs, 1)})`, `${fmt(g.smallUs, 1)} µs (${fmt(g.statementsSmall, 1)} stmts; median ${fmt(g.smallMedianUs, 1)})`, `${fmt(g.largeUs / g.smallUs, 2)}x (medians ${fmt(g.largeMedianUs / g.smallMedianUs, 2)}x)`, "<= 1.2x", verdict(g.largeUs / g.smallUs <= 1.2)]);
   const s = r.settlement;
-  rows.push(["5", "ledger entries/s, queue consumer -> D1", `${fmt(s.queuePerSec)} /s`, `raw D1 batches of 50: ${fmt(s.rawPerSec)} /s`, `${fmt(s.queuePerSec / s.rawPerSec, 2)}x`, ">= 0.7x", verdict(s.queuePerSec / s.rawPerSec >= 0.7)]);
+  rows.push(["5", "ledger entries/s, queue consumer -> D1", `${fmt(s.queuePerSec)} /s`, `raw D1 batches of ${CONSUMER.maxBatchSize} (as the consumer's): ${fmt(s.rawPerSec)} /s`, `${fmt(s.queuePerSec / s.rawPerSec, 2)}x`, ">= 0.7x", verdict(s.queuePerSec / s.rawPerSec >= 0.7)]);
   rows.push(["5", "charge-to-ledger (settled_at - created_at)", `paced ${fmt(s.pacedLag.rps)} rps: p50 ${fmt(s.pacedLag.p50ms)} ms, p99 ${fmt(s.pacedLag.p99ms)} ms`, `saturated: p50 ${fmt(s.saturatedLag.p50ms)} ms, p99 ${fmt(s.saturatedLag.p99ms)} ms`, "-", "-", "info"]);
   const rs = r.resets;
   const rr = rs.many.p50ms / rs.one.p50ms;
@@ -727,9 +744,11 @@ function buildRows(r) {
   rows.push(["c", `growth by table: ${fmt(g.priorLarge)} synthetic rows in one table (best of ${CFG.growthReps})`, ["idempotency", "decisions", "outbox", "window_charges"].map((t) => `${t} ${fmt(bt[t].ratio, 2)}x`).join(", "), `all four at once: ${fmt(bt.all.ratio, 2)}x`, "-", "-", "info"]);
   const ip = g.indexProbe;
   rows.push(["c", `µs per index insert, random UUID key / increasing key, table of ${fmt(g.priorLarge)} rows`, `${fmt(ip[g.priorLarge].randomKeyUs, 1)} / ${fmt(ip[g.priorLarge].increasingKeyUs, 1)}`, `table of 10 rows: ${fmt(ip[10].randomKeyUs, 1)} / ${fmt(ip[10].increasingKeyUs, 1)}`, `${fmt(ip[g.priorLarge].randomKeyUs / ip[10].randomKeyUs, 2)}x / ${fmt(ip[g.priorLarge].increasingKeyUs / ip[10].increasingKeyUs, 2)}x`, "-", "info"]);
+  rows.push(["c", "queue transport alone: send, broker, dispatch, ack (consumer only counts)", `${fmt(s.transportPerSec)} /s; ${fmt(s.transportWorkerdCpuMsPerEntry, 3)} ms workerd CPU/entry`, `transport + raw D1 in series: ${fmt(s.predictedQueuePerSec)} /s predicted`, `queue path measured ${fmt(s.queuePerSec / s.predictedQueuePerSec, 2)}x of that`, "-", "info"]);
   rows.push(["c", "settlement workerd CPU ms per entry (% of its JS thread)", `queue ${fmt(s.queueWorkerdCpuMsPerEntry, 3)} (${fmt(s.queueWorkerdCpuShare * 100)}%)`, `raw ${fmt(s.rawWorkerdCpuMsPerEntry, 3)} (${fmt(s.rawWorkerdCpuShare * 100)}%)`, "-", "-", "info"]);
   rows.push(["c", "sendBatch ms per message: 1-message sends / 100-message sends", `${fmt(s.sendCost.msPerMessageSendBatch1, 3)} / ${fmt(s.sendCost.msPerMessageSendBatch100, 3)}`, "-", "-", "-", "info"]);
-  rows.push(["c", "queue consumer at max_batch_size 100 (what-if)", `${fmt(r.queueBatch100.queuePerSec)} /s`, `raw D1 batches of 100: ${fmt(s.raw100PerSec)} /s`, `${fmt(r.queueBatch100.queuePerSec / s.raw100PerSec, 2)}x (${fmt(r.queueBatch100.queuePerSec / s.rawPerSec, 2)}x of raw 50)`, "-", "info"]);
+  const w = r.queueWhatIf;
+  rows.push(["c", `queue consumer at max_batch_size ${w.maxBatchSize} (what-if)`, `${fmt(w.queuePerSec)} /s`, `raw D1 batches of ${w.maxBatchSize}: ${fmt(s.rawWhatIfPerSec)} /s`, `${fmt(w.queuePerSec / s.rawWhatIfPerSec, 2)}x (${fmt(w.queuePerSec / s.rawPerSec, 2)}x of raw ${CONSUMER.maxBatchSize})`, "-", "info"]);
   rows.push(["c", `consume, 1 account, after ${fmt(rs.resetsMade)} global resets`, lat(rs.consumeAfter), `same instance before them: ${fmt(rs.consumeBefore.rps)} rps`, `${fmt(rs.consumeAfter.rps / rs.consumeBefore.rps, 2)}x`, "-", "info"]);
   return rows;
 }
@@ -756,7 +775,7 @@ async function main() {
 
   // Instance 1: the HTTP runs and settlement (1, 2, 5).
   say("starting the main instance");
-  const main1 = await startServer({ scriptPath, stateDir: join(OUT, "state"), migrationsDir: join(ROOT, "migrations"), preventEviction: true });
+  const main1 = await startServer({ scriptPath, stateDir: join(OUT, "state"), migrationsDir: join(ROOT, "migrations"), preventEviction: true, queue: CONSUMER });
   try {
     const api = client(main1.base);
     const meter = cpuMeter();
@@ -765,7 +784,7 @@ async function main() {
       load: `autocannon ${JSON.parse(readFileSync(join(ROOT, "node_modules/autocannon/package.json"), "utf8")).version}, ${CFG.connections} keep-alive HTTP/1.1 connections, closed loop, in the bench's Node ${process.versions.node} process`,
       server: `${main1.base.origin} -> Miniflare ${miniflareVersion} entry (no wrangler proxy) -> workerd ${workerdVersion} (one process, pid ${meter.pids.join(",")}) -> ${relative(ROOT, scriptPath)}`,
       bundle: "bench/worker.ts = worker/index.ts's default export for every path outside /__bench/ (a prefix test in front), plus BenchProbeDO, BenchAccountDO (extends AccountDO) and /__bench/* routes",
-      storage: "SQLite Durable Objects and D1 on disk under bench/out/; settlement queue producer and consumer as in wrangler.toml (max_batch_size 50, max_batch_timeout 1 s)",
+      storage: `SQLite Durable Objects and D1 on disk under bench/out/; settlement queue producer and consumer as in wrangler.toml (max_batch_size ${CONSUMER.maxBatchSize}, max_batch_timeout ${CONSUMER.maxBatchTimeout} s)`,
     };
     const e2e = await e2ePhase(main1.base, api, meter, ledger);
     results.e2e = e2e;
@@ -780,7 +799,7 @@ async function main() {
   // Instance 2, fresh: in-object costs and growth (3, 4), without the thousands of objects the HTTP runs
   // left in memory (a bigger heap makes every garbage collection inside the timed loops dearer).
   say("starting a fresh instance for the in-object phases");
-  const main2 = await startServer({ scriptPath, stateDir: join(OUT, "state-in-object"), migrationsDir: join(ROOT, "migrations"), preventEviction: true });
+  const main2 = await startServer({ scriptPath, stateDir: join(OUT, "state-in-object"), migrationsDir: join(ROOT, "migrations"), preventEviction: true, queue: CONSUMER });
   let resets = null;
   try {
     const api = client(main2.base);
@@ -798,8 +817,8 @@ async function main() {
   }
 
   results.resets = await measureResets(resets);
-  say("queue what-if: consumer max_batch_size 100");
-  results.queueBatch100 = await queueWhatIf(scriptPath);
+  say(`queue what-if: consumer max_batch_size ${WHAT_IF_BATCH}`);
+  results.queueWhatIf = await queueWhatIf(scriptPath);
 
   if (process.env.BENCH_KEEP_STATE !== "1") for (const d of readdirSync(OUT)) if (d.startsWith("state")) rmSync(join(OUT, d), { recursive: true, force: true });
   results.loadAverageAtEnd = loadavg();
@@ -830,6 +849,21 @@ function gitState() {
   if (head.status !== 0) return { commit: null };
   const changed = git("status", "--porcelain", "--", "worker", "durable-objects", "migrations", "wrangler.toml").stdout.split("\n").filter(Boolean).map((l) => l.slice(3));
   return { commit: head.stdout.trim(), uncommittedProductFiles: changed };
+}
+
+/** max_batch_size, max_batch_timeout, max_retries and the dead-letter queue of the product's settlement consumer. */
+function consumerConfig() {
+  const toml = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
+  const section = toml.split(/^\[\[queues\.consumers\]\]/m)[1]?.split(/^\[/m)[0] ?? "";
+  const num = (key) => Number(section.match(new RegExp(`^\\s*${key}\\s*=\\s*(\\d+)`, "m"))?.[1]);
+  const cfg = {
+    maxBatchSize: num("max_batch_size"),
+    maxBatchTimeout: num("max_batch_timeout"),
+    maxRetries: num("max_retries"),
+    deadLetterQueue: section.match(/^\s*dead_letter_queue\s*=\s*"([^"]+)"/m)?.[1],
+  };
+  if (!Object.values(cfg).every((v) => v !== undefined && !Number.isNaN(v))) throw new Error(`bench: cannot read the settlement consumer from wrangler.toml: ${JSON.stringify(cfg)}`);
+  return cfg;
 }
 
 /** The bench config must offer every binding the product's wrangler.toml declares, or the bench would measure another setup. */

@@ -24,10 +24,10 @@ function migrationStatements(dir) {
 }
 
 /**
- * @param {{ scriptPath: string, stateDir: string, port?: number, migrationsDir: string, queueBatchSize?: number, preventEviction?: boolean }} o
+ * @param {{ scriptPath: string, stateDir: string, port?: number, migrationsDir: string, queue: { maxBatchSize: number, maxBatchTimeout: number, maxRetries: number, deadLetterQueue: string }, preventEviction?: boolean }} o
  * @returns {Promise<{ mf: Miniflare, base: URL, logLines: () => number, problems: () => string[] }>}
  */
-export async function startServer({ scriptPath, stateDir, port = 0, migrationsDir, queueBatchSize = 50, preventEviction = false }) {
+export async function startServer({ scriptPath, stateDir, port = 0, migrationsDir, queue, preventEviction = false }) {
   rmSync(stateDir, { recursive: true, force: true });
   mkdirSync(stateDir, { recursive: true });
   let logLines = 0;
@@ -51,9 +51,10 @@ export async function startServer({ scriptPath, stateDir, port = 0, migrationsDi
         BENCH_ACCOUNT: sqlite("BenchAccountDO"),
       },
       d1Databases: { DB: "ledger" },
-      queueProducers: { SETTLEMENT: { queueName: "settlement" } },
-      // As in wrangler.toml (max_batch_size 50), unless a what-if run asks for another batch size.
-      queueConsumers: { settlement: { maxBatchSize: queueBatchSize, maxBatchTimeout: 1, maxRetries: 8, deadLetterQueue: "settlement-dlq" } },
+      queueProducers: { SETTLEMENT: { queueName: "settlement" }, BENCH_TRANSPORT: { queueName: "bench-transport" } },
+      // As the product's wrangler.toml sets it (read by run.mjs), unless a what-if run asks for another batch size.
+      // bench-transport: the same batching, a consumer that only counts (bench/worker.ts), for the transport's own cost.
+      queueConsumers: { settlement: queue, "bench-transport": { maxBatchSize: queue.maxBatchSize, maxBatchTimeout: queue.maxBatchTimeout, maxRetries: queue.maxRetries } },
       bindings: {
         TEST_CLOCK: "disabled",
         PANEL_BASE_URL: "",

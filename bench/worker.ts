@@ -12,6 +12,8 @@ import { statementsFor } from "../worker/settlement/consumer";
 export { AccountDO, ResetControlDO };
 
 interface BenchEnv extends Env {
+  /** A second queue with the consumer's batching whose consumer only counts: the local queue transport alone. */
+  BENCH_TRANSPORT: Queue<SettlementMessage>;
   BENCH_PROBE: DurableObjectNamespace<BenchProbeDO>;
   BENCH_ACCOUNT: DurableObjectNamespace<BenchAccountDO>;
 }
@@ -276,13 +278,13 @@ function benchEntry(prefix: string, i: number, accounts: number, createdAt: numb
   return { type: "ledger", entry };
 }
 
-/** Same shape as the outbox's sends: sendBatch of up to 100 messages. */
-async function enqueue(env: BenchEnv, prefix: string, n: number, accounts: number, sendSize = 100): Promise<{ sent: number; ms: number }> {
+/** Same shape as the outbox's sends: sendBatch of up to 100 messages, to the settlement queue or the transport probe. */
+async function enqueue(env: BenchEnv, prefix: string, n: number, accounts: number, sendSize = 100, queue: Queue<SettlementMessage> = env.SETTLEMENT): Promise<{ sent: number; ms: number }> {
   const t0 = Date.now();
   for (let i = 0; i < n; i += sendSize) {
     const batch = [];
     for (let j = i; j < Math.min(n, i + sendSize); j++) batch.push({ body: benchEntry(prefix, j, accounts, Date.now()), contentType: "json" as const });
-    await env.SETTLEMENT.sendBatch(batch);
+    await queue.sendBatch(batch);
   }
   return { sent: n, ms: Date.now() - t0 };
 }
@@ -428,6 +430,11 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
     // Settlement.
     case "/settle/enqueue":
       return json(await enqueue(env, String(body.prefix), Number(body.n), Number(body.accounts ?? 100), Number(body.sendSize ?? 100)));
+    case "/settle/transport":
+      await env.DB.exec("CREATE TABLE IF NOT EXISTS bench_transport (prefix TEXT PRIMARY KEY, n INTEGER NOT NULL)");
+      return json(await enqueue(env, String(body.prefix), Number(body.n), Number(body.accounts ?? 100), Number(body.sendSize ?? 100), env.BENCH_TRANSPORT));
+    case "/settle/transport-stats":
+      return json({ count: (await env.DB.prepare("SELECT n FROM bench_transport WHERE prefix = ?").bind(String(body.prefix)).first<{ n: number }>())?.n ?? 0 });
     case "/settle/raw":
       return json(await rawInsert(env, String(body.prefix), Number(body.n), Number(body.accounts ?? 100), Number(body.batch ?? 50)));
     case "/settle/stats":
@@ -439,8 +446,20 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
   }
 }
 
+/** The transport probe's consumer: one counter update per batch, no ledger rows. */
+async function countTransport(batch: MessageBatch<SettlementMessage>, env: BenchEnv): Promise<void> {
+  const first = batch.messages[0]?.body;
+  const prefix = first?.type === "ledger" ? first.entry.id.slice(0, -8) : "?";
+  await env.DB.prepare("INSERT INTO bench_transport (prefix, n) VALUES (?, ?) ON CONFLICT (prefix) DO UPDATE SET n = n + excluded.n").bind(prefix, batch.messages.length).run();
+  batch.ackAll();
+}
+
 export default {
   ...product,
+  queue(batch: MessageBatch<SettlementMessage>, env: BenchEnv): Promise<void> {
+    if (batch.queue === "bench-transport") return countTransport(batch, env);
+    return product.queue(batch, env);
+  },
   fetch(request: Request, env: BenchEnv, ctx: ExecutionContext): Response | Promise<Response> {
     // The one addition in front of the product: a prefix test on the path.
     const url = request.url;
