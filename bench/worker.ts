@@ -363,26 +363,24 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
     const inner = new Request(request.url.replace("/__bench/worker-only", ""), request);
     return product.fetch(inner, workerOnlyEnv(env), ctx);
   }
+  // One window-funded consume straight to an object by RPC, past the product's HTTP layer (routing, auth
+  // digests, idempotency fingerprint, validation, reset-epoch lookup, the decision log line).
+  type Consume = (ctx: CallContext, charge: Charge) => Promise<Outcome>;
+  const consumeByRpc = async (consume: Consume) => {
+    const accountId = url.searchParams.get("account")!;
+    const idempotency = { key: url.searchParams.get("key")!, fingerprint: "bench" };
+    const out = await consume({ accountId, now: Date.now(), requestId: crypto.randomUUID(), idempotency }, { product: "codex", cost: 1 });
+    return json(out.body, out.status);
+  };
+  const objectName = url.searchParams.get("account") ?? "";
   if (path === "/consume-noqueue") {
     // The same consume on a BenchAccountDO whose queue send resolves at once: no queue, consumer or D1 work.
-    const id = url.searchParams.get("account")!;
-    const stub = env.BENCH_ACCOUNT.get(env.BENCH_ACCOUNT.idFromName(id)) as unknown as { consumeNoQueue(ctx: CallContext, charge: Charge): Promise<Outcome> };
-    const out = await stub.consumeNoQueue(
-      { accountId: id, now: Date.now(), requestId: crypto.randomUUID(), idempotency: { key: url.searchParams.get("key")!, fingerprint: "bench" } },
-      { product: "codex", cost: 1 },
-    );
-    return json(out.body, out.status);
+    const stub = env.BENCH_ACCOUNT.get(env.BENCH_ACCOUNT.idFromName(objectName)) as unknown as { consumeNoQueue: Consume };
+    return consumeByRpc((c, charge) => stub.consumeNoQueue(c, charge));
   }
   if (path === "/consume-rpc") {
-    // The object's consume by RPC, without the product's HTTP layer (routing, auth digests, idempotency
-    // fingerprint, validation, reset-epoch lookup, the decision log line).
-    const id = url.searchParams.get("account")!;
-    const stub = env.ACCOUNT.get(env.ACCOUNT.idFromName(id)) as unknown as { consume(ctx: CallContext, charge: Charge): Promise<Outcome> };
-    const out = await stub.consume(
-      { accountId: id, now: Date.now(), requestId: crypto.randomUUID(), idempotency: { key: url.searchParams.get("key")!, fingerprint: "bench" } },
-      { product: "codex", cost: 1 },
-    );
-    return json(out.body, out.status);
+    const stub = env.ACCOUNT.get(env.ACCOUNT.idFromName(objectName)) as unknown as { consume: Consume };
+    return consumeByRpc((c, charge) => stub.consume(c, charge));
   }
   const probe = () => env.BENCH_PROBE.get(env.BENCH_PROBE.idFromName(url.searchParams.get("object") ?? "floor"));
   const benchAccount = (id: string) => env.BENCH_ACCOUNT.get(env.BENCH_ACCOUNT.idFromName(id));

@@ -127,6 +127,15 @@ async function someActivity(id: string, t0 = T0) {
   expect(s.status).toBe(200);
 }
 
+/** `someActivity` with its outbox captured instead of sent: the messages a consumer would get. */
+async function capturedActivity(id: string): Promise<SettlementMessage[]> {
+  const captured: SettlementMessage[] = [];
+  const restore = await swapSender(id, () => capturingSender(captured));
+  await someActivity(id);
+  await restore();
+  return captured;
+}
+
 const sumOf = (xs: { amount: number }[]) => xs.reduce((n, x) => n + x.amount, 0);
 
 /** D1 totals for one account vs its object: both must agree (reconciliation for just this account). */
@@ -233,10 +242,7 @@ describe("the outbox alarm", () => {
 describe("the consumer", () => {
   it("a batch delivered twice writes each entry once, and both deliveries are acked", async () => {
     const id = uid();
-    const captured: SettlementMessage[] = [];
-    const restore = await swapSender(id, () => capturingSender(captured));
-    await someActivity(id);
-    await restore();
+    const captured = await capturedActivity(id);
     expect((await outboxOf(id)).pending).toBe(0);
     const ledgerMsgs = captured.filter((m) => m.type === "ledger");
     expect(ledgerMsgs.length).toBeGreaterThan(5);
@@ -284,10 +290,7 @@ describe("the consumer", () => {
 
   it("fails mid-batch: the failed message is retried with backoff, the rest acked, and redelivery converges without duplicates", async () => {
     const id = uid();
-    const captured: SettlementMessage[] = [];
-    const restore = await swapSender(id, () => capturingSender(captured));
-    await someActivity(id);
-    await restore();
+    const captured = await capturedActivity(id);
     const batch = batchOf(captured);
     // the failing message: the second ledger entry in the batch
     const failIndex = captured.findIndex((m, i) => m.type === "ledger" && captured.slice(0, i).some((x) => x.type === "ledger"));
@@ -334,10 +337,7 @@ describe("the consumer", () => {
 
   it("a whole-batch failure that heals at once: every message is settled on its own and acked", async () => {
     const id = uid();
-    const captured: SettlementMessage[] = [];
-    const restore = await swapSender(id, () => capturingSender(captured));
-    await someActivity(id);
-    await restore();
+    const captured = await capturedActivity(id);
     const batch = batchOf(captured);
     const flaky = flakyEnv((n) => (n === 1 ? "fail" : "ok"));
     const r = await deliver(batch, flaky.env);
@@ -349,10 +349,7 @@ describe("the consumer", () => {
 
   it("a D1 write that commits but reports failure: the retries do not duplicate anything", async () => {
     const id = uid();
-    const captured: SettlementMessage[] = [];
-    const restore = await swapSender(id, () => capturingSender(captured));
-    await someActivity(id);
-    await restore();
+    const captured = await capturedActivity(id);
     const batch = batchOf(captured);
     // the whole-batch write commits and then throws; the first per-message write does the same
     const flaky = flakyEnv((n) => (n <= 2 ? "fail-after-commit" : "ok"));
@@ -368,10 +365,7 @@ describe("the consumer", () => {
 
   it("D1 down for a whole delivery: every message is retried, none acked, none lost", async () => {
     const id = uid();
-    const captured: SettlementMessage[] = [];
-    const restore = await swapSender(id, () => capturingSender(captured));
-    await someActivity(id);
-    await restore();
+    const captured = await capturedActivity(id);
     const batch = batchOf(captured);
     const r = await deliver(batch, flakyEnv(() => "fail").env);
     expect(r.explicitAcks).toEqual([]);
