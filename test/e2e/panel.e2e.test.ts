@@ -4,7 +4,9 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, readFileSync } from "node:fs";
-import { chromium, type Browser } from "playwright-core";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { chromium, type Browser, type Page } from "playwright-core";
 import { EngineClient, isError } from "../../worker/client.ts";
 
 const PORT = process.env.E2E_PORT ?? "8797";
@@ -67,7 +69,18 @@ test("the panel matches GET account, redeems a banked reset by a click, and show
   assert.ok(!isError(link.body));
 
   const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
-  await page.goto(link.body.url.replace(/^https?:\/\/[^/]+/, BASE));
+  const violations = await watchCsp(page);
+  const res = await page.goto(link.body.url.replace(/^https?:\/\/[^/]+/, BASE));
+  assertLockedDown(res?.headers() ?? {});
+  assert.equal(await page.evaluate(() => document.compatMode), "CSS1Compat", "standards mode, not quirks");
+  // the inline stylesheet and the bars' style attributes apply under the policy
+  assert.equal(await page.evaluate(() => getComputedStyle(document.body).marginTop), "0px");
+  const fill = await page.getByTestId("codex-fiveHour-pct").evaluate((el) => {
+    const bar = el.closest(".window")!.querySelector(".bar")!;
+    return bar.firstElementChild!.getBoundingClientRect().width / bar.getBoundingClientRect().width;
+  });
+  const codex5h = acct.products.codex.fiveHour;
+  assert.ok(Math.abs(fill - Math.min(1, codex5h.used / codex5h.limit)) < 0.02, `the codex 5-hour bar is drawn to its share (was ${fill})`);
   const text = async (testId: string) => (await page.getByTestId(testId).textContent())?.trim() ?? "";
 
   const pct = (u: number, l: number) => `${Math.min(100, Math.round((u / l) * 100))}% used`;
@@ -90,8 +103,12 @@ test("the panel matches GET account, redeems a banked reset by a click, and show
 
   await page.setViewportSize({ width: 1280, height: 1400 });
   await page.getByLabel("Product").selectOption("codex");
+  const redirected = page.waitForResponse((r) => r.url().includes("notice=reset_used"));
   await page.getByRole("button", { name: "Use a banked reset" }).click();
   await page.waitForURL(/notice=reset_used/);
+  assertLockedDown((await redirected).headers());
+  assert.equal(await page.evaluate(() => document.compatMode), "CSS1Compat");
+  assert.match(await page.getByRole("status").innerText(), /banked reset was used/);
   const afterReset = await service.account(id);
   assert.ok(!isError(afterReset.body));
   assert.equal(afterReset.body.bankedResets.available, 0);
@@ -99,5 +116,63 @@ test("the panel matches GET account, redeems a banked reset by a click, and show
   assert.equal(await text("codex-fiveHour-pct"), "0% used");
   assert.match(await text("banked-available"), /^0 of 3 available/);
   await page.screenshot({ path: `${ARTIFACTS}/panel-after-reset.png`, fullPage: true });
+  assert.deepEqual(violations, [], "no Content-Security-Policy violation while the page renders and the form is used");
   await page.close();
 });
+
+test("another site cannot frame the panel, and its error page is locked down too", async () => {
+  const id = `e2e_frame_${Date.now().toString(36)}`;
+  assert.equal((await service.consume(id, { product: "codex", cost: 100_000 })).status, 200);
+  const link = await service.panelToken(id);
+  assert.ok(!isError(link.body));
+  const url = link.body.url.replace(/^https?:\/\/[^/]+/, BASE);
+  const page = await browser.newPage();
+  const messages: string[] = [];
+  page.on("console", (m) => messages.push(m.text()));
+  // another site: a page on 127.0.0.1 (another origin than localhost, and local, so the browser lets it reach the engine)
+  const framer = createServer((_req, res) => res.writeHead(200, { "Content-Type": "text/html" }).end(`<!doctype html><iframe src="${url}"></iframe>`));
+  await new Promise<void>((resolve) => framer.listen(0, "127.0.0.1", resolve));
+  try {
+    await page.goto(`http://127.0.0.1:${(framer.address() as AddressInfo).port}/`);
+    const child = page.mainFrame().childFrames()[0];
+    assert.ok(child, "the iframe exists");
+    await child.waitForLoadState();
+    const inFrame = await child.evaluate(() => document.body?.innerText ?? "").catch((e) => `not readable: ${e}`);
+    assert.doesNotMatch(inFrame, /Your usage/, "the panel did not render inside the frame");
+    assert.ok(messages.some((m) => m.includes("frame-ancestors")), `the browser refused the frame by CSP (console: ${JSON.stringify(messages)})`);
+  } finally {
+    framer.close();
+  }
+
+  // the 401 page for a bad link is a standards-mode page under the same policy
+  const violations = await watchCsp(page);
+  const res = await page.goto(`${BASE}/panel?token=nope`);
+  assert.equal(res?.status(), 401);
+  assertLockedDown(res?.headers() ?? {});
+  assert.equal(await page.evaluate(() => document.compatMode), "CSS1Compat");
+  assert.equal(await page.evaluate(() => getComputedStyle(document.body).marginTop), "0px");
+  assert.deepEqual(violations, []);
+  await page.close();
+});
+
+/** Collects every CSP violation the page reports, by event and on the console, across navigations. */
+async function watchCsp(page: Page): Promise<string[]> {
+  const violations: string[] = [];
+  page.on("console", (m) => {
+    if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
+  });
+  await page.exposeBinding("__cspViolation", (_source, v: string) => void violations.push(v));
+  await page.addInitScript(() =>
+    document.addEventListener("securitypolicyviolation", (e) => (window as unknown as { __cspViolation(v: string): void }).__cspViolation(`${e.effectiveDirective} blocked ${e.blockedURI}`)),
+  );
+  return violations;
+}
+
+/** The headers every panel response carries (Playwright lower-cases header names). */
+function assertLockedDown(headers: Record<string, string>) {
+  assert.equal(headers["x-frame-options"], "DENY");
+  const csp = headers["content-security-policy"] ?? "";
+  assert.match(csp, /(^|;)\s*frame-ancestors 'none'\s*(;|$)/);
+  assert.match(csp, /(^|;)\s*default-src 'none'\s*(;|$)/);
+  assert.match(csp, /(^|;)\s*form-action 'self'\s*(;|$)/);
+}

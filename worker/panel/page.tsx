@@ -1,5 +1,5 @@
 import { raw } from "hono/html";
-import type { FC } from "hono/jsx";
+import type { Child, FC } from "hono/jsx";
 import type { z } from "@hono/zod-openapi";
 import type { AccountSummary } from "../schemas";
 import { PRODUCTS } from "../catalog";
@@ -92,141 +92,146 @@ button:disabled{background:#6b7280;cursor:not-allowed}table{width:100%;border-co
 .sr-only{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0)}
 `;
 
-const NOTICES: Record<string, string> = {
-  reset_used: "A banked reset was used: the windows of that product are empty again.",
-  no_banked_reset: "No banked reset is available.",
-  nothing_to_reset: "Those windows are already empty, so your banked reset was kept.",
-};
-
-export const PanelPage: FC<PanelProps> = ({ summary, spend, token, now, billingUrl, notice }) => {
-  const limitHit = summary.paused || PRODUCTS.some((p) => summary.products[p].fiveHour.remaining === 0 || summary.products[p].weekly.remaining === 0);
-  const a = summary.credits.autoTopUp;
-  return (
+/**
+ * Every panel page: the doctype keeps browsers out of quirks mode. Only inline CSS (the <style> element and the
+ * bars' style attributes), no scripts and no fetched resources: the CSP set in routes/panel.tsx allows just that.
+ */
+const Document: FC<{ title: string; children?: Child }> = ({ title, children }) => (
+  <>
+    {raw("<!doctype html>")}
     <html lang="en">
       <head>
         <meta charset="utf-8" />
         <meta name="viewport" content="width=device-width, initial-scale=1" />
-        <title>Usage · {summary.accountId}</title>
+        <title>{title}</title>
         <style>{raw(STYLE)}</style>
       </head>
-      <body>
-        <main>
-          <h1>Your usage</h1>
-          <p class="small">
-            Account <strong>{summary.accountId}</strong> · plan <strong data-testid="plan">{summary.plan}</strong>
-          </p>
-          {notice && NOTICES[notice] ? (
-            <section class="notice" role="status">
-              {NOTICES[notice]}
-            </section>
-          ) : null}
-          {limitHit ? (
-            <section class="alert" role="alert" data-testid="limit-hit">
-              <h2>You have hit a limit</h2>
-              <p>{summary.paused ? "Credit spending is paused for your protection. Contact support to resume." : "Add credits to keep working now, or wait for a window to reset."}</p>
-              {billingUrl ? (
-                <a class="button" href={billingUrl}>
-                  Add credits
-                </a>
-              ) : null}
-            </section>
-          ) : null}
-          {PRODUCTS.map((p) => (
-            <section aria-labelledby={`h-${p}`}>
-              <h2 id={`h-${p}`}>{p}</h2>
-              <WindowBar label="5-hour window" w={summary.products[p].fiveHour} now={now} id={`${p}-fiveHour`} />
-              <WindowBar label="Weekly window" w={summary.products[p].weekly} now={now} id={`${p}-weekly`} />
-            </section>
-          ))}
-          <section aria-labelledby="h-banked">
-            <h2 id="h-banked">Banked resets</h2>
-            <p data-testid="banked-available">
-              {summary.bankedResets.available} of {summary.bankedResets.max} available
-            </p>
-            {summary.bankedResets.items.length > 0 ? (
-              <ul>
-                {summary.bankedResets.items.map((i) => (
-                  <li>{i.expiresAt ? `Expires ${i.expiresAt.slice(0, 16).replace("T", " ")} UTC` : "Does not expire"}</li>
-                ))}
-              </ul>
-            ) : null}
-            <form method="post" action="/panel/resets">
-              <input type="hidden" name="token" value={token} />
-              <input type="hidden" name="nonce" value={crypto.randomUUID()} />
-              <label for="reset-product">Product</label>
-              <select id="reset-product" name="product">
-                {PRODUCTS.map((p) => (
-                  <option value={p}>{p}</option>
-                ))}
-              </select>
-              <button type="submit" disabled={summary.bankedResets.available === 0}>
-                Use a banked reset
-              </button>
-            </form>
-          </section>
-          <section aria-labelledby="h-credits">
-            <h2 id="h-credits">Credits</h2>
-            <p>
-              Balance <strong data-testid="balance">{credits(summary.credits.balance)}</strong> credits
-            </p>
-            {summary.credits.grants.length > 0 ? (
-              <table>
-                <caption class="sr-only">Credit grants, spent in this order</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Kind</th>
-                    <th scope="col">Remaining</th>
-                    <th scope="col">Expires</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {summary.credits.grants.map((g) => (
-                    <tr data-testid="grant">
-                      <td>{g.kind}</td>
-                      <td>{credits(g.remaining)}</td>
-                      <td>{g.expiresAt ? g.expiresAt.slice(0, 10) : "never"}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            ) : (
-              <p class="small">No credit grants.</p>
-            )}
-            <p class="small" data-testid="auto-top-up">
-              Auto top-up:{" "}
-              {a.enabled ? `on: ${credits(a.amount)} credits when below ${credits(a.threshold)}, at most ${a.maxPerMonth} a month${a.pending ? " (one pending)" : ""}` : "off"}
-            </p>
-            {summary.credits.flex ? (
-              <p class="small">
-                Flexible billing this month: {credits(summary.credits.flex.used)} of {credits(summary.credits.flex.limit)} credits
-              </p>
-            ) : null}
-          </section>
-          <section aria-labelledby="h-spend">
-            <h2 id="h-spend">Spending</h2>
-            <SpendChart spend={spend} />
-          </section>
-        </main>
-      </body>
+      <body>{children}</body>
     </html>
+  </>
+);
+
+// A Map, not an object: `notice` comes from the query, and "constructor" or "__proto__" must not match.
+const NOTICES = new Map<string, string>([
+  ["reset_used", "A banked reset was used: the windows of that product are empty again."],
+  ["no_banked_reset", "No banked reset is available."],
+  ["nothing_to_reset", "Those windows are already empty, so your banked reset was kept."],
+]);
+
+export const PanelPage: FC<PanelProps> = ({ summary, spend, token, now, billingUrl, notice }) => {
+  const limitHit = summary.paused || PRODUCTS.some((p) => summary.products[p].fiveHour.remaining === 0 || summary.products[p].weekly.remaining === 0);
+  const a = summary.credits.autoTopUp;
+  const noticeText = notice === undefined ? undefined : NOTICES.get(notice);
+  return (
+    <Document title={`Usage · ${summary.accountId}`}>
+      <main>
+        <h1>Your usage</h1>
+        <p class="small">
+          Account <strong>{summary.accountId}</strong> · plan <strong data-testid="plan">{summary.plan}</strong>
+        </p>
+        {noticeText ? (
+          <section class="notice" role="status">
+            {noticeText}
+          </section>
+        ) : null}
+        {limitHit ? (
+          <section class="alert" role="alert" data-testid="limit-hit">
+            <h2>You have hit a limit</h2>
+            <p>{summary.paused ? "Credit spending is paused for your protection. Contact support to resume." : "Add credits to keep working now, or wait for a window to reset."}</p>
+            {billingUrl ? (
+              <a class="button" href={billingUrl}>
+                Add credits
+              </a>
+            ) : null}
+          </section>
+        ) : null}
+        {PRODUCTS.map((p) => (
+          <section aria-labelledby={`h-${p}`}>
+            <h2 id={`h-${p}`}>{p}</h2>
+            <WindowBar label="5-hour window" w={summary.products[p].fiveHour} now={now} id={`${p}-fiveHour`} />
+            <WindowBar label="Weekly window" w={summary.products[p].weekly} now={now} id={`${p}-weekly`} />
+          </section>
+        ))}
+        <section aria-labelledby="h-banked">
+          <h2 id="h-banked">Banked resets</h2>
+          <p data-testid="banked-available">
+            {summary.bankedResets.available} of {summary.bankedResets.max} available
+          </p>
+          {summary.bankedResets.items.length > 0 ? (
+            <ul>
+              {summary.bankedResets.items.map((i) => (
+                <li>{i.expiresAt ? `Expires ${i.expiresAt.slice(0, 16).replace("T", " ")} UTC` : "Does not expire"}</li>
+              ))}
+            </ul>
+          ) : null}
+          <form method="post" action="/panel/resets">
+            <input type="hidden" name="token" value={token} />
+            <input type="hidden" name="nonce" value={crypto.randomUUID()} />
+            <label for="reset-product">Product</label>
+            <select id="reset-product" name="product">
+              {PRODUCTS.map((p) => (
+                <option value={p}>{p}</option>
+              ))}
+            </select>
+            <button type="submit" disabled={summary.bankedResets.available === 0}>
+              Use a banked reset
+            </button>
+          </form>
+        </section>
+        <section aria-labelledby="h-credits">
+          <h2 id="h-credits">Credits</h2>
+          <p>
+            Balance <strong data-testid="balance">{credits(summary.credits.balance)}</strong> credits
+          </p>
+          {summary.credits.grants.length > 0 ? (
+            <table>
+              <caption class="sr-only">Credit grants, spent in this order</caption>
+              <thead>
+                <tr>
+                  <th scope="col">Kind</th>
+                  <th scope="col">Remaining</th>
+                  <th scope="col">Expires</th>
+                </tr>
+              </thead>
+              <tbody>
+                {summary.credits.grants.map((g) => (
+                  <tr data-testid="grant">
+                    <td>{g.kind}</td>
+                    <td>{credits(g.remaining)}</td>
+                    <td>{g.expiresAt ? g.expiresAt.slice(0, 10) : "never"}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          ) : (
+            <p class="small">No credit grants.</p>
+          )}
+          <p class="small" data-testid="auto-top-up">
+            Auto top-up:{" "}
+            {a.enabled ? `on: ${credits(a.amount)} credits when below ${credits(a.threshold)}, at most ${a.maxPerMonth} a month${a.pending ? " (one pending)" : ""}` : "off"}
+          </p>
+          {summary.credits.flex ? (
+            <p class="small">
+              Flexible billing this month: {credits(summary.credits.flex.used)} of {credits(summary.credits.flex.limit)} credits
+            </p>
+          ) : null}
+        </section>
+        <section aria-labelledby="h-spend">
+          <h2 id="h-spend">Spending</h2>
+          <SpendChart spend={spend} />
+        </section>
+      </main>
+    </Document>
   );
 };
 
-export const PanelError: FC<{ message: string }> = ({ message }) => (
-  <html lang="en">
-    <head>
-      <meta charset="utf-8" />
-      <meta name="viewport" content="width=device-width, initial-scale=1" />
-      <title>Usage panel</title>
-      <style>{raw(STYLE)}</style>
-    </head>
-    <body>
-      <main>
-        <section class="alert" role="alert">
-          <h1>This link does not work</h1>
-          <p>{message}</p>
-        </section>
-      </main>
-    </body>
-  </html>
+export const PanelError: FC<{ message: string; heading?: string }> = ({ message, heading = "This link does not work" }) => (
+  <Document title="Usage panel">
+    <main>
+      <section class="alert" role="alert">
+        <h1>{heading}</h1>
+        <p>{message}</p>
+      </section>
+    </main>
+  </Document>
 );

@@ -11,6 +11,21 @@ import { conflictResponse, errorResponses, idempotencyHeader } from "./common";
 
 export const panelRoutes = new OpenAPIHono<AppEnv>();
 
+/**
+ * The panel's pages are inline CSS only (see Document in panel/page.tsx): no scripts, nothing fetched. They carry
+ * a state-changing form, so no other site may frame them; the URL carries the link token, so no Referer, no cache.
+ */
+const PANEL_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+// "/panel/*" also matches "/panel". Set after next() so error and 404 answers carry the headers too.
+panelRoutes.use("/panel/*", async (c, next) => {
+  await next();
+  c.res.headers.set("Content-Security-Policy", PANEL_CSP);
+  c.res.headers.set("X-Frame-Options", "DENY");
+  c.res.headers.set("Cache-Control", "no-store");
+  c.res.headers.set("Referrer-Policy", "no-referrer");
+});
+
 const PanelLink = z.object({ token: z.string(), url: z.string(), expiresAt: z.string() });
 
 function panelSecret(env: Env): string {
@@ -43,8 +58,6 @@ panelRoutes.openapi(
   async (c) => {
     const { token, notice } = c.req.valid("query");
     const accountId = token && c.env.PANEL_SECRET ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now")) : null;
-    c.header("Cache-Control", "no-store");
-    c.header("Referrer-Policy", "no-referrer");
     if (!accountId) return c.html(<PanelError message="This usage link has expired or is not valid. Ask the product for a new one." />, 401) as never;
     const stub = accountStub(c, accountId);
     const ctx = await callContext(c, accountId);
@@ -56,13 +69,22 @@ panelRoutes.openapi(
 
 /** The panel's same-origin form: the signed token is the credential, the form's nonce the idempotency key. */
 panelRoutes.post("/panel/resets", async (c) => {
-  const form = await c.req.parseBody();
+  const badForm = () => c.html(<PanelError heading="This form could not be read" message="Go back to your usage page, reload it and try again." />, 400);
+  // parseBody() ignores other types (a text/plain form would read as "no token") and throws on a broken multipart body.
+  const type = (c.req.header("Content-Type") ?? "").split(";")[0].trim().toLowerCase();
+  if (type !== "application/x-www-form-urlencoded" && type !== "multipart/form-data") return badForm();
+  let form: Awaited<ReturnType<typeof c.req.parseBody>>;
+  try {
+    form = await c.req.parseBody();
+  } catch {
+    return badForm();
+  }
   const token = typeof form.token === "string" ? form.token : "";
   const accountId = c.env.PANEL_SECRET ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now")) : null;
   if (!accountId) return c.html(<PanelError message="This usage link has expired or is not valid. Ask the product for a new one." />, 401);
   const product = Product.safeParse(form.product);
   const nonce = typeof form.nonce === "string" && /^[A-Za-z0-9-]{1,64}$/.test(form.nonce) ? form.nonce : null;
-  if (!product.success || !nonce) throw new ApiError("invalid_request", "the form needs a product and a nonce");
+  if (!product.success || !nonce) return badForm();
   const ctx = { ...(await callContext(c, accountId)), idempotency: { key: `panel:${nonce}`, fingerprint: `panel-reset:${product.data}` } };
   const outcome = await accountStub(c, accountId).redeemBankedReset(ctx, product.data);
   const notice = outcome.error ? outcome.error.code : "reset_used";
