@@ -28,7 +28,7 @@ import {
 import { anomalyThreshold } from "../worker/core/guards";
 import type { AccountEvent, LedgerEntry, SettlementMessage } from "../worker/settlement/messages";
 import { ACCOUNT_SCHEMA, SCHEMA_MIGRATIONS, SCHEMA_VERSION } from "./schema";
-import { resetControl } from "../worker/resets";
+import { currentResets, DENY_PATH_EPOCH_MAX_AGE_MS, resetControl } from "../worker/resets";
 import type { AutoTopUpConfig, CallContext, Charge, GrantRequest, Outcome, ResetEpoch } from "./types";
 
 type Row = Record<string, SqlStorageValue>;
@@ -47,6 +47,8 @@ interface AccountRow {
   clock_offset: number;
   charged_total: number;
   resumed_at: number | null;
+  resumed_spend: number;
+  granted_total: number;
 }
 
 interface HoldRow {
@@ -98,6 +100,8 @@ const IDEMPOTENCY_RETENTION_MS = catalog.guards.idempotencyRetentionHours * HOUR
 const DELIVERED_OUTBOX_RETENTION_MS = DAY_MS;
 const TOP_UP_COOLDOWN_MS = 60_000;
 const TOP_UP_PENDING_TIMEOUT_MS = HOUR_MS;
+/** SPEC §4: refusals with these statuses do not use up their Idempotency-Key, wherever they are raised. */
+const KEY_FREE_STATUSES = new Set([400, 401, 403, 413]);
 const DEFAULT_AUTO_TOP_UP: AutoTopUpConfig = { enabled: false, threshold: 0, amount: 0, maxPerMonth: 0 };
 
 /** What `work` answers inside one transaction: the HTTP status and body. */
@@ -130,21 +134,33 @@ export class AccountDO extends DurableObject<Env> {
    * a transaction that throws rolls SQLite back, so it drops the whole copy, which reloads on demand.
    */
   private cache: StateCache = emptyCache();
+  /** Whether the schema exists; `undefined` until checked. Reads of a never-written account leave no storage behind. */
+  private schemaReady: boolean | undefined;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
     this.sql = ctx.storage.sql;
     this.settlement = env.SETTLEMENT as Queue<SettlementMessage>;
-    ctx.storage.transactionSync(() => {
-      for (const stmt of ACCOUNT_SCHEMA) this.sql.exec(stmt);
-      const row = this.sql.exec<{ version: number }>("SELECT version FROM schema_version").toArray()[0];
-      if (!row) this.sql.exec("INSERT INTO schema_version (version) VALUES (1)");
-      for (let v = (row?.version ?? 1) + 1; v <= SCHEMA_VERSION; v++) for (const stmt of SCHEMA_MIGRATIONS[v]) this.sql.exec(stmt);
-      this.sql.exec("UPDATE schema_version SET version = ?", SCHEMA_VERSION);
-    });
+    if (this.hasSchema()) ctx.storage.transactionSync(() => this.migrate());
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAt = await ctx.storage.getAlarm();
     });
+  }
+
+  private hasSchema(): boolean {
+    this.schemaReady ??= this.sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'").toArray().length > 0;
+    return this.schemaReady;
+  }
+
+  /** Creates the schema, or brings an older one up to date; inside the caller's transaction. */
+  private migrate(): void {
+    for (const stmt of ACCOUNT_SCHEMA) this.sql.exec(stmt);
+    const row = this.sql.exec<{ version: number }>("SELECT version FROM schema_version").toArray()[0];
+    if (row?.version === SCHEMA_VERSION) return;
+    if (!row) this.sql.exec("INSERT INTO schema_version (version) VALUES (1)");
+    for (let v = (row?.version ?? 1) + 1; v <= SCHEMA_VERSION; v++) for (const stmt of SCHEMA_MIGRATIONS[v]) this.sql.exec(stmt);
+    this.sql.exec("UPDATE schema_version SET version = ?", SCHEMA_VERSION);
+    this.schemaReady = true;
   }
 
   // ───────────────────────────── RPC: reads ─────────────────────────────
@@ -156,6 +172,7 @@ export class AccountDO extends DurableObject<Env> {
 
   /** The object's own totals, for reconciliation against the D1 ledger. */
   reconciliationState(): { accountId: string | null; creditPosition: number; chargedTotal: number; pendingOutbox: number; sentLastMinute: number } {
+    if (!this.hasSchema()) return { accountId: null, creditPosition: 0, chargedTotal: 0, pendingOutbox: 0, sentLastMinute: 0 };
     const account = this.accountRow();
     const remaining = this.one<{ s: number | null }>("SELECT SUM(remaining) AS s FROM grants").s ?? 0;
     const held = this.heldBy((s) => s.layer === "grant");
@@ -169,7 +186,8 @@ export class AccountDO extends DurableObject<Env> {
   spendByDay(ctx: CallContext, days: number): { day: string; amount: number }[] {
     const start = utcDayStart(ctx.now) - (days - 1) * DAY_MS;
     const byDay = new Map<number, number>();
-    for (const r of this.rows<{ minute: number; amount: number }>("SELECT minute, amount FROM spend_minutes WHERE minute >= ?", start / MINUTE_MS)) {
+    const minutes = this.hasSchema() ? this.rows<{ minute: number; amount: number }>("SELECT minute, amount FROM spend_minutes WHERE minute >= ?", start / MINUTE_MS) : [];
+    for (const r of minutes) {
       const day = utcDayStart(r.minute * MINUTE_MS);
       byDay.set(day, (byDay.get(day) ?? 0) + r.amount);
     }
@@ -239,11 +257,17 @@ export class AccountDO extends DurableObject<Env> {
       let writtenOff = 0;
       if (settlement.extra > 0) {
         const input = this.waterfallInput(hold.product, ctx.now);
-        const { sources, uncovered } = allocate(input, settlement.extra, guardedCreditBudget(input));
-        extraSources = sources;
-        this.applyCharges(hold.product, sources, ctx, { holdId, rateCardVersion });
-        writtenOff = uncovered;
-        if (uncovered > 0) this.appendLedger(ctx, { kind: "write_off", amount: uncovered, product: hold.product, holdId, note: "settled above hold; nothing covered the rest" });
+        let extra = allocate(input, settlement.extra, guardedCreditBudget(input));
+        // The extra passes the same guards as any credit spend; what they refuse is written off.
+        const paused = input.creditsPaused || this.pausesOn(ctx, creditPartOf(extra.sources));
+        if (paused) extra = allocate({ ...input, creditsPaused: true }, settlement.extra, 0);
+        extraSources = extra.sources;
+        this.applyCharges(hold.product, extra.sources, ctx, { holdId, rateCardVersion });
+        writtenOff = extra.uncovered;
+        if (writtenOff > 0) {
+          const why = paused ? "credit spending is paused" : input.spendCapRemaining !== null && creditPartOf(extra.sources) >= input.spendCapRemaining ? "the daily spend cap" : "nothing covered the rest";
+          this.appendLedger(ctx, { kind: "write_off", amount: writtenOff, product: hold.product, holdId, note: `settled above hold; ${why}` });
+        }
       }
       const released = settlement.released.reduce((s, x) => s + x.amount, 0);
       return {
@@ -278,6 +302,7 @@ export class AccountDO extends DurableObject<Env> {
       if (req.kind === "promo" && req.expiresAt === undefined) throw new ApiError("invalid_request", "a promo grant requires expiresAt", { field: "expiresAt" });
       if (expiresAt !== null && expiresAt <= ctx.now) throw new ApiError("invalid_request", "expiresAt must be in the future", { field: "expiresAt" });
       if (req.topUpId !== undefined) this.confirmTopUp(req.topUpId);
+      this.countGranted(req.amount);
       const grant: GrantState = {
         id: crypto.randomUUID(),
         kind: req.kind,
@@ -294,9 +319,28 @@ export class AccountDO extends DurableObject<Env> {
     });
   }
 
-  /** A compensating credit (SPEC §6): a new grant plus a `refund` entry; nothing earlier is edited. */
-  refund(ctx: CallContext, req: { amount: number; reason: string; entryId?: string }): Promise<Outcome> {
+  /**
+   * A compensating credit (SPEC §6): a new grant plus a `refund` entry; nothing earlier is edited. With `entryId`
+   * it compensates that charge or write-off of this account, never beyond its amount across all refunds; without
+   * one it is a goodwill credit of at most `maxGoodwillRefund`.
+   */
+  async refund(ctx: CallContext, req: { amount: number; reason: string; entryId?: string }): Promise<Outcome> {
+    const entry = req.entryId === undefined ? null : await this.refundableEntry(ctx.accountId, req.entryId);
     return this.run(ctx, { mutating: true }, () => {
+      if (req.entryId === undefined) {
+        const max = catalog.guards.maxGoodwillRefund;
+        if (req.amount > max) throw new ApiError("goodwill_limit_exceeded", `a refund without entryId is a goodwill credit of at most ${max} micro-credits`, { max });
+      } else {
+        if (!entry) throw new ApiError("entry_not_found", "this account has no charge or write-off with this entryId");
+        const refunded = this.rows<{ refunded: number }>("SELECT refunded FROM entry_refunds WHERE entry_id = ?", req.entryId)[0]?.refunded ?? 0;
+        if (refunded + req.amount > entry.amount)
+          throw new ApiError("refund_exceeds_entry", "refunds against this entry would exceed what it charged", { entryAmount: entry.amount, refunded });
+        this.sql.exec(
+          "INSERT INTO entry_refunds (entry_id, refunded) VALUES (?, ?) ON CONFLICT (entry_id) DO UPDATE SET refunded = excluded.refunded",
+          req.entryId, refunded + req.amount,
+        );
+      }
+      this.countGranted(req.amount);
       const grant: GrantState = {
         id: crypto.randomUUID(),
         kind: "purchase",
@@ -344,9 +388,10 @@ export class AccountDO extends DurableObject<Env> {
     return this.run(ctx, { mutating: true }, () => {
       const wasPaused = this.accountRow()!.paused === 1;
       if (wasPaused) {
-        // The trailing window restarts after the resume (from the next whole minute), so the burst that
-        // caused the pause does not pause the account again at once; the spend itself stays on record.
-        this.updateAccount({ paused: 0, resumed_at: ctx.now });
+        // The trailing window restarts at the resume instant, so the burst that caused the pause does not
+        // pause the account again at once; the spend itself stays on record.
+        const inResumeMinute = this.rows<{ amount: number }>("SELECT amount FROM spend_minutes WHERE minute = ?", Math.floor(ctx.now / MINUTE_MS))[0];
+        this.updateAccount({ paused: 0, resumed_at: ctx.now, resumed_spend: inResumeMinute?.amount ?? 0 });
         this.appendEvent(ctx, "account.credits_resumed", { operator });
       }
       return { status: 200, body: { resumed: wasPaused, account: this.summaryBody(ctx.now) } };
@@ -413,6 +458,10 @@ export class AccountDO extends DurableObject<Env> {
   }
 
   private async drainOutbox(): Promise<void> {
+    if (!this.hasSchema()) {
+      this.outboxPending = false;
+      return;
+    }
     try {
       for (;;) {
         const rows = this.rows<{ seq: number; message: string }>(
@@ -439,8 +488,8 @@ export class AccountDO extends DurableObject<Env> {
    * idempotency key in the same transaction, so a duplicate can never take effect twice, and the same key
    * with the same payload replays the first answer — a denial or a refusal included.
    *
-   * A denial is first tried without committing: if a global reset newer than any this object has seen
-   * exists, the control object is consulted and the decision is taken again with it, so a reset is effective at once for any request a window would otherwise deny.
+   * A denial is first tried without committing: if epochs at most 1 s old hold a global reset newer than any this
+   * object has seen, the decision is taken again with it, so a reset lifts a window's denial within 1 s.
    */
   private async run(given: CallContext, opts: { mutating: boolean }, work: () => Result): Promise<Outcome> {
     let ctx = await this.withMissedResets(given);
@@ -452,7 +501,7 @@ export class AccountDO extends DurableObject<Env> {
     }
     delete outcome.tentative;
     outcome.resetSeq = this.accountRow()?.reset_seq ?? 0;
-    if (this.outboxPending) {
+    if (this.outboxPending && this.hasSchema()) {
       // The outbox row is already durable; the answer does not wait for the queue.
       this.ctx.waitUntil(this.flushOutbox());
       void this.ensureAlarm(Date.now() + OUTBOX_RETRY_MS);
@@ -463,9 +512,12 @@ export class AccountDO extends DurableObject<Env> {
   /** One transaction. With `tentativeDenial`, a 429 is rolled back and returned marked tentative. */
   private attempt(ctx: CallContext, opts: { mutating: boolean }, work: () => Result, tentativeDenial: boolean): Outcome {
     const key = ctx.idempotency;
+    // A read of an account that was never written answers without touching storage.
+    if (!opts.mutating && !this.accountRow()) return { status: 200, body: this.virtualSummary(ctx), replayed: false };
     try {
       return this.transaction((): Outcome => {
         if (opts.mutating) {
+          if (!this.hasSchema()) this.migrate();
           const prior = this.sql.exec<{ fingerprint: string; status: number; body: string }>(
             "SELECT fingerprint, status, body FROM idempotency WHERE key = ?", key!.key,
           ).toArray()[0];
@@ -476,8 +528,6 @@ export class AccountDO extends DurableObject<Env> {
             return { status: prior.status, body: replay.body, ...(replay.error ? { error: replay.error } : {}), replayed: true };
           }
           this.ensureAccount(ctx);
-        } else if (!this.accountRow()) {
-          return { status: 200, body: this.virtualSummary(ctx) };
         }
         this.housekeep(ctx);
         const result = work();
@@ -488,9 +538,14 @@ export class AccountDO extends DurableObject<Env> {
     } catch (err) {
       if (err instanceof Rejection) return err.outcome;
       if (!(err instanceof ApiError)) throw err;
-      // A refusal changed nothing (its transaction rolled back), but its key replays it like any answer.
+      // A refusal changed nothing (its transaction rolled back). A named refusal (404, 409) keeps its key and
+      // replays like any answer; a request refused before any effect (400, 401, 403, 413) does not use it up.
       const outcome = errorOutcome(err);
-      if (opts.mutating) this.ctx.storage.transactionSync(() => this.remember(ctx, outcome.status, { body: null, error: outcome.error }));
+      if (opts.mutating && !KEY_FREE_STATUSES.has(outcome.status))
+        this.transaction(() => {
+          if (!this.hasSchema()) this.migrate();
+          this.remember(ctx, outcome.status, { body: null, error: outcome.error });
+        });
       return outcome;
     }
   }
@@ -508,9 +563,12 @@ export class AccountDO extends DurableObject<Env> {
     return Object.values(products).some((p) => WINDOW_KINDS.some((k) => p[k].used > 0));
   }
 
-  /** The control object's epochs if it has one newer than this object's (one RPC, on the deny path only). */
+  /**
+   * Epochs at most 1 s old if one is newer than this object's (deny path only). They come from this isolate's
+   * cache, so a client denied in a loop costs the control object at most one call per isolate per second.
+   */
   private async authoritativeResets(): Promise<ResetEpoch[] | null> {
-    const epochs = await resetControl(this.env).epochs();
+    const epochs = await currentResets(this.env, DENY_PATH_EPOCH_MAX_AGE_MS);
     return (epochs.at(-1)?.seq ?? 0) > (this.accountRow()?.reset_seq ?? 0) ? epochs : null;
   }
 
@@ -565,8 +623,8 @@ export class AccountDO extends DurableObject<Env> {
         if (this.cache.accountDirty) {
           const a = this.cache.account!;
           this.sql.exec(
-            "UPDATE account SET plan = ?, paused = ?, spend_cap = ?, auto_top_up = ?, flex_month = ?, flex_used = ?, reset_seq = ?, banked_accrued_at = ?, clock_offset = ?, charged_total = ?, resumed_at = ? WHERE singleton = 1",
-            a.plan, a.paused, a.spend_cap, a.auto_top_up, a.flex_month, a.flex_used, a.reset_seq, a.banked_accrued_at, a.clock_offset, a.charged_total, a.resumed_at,
+            "UPDATE account SET plan = ?, paused = ?, spend_cap = ?, auto_top_up = ?, flex_month = ?, flex_used = ?, reset_seq = ?, banked_accrued_at = ?, clock_offset = ?, charged_total = ?, resumed_at = ?, resumed_spend = ?, granted_total = ? WHERE singleton = 1",
+            a.plan, a.paused, a.spend_cap, a.auto_top_up, a.flex_month, a.flex_used, a.reset_seq, a.banked_accrued_at, a.clock_offset, a.charged_total, a.resumed_at, a.resumed_spend, a.granted_total,
           );
           this.cache.accountDirty = false;
         }
@@ -574,6 +632,7 @@ export class AccountDO extends DurableObject<Env> {
       });
     } catch (err) {
       this.cache = emptyCache();
+      this.schemaReady = undefined;
       throw err;
     }
   }
@@ -599,6 +658,7 @@ export class AccountDO extends DurableObject<Env> {
   }
 
   private accountRow(): AccountRow | undefined {
+    if (!this.hasSchema()) return undefined;
     if (this.cache.account === undefined) this.cache.account = this.rows<AccountRow>("SELECT * FROM account WHERE singleton = 1")[0] ?? null;
     return this.cache.account ?? undefined;
   }
@@ -706,6 +766,8 @@ export class AccountDO extends DurableObject<Env> {
   /** A `charge` ledger entry for one layer that paid, plus the spend counters it feeds. */
   private recordCharge(product: Product, s: Source, ctx: CallContext, meta: { decisionId?: string; holdId?: string; rateCardVersion?: string }): void {
     const account = this.accountRow()!;
+    if (account.charged_total + s.amount > Number.MAX_SAFE_INTEGER)
+      throw new ApiError("amount_out_of_range", "the account's charged total would pass 2^53 − 1 micro-credits", { max: Number.MAX_SAFE_INTEGER });
     this.updateAccount({ charged_total: account.charged_total + s.amount });
     if (s.layer !== "window") {
       this.sql.exec(
@@ -740,6 +802,27 @@ export class AccountDO extends DurableObject<Env> {
       }
     }
     this.expireGrants(ctx);
+  }
+
+  /** A `charge` or `write_off` entry of this account: from its outbox while there, else from the D1 ledger. */
+  private async refundableEntry(accountId: string, entryId: string): Promise<{ kind: string; amount: number } | null> {
+    const local = this.hasSchema() ? this.rows<{ message: string }>("SELECT message FROM outbox WHERE entry_id = ?", entryId)[0] : undefined;
+    let found: { kind: string; amount: number } | null = null;
+    if (local) {
+      const m = JSON.parse(local.message) as SettlementMessage;
+      if (m.type === "ledger") found = { kind: m.entry.kind, amount: m.entry.amount };
+    } else {
+      found = await this.env.DB.prepare("SELECT kind, amount FROM ledger WHERE id = ? AND account_id = ?").bind(entryId, accountId).first<{ kind: string; amount: number }>();
+    }
+    return found && (found.kind === "charge" || found.kind === "write_off") ? found : null;
+  }
+
+  /** Counts credits granted or refunded; refuses a lifetime total past 2^53 − 1, so no balance or ledger sum can pass it. */
+  private countGranted(amount: number): void {
+    const account = this.accountRow()!;
+    if (account.granted_total + amount > Number.MAX_SAFE_INTEGER)
+      throw new ApiError("amount_out_of_range", "the account's credits would pass 2^53 − 1 micro-credits", { max: Number.MAX_SAFE_INTEGER });
+    this.updateAccount({ granted_total: account.granted_total + amount });
   }
 
   private activeHold(holdId: string): HoldRow {
@@ -844,19 +927,37 @@ export class AccountDO extends DurableObject<Env> {
   private decideGuarded(charge: Charge, ctx: CallContext): Decision {
     const input = this.waterfallInput(charge.product, ctx.now);
     const decision = decide(input, charge.cost);
-    if (!decision.allowed) return decision;
-    const creditPart = decision.sources.reduce((sum, s) => sum + (s.layer === "window" ? 0 : s.amount), 0);
-    if (creditPart === 0) return decision;
+    if (!decision.allowed || !this.pausesOn(ctx, creditPartOf(decision.sources))) return decision;
+    return decide({ ...input, creditsPaused: true }, charge.cost);
+  }
+
+  /**
+   * The anomaly guard for every credit spend (consume, hold, the part of a settle above its hold): true when
+   * spending `creditPart` more would take the trailing spend past the threshold. It then pauses credit spending
+   * and records `account.credits_paused`; the caller spends no credits.
+   */
+  private pausesOn(ctx: CallContext, creditPart: number): boolean {
+    if (creditPart === 0) return false;
     const g = catalog.guards.anomaly;
-    const account = this.accountRow()!;
-    const from = Math.max(ctx.now - (g.trailingMinutes - 1) * MINUTE_MS, account.resumed_at === null ? 0 : account.resumed_at + MINUTE_MS);
-    const trailing = this.spentSince(from) + this.heldCredits();
-    if (trailing + creditPart <= g.floorMicroCredits) return decision;
+    const trailing = this.trailingSpend(ctx.now) + this.heldCredits();
+    if (trailing + creditPart <= g.floorMicroCredits) return false;
     const threshold = anomalyThreshold(g, this.spentSince(ctx.now - g.baselineDays * DAY_MS));
-    if (trailing + creditPart <= threshold) return decision;
+    if (trailing + creditPart <= threshold) return false;
     this.updateAccount({ paused: 1 });
     this.appendEvent(ctx, "account.credits_paused", { trailingSpend: trailing, attempted: creditPart, threshold });
-    return decide({ ...input, creditsPaused: true }, charge.cost);
+    return true;
+  }
+
+  /**
+   * Credit spend in the trailing window. After a resume it counts from the resume instant, to the millisecond:
+   * the resume's own minute counts, less what that minute held when the operator resumed.
+   */
+  private trailingSpend(now: number): number {
+    const g = catalog.guards.anomaly;
+    const from = now - (g.trailingMinutes - 1) * MINUTE_MS;
+    const account = this.accountRow()!;
+    if (account.resumed_at === null || Math.floor(account.resumed_at / MINUTE_MS) < Math.floor(from / MINUTE_MS)) return this.spentSince(from);
+    return Math.max(0, this.spentSince(account.resumed_at) - account.resumed_spend);
   }
 
   /** Credits (grant and flex parts) reserved by active holds: they count toward the guards as if spent. */
@@ -1086,6 +1187,11 @@ function grantFromRow(r: Row): GrantState {
 
 function grantJson(g: GrantState) {
   return { id: g.id, kind: g.kind, priority: g.priority, remaining: g.remaining, expiresAt: isoOrNull(g.expiresAt), products: g.products };
+}
+
+/** What grants and flex pay of a decision: the part the drain guards look at. */
+function creditPartOf(sources: readonly Source[]): number {
+  return sources.reduce((sum, s) => sum + (s.layer === "window" ? 0 : s.amount), 0);
 }
 
 function grantIdOf(s: Source): string | undefined {

@@ -39,6 +39,8 @@ type ResetRow = {
  */
 export class ResetControlDO extends DurableObject<Env> {
   private readonly sql: SqlStorage;
+  /** Calls to `epochs` since this instance started: the load every isolate's epoch cache is meant to bound. */
+  epochReads = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -78,6 +80,7 @@ export class ResetControlDO extends DurableObject<Env> {
 
   /** The most recent resets, oldest first. */
   epochs(): ResetEpoch[] {
+    this.epochReads++;
     return this.sql
       .exec<ResetRow>("SELECT * FROM resets ORDER BY seq DESC LIMIT ?", EPOCHS_PUBLISHED)
       .toArray()

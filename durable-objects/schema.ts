@@ -1,5 +1,5 @@
 /** SQLite schema of the account object. Bump SCHEMA_VERSION and append statements to change it. */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 export const ACCOUNT_SCHEMA = [
   `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`,
@@ -51,12 +51,21 @@ export const ACCOUNT_SCHEMA = [
      id TEXT PRIMARY KEY, requested_at INTEGER NOT NULL, amount INTEGER NOT NULL, state TEXT NOT NULL, month TEXT NOT NULL)`,
 ];
 
-/** Steps from one schema version to the next, applied in order by the object's constructor. */
+/** Steps from one schema version to the next, applied in order when the object first writes or finds an older schema. */
 export const SCHEMA_MIGRATIONS: Record<number, string[]> = {
   2: [
     `ALTER TABLE account ADD COLUMN resumed_at INTEGER`,
     // Window charges of the last week: lets a global reset forgive exactly what came before its effectiveAt.
     `CREATE TABLE IF NOT EXISTS window_charges (product TEXT NOT NULL, at INTEGER NOT NULL, amount INTEGER NOT NULL)`,
     `CREATE INDEX IF NOT EXISTS window_charges_at ON window_charges (product, at)`,
+  ],
+  3: [
+    // Credit spend already in the resume's minute when the operator resumed: the anomaly guard counts from the resume instant.
+    `ALTER TABLE account ADD COLUMN resumed_spend INTEGER NOT NULL DEFAULT 0`,
+    // Every credit ever granted or refunded: kept at or below 2^53 − 1 so no stored total or ledger sum can pass it.
+    `ALTER TABLE account ADD COLUMN granted_total INTEGER NOT NULL DEFAULT 0`,
+    `UPDATE account SET granted_total = (SELECT COALESCE(SUM(amount), 0) FROM grants)`,
+    // What has been refunded against each charge or write-off that was refunded at all.
+    `CREATE TABLE IF NOT EXISTS entry_refunds (entry_id TEXT PRIMARY KEY, refunded INTEGER NOT NULL) WITHOUT ROWID`,
   ],
 };

@@ -2,8 +2,10 @@
  * The account engine over HTTP (SPEC §3, §4, §6, §8): split and order of charges, window timing under the
  * test clock, the balance race, idempotent duplicates, rate-card pricing, grant defaults and plan changes.
  */
+import { runInDurableObject } from "cloudflare:test";
 import { describe, expect, it } from "vitest";
 import { account, addCredits, call, consume, CREDIT, HOUR, setPlan, T0, uid } from "./helpers";
+import { stubFor } from "./settle-helpers";
 
 const C = CREDIT;
 const FIVE_H = 5 * HOUR;
@@ -444,5 +446,57 @@ describe("idempotent replay of denials and refusals (SPEC §4: same key and payl
     expect(again.status).toBe(409);
     expect(again.body.error.code).toBe(first.body.error.code);
     expect(again.headers.get("Idempotent-Replayed")).toBe("true");
+  });
+});
+
+describe("reads and refusals leave nothing behind", () => {
+  it("GET of an account that was never written answers a fresh go account and stores nothing", async () => {
+    const ids = Array.from({ length: 5 }, () => uid("ghost"));
+    for (const id of ids) {
+      const r = await account(id, T0);
+      expect(r.status).toBe(200);
+      expect(r.body).toMatchObject({ accountId: id, plan: "go", credits: { balance: 0 }, holds: [] });
+    }
+    // Not a table, not an alarm. (Miniflare opens an empty SQLite file for any object it starts; it stays empty.)
+    for (const id of ids) {
+      const inside = await runInDurableObject(stubFor(id), async (_i, state) => ({
+        tables: state.storage.sql.exec("SELECT name FROM sqlite_master").toArray(),
+        alarm: await state.storage.getAlarm(),
+      }));
+      expect(inside, id).toEqual({ tables: [], alarm: null });
+    }
+    // The first write creates the account as usual.
+    const w = await consume(ids[1], { product: "codex", cost: C }, { now: T0 });
+    expect(w.status, JSON.stringify(w.body)).toBe(200);
+    expect((await account(ids[1], T0)).body.products.codex.fiveHour.used).toBe(C);
+  });
+
+  it("a 400 raised inside the account object does not use up the Idempotency-Key (SPEC §4)", async () => {
+    const id = uid("key400");
+    const key = uid("key");
+    // A codex hold settled with sora usage: the object prices the usage and refuses it.
+    const hold = await call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost: C }, { now: T0 });
+    expect(hold.status, JSON.stringify(hold.body)).toBe(201);
+    const settlePath = `/v1/accounts/${id}/holds/${hold.body.holdId}/settle`;
+    const bad = await call("POST", settlePath, { usage: { model: "sora-2", videoSeconds: 1 } }, { now: T0 + 1000, key });
+    expect(bad.status, JSON.stringify(bad.body)).toBe(400);
+    // The same key and payload is decided again, not replayed…
+    const again = await call("POST", settlePath, { usage: { model: "sora-2", videoSeconds: 1 } }, { now: T0 + 2000, key });
+    expect(again.status).toBe(400);
+    expect(again.headers.get("Idempotent-Replayed")).toBeNull();
+    // …and the key is still free for a valid request.
+    const good = await call("POST", settlePath, { cost: C }, { now: T0 + 3000, key });
+    expect(good.status, JSON.stringify(good.body)).toBe(200);
+    expect(good.body.charged).toBe(C);
+
+    // A purchase that expires in the past is refused inside the object; the same request sent with an earlier clock succeeds.
+    const key2 = uid("key");
+    const body = { kind: "purchase", amount: 3 * C, expiresAt: iso(T0 + HOUR) };
+    const late = await addCredits(id, body, { now: T0 + 2 * HOUR, key: key2 });
+    expect(late.status, JSON.stringify(late.body)).toBe(400);
+    const inTime = await addCredits(id, body, { now: T0 + 5000, key: key2 });
+    expect(inTime.status, JSON.stringify(inTime.body)).toBe(201);
+    expect(inTime.headers.get("Idempotent-Replayed")).toBeNull();
+    expect(inTime.body.remaining).toBe(3 * C);
   });
 });

@@ -371,4 +371,106 @@ describe("refunds (SPEC §6)", () => {
     expect(rec.status).toBe(200);
     expect(rec.body.drifted).toEqual([]);
   });
+
+  /** A go account with a 20-credit purchase and one 7-credit consume: 2 from the window, 5 from the grant. */
+  async function accountWithCharge(t: number) {
+    const id = uid("refund");
+    const g = await ok(addCredits(id, { kind: "purchase", amount: 20 * C }, { now: t }), 201);
+    const d = await ok(consume(id, { product: "codex", cost: 7 * C }, { now: t + SEC }));
+    const entries = (await outbox(id)).flatMap((m) => (m.type === "ledger" ? [m.entry] : []));
+    const grantCharge = entries.find((e) => e.kind === "charge" && e.layer === "grant")!;
+    const grantEntry = entries.find((e) => e.kind === "grant")!;
+    expect(grantCharge).toMatchObject({ amount: 5 * C, decisionId: d.body.decisionId, grantId: g.body.id });
+    return { id, grantCharge, grantEntry };
+  }
+
+  /** The refund was refused with `status`/`code` and changed nothing: same balance, no refund entry, no new grant. */
+  async function refusedWithoutEffect(id: string, res: { status: number; body: any }, status: number, code: string, now: number, balance: number) {
+    expect(res.status, JSON.stringify(res.body)).toBe(status);
+    expect(res.body.error.code).toBe(code);
+    const a = await summary(id, now);
+    expect(a.credits.balance).toBe(balance);
+    expect((await outbox(id)).filter((m) => m.type === "ledger" && m.entry.kind === "refund")).toEqual([]);
+  }
+
+  it("a refund naming an entry that does not exist, or that is not a charge or write-off, is 404 entry_not_found", async () => {
+    const t = T0 + 13 * DAY;
+    const { id, grantEntry } = await accountWithCharge(t);
+    const missing = await refund(id, { amount: C, reason: "no such entry", entryId: "01900000-0000-7000-8000-000000000000" }, t + MIN);
+    await refusedWithoutEffect(id, missing, 404, "entry_not_found", t + MIN, 15 * C);
+    // A grant entry is not a charge: nothing to compensate.
+    const notCharge = await refund(id, { amount: C, reason: "a grant", entryId: grantEntry.id }, t + 2 * MIN);
+    await refusedWithoutEffect(id, notCharge, 404, "entry_not_found", t + 2 * MIN, 15 * C);
+  });
+
+  it("a refund naming another account's charge is 404 entry_not_found, whether the entry is in flight or settled", async () => {
+    const t = T0 + 14 * DAY;
+    const { id: owner, grantCharge } = await accountWithCharge(t);
+    const other = uid("refund-other");
+    await ok(addCredits(other, { kind: "purchase", amount: 3 * C }, { now: t }), 201);
+    const inFlight = await refund(other, { amount: C, reason: "wrong account", entryId: grantCharge.id }, t + MIN);
+    await refusedWithoutEffect(other, inFlight, 404, "entry_not_found", t + MIN, 3 * C);
+    // Once settled into D1 it is still the owner's alone.
+    await ledgerUntil(owner, (e) => e.some((x) => x.id === grantCharge.id));
+    const settled = await refund(other, { amount: C, reason: "wrong account", entryId: grantCharge.id }, t + 2 * MIN);
+    await refusedWithoutEffect(other, settled, 404, "entry_not_found", t + 2 * MIN, 3 * C);
+  });
+
+  it("refunds against one entry may not add up to more than it charged, under any keys: 409 refund_exceeds_entry", async () => {
+    const t = T0 + 15 * DAY;
+    const { id, grantCharge } = await accountWithCharge(t);
+    // 1,000 credits against a 5-credit charge.
+    await refusedWithoutEffect(id, await refund(id, { amount: 1000 * C, reason: "too much", entryId: grantCharge.id }, t + MIN), 409, "refund_exceeds_entry", t + MIN, 15 * C);
+    // Two partial refunds under different keys fill it exactly; a third micro-credit is refused.
+    await ok(refund(id, { amount: 3 * C, reason: "part 1", entryId: grantCharge.id }, t + 2 * MIN), 201);
+    await ok(refund(id, { amount: 2 * C, reason: "part 2", entryId: grantCharge.id }, t + 3 * MIN), 201);
+    const third = await refund(id, { amount: 1, reason: "part 3", entryId: grantCharge.id }, t + 4 * MIN);
+    expect(third.status, JSON.stringify(third.body)).toBe(409);
+    expect(third.body.error).toMatchObject({ code: "refund_exceeds_entry", details: { entryAmount: 5 * C, refunded: 5 * C } });
+    expect((await summary(id, t + 5 * MIN)).credits.balance).toBe(20 * C);
+    // The same entry twice under different keys: the second is refused.
+    const again = await refund(id, { amount: 5 * C, reason: "again", entryId: grantCharge.id }, t + 6 * MIN);
+    expect(again.status).toBe(409);
+    expect((await outbox(id)).filter((m) => m.type === "ledger" && m.entry.kind === "refund")).toHaveLength(2);
+  });
+
+  it("a settled entry whose outbox row is gone is found in the D1 ledger, and still cannot be over-refunded", async () => {
+    const t = T0 + 16 * DAY;
+    const { id, grantCharge } = await accountWithCharge(t);
+    await ledgerUntil(id, (e) => e.some((x) => x.id === grantCharge.id));
+    // As after the object prunes delivered rows: the entry lives on only in D1.
+    await runInDurableObject(stubFor(id), (_i: AccountDO, state) => state.storage.sql.exec("DELETE FROM outbox WHERE entry_id = ?", grantCharge.id));
+    await refusedWithoutEffect(id, await refund(id, { amount: 6 * C, reason: "too much", entryId: grantCharge.id }, t + MIN), 409, "refund_exceeds_entry", t + MIN, 15 * C);
+    const r = await ok(refund(id, { amount: 5 * C, reason: "exact", entryId: grantCharge.id }, t + 2 * MIN), 201);
+    expect(r.body.account.credits.balance).toBe(20 * C);
+  });
+
+  it("a goodwill refund (no entryId) is capped at maxGoodwillRefund, 100 credits: 409 goodwill_limit_exceeded above it", async () => {
+    const t = T0 + 17 * DAY;
+    const { id } = await accountWithCharge(t);
+    await refusedWithoutEffect(id, await refund(id, { amount: Number.MAX_SAFE_INTEGER, reason: "everything" }, t + MIN), 409, "goodwill_limit_exceeded", t + MIN, 15 * C);
+    await refusedWithoutEffect(id, await refund(id, { amount: 100 * C + 1, reason: "just over" }, t + 2 * MIN), 409, "goodwill_limit_exceeded", t + 2 * MIN, 15 * C);
+    const r = await ok(refund(id, { amount: 100 * C, reason: "at the cap" }, t + 3 * MIN), 201);
+    expect(r.body.account.credits.balance).toBe(115 * C);
+  });
+
+  it("no stored total may pass 2^53 − 1: a grant that would is 409 amount_out_of_range and changes nothing", async () => {
+    const t = T0 + 18 * DAY;
+    const id = uid("range");
+    const max = Number.MAX_SAFE_INTEGER;
+    await ok(addCredits(id, { kind: "purchase", amount: max - 10 * C }, { now: t }), 201);
+    const over = await addCredits(id, { kind: "purchase", amount: 10 * C + 1 }, { now: t + SEC });
+    expect(over.status, JSON.stringify(over.body)).toBe(409);
+    expect(over.body.error.code).toBe("amount_out_of_range");
+    expect((await summary(id, t + 2 * SEC)).credits.balance).toBe(max - 10 * C);
+    // A goodwill refund counts too, and so do credits already spent: the lifetime total is what is bounded.
+    await ok(consume(id, { product: "codex", cost: 50 * C }, { now: t + 3 * SEC }));
+    const refundOver = await refund(id, { amount: 10 * C + 1, reason: "over the top" }, t + 4 * SEC);
+    expect(refundOver.status, JSON.stringify(refundOver.body)).toBe(409);
+    expect(refundOver.body.error.code).toBe("amount_out_of_range");
+    await ok(addCredits(id, { kind: "purchase", amount: 10 * C }, { now: t + 5 * SEC }), 201);
+    expect((await summary(id, t + 6 * SEC)).credits.balance).toBe(max - 48 * C);
+    const rec = await waitFor(() => call("GET", `/v1/admin/reconciliation?accountId=${id}`), (r) => r.body.drifted?.length === 0);
+    expect(rec.body.drifted).toEqual([]);
+  });
 });

@@ -260,6 +260,55 @@ describe("anomaly pause (SPEC §4 guards)", () => {
 
 // ───────────────────────── spend cap ─────────────────────────
 
+describe("no path around the anomaly guard (SPEC §4 'every credit spend passes the guards')", () => {
+  it("settling a hold far above its estimate passes the guard: the pause is recorded and the refused extra is written off", async () => {
+    const id = uid("settlepause");
+    const t = T0 + 4 * DAY + 2 * HOUR;
+    await ok(addCredits(id, { kind: "purchase", amount: 500 * C }, { now: t }), 201);
+    await ok(consume(id, { product: "codex", cost: 2 * C }, { now: t + SEC })); // exhausts the go 5-hour window
+    const hold = await ok(holdOf(id, 1 * C, t + 2 * SEC), 201);
+    expect(hold.body.sources).toEqual([{ layer: "grant", grantId: expect.any(String), amount: 1 * C }]);
+    // A direct consume of 400 credits would trip the 50-credit floor; so must a settle at 400.
+    const s = await ok(settleHold(id, hold.body.holdId, 400 * C, t + 3 * SEC));
+    expect(s.body.charged, JSON.stringify(s.body)).toBe(1 * C);
+    expect(s.body.writtenOff).toBe(399 * C);
+    expect(s.body.account.paused).toBe(true);
+    expect(await balanceAt(id, t + 4 * SEC)).toBe(499 * C);
+    const paused = await outboxEvents(id, "account.credits_paused");
+    expect(paused).toHaveLength(1);
+    expect(paused[0].data).toMatchObject({ attempted: 399 * C });
+    const writeOffs = (await outbox(id)).flatMap((m) => (m.type === "ledger" && m.entry.kind === "write_off" ? [m.entry] : []));
+    expect(writeOffs).toEqual([expect.objectContaining({ amount: 399 * C, holdId: hold.body.holdId })]);
+    expect(String(writeOffs[0].note)).toContain("paused");
+    // And the account stays paused for the next request that needs credits.
+    const next = await consume(id, { product: "codex", cost: 1 * C }, { now: t + 5 * SEC });
+    expect(next.status).toBe(429);
+    expect(next.body.reason).toBe("credits_paused");
+  });
+
+  it("after a resume the trailing window counts from the resume instant, to the millisecond: the resume's own minute counts", async () => {
+    const id = uid("resumeminute");
+    const m = T0 + 5 * DAY + 7 * HOUR; // a whole minute, hh:mm:00
+    await ok(addCredits(id, { kind: "purchase", amount: 500 * C }, { now: m }), 201);
+    await ok(consume(id, { product: "codex", cost: 2 * C }, { now: m + SEC })); // exhausts the go 5-hour window
+    // 48 credits, then the next 12 would pass the 50-credit floor: paused at hh:mm:06.
+    for (let i = 0; i < 4; i++) await ok(consume(id, { product: "codex", cost: 12 * C }, { now: m + (i + 2) * SEC }));
+    expect((await consume(id, { product: "codex", cost: 12 * C }, { now: m + 6 * SEC })).body.reason).toBe("credits_paused");
+    // Resumed at hh:mm:30; the 48 credits spent before it, in the same minute, no longer count.
+    await ok(resume(id, m + 30 * SEC));
+    let allowed = 0;
+    let denial: any = null;
+    for (let i = 1; i <= 60 && !denial; i++) {
+      const r = await consume(id, { product: "codex", cost: 1 * C }, { now: m + 30 * SEC + i * 200 }); // all before hh:mm:43
+      if (r.status === 429) denial = r;
+      else allowed += layerSum(r.body.sources, "grant");
+    }
+    expect(denial?.body.reason, "one-credit consumes in the resume's own minute were never paused").toBe("credits_paused");
+    expect(allowed).toBe(50 * C);
+    expect(await outboxEvents(id, "account.credits_paused")).toHaveLength(2);
+  });
+});
+
 describe("spend cap (SPEC §4 guards)", () => {
   it("denies requests needing credits beyond the daily cap, still allows window usage, and resets at the next UTC day", async () => {
     const id = uid("cap");

@@ -144,6 +144,9 @@ export class RefModel {
   banked: MBanked[] = [];
   /** credit spend (grant + flex charges) per minute bucket */
   spend = new Map<number, number>();
+  /** every credit spend in order, and where the last resume stands in it */
+  spendLog: number[] = [];
+  resumeMark = 0;
   /** Σ charge amounts, all layers, and the same per Idempotency-Key */
   chargedTotal = 0;
   chargedByKey = new Map<string, number>();
@@ -276,12 +279,22 @@ export class RefModel {
     if (!v.allowed) return v;
     const creditPart = v.sources.reduce((s, x) => s + (x.layer === "window" ? 0 : x.amount), 0);
     if (creditPart === 0) return v;
-    const from = Math.max(this.now - 9 * MIN, this.resumedAt === null ? 0 : this.resumedAt + MIN);
-    const trailing = this.spentSince(from) + this.heldCredits();
-    const threshold = Math.max(ANOMALY_FLOOR, Math.floor((ANOMALY_MULTIPLIER * this.spentSince(this.now - 7 * DAY)) / TEN_MINUTE_SLOTS_PER_WEEK));
-    if (trailing + creditPart <= threshold) return v;
-    this.paused = true;
+    if (!this.tripsAnomalyGuard(creditPart)) return v;
     return this.decide(p, cost, true);
+  }
+
+  /** Spending `creditPart` more would pass the anomaly threshold: pauses. */
+  tripsAnomalyGuard(creditPart: number): boolean {
+    if (creditPart === 0) return false;
+    const from = this.now - 9 * MIN;
+    // After a resume, only what was spent after it counts (to the millisecond), as long as the resume is in the window.
+    const sinceResume = this.resumedAt !== null && Math.floor(this.resumedAt / MIN) >= Math.floor(from / MIN);
+    const spent = sinceResume ? this.spendLog.slice(this.resumeMark).reduce((s, a) => s + a, 0) : this.spentSince(from);
+    const trailing = spent + this.heldCredits();
+    const threshold = Math.max(ANOMALY_FLOOR, Math.floor((ANOMALY_MULTIPLIER * this.spentSince(this.now - 7 * DAY)) / TEN_MINUTE_SLOTS_PER_WEEK));
+    if (trailing + creditPart <= threshold) return false;
+    this.paused = true;
+    return true;
   }
 
   // ─────────── state changes ───────────
@@ -307,6 +320,7 @@ export class RefModel {
     if (s.layer !== "window") {
       const m = Math.floor(this.now / MIN);
       this.spend.set(m, (this.spend.get(m) ?? 0) + s.amount);
+      this.spendLog.push(s.amount);
     }
   }
 
@@ -385,7 +399,9 @@ export class RefModel {
     let writtenOff = 0;
     if (left > 0) {
       const budget = this.paused ? 0 : (this.spendCapRoom() ?? Infinity);
-      const t = this.take(h.product, left, budget);
+      let t = this.take(h.product, left, budget);
+      // The part above the hold passes the anomaly guard too; what it refuses is written off.
+      if (this.tripsAnomalyGuard(t.sources.reduce((s, x) => s + (x.layer === "window" ? 0 : x.amount), 0))) t = this.take(h.product, left, 0);
       extra = t.sources;
       for (const s of extra) {
         this.takeFrom(h.product, s);
@@ -434,6 +450,7 @@ export class RefModel {
     if (was) {
       this.paused = false;
       this.resumedAt = this.now;
+      this.resumeMark = this.spendLog.length;
     }
     return was;
   }

@@ -13,7 +13,7 @@ import type { AccountDO } from "../durable-objects/account";
 import type { GlobalResetRequest, ResetControlDO } from "../durable-objects/reset-control";
 import { currentResets, forgetCachedResets } from "../worker/resets";
 import { account, ADMIN, call, consume, CREDIT, HOUR, SERVICE, setPlan, T0, uid, type CallOptions } from "./helpers";
-import { stubFor } from "./settle-helpers";
+import { sleep, stubFor } from "./settle-helpers";
 
 const MIN = 60_000;
 const DAY = 24 * HOUR;
@@ -44,7 +44,7 @@ const seqOf = (resetId: string) =>
 const auditCount = async () => (await env.DB.prepare("SELECT COUNT(*) AS n FROM admin_resets").first<{ n: number }>())!.n;
 
 /**
- * Fills this isolate's 2 s epoch cache with the epochs as they are now (the worker and the tests share the module),
+ * Fills this isolate's epoch cache (2 s for routing, 1 s on the deny path) with the epochs as they are now (the worker and the tests share the module),
  * and returns the wall-clock time it did so.
  */
 async function primeEpochCache(): Promise<number> {
@@ -120,7 +120,7 @@ describe("admin global reset unblocks at once", () => {
     expect(next.body.account.products.codex.weekly.used).toBe(CREDIT);
   });
 
-  it("a reset recorded outside this isolate (stale 2 s epoch cache) still unblocks the next denied request", async () => {
+  it("a reset recorded outside this isolate (stale epoch cache) unblocks a denied request within 1 s", async () => {
     const t = freshBase();
     const id = uid();
     await ok(spend(id, 2, t));
@@ -129,20 +129,37 @@ describe("admin global reset unblocks at once", () => {
     // object, as another isolate's admin call would, does not clear it.
     const started = await primeEpochCache();
     const created = await createResetElsewhere({ reason: "from another isolate", scope: { plans: ["go"] } }, t + 2 * MIN);
-    const key = uid("key");
-    const next = await consume(id, { product: "codex", cost: CREDIT }, { now: t + 2 * MIN + 1, key });
+    // Denied requests retried in a loop: the deny path refreshes epochs older than 1 s, so one is allowed by then.
+    let next = await consume(id, { product: "codex", cost: CREDIT }, { now: t + 2 * MIN + 1 });
+    for (let i = 2; next.status === 429 && Date.now() - started < 3_000; i++) {
+      await sleep(50);
+      next = await consume(id, { product: "codex", cost: CREDIT }, { now: t + 2 * MIN + i });
+    }
+    const tookMs = Date.now() - started;
     expect(next.status, JSON.stringify(next.body)).toBe(200);
     expect(next.body.sources).toEqual([{ layer: "window", amount: CREDIT }]);
+    // 1 s of cache age, plus the time one request takes here.
+    expect(tookMs).toBeLessThan(1_500);
     expect((await stored(id)).resetSeq).toBe(await seqOf(created.resetId));
-    if (Date.now() - started < 1_500) {
-      // The cache was still stale, so the worker handed the object the old epochs: only the object's deny path,
-      // which rolls back the tentative denial and reads the control object, can have found the reset.
-      // The rolled-back denial leaves no trace: one decision, allowed.
-      const decisions = await runInDurableObject(stubFor(id), (_i: AccountDO, state) =>
-        state.storage.sql.exec<{ allowed: number; reason: string | null }>("SELECT allowed, reason FROM decisions WHERE idempotency_key = ? ORDER BY created_at, rowid", key).toArray(),
-      );
-      expect(decisions).toEqual([{ allowed: 1, reason: null }]);
+  });
+
+  it("a storm of denials costs at most one control-object call per isolate per second", async () => {
+    const t = freshBase();
+    const ids = [uid("storm"), uid("storm")];
+    for (const id of ids) await ok(spend(id, 2, t));
+    const started = await primeEpochCache();
+    const reads = () => runInDurableObject(controlStub(), (i: ResetControlDO) => i.epochReads);
+    const before = await reads();
+    // 300 denied requests, 20 at a time, from two accounts whose windows have usage (so a reset could help).
+    let denied = 0;
+    for (let round = 0; round < 15; round++) {
+      const answers = await Promise.all(Array.from({ length: 20 }, (_, j) => spend(ids[j % 2], 1, t + MIN + round * 20 + j)));
+      denied += answers.filter((a) => a.status === 429).length;
     }
+    const seconds = (Date.now() - started) / 1000;
+    const calls = (await reads()) - before;
+    expect(denied).toBe(300);
+    expect(calls, `${calls} control calls in ${seconds.toFixed(2)} s`).toBeLessThanOrEqual(Math.ceil(seconds));
   });
 });
 

@@ -50,6 +50,8 @@ const guardsSchema = z.object({
   purchaseExpiryMonths: z.number().int().positive(),
   /** `credits.low` fires when a spend takes the balance below this. */
   lowBalanceMicroCredits: microCredits,
+  /** The most one refund without an `entryId` (a goodwill credit) may grant. */
+  maxGoodwillRefund: microCredits,
 });
 
 const c = (credits: number) => credits * CREDIT;
@@ -91,6 +93,7 @@ const rawCatalog = {
     grantDefaults: { promo: 10, entitlement: 20, purchase: 30 },
     purchaseExpiryMonths: 12,
     lowBalanceMicroCredits: c(5),
+    maxGoodwillRefund: c(100),
   },
 };
 

@@ -7,6 +7,7 @@ export const ERROR_STATUS = {
   unauthorized: 401,
   forbidden: 403,
   not_found: 404,
+  entry_not_found: 404,
   idempotency_conflict: 409,
   idempotency_in_progress: 409,
   hold_not_active: 409,
@@ -14,6 +15,9 @@ export const ERROR_STATUS = {
   nothing_to_reset: 409,
   auto_top_up_not_allowed: 409,
   topup_unknown: 409,
+  refund_exceeds_entry: 409,
+  goodwill_limit_exceeded: 409,
+  amount_out_of_range: 409,
   payload_too_large: 413,
   internal_error: 500,
 } as const satisfies Record<string, ContentfulStatusCode>;

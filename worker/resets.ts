@@ -1,21 +1,33 @@
 import type { ResetControlDO } from "../durable-objects/reset-control";
 import type { ResetEpoch } from "../durable-objects/types";
 
-/** Global reset epochs are cached per isolate this long; account objects correct a stale cache on the deny path. */
-const EPOCH_CACHE_MS = 2_000;
+/** How stale this isolate's epochs may be when routing a request (SPEC §5: within 5 s everywhere). */
+export const ROUTING_EPOCH_MAX_AGE_MS = 2_000;
+/** How stale they may be on an account object's deny path (SPEC §5: within 1 s for a request a window would deny). */
+export const DENY_PATH_EPOCH_MAX_AGE_MS = 1_000;
 
-const cache = new WeakMap<object, { epochs: ResetEpoch[]; fetchedAt: number }>();
+/**
+ * One cache entry per isolate (keyed by the binding). Every refresh restarts its age, and one fetch at a time is in
+ * flight, so an isolate calls the control object at most once per DENY_PATH_EPOCH_MAX_AGE_MS however many requests
+ * it serves or denies: a storm of denials does not become a storm of calls to the one global object.
+ */
+const cache = new WeakMap<object, { epochs: Promise<ResetEpoch[]>; fetchedAt: number }>();
 
 export function resetControl(env: Env): DurableObjectStub<ResetControlDO> {
   return env.RESET_CONTROL.get(env.RESET_CONTROL.idFromName("global")) as DurableObjectStub<ResetControlDO>;
 }
 
-export async function currentResets(env: Env): Promise<ResetEpoch[]> {
+/** The latest global resets, at most `maxAgeMs` old (wall clock). */
+export function currentResets(env: Env, maxAgeMs = ROUTING_EPOCH_MAX_AGE_MS): Promise<ResetEpoch[]> {
   const hit = cache.get(env.RESET_CONTROL);
-  if (hit && Date.now() - hit.fetchedAt < EPOCH_CACHE_MS) return hit.epochs;
-  const epochs = await resetControl(env).epochs();
-  cache.set(env.RESET_CONTROL, { epochs, fetchedAt: Date.now() });
-  return epochs;
+  if (hit && Date.now() - hit.fetchedAt < maxAgeMs) return hit.epochs;
+  const entry = { epochs: Promise.resolve(resetControl(env).epochs()), fetchedAt: Date.now() };
+  cache.set(env.RESET_CONTROL, entry);
+  // A failed fetch is not cached: the next caller tries again.
+  entry.epochs.catch(() => {
+    if (cache.get(env.RESET_CONTROL) === entry) cache.delete(env.RESET_CONTROL);
+  });
+  return entry.epochs;
 }
 
 /** After an operator's reset, this isolate sees it at once. */
