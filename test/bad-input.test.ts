@@ -275,3 +275,154 @@ describe("size and headers", () => {
     expect(ok.headers.get("Idempotent-Replayed")).toBeNull();
   });
 });
+
+describe("prototype-named keys are never meters or models (SPEC §8)", () => {
+  // Raw text, so JSON.parse makes "__proto__" an own key, as any client's JSON would.
+  const usageWith = (key: string, value: string) => `{"model":"gpt-5-codex","outputTokens":1,${JSON.stringify(key)}:${value}}`;
+  const PROTO_KEYS: [string, string][] = [
+    ["__proto__", "7"],
+    ["__proto__", `{"inputTokens":5}`],
+    ["constructor", "7"],
+    ["prototype", "7"],
+  ];
+
+  it.each(PROTO_KEYS)("consume with an own usage.%s key (%s) is 400, charges nothing and does not use up its key", async (key, value) => {
+    const { id, before } = await seeded();
+    const idemKey = uid("key");
+    const raw = `{"product":"codex","usage":${usageWith(key, value)}}`;
+    expectError(await call("POST", `/v1/accounts/${id}/consume`, undefined, { raw, key: idemKey, now: NOW }), 400, "invalid_request");
+    await unchanged(id, before);
+    const ok = await consume(id, { product: "codex", usage: { model: "gpt-5-codex", outputTokens: 1 } }, { key: idemKey, now: NOW });
+    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+    expect(ok.headers.get("Idempotent-Replayed")).toBeNull();
+  });
+
+  it.each(PROTO_KEYS)("holds and settle refuse an own %s key (%s) and change nothing", async (key, value) => {
+    const { id } = await seeded();
+    const hold = await call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost: C / 4 }, { now: NOW });
+    expect(hold.status, JSON.stringify(hold.body)).toBe(201);
+    const before = (await account(id, NOW)).body;
+    const usage = usageWith(key, value);
+    expectError(await call("POST", `/v1/accounts/${id}/holds`, undefined, { raw: `{"product":"codex","usage":${usage}}`, now: NOW }), 400, "invalid_request");
+    expectError(await call("POST", `/v1/accounts/${id}/holds/${hold.body.holdId}/settle`, undefined, { raw: `{"usage":${usage}}`, now: NOW }), 400, "invalid_request");
+    await unchanged(id, before);
+  });
+
+  it.each(["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf"])("model '%s' is 400 unknown model on consume, holds and settle", async (model) => {
+    const { id } = await seeded();
+    const hold = await call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost: C / 4 }, { now: NOW });
+    expect(hold.status, JSON.stringify(hold.body)).toBe(201);
+    const before = (await account(id, NOW)).body;
+    const usage = { model, inputTokens: 1 };
+    for (const [suffix, body] of [
+      ["/consume", { product: "codex", usage }],
+      ["/holds", { product: "codex", usage }],
+      [`/holds/${hold.body.holdId}/settle`, { usage }],
+    ] as const) {
+      const res = await call("POST", `/v1/accounts/${id}${suffix}`, body, { now: NOW });
+      expectError(res, 400, "invalid_request");
+      expect(res.body.error.details, `${suffix}: ${res.body.error.message}`).toMatchObject({ field: "usage.model" });
+    }
+    await unchanged(id, before);
+  });
+});
+
+describe("percent-encoded ids are the same account for idempotency (SPEC §4)", () => {
+  /** The id with its first character percent-encoded: /acct_… → /%61cct_… */
+  const encFirst = (id: string) => `%${id.charCodeAt(0).toString(16).toUpperCase()}${id.slice(1)}`;
+  /** Every character percent-encoded, in lower- or upper-case hex. */
+  const encAll = (id: string, upper: boolean) => [...id].map((ch) => `%${ch.charCodeAt(0).toString(16)[upper ? "toUpperCase" : "toLowerCase"]()}`).join("");
+  const spellings = (id: string) => [encFirst(id), encAll(id, false), encAll(id, true)];
+
+  /** Sends the same call under each spelling of the path: each must replay the first answer and change nothing. */
+  async function expectReplays(id: string, first: { status: number; body: any }, again: (path: string) => Promise<{ status: number; body: any; headers: Headers }>, paths: string[]) {
+    const after = (await account(id, NOW)).body;
+    for (const path of paths) {
+      const res = await again(path);
+      expect(res.status, `${path}: ${JSON.stringify(res.body)}`).toBe(first.status);
+      expect(res.body).toEqual(first.body);
+      expect(res.headers.get("Idempotent-Replayed"), path).toBe("true");
+    }
+    await unchanged(id, after);
+  }
+
+  it("consume: the same key and body under /accounts/%61… replays and charges once", async () => {
+    const id = uid("adv");
+    const key = uid("key");
+    const body = { product: "codex", cost: C / 4 };
+    const first = await consume(id, body, { key, now: NOW });
+    expect(first.status, JSON.stringify(first.body)).toBe(200);
+    await expectReplays(id, first, (p) => consume(p, body, { key, now: NOW }), spellings(id));
+    expect((await account(id, NOW)).body.products.codex.fiveHour.used).toBe(C / 4);
+    // a different body under an encoded spelling is still a conflict
+    expectError(await consume(encFirst(id), { product: "codex", cost: C / 2 }, { key, now: NOW }), 409, "idempotency_conflict");
+  });
+
+  it("consume: first under the encoded id, then the plain one, is one account and one charge", async () => {
+    const id = uid("adv");
+    const key = uid("key");
+    const body = { product: "codex", usage: { model: "gpt-5-codex", outputTokens: 1000 } };
+    const first = await consume(encAll(id, true), body, { key, now: NOW });
+    expect(first.status, JSON.stringify(first.body)).toBe(200);
+    await expectReplays(id, first, (p) => consume(p, body, { key, now: NOW }), [id, encFirst(id)]);
+    expect((await account(id, NOW)).body.products.codex.fiveHour.used).toBe(first.body.cost);
+  });
+
+  it("holds: create, settle and release replay under encoded account and hold ids", async () => {
+    const id = uid("adv");
+    const createKey = uid("key");
+    const holdBody = { product: "codex", cost: C / 4, ttlSeconds: 600 };
+    const created = await call("POST", `/v1/accounts/${id}/holds`, holdBody, { key: createKey, now: NOW });
+    expect(created.status, JSON.stringify(created.body)).toBe(201);
+    await expectReplays(id, created, (p) => call("POST", `/v1/accounts/${p}/holds`, holdBody, { key: createKey, now: NOW }), spellings(id));
+    expect((await account(id, NOW)).body.holds).toHaveLength(1);
+
+    const holdId: string = created.body.holdId;
+    const settleKey = uid("key");
+    const settled = await call("POST", `/v1/accounts/${id}/holds/${holdId}/settle`, { cost: C / 8 }, { key: settleKey, now: NOW });
+    expect(settled.status, JSON.stringify(settled.body)).toBe(200);
+    await expectReplays(id, settled, (p) => call("POST", `/v1/accounts/${p}/holds/${encAll(holdId, false)}/settle`, { cost: C / 8 }, { key: settleKey, now: NOW }), spellings(id));
+    expect((await account(id, NOW)).body.products.codex.fiveHour.used).toBe(C / 8);
+
+    const other = await call("POST", `/v1/accounts/${id}/holds`, holdBody, { now: NOW });
+    expect(other.status, JSON.stringify(other.body)).toBe(201);
+    const releaseKey = uid("key");
+    const released = await call("POST", `/v1/accounts/${encFirst(id)}/holds/${other.body.holdId}/release`, undefined, { key: releaseKey, now: NOW });
+    expect(released.status, JSON.stringify(released.body)).toBe(200);
+    await expectReplays(id, released, (p) => call("POST", `/v1/accounts/${p}/holds/${encFirst(other.body.holdId)}/release`, undefined, { key: releaseKey, now: NOW }), [id, encAll(id, true)]);
+  });
+
+  it("admin refunds and resume replay under /v1/admin/accounts/%61…", async () => {
+    const id = uid("adv");
+    expect((await addCredits(id, { kind: "purchase", amount: 3 * C }, { now: NOW })).status).toBe(201);
+    const refundKey = uid("key");
+    const refundBody = { amount: C, reason: "encoded id" };
+    const refunded = await call("POST", `/v1/admin/accounts/${id}/refunds`, refundBody, { key: refundKey, now: NOW });
+    expect(refunded.status, JSON.stringify(refunded.body)).toBe(201);
+    await expectReplays(id, refunded, (p) => call("POST", `/v1/admin/accounts/${p}/refunds`, refundBody, { key: refundKey, now: NOW }), spellings(id));
+    expect((await account(id, NOW)).body.credits.balance).toBe(4 * C);
+
+    const resumeKey = uid("key");
+    const resumed = await call("POST", `/v1/admin/accounts/${encFirst(id)}/resume`, undefined, { key: resumeKey, now: NOW });
+    expect(resumed.status, JSON.stringify(resumed.body)).toBe(200);
+    await expectReplays(id, resumed, (p) => call("POST", `/v1/admin/accounts/${p}/resume`, undefined, { key: resumeKey, now: NOW }), [id, encAll(id, false)]);
+  });
+
+  it("a path segment that is not valid percent-encoding is 400 invalid_request, not 500", async () => {
+    const { id, before } = await seeded();
+    const bad = ["%", "%zz", "a%ZZb", "%E0%A4%A", "%ff%fe", "%C0%AE"];
+    for (const seg of bad) {
+      for (const [path, body] of [
+        [`/v1/accounts/${seg}/consume`, { product: "codex", cost: 1 }],
+        [`/v1/accounts/${id}/holds/${seg}/settle`, { cost: 1 }],
+        [`/v1/admin/accounts/${seg}/refunds`, { amount: C, reason: "x" }],
+        [`/v1/admin/accounts/${seg}/resume`, undefined],
+      ] as const) {
+        expectError(await call("POST", path, body, { now: NOW }), 400, "invalid_request");
+      }
+    }
+    // an encoded id that decodes to an invalid one is 400 too
+    expectError(await consume(`${encFirst(id)}%20`, { product: "codex", cost: 1 }, { now: NOW }), 400, "invalid_request");
+    await unchanged(id, before);
+  });
+});

@@ -2,7 +2,8 @@
  * Fuzz (issue 7): ≥ 5,000 generated malformed or hostile requests over every route — wrong types, huge and
  * non-finite numbers, unicode, traversal strings in ids (../, %2e%2e, encoded slashes), missing, wrong, other-role
  * and oversized tokens, bad Idempotency-Keys, bad X-Test-Now, bodies over the limit, bad JSON, wrong media types,
- * prototype keys, wrong methods, hostile query strings.
+ * prototype keys (in bodies and inside `usage`), percent-encoded ids (valid ones are the same account, invalid ones
+ * 400), multipart and urlencoded form bodies on JSON routes, wrong methods, hostile query strings.
  *
  * Every request carries at least one defect that must get it refused, so for each one:
  * - never a 5xx;
@@ -12,6 +13,9 @@
  *   reset control object are compared before and after every chunk, and ids used only by the fuzz never get an
  *   account.
  *
+ * A second test replays the victims' own set-up calls under percent-encoded spellings of their ids: each must
+ * replay (SPEC §4: the fingerprint covers the decoded account id) and read back the same account.
+ *
  * The generator is seeded (VITE_FUZZ_SEED overrides; VITE_FUZZ_RUNS raises the count); a failure names the seed
  * and prints the offending request.
  */
@@ -20,6 +24,7 @@ import { env, exports } from "cloudflare:workers";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { AccountDO } from "../durable-objects/account";
+import { ERROR_STATUS } from "../worker/errors";
 import { resetControl } from "../worker/resets";
 import { ADMIN, call, CREDIT, SERVICE, uid } from "./helpers";
 
@@ -31,21 +36,7 @@ const CHUNK = 50;
 const C = CREDIT;
 /** Every fuzz request runs at this test-clock time, the time the victims were set up at: time itself changes nothing. */
 const NOW = Date.UTC(2027, 5, 1, 12, 0, 0);
-const STATUS_OF: Record<string, number> = {
-  invalid_request: 400,
-  test_clock_disabled: 400,
-  unauthorized: 401,
-  forbidden: 403,
-  not_found: 404,
-  idempotency_conflict: 409,
-  idempotency_in_progress: 409,
-  hold_not_active: 409,
-  no_banked_reset: 409,
-  nothing_to_reset: 409,
-  auto_top_up_not_allowed: 409,
-  topup_unknown: 409,
-  payload_too_large: 413,
-};
+const STATUS_OF: Record<string, number> = ERROR_STATUS;
 
 // ───────────────────────────── victims ─────────────────────────────
 
@@ -53,6 +44,8 @@ const victims: string[] = [];
 /** valid ids the fuzz may use that must never come to exist */
 const ghosts = ["ghost_a", "ghost.b", "ghost:c-1"].map((g) => `${g}_${Date.now().toString(36)}`);
 const holdOf = new Map<string, string>();
+/** The victims' set-up calls and their answers, replayed under other spellings of the ids. */
+const recorded: { id: string; method: "POST" | "PUT"; path: string; body?: unknown; key: string; status: number; answer: unknown }[] = [];
 
 async function ok(res: Promise<{ status: number; body: any }>, status: number) {
   const r = await res;
@@ -60,20 +53,27 @@ async function ok(res: Promise<{ status: number; body: any }>, status: number) {
   return r.body;
 }
 
+async function setUp(id: string, method: "POST" | "PUT", path: string, body: unknown, status: number) {
+  const key = uid("setup");
+  const answer = await ok(call(method, path.replace("{id}", id), body, { key, now: NOW }), status);
+  recorded.push({ id, method, path, body, key, status, answer });
+  return answer;
+}
+
 beforeAll(async () => {
   for (const plan of ["plus", "business", "go"]) {
     const id = uid(`victim_${plan}`);
     victims.push(id);
-    const o = { now: NOW };
-    await ok(call("PUT", `/v1/accounts/${id}/plan`, { plan }, o), 200);
-    await ok(call("POST", `/v1/accounts/${id}/credits`, { kind: "purchase", amount: 20 * C }, o), 201);
-    await ok(call("POST", `/v1/accounts/${id}/credits`, { kind: "promo", amount: 3 * C, products: ["codex"], expiresAt: new Date(NOW + 30 * 86_400_000).toISOString() }, o), 201);
-    await ok(call("POST", `/v1/accounts/${id}/consume`, { product: "codex", cost: 1.5 * C }, o), 200);
-    await ok(call("POST", `/v1/accounts/${id}/consume`, { product: "sora", usage: { model: "sora-2", videoSeconds: 4 } }, o), 200);
-    const hold = await ok(call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost: C / 2, ttlSeconds: 3600 }, o), 201);
+    await setUp(id, "PUT", "/v1/accounts/{id}/plan", { plan }, 200);
+    await setUp(id, "POST", "/v1/accounts/{id}/credits", { kind: "purchase", amount: 20 * C }, 201);
+    await setUp(id, "POST", "/v1/accounts/{id}/credits", { kind: "promo", amount: 3 * C, products: ["codex"], expiresAt: new Date(NOW + 30 * 86_400_000).toISOString() }, 201);
+    await setUp(id, "POST", "/v1/accounts/{id}/consume", { product: "codex", cost: 1.5 * C }, 200);
+    await setUp(id, "POST", "/v1/accounts/{id}/consume", { product: "sora", usage: { model: "sora-2", videoSeconds: 4 } }, 200);
+    const hold = await setUp(id, "POST", "/v1/accounts/{id}/holds", { product: "codex", cost: C / 2, ttlSeconds: 3600 }, 201);
     holdOf.set(id, hold.holdId);
-    await ok(call("PUT", `/v1/accounts/${id}/spend-cap`, { dailyLimit: 40 * C }, o), 200);
-    if (plan === "plus") await ok(call("PUT", `/v1/accounts/${id}/auto-top-up`, { enabled: true, threshold: C, amount: 5 * C, maxPerMonth: 3 }, o), 200);
+    await setUp(id, "PUT", "/v1/accounts/{id}/spend-cap", { dailyLimit: 40 * C }, 200);
+    if (plan === "plus") await setUp(id, "PUT", "/v1/accounts/{id}/auto-top-up", { enabled: true, threshold: C, amount: 5 * C, maxPerMonth: 3 }, 200);
+    await setUp(id, "POST", "/v1/admin/accounts/{id}/resume", undefined, 200);
   }
   // the set-up's own entries reach D1 through the real queue: wait for them before the "before" snapshot
   const written = await Promise.all(victims.map((id) => runInDurableObject(stubFor(id), (_i: AccountDO, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n)));
@@ -142,9 +142,9 @@ const FIELD_BAD: Record<string, string[]> = {
   products: ["[]", '["gemini"]', '"codex"', "[1]", "null", '["codex","codex","sora"]', '[["codex"]]'],
   reason: ['""', "1", "null", "[]", "{}", JSON.stringify("r".repeat(501))],
   usage: ["null", "1", '"usage"', "[]", "{}", '{"model":"gpt-5-codex"}', '{"model":"gpt-5-codex","inputTokens":-1}', '{"model":"gpt-5-codex","inputTokens":1.5}', '{"model":"gpt-5-codex","inputTokens":1e400}', '{"model":"gpt-5-codex","videoSeconds":1}', '{"model":"nope","inputTokens":1}', '{"model":"gpt-5-codex","inputTokens":"1"}', '{"model":"sora-2-pro","videoSeconds":9007199254740991}', '{"model":"","inputTokens":1}', '{"model":"gpt-5-codex","__proto__":1}'],
-  scope: ["null", "1", "[]", '{"products":[]}', '{"plans":["gold"]}', '{"accounts":["a"]}', '{"products":"codex"}'],
+  scope: ["null", "1", "[]", '{"products":[]}', '{"plans":["gold"]}', '{"accounts":["a"]}', '{"products":"codex"}', '{"plans":["pro"],"__proto__":{"products":["codex"]}}', '{"plans":["pro"],"constructor":1}'],
   bankedResets: ['"refill"', "true", "null", "1"],
-  grantBankedResets: ['{"count":0,"expiresInHours":1}', '{"count":11,"expiresInHours":1}', '{"count":1}', '{"count":1,"expiresInHours":0}', "1", "null", '{"count":1,"expiresInHours":1,"x":1}'],
+  grantBankedResets: ['{"count":0,"expiresInHours":1}', '{"count":11,"expiresInHours":1}', '{"count":1}', '{"count":1,"expiresInHours":0}', "1", "null", '{"count":1,"expiresInHours":1,"x":1}', '{"count":1,"expiresInHours":1,"__proto__":{}}', '{"count":1,"expiresInHours":1,"prototype":1}'],
   entryId: ['""', "1", "null", JSON.stringify("e".repeat(129))],
 };
 
@@ -159,7 +159,9 @@ const ROUTES: RouteDef[] = [
   { name: "spend-cap", method: "PUT", path: "/v1/accounts/{id}/spend-cap", role: "service", body: "schema", sample: { dailyLimit: C } },
   { name: "banked reset", method: "POST", path: "/v1/accounts/{id}/resets", role: "service", body: "schema", sample: { product: "codex" } },
   { name: "hold", method: "POST", path: "/v1/accounts/{id}/holds", role: "service", body: "schema", sample: { product: "codex", cost: 1000, ttlSeconds: 60 } },
+  { name: "hold-usage", method: "POST", path: "/v1/accounts/{id}/holds", role: "service", body: "schema", sample: { product: "codex", usage: { model: "gpt-5-codex", outputTokens: 10 } } },
   { name: "settle", method: "POST", path: "/v1/accounts/{id}/holds/{holdId}/settle", role: "service", body: "schema", sample: { cost: 1000 } },
+  { name: "settle-usage", method: "POST", path: "/v1/accounts/{id}/holds/{holdId}/settle", role: "service", body: "schema", sample: { usage: { model: "gpt-5-codex", inputTokens: 10 } } },
   { name: "release", method: "POST", path: "/v1/accounts/{id}/holds/{holdId}/release", role: "service", body: "empty" },
   { name: "ledger", method: "GET", path: "/v1/accounts/{id}/ledger", role: "service", body: "none", query: "limit=5" },
   { name: "panel-token", method: "POST", path: "/v1/accounts/{id}/panel-token", role: "service", body: "none" },
@@ -180,6 +182,15 @@ const BAD_IDS = [
   "%00", "a%00b", "%0d%0aX-Injected:%201", "%20", "a%20b", "caf%C3%A9", "%F0%9F%92%A9", "%E2%80%AE", "%C0%AE%C0%AE", "%ff%fe",
   "%", "%zz", "%E0%A4%A", "a".repeat(129), "a+b", "user@host", "a;b", "a,b", "%3Cscript%3E", "'%20OR%201=1", "$%7Bjndi:x%7D", "a*", "~root",
 ];
+/**
+ * `id` with the characters `mask` picks (bit i % 20; -1 is all) percent-encoded: the same account (SPEC §4).
+ * Ids are ASCII, so each character is one byte.
+ */
+const spell = (id: string, mask: number, upper: boolean) =>
+  [...id].map((ch, i) => ((mask >> (i % 20)) & 1 ? `%${ch.charCodeAt(0).toString(16).padStart(2, "0")[upper ? "toUpperCase" : "toLowerCase"]()}` : ch)).join("");
+const SPELLING = fc.tuple(fc.oneof(fc.constant(-1), fc.integer({ min: 1, max: 2 ** 20 - 1 })), fc.boolean());
+/** Encoded text that decodes to characters no account id may hold (or to one over 128 characters). */
+const BAD_AFFIXES = ["%20", "%2F", "%2f..", "%00", "%0A", "%0d%0a", "%C3%A9", "%2B", "+", "%40x", "%25", "%3F", "%23", "%5C", "%E2%80%8B", "%61".repeat(120)];
 const BAD_HOLD_IDS = ["..", "%2e%2e", "a%2Fb", "x".repeat(65), "a%20b", "%00", "h.1", "caf%C3%A9", "%"];
 
 /** Percent-encodes any string byte by byte (lone surrogates become U+FFFD), for generated unicode ids. */
@@ -200,7 +211,10 @@ type Defect =
   | { k: "oversize"; size: number }
   | { k: "type"; v: string | null }
   | { k: "path"; v: string }
-  | { k: "query"; v: string };
+  | { k: "query"; v: string }
+  | { k: "spelledBadId"; mask: number; upper: boolean; affix: string; before: boolean }
+  | { k: "usageKey"; v: string }
+  | { k: "form"; multipart: boolean; proto: boolean };
 
 const AUTH_BAD = fc.oneof(
   fc.constantFrom<string | null>(
@@ -236,6 +250,19 @@ const RAW_BAD = fc.oneof(
   }),
 );
 const EXTRA_NAMES = fc.oneof(fc.constantFrom("__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "allowed", "sources", "accountId", "priority", "Cost", "cost ", ""), unicodeString.map((s) => `x_${s}`));
+/** Keys every object inherits: never a meter, a model or a field. */
+const PROTO_NAMES = ["__proto__", "constructor", "prototype", "toString", "valueOf", "hasOwnProperty", "isPrototypeOf", "__defineGetter__"];
+/** A `usage` that would price if its prototype-named key were dropped, or whose model is a prototype name. */
+const USAGE_PROTO = fc.oneof(
+  fc
+    .tuple(fc.constantFrom(...PROTO_NAMES), fc.constantFrom("0", "1", "7", "null", '"x"', '{"inputTokens":5}', '{"polluted":true}'), fc.boolean())
+    .map(([name, v, first]) => {
+      const meter = `"inputTokens":10`;
+      const proto = `${JSON.stringify(name)}:${v}`;
+      return `{"model":"gpt-5-codex",${first ? `${proto},${meter}` : `${meter},${proto}`}}`;
+    }),
+  fc.constantFrom(...PROTO_NAMES).map((m) => `{"model":${JSON.stringify(m)},"inputTokens":10}`),
+);
 const ANY_JSON_VALUE = fc.oneof(fc.constantFrom("1", "null", "true", '"x"', "[]", "{}", '{"__proto__":{"polluted":true}}', "1e400"), unicodeString.map((s) => JSON.stringify(s)));
 
 function defectsFor(route: RouteDef): fc.Arbitrary<Defect>[] {
@@ -249,16 +276,22 @@ function defectsFor(route: RouteDef): fc.Arbitrary<Defect>[] {
   d.push(AUTH_BAD.map((v): Defect => ({ k: "auth", v })));
   d.push(fc.constant<Defect>({ k: "auth", v: `Bearer ${route.role === "service" ? ADMIN : SERVICE}` }));
   d.push(CLOCK_BAD.map((v): Defect => ({ k: "clock", v })));
-  if (route.path.includes("{id}")) d.push(ID_BAD.map((v): Defect => ({ k: "id", v })));
+  if (route.path.includes("{id}")) {
+    d.push(ID_BAD.map((v): Defect => ({ k: "id", v })));
+    d.push(fc.tuple(SPELLING, fc.constantFrom(...BAD_AFFIXES), fc.boolean()).map(([[mask, upper], affix, before]): Defect => ({ k: "spelledBadId", mask, upper, affix, before })));
+  }
   if (route.path.includes("{holdId}")) d.push(fc.constantFrom(...BAD_HOLD_IDS).map((v): Defect => ({ k: "holdId", v })));
   if (route.method !== "GET") {
     d.push(KEY_BAD.map((v): Defect => ({ k: "key", v })));
+    // a form body on a JSON route (or one that takes none)
+    d.push(fc.tuple(fc.boolean(), fc.boolean()).map(([multipart, proto]): Defect => ({ k: "form", multipart, proto })));
     d.push(fc.integer({ min: 16 * 1024 + 1, max: 64 * 1024 }).map((size): Defect => ({ k: "oversize", size })));
   }
   if (route.body === "schema") {
     const fields = Object.keys(route.sample!);
     d.push(fc.constantFrom(...fields).chain((f) => fc.constantFrom(...FIELD_BAD[f]).map((v): Defect => ({ k: "field", field: f, v }))));
     d.push(fc.tuple(EXTRA_NAMES, ANY_JSON_VALUE).map(([name, v]): Defect => ({ k: "extra", name, v })));
+    if ("usage" in route.sample!) d.push(USAGE_PROTO.map((v): Defect => ({ k: "usageKey", v })));
     const required = fields.filter((f) => !["ttlSeconds", "products", "scope", "bankedResets", "grantBankedResets", "entryId"].includes(f));
     if (required.length) d.push(fc.constantFrom(...required).map((field): Defect => ({ k: "missing", field })));
     d.push(RAW_BAD.map((v): Defect => ({ k: "raw", v })));
@@ -283,7 +316,7 @@ interface FuzzCase {
   method: string;
   url: string;
   headers: Record<string, string>;
-  body?: string | Uint8Array;
+  body?: string | Uint8Array | FormData | URLSearchParams;
   defects: Defect[];
   /** the route mutates state (its request must be refused) */
   mutating: boolean;
@@ -291,8 +324,8 @@ interface FuzzCase {
   panel: boolean;
 }
 
-function build(route: RouteDef, defects: Defect[], target: string): FuzzCase {
-  let id = target;
+function build(route: RouteDef, defects: Defect[], target: string, spelling: [number, boolean] | null): FuzzCase {
+  let id = spelling ? spell(target, ...spelling) : target;
   let holdId = holdOf.get(target) ?? "h_1";
   let method: string = route.method;
   let auth: string | null = route.role === "admin" ? `Bearer ${ADMIN}` : route.role === "service" ? `Bearer ${SERVICE}` : null;
@@ -303,7 +336,8 @@ function build(route: RouteDef, defects: Defect[], target: string): FuzzCase {
   let query = route.query ?? "";
   // a Map, not an object: "__proto__" must stay an ordinary key of the body
   const sample = new Map<string, string>(Object.entries(route.sample ?? {}).map(([k, v]) => [k, JSON.stringify(v)]));
-  let raw: string | Uint8Array | undefined = route.body === "form" ? "token=garbage&product=codex&nonce=n1" : undefined;
+  let raw: string | Uint8Array | FormData | URLSearchParams | undefined = route.body === "form" ? "token=garbage&product=codex&nonce=n1" : undefined;
+  let form: { multipart: boolean; proto: boolean } | undefined;
   let rawSet = false;
   let pad = 0;
   for (const d of defects) {
@@ -322,11 +356,26 @@ function build(route: RouteDef, defects: Defect[], target: string): FuzzCase {
     else if (d.k === "type") type = d.v;
     else if (d.k === "path") suffix = d.v;
     else if (d.k === "query") query = d.v;
+    else if (d.k === "spelledBadId") id = d.before ? d.affix + spell(target, d.mask, d.upper) : spell(target, d.mask, d.upper) + d.affix;
+    else if (d.k === "usageKey") sample.set("usage", d.v);
+    // the client sets the form's own Content-Type (with the multipart boundary) unless a later defect overrides it
+    else if (d.k === "form") [form, type] = [d, null];
   }
   const objectText = () => `{${[...sample].map(([k, v]) => `${JSON.stringify(k)}:${v}`).join(",")}}`;
   if (route.body === "schema" && !rawSet) raw = objectText();
   if (route.body === "empty" && defects.some((d) => d.k === "extra") && !rawSet) raw = objectText();
-  if (pad > 0) raw = typeof raw === "string" && raw.startsWith("{") && raw.length > 2 ? `${raw.slice(0, -1)},"pad":"${"x".repeat(pad)}"}` : `{"pad":"${"x".repeat(pad)}"}`;
+  if (form) {
+    // the sample's fields as form fields (JSON text for non-strings), never empty: an empty body would need no type
+    const fields: [string, string][] = [...sample].map(([k, v]) => [k, v.startsWith('"') ? (JSON.parse(v) as string) : v]);
+    if (form.proto) fields.push(["__proto__", "1"], ["constructor", "x"]);
+    if (fields.length === 0) fields.push(["x", "1"]);
+    if (pad > 0) fields.push(["pad", "x".repeat(pad)]);
+    if (form.multipart) {
+      const fd = new FormData();
+      for (const [k, v] of fields) fd.append(k, v);
+      raw = fd;
+    } else raw = new URLSearchParams(fields);
+  } else if (pad > 0) raw = typeof raw === "string" && raw.startsWith("{") && raw.length > 2 ? `${raw.slice(0, -1)},"pad":"${"x".repeat(pad)}"}` : `{"pad":"${"x".repeat(pad)}"}`;
   const path = route.path.replace("{id}", id).replace("{holdId}", holdId) + suffix;
   const headers: Record<string, string> = { "X-Test-Now": clock };
   if (auth !== null) headers.Authorization = auth;
@@ -346,13 +395,14 @@ function build(route: RouteDef, defects: Defect[], target: string): FuzzCase {
 }
 
 const caseArb: fc.Arbitrary<FuzzCase> = fc
-  .tuple(fc.integer({ min: 0, max: ROUTES.length - 1 }), fc.integer({ min: 0, max: 99 }))
-  .chain(([ri, ti]) => {
+  .tuple(fc.integer({ min: 0, max: ROUTES.length - 1 }), fc.integer({ min: 0, max: 99 }), fc.option(SPELLING, { freq: 3 }))
+  .chain(([ri, ti, spelling]) => {
     const route = ROUTES[ri];
     return fc.array(fc.oneof(...defectsFor(route)), { minLength: 1, maxLength: 3 }).map((defects) => {
-      // mostly the victims (so a stray write would show), sometimes ids that must never come to exist
+      // mostly the victims (so a stray write would show), sometimes ids that must never come to exist;
+      // a third of them percent-encoded, which must reach the same account
       const target = ti < 75 ? victims[ti % victims.length] : ghosts[ti % ghosts.length];
-      return build(route, defects, target);
+      return build(route, defects, target, spelling);
     });
   });
 
@@ -378,8 +428,18 @@ async function send(c: FuzzCase): Promise<Outcome> {
   return { c, status: res.status, text: await res.text(), headers: res.headers };
 }
 
+const describeBody = (b: FuzzCase["body"]) =>
+  typeof b === "string" ? JSON.stringify(b.slice(0, 200))
+  : b instanceof Uint8Array ? `bytes(${b.length})`
+  : b instanceof URLSearchParams ? `urlencoded(${b.toString().slice(0, 200)})`
+  : b ? `multipart(${[...b.keys()].join(",").slice(0, 200)})`
+  : "none";
+
+/** Defects that are 400 whatever the route, when they are the only one (see `check` for settle's one exception). */
+const ALWAYS_400 = new Set<Defect["k"]>(["spelledBadId", "usageKey", "form"]);
+
 const describeCase = (o: Outcome) =>
-  `seed ${SEED}: ${o.c.method} ${o.c.url.slice(0, 300)} [${o.c.route}] defects=${JSON.stringify(o.c.defects).slice(0, 400)} headers=${JSON.stringify(o.c.headers).slice(0, 300)} body=${typeof o.c.body === "string" ? JSON.stringify(o.c.body.slice(0, 200)) : o.c.body ? `bytes(${o.c.body.length})` : "none"}\n→ ${o.status} ${o.text.slice(0, 400)}`;
+  `seed ${SEED}: ${o.c.method} ${o.c.url.slice(0, 300)} [${o.c.route}] defects=${JSON.stringify(o.c.defects).slice(0, 400)} headers=${JSON.stringify(o.c.headers).slice(0, 300)} body=${describeBody(o.c.body)}\n→ ${o.status} ${o.text.slice(0, 400)}`;
 
 function check(o: Outcome, stats: Map<string, number>) {
   const key = `${o.c.route} ${o.status}`;
@@ -389,6 +449,11 @@ function check(o: Outcome, stats: Map<string, number>) {
   expect(o.status, where).toBeLessThan(500);
   expect(o.status, where).toBeGreaterThanOrEqual(200);
   if (o.c.mutating) expect(o.status, `a mutating request was not refused\n${where}`).toBeGreaterThanOrEqual(400);
+  if (o.c.defects.length === 1 && ALWAYS_400.has(o.c.defects[0].k)) {
+    // settle prices usage after finding the hold, so a prototype-named model on a missing hold is its 404
+    const allowed = o.c.route === "settle-usage" ? [400, 404] : [400];
+    expect(allowed, where).toContain(o.status);
+  }
   for (const secret of [SERVICE, ADMIN]) expect(o.text.includes(secret), `a token in the answer\n${where}`).toBe(false);
   if (o.status < 400) return;
   const type = o.headers.get("Content-Type") ?? "";
@@ -437,9 +502,37 @@ describe("fuzz: hostile and malformed requests", () => {
     expect(sendErrors).toBeLessThan(RUNS / 100);
     // the ids used only here never became accounts
     for (const g of ghosts) {
-      const rows = await runInDurableObject(stubFor(g), (_i: AccountDO, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM account").one().n);
+      const rows = await runInDurableObject(stubFor(g), (_i: AccountDO, state) => {
+        const sql = state.storage.sql;
+        // an object never written to may have no tables at all
+        if (sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length === 0) return 0;
+        return sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM account").one().n;
+      });
       expect(rows, g).toBe(0);
     }
     console.log(`${RUNS} requests (seed ${SEED}), ${sendErrors} not sendable\n${[...stats].sort().map(([k, v]) => `${v}\t${k}`).join("\n")}`);
   }, 300_000);
+
+  it("percent-encoded spellings of a victim's id are that account: its set-up calls replay and its reads match", async () => {
+    const before = await snapshot();
+    const plainLedgers = await Promise.all(victims.map((id) => call("GET", `/v1/accounts/${id}/ledger?limit=50`, undefined, { now: NOW }).then((r) => r.body)));
+    const samples = fc.sample(fc.tuple(fc.nat(recorded.length - 1), SPELLING), { seed: SEED, numRuns: Math.min(RUNS, 150) });
+    for (let i = 0; i < samples.length; i += CHUNK) {
+      await Promise.all(
+        samples.slice(i, i + CHUNK).map(async ([ri, [mask, upper]]) => {
+          const r = recorded[ri];
+          const id = spell(r.id, mask, upper);
+          const where = `seed ${SEED}: ${r.method} ${r.path.replace("{id}", id)} (set up as ${r.id})`;
+          const replay = await call(r.method, r.path.replace("{id}", id), r.body, { key: r.key, now: NOW });
+          expect(replay.status, `${where}: ${JSON.stringify(replay.body)}`).toBe(r.status);
+          expect(replay.body, where).toEqual(r.answer);
+          expect(replay.headers.get("Idempotent-Replayed"), where).toBe("true");
+          const v = victims.indexOf(r.id);
+          expect((await call("GET", `/v1/accounts/${id}`, undefined, { now: NOW })).body, where).toEqual(before.accounts[v]);
+          expect((await call("GET", `/v1/accounts/${id}/ledger?limit=50`, undefined, { now: NOW })).body, where).toEqual(plainLedgers[v]);
+        }),
+      );
+    }
+    expect(await snapshot()).toEqual(before);
+  }, 120_000);
 });

@@ -71,6 +71,23 @@ function canonical(value: unknown): string {
   return JSON.stringify(value);
 }
 
+/**
+ * The path as the router sees it, one spelling per route and id: each segment decoded, then encoded canonically,
+ * so /v1/accounts/%61b and /v1/accounts/ab are one account (SPEC §4).
+ */
+function canonicalPath(pathname: string): string {
+  return pathname
+    .split("/")
+    .map((segment) => {
+      try {
+        return encodeURIComponent(decodeURIComponent(segment));
+      } catch {
+        throw new ApiError("invalid_request", "the request path is not valid percent-encoded UTF-8");
+      }
+    })
+    .join("/");
+}
+
 /** Every mutating call carries an Idempotency-Key; its fingerprint covers method, path and payload. */
 export const idempotencyKey: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.req.method !== "POST" && c.req.method !== "PUT") return next();
@@ -86,7 +103,7 @@ export const idempotencyKey: MiddlewareHandler<AppEnv> = async (c, next) => {
   } catch {
     payload = text;
   }
-  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(`${c.req.method} ${new URL(c.req.url).pathname}\n${payload}`));
+  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(`${c.req.method} ${canonicalPath(new URL(c.req.url).pathname)}\n${payload}`));
   const fingerprint = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
   c.set("idempotency", { key, fingerprint });
   await next();

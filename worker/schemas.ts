@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { GRANT_KINDS, METERS, PLANS, PRODUCTS } from "./catalog";
+import { GRANT_KINDS, METERS, PLANS, PRODUCTS, type Meter } from "./catalog";
 import { LEDGER_KINDS } from "./settlement/messages";
 
 /** A positive safe integer of micro-credits (SPEC §2). */
@@ -14,12 +14,11 @@ export const HoldParams = AccountParams.extend({
 });
 
 export const Product = z.enum(PRODUCTS);
+/** One optional field per meter: `.strict()` then refuses every other own key, `__proto__` included (a catchall copy drops it silently). */
+const meterFields = Object.fromEntries(METERS.map((m) => [m, Units.optional()])) as Record<Meter, z.ZodOptional<typeof Units>>;
 export const Usage = z
-  .object({ model: z.string().min(1).max(128) })
-  .catchall(Units)
-  .superRefine((u, ctx) => {
-    for (const k of Object.keys(u)) if (k !== "model" && !(METERS as readonly string[]).includes(k)) ctx.addIssue({ code: "custom", path: [k], message: `unknown meter '${k}'` });
-  })
+  .object({ model: z.string().min(1).max(128), ...meterFields })
+  .strict()
   .openapi({ example: { model: "gpt-5-codex", inputTokens: 12000, outputTokens: 800 } });
 
 /** `cost` or `usage`, exactly one. */

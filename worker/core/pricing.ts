@@ -13,14 +13,15 @@ export interface Priced {
  * (units and rates are safe integers, their product is not).
  */
 export function priceUsage(rateCard: RateCard, product: Product, usage: Usage): Priced {
-  const models = rateCard.products[product];
-  const rates = models?.[usage.model];
+  // Own keys only: "constructor", "__proto__" or "toString" must not find Object.prototype's members.
+  const models = Object.hasOwn(rateCard.products, product) ? rateCard.products[product] : undefined;
+  const rates = models && Object.hasOwn(models, usage.model) ? models[usage.model] : undefined;
   if (!rates) throw new ApiError("invalid_request", `unknown model '${usage.model}' for product '${product}'`, { field: "usage.model" });
   let total = 0n;
   let anyUnits = false;
   for (const [meter, units] of Object.entries(usage)) {
     if (meter === "model") continue;
-    const rate = (rates as Record<string, number | undefined>)[meter];
+    const rate = Object.hasOwn(rates, meter) ? (rates as Record<string, number | undefined>)[meter] : undefined;
     if (rate === undefined) throw new ApiError("invalid_request", `model '${usage.model}' does not accept meter '${meter}'`, { field: `usage.${meter}` });
     if (typeof units !== "number" || !Number.isSafeInteger(units) || units < 0)
       throw new ApiError("invalid_request", `usage.${meter} must be a non-negative safe integer`, { field: `usage.${meter}` });
