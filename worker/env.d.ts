@@ -4,6 +4,7 @@ interface Secrets {
   ADMIN_TOKEN?: string;
   PANEL_SECRET?: string;
   WEBHOOK_URL?: string;
+  /** Standard Webhooks signing secret, `whsec_<base64 of 24–64 key bytes>`; required when WEBHOOK_URL is set. */
   WEBHOOK_SECRET?: string;
 }
 interface Env extends Secrets {}

@@ -8,13 +8,21 @@ const port = process.env.PORT ?? "8787";
 
 if (!existsSync(".dev.vars")) {
   const secret = () => randomBytes(24).toString("base64url");
-  const vars = { SERVICE_TOKEN: secret(), ADMIN_TOKEN: secret(), PANEL_SECRET: secret(), WEBHOOK_SECRET: secret() };
+  // Standard Webhooks: `whsec_` + base64 of the key bytes (24–64 bytes; 32 here).
+  const webhookSecret = `whsec_${randomBytes(32).toString("base64")}`;
+  const vars = { SERVICE_TOKEN: secret(), ADMIN_TOKEN: secret(), PANEL_SECRET: secret(), WEBHOOK_SECRET: webhookSecret };
   writeFileSync(".dev.vars", Object.entries(vars).map(([k, v]) => `${k}=${v}`).join("\n") + "\n", { mode: 0o600 });
   console.log("Created .dev.vars with local secrets (kept for later runs):");
   for (const [k, v] of Object.entries(vars)) console.log(`  ${k}=${v}`);
 } else {
-  const names = readFileSync(".dev.vars", "utf8").split("\n").map((l) => l.split("=")[0]).filter(Boolean);
+  const lines = readFileSync(".dev.vars", "utf8").split("\n");
+  const names = lines.map((l) => l.split("=")[0]).filter(Boolean);
   console.log(`Using the existing .dev.vars (${names.join(", ")}); it is left as it is.`);
+  const webhookSecret = lines.find((l) => l.startsWith("WEBHOOK_SECRET="));
+  if (webhookSecret && !webhookSecret.slice("WEBHOOK_SECRET=".length).trim().replace(/^["']/, "").startsWith("whsec_")) {
+    console.warn("WEBHOOK_SECRET in .dev.vars is not whsec_<base64> (Standard Webhooks): no webhook will be sent. Replace it, e.g. with");
+    console.warn(`  WEBHOOK_SECRET=whsec_${randomBytes(32).toString("base64")}`);
+  }
 }
 
 const migrate = spawnSync("wrangler", ["d1", "migrations", "apply", "DB", "--local"], { stdio: "inherit", env: { ...env, CI: "true" } });
