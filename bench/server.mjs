@@ -3,7 +3,7 @@
 // queue with its producer and consumer configured as in wrangler.toml.
 import { Miniflare, convertV4MiniflareOptions } from "miniflare";
 import { mkdirSync, readFileSync, readdirSync, rmSync } from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 
 export const TOKENS = { service: "bench-service-token", admin: "bench-admin-token" };
 
@@ -41,8 +41,13 @@ export async function startServer({ scriptPath, stateDir, port = 0, migrationsDi
     convertV4MiniflareOptions({
       host: "127.0.0.1",
       port,
-      scriptPath,
-      modules: true,
+      // The bundle and the text modules wrangler wrote next to it (/docs's swagger-ui-dist assets, [[rules]] in wrangler.toml).
+      modules: [
+        { type: "ESModule", path: scriptPath },
+        ...readdirSync(dirname(scriptPath))
+          .filter((f) => /^[0-9a-f]{40}-.+\.(css|js)$/.test(f))
+          .map((f) => ({ type: "Text", path: join(dirname(scriptPath), f) })),
+      ],
       compatibilityDate: "2026-11-01",
       durableObjects: {
         ACCOUNT: sqlite("AccountDO"),

@@ -197,12 +197,12 @@ export class AccountDO extends DurableObject<Env> {
   // ──────────────────────────── RPC: metering ────────────────────────────
 
   consume(ctx: CallContext, charge: Charge): Promise<Outcome> {
-    return this.run(ctx, { mutating: true }, () => {
+    return this.decision(ctx, () => charge.product, this.run(ctx, { mutating: true }, () => {
       const decisionId = uuidv7();
       const decision = this.decideGuarded(charge, ctx);
       this.logDecision(decisionId, ctx, charge, decision.allowed ? null : decision.reason, decision.allowed ? decision.sources : null);
       if (!decision.allowed) {
-        return { status: 429, body: { decisionId, ...this.denialJson(decision), account: this.summaryBody(ctx.now) } };
+        return { status: 429, body: { decisionId, ...this.denialJson(decision), remaining: this.remainingOf(charge.product, ctx.now), ...this.accountIfAsked(ctx) } };
       }
       this.applyCharges(charge.product, decision.sources, ctx, { decisionId, rateCardVersion: charge.rateCardVersion });
       return {
@@ -213,18 +213,19 @@ export class AccountDO extends DurableObject<Env> {
           cost: charge.cost,
           sources: decision.sources,
           ...(charge.rateCardVersion ? { rateCardVersion: charge.rateCardVersion } : {}),
-          account: this.summaryBody(ctx.now),
+          remaining: this.remainingOf(charge.product, ctx.now),
+          ...this.accountIfAsked(ctx),
         },
       };
-    });
+    }));
   }
 
   createHold(ctx: CallContext, charge: Charge, ttlSeconds: number): Promise<Outcome> {
-    return this.run(ctx, { mutating: true }, () => {
+    return this.decision(ctx, () => charge.product, this.run(ctx, { mutating: true }, () => {
       const holdId = uuidv7();
       const decision = this.decideGuarded(charge, ctx);
       this.logDecision(holdId, ctx, charge, decision.allowed ? null : decision.reason, decision.allowed ? decision.sources : null);
-      if (!decision.allowed) return { status: 429, body: { holdId: null, ...this.denialJson(decision), account: this.summaryBody(ctx.now) } };
+      if (!decision.allowed) return { status: 429, body: { holdId: null, ...this.denialJson(decision), remaining: this.remainingOf(charge.product, ctx.now), ...this.accountIfAsked(ctx) } };
       const windowOpened: Record<WindowKind, number | null> = { fiveHour: null, weekly: null };
       for (const s of decision.sources) {
         this.takeFromSource(charge.product, s, ctx.now);
@@ -238,13 +239,13 @@ export class AccountDO extends DurableObject<Env> {
         holdId, charge.product, charge.cost, JSON.stringify(decision.sources), JSON.stringify(windowOpened), monthKey(ctx.now), expiresAt, ctx.now,
       );
       this.wakeAt(expiresAt, ctx);
-      return { status: 201, body: { holdId, amount: charge.cost, sources: decision.sources, expiresAt: iso(expiresAt), account: this.summaryBody(ctx.now) } };
-    });
+      return { status: 201, body: { holdId, amount: charge.cost, sources: decision.sources, expiresAt: iso(expiresAt), remaining: this.remainingOf(charge.product, ctx.now), ...this.accountIfAsked(ctx) } };
+    }));
   }
 
   /** Settles at `cost`, or at `usage` priced for the hold's product (checked after the idempotency key). */
   settleHold(ctx: CallContext, holdId: string, actualCost: { cost?: number; usage?: Usage }): Promise<Outcome> {
-    return this.run(ctx, { mutating: true }, () => {
+    return this.decision(ctx, () => this.holdProduct(holdId), this.run(ctx, { mutating: true }, () => {
       const hold = this.activeHold(holdId);
       const { cost: actual, rateCardVersion } = chargeOf(hold.product, actualCost);
       const reserved = JSON.parse(hold.sources) as Source[];
@@ -278,20 +279,21 @@ export class AccountDO extends DurableObject<Env> {
           released,
           writtenOff,
           sources: mergeSources([...settlement.charged, ...extraSources]),
-          account: this.summaryBody(ctx.now),
+          remaining: this.remainingOf(hold.product, ctx.now),
+          ...this.accountIfAsked(ctx),
         },
       };
-    });
+    }));
   }
 
   releaseHold(ctx: CallContext, holdId: string): Promise<Outcome> {
-    return this.run(ctx, { mutating: true }, () => {
+    return this.decision(ctx, () => this.holdProduct(holdId), this.run(ctx, { mutating: true }, () => {
       const hold = this.activeHold(holdId);
       const reserved = JSON.parse(hold.sources) as Source[];
       this.giveBack(hold, reserved, ctx, reserved);
       this.write("holds", "UPDATE holds SET state = 'released' WHERE id = ?", holdId);
-      return { status: 200, body: { holdId, released: hold.amount, account: this.summaryBody(ctx.now) } };
-    });
+      return { status: 200, body: { holdId, released: hold.amount, remaining: this.remainingOf(hold.product, ctx.now), ...this.accountIfAsked(ctx) } };
+    }));
   }
 
   // ──────────────────────────── RPC: billing ────────────────────────────
@@ -531,7 +533,7 @@ export class AccountDO extends DurableObject<Env> {
         }
         this.housekeep(ctx);
         const result = work();
-        if (result.status === 429 && tentativeDenial && this.resetCouldHelp(result)) throw new Rejection({ ...result, tentative: true });
+        if (result.status === 429 && tentativeDenial && this.resetCouldHelp(ctx.now)) throw new Rejection({ ...result, tentative: true });
         if (opts.mutating) this.remember(ctx, result.status, { body: result.body });
         return { ...result, replayed: false };
       });
@@ -558,9 +560,8 @@ export class AccountDO extends DurableObject<Env> {
   }
 
   /** Only a denial with window usage on the books can be lifted by a global reset. */
-  private resetCouldHelp(result: Result): boolean {
-    const products = (result.body as { account?: { products?: Record<string, Record<WindowKind, { used: number }>> } }).account?.products ?? {};
-    return Object.values(products).some((p) => WINDOW_KINDS.some((k) => p[k].used > 0));
+  private resetCouldHelp(now: number): boolean {
+    return PRODUCTS.some((p) => WINDOW_KINDS.some((k) => this.window(p, k, now).used > 0));
   }
 
   /**
@@ -1088,6 +1089,50 @@ export class AccountDO extends DurableObject<Env> {
   }
 
   // ─────────────────────── views ───────────────────────
+
+  /** The full account summary in a decision's body, only with `?include=account` (SPEC §8). */
+  private accountIfAsked(ctx: CallContext): { account?: ReturnType<AccountDO["summaryBody"]> } {
+    return ctx.includeAccount ? { account: this.summaryBody(ctx.now) } : {};
+  }
+
+  /**
+   * A decision's answer (SPEC §8): `remaining` always, the account only with `?include=account`, both recorded
+   * as answered. A replay asked with the other `include` drops the recorded account, or adds it as it stands now.
+   * Also the product's windows, for the RateLimit header fields.
+   */
+  private async decision(ctx: CallContext, productOf: () => Product | null, answer: Promise<Outcome>): Promise<Outcome> {
+    const outcome = await answer;
+    const account = this.accountRow();
+    const body: unknown = outcome.body;
+    if (body !== null && typeof body === "object" && !outcome.error) {
+      const { account: stored, ...lean } = body as Record<string, unknown>;
+      outcome.body = ctx.includeAccount && account ? { ...lean, account: stored ?? this.summaryBody(ctx.now) } : lean;
+    }
+    const product = account ? productOf() : null;
+    if (product) outcome.rateLimit = this.windowsOf(product, ctx.now);
+    return outcome;
+  }
+
+  private windowsOf(product: Product, now: number) {
+    const limits = planFor(this.accountRow()!.plan).windows[product];
+    const view = (k: WindowKind) => viewWindow(this.window(product, k, now), k, limits[k], now);
+    return { product, fiveHour: view("fiveHour"), weekly: view("weekly") };
+  }
+
+  /** SPEC §8 `remaining`: the product's two windows and the spendable credit balance. */
+  private remainingOf(product: Product, now: number) {
+    const { fiveHour, weekly } = this.windowsOf(product, now);
+    return {
+      product,
+      fiveHour: { remaining: fiveHour.remaining, resetsAt: isoOrNull(fiveHour.resetsAt) },
+      weekly: { remaining: weekly.remaining, resetsAt: isoOrNull(weekly.resetsAt) },
+      credits: this.creditBalance(now),
+    };
+  }
+
+  private holdProduct(holdId: string): Product | null {
+    return this.rows<{ product: Product }>("SELECT product FROM holds WHERE id = ?", holdId)[0]?.product ?? null;
+  }
 
   private creditBalance(now: number): number {
     return this.liveGrants()

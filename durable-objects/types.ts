@@ -1,5 +1,6 @@
 import type { Product, PlanId, GrantKind } from "../worker/catalog";
 import type { ErrorCode } from "../worker/errors";
+import type { WindowView } from "../worker/core/windows";
 
 /** A global reset as the control object publishes it (SPEC §5). */
 export interface ResetEpoch {
@@ -22,6 +23,8 @@ export interface CallContext {
   idempotency?: { key: string; fingerprint: string };
   /** global resets known to the caller, oldest first */
   resets?: ResetEpoch[];
+  /** `?include=account`: decisions carry the full account summary */
+  includeAccount?: boolean;
 }
 
 /** The answer of an account object's method; the worker turns it into HTTP. */
@@ -32,6 +35,8 @@ export interface Outcome {
   replayed?: boolean;
   // eslint-disable-next-line @typescript-eslint/no-explicit-any -- see body
   error?: { code: ErrorCode; message: string; details?: any };
+  /** a decision's product windows as they stand after it, for the RateLimit header fields */
+  rateLimit?: { product: Product; fiveHour: WindowView; weekly: WindowView };
   /** the latest global reset the object had applied when it answered */
   resetSeq?: number;
   /** a denial not yet committed, pending a check for newer global resets (internal to the object) */

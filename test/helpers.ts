@@ -17,7 +17,12 @@ export interface CallOptions {
   now?: number;
   headers?: Record<string, string>;
   raw?: string;
+  /** Send a decision (consume, holds) without `?include=account`: its lean default shape. */
+  lean?: boolean;
 }
+
+/** Decisions answer the full account only with `?include=account`; the suite checks that account after every decision. */
+const DECISION_PATH = /\/(consume|holds|settle|release)$/;
 
 export async function call(method: string, path: string, body?: unknown, opts: CallOptions = {}): Promise<{ status: number; body: any; headers: Headers }> {
   const headers: Record<string, string> = { ...(opts.headers ?? {}) };
@@ -28,7 +33,8 @@ export async function call(method: string, path: string, body?: unknown, opts: C
   let payload: string | undefined = opts.raw;
   if (payload === undefined && body !== undefined) payload = JSON.stringify(body);
   if (payload !== undefined) headers["Content-Type"] = "application/json";
-  const res = await exports.default.fetch(`https://engine.test${path}`, { method, headers, body: payload });
+  const url = !opts.lean && DECISION_PATH.test(path) ? `${path}?include=account` : path;
+  const res = await exports.default.fetch(`https://engine.test${url}`, { method, headers, body: payload });
   const text = await res.text();
   let parsed: any = text;
   try {

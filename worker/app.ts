@@ -1,10 +1,11 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { swaggerUI } from "@hono/swagger-ui";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
 import { idempotencyKey, requestScope, requireToken, type AppEnv } from "./context";
 import { ApiError, errorBody } from "./errors";
+import { API_DOCUMENT, describeApi } from "./openapi";
 import { accountRoutes } from "./routes/accounts";
+import { docsRoutes } from "./routes/docs";
 import { adminRoutes } from "./routes/admin";
 import { holdRoutes } from "./routes/holds";
 import { ledgerRoutes } from "./routes/ledger";
@@ -50,13 +51,10 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route("/", adminRoutes);
   app.route("/", panelRoutes);
 
-  app.openAPIRegistry.registerComponent("securitySchemes", "bearer", { type: "http", scheme: "bearer" });
-  app.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: { title: "Usage access engine", version: "1.0.0", description: "How much is allowed, and from where. Amounts are integer micro-credits." },
-  });
+  describeApi(app);
+  app.doc31("/openapi.json", API_DOCUMENT);
 
-  app.get("/docs", swaggerUI({ url: "/openapi.json", title: "Usage access engine API" }));
+  app.route("/", docsRoutes);
 
   app.notFound((c) => c.json(errorBody("not_found", "no such route", c.get("requestId") ?? crypto.randomUUID()), 404));
   app.onError((err, c) => {

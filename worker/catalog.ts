@@ -19,7 +19,7 @@ const microCredits = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER)
 
 const windowAllowanceSchema = z.object({ fiveHour: microCredits, weekly: microCredits });
 
-const planSchema = z.object({
+export const planSchema = z.object({
   id: z.enum(PLANS),
   windows: z.record(z.enum(PRODUCTS), windowAllowanceSchema),
   bankedResets: z.object({ everyDays: z.number().int().positive(), max: z.number().int().nonnegative() }).nullable(),
@@ -29,9 +29,9 @@ const planSchema = z.object({
 });
 export type Plan = z.infer<typeof planSchema>;
 
-const rateCardSchema = z.object({
+export const rateCardSchema = z.object({
   version: z.string().min(1),
-  effectiveFrom: z.string(),
+  effectiveFrom: z.iso.datetime(),
   /** product → model → meter → micro-credits per million units */
   products: z.record(z.enum(PRODUCTS), z.record(z.string(), z.partialRecord(z.enum(METERS), microCredits))),
 });

@@ -2,6 +2,7 @@ import type { Context, MiddlewareHandler } from "hono";
 import type { AccountDO } from "../durable-objects/account";
 import type { CallContext, Outcome } from "../durable-objects/types";
 import { ApiError } from "./errors";
+import { WINDOW_LENGTH_MS } from "./core/windows";
 import { currentResets } from "./resets";
 
 export type AppEnv = {
@@ -120,6 +121,7 @@ export async function callContext(c: AppContext, accountId: string): Promise<Cal
     requestId: c.get("requestId"),
     idempotency: c.get("idempotency"),
     resets: await currentResets(c.env),
+    includeAccount: c.req.query("include") === "account",
   };
 }
 
@@ -131,8 +133,25 @@ export function respond(c: AppContext, outcome: Outcome): Response {
     const retry = (outcome.body as { retryAfterSeconds?: number }).retryAfterSeconds;
     c.header("Retry-After", String(retry ?? DEFAULT_RETRY_AFTER_SECONDS));
   }
+  if (outcome.rateLimit) for (const [name, value] of Object.entries(rateLimitFields(outcome.rateLimit, c.get("now")))) c.header(name, value);
   return c.json(outcome.body as object, outcome.status as 200);
 }
 
 /** Retry-After for denials no window end relieves (a pause, or a cost beyond any window): check back in a minute. */
 const DEFAULT_RETRY_AFTER_SECONDS = 60;
+
+/**
+ * The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers-10) for a decision's product windows:
+ * one policy per window, quota and remaining in micro-credits, `t` only while the window is open.
+ * e.g. `RateLimit-Policy: "codex.fiveHour";q=10000000;w=18000, "codex.weekly";q=50000000;w=604800`
+ * and `RateLimit: "codex.fiveHour";r=2500000;t=1200, "codex.weekly";r=42500000;t=600000`.
+ */
+export function rateLimitFields(windows: NonNullable<Outcome["rateLimit"]>, now: number): { "RateLimit-Policy": string; RateLimit: string } {
+  const kinds = ["fiveHour", "weekly"] as const;
+  const policy = kinds.map((k) => `"${windows.product}.${k}";q=${windows[k].limit};w=${WINDOW_LENGTH_MS[k] / 1000}`);
+  const state = kinds.map((k) => {
+    const { remaining, resetsAt } = windows[k];
+    return `"${windows.product}.${k}";r=${remaining}${resetsAt === null ? "" : `;t=${Math.max(0, Math.ceil((resetsAt - now) / 1000))}`}`;
+  });
+  return { "RateLimit-Policy": policy.join(", "), RateLimit: state.join(", ") };
+}

@@ -1,11 +1,14 @@
 import { z } from "@hono/zod-openapi";
-import { GRANT_KINDS, METERS, PLANS, PRODUCTS, type Meter } from "./catalog";
+import { GRANT_KINDS, METERS, PLANS, PRODUCTS, planSchema, rateCardSchema, type Meter } from "./catalog";
 import { LEDGER_KINDS } from "./settlement/messages";
 
 /** A positive safe integer of micro-credits (SPEC §2). */
 export const Amount = z.number().int().positive().max(Number.MAX_SAFE_INTEGER).openapi({ example: 1_000_000 });
 const Units = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-const IsoTime = z.string().openapi({ example: "2026-11-21T12:00:00.000Z" });
+/** An RFC 3339 time; answers give it in UTC with milliseconds. */
+export const IsoTime = z.iso.datetime({ offset: true }).openapi({ example: "2026-11-21T12:00:00.000Z" });
+/** A non-negative integer in answers: micro-credits, counts or seconds (SPEC §2: every amount is an integer). */
+const Count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 export const AccountId = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, "account ids match ^[A-Za-z0-9_.:-]{1,128}$");
 export const AccountParams = z.object({ id: AccountId.openapi({ param: { name: "id", in: "path" }, example: "acct_1" }) });
@@ -21,22 +24,35 @@ export const Usage = z
   .strict()
   .openapi({ example: { model: "gpt-5-codex", inputTokens: 12000, outputTokens: 800 } });
 
-/** `cost` or `usage`, exactly one. */
-const costOrUsage = { cost: Amount.optional(), usage: Usage.optional() };
-const exactlyOne = [(b: { cost?: number; usage?: unknown }) => (b.cost === undefined) !== (b.usage === undefined), { message: "give exactly one of cost or usage" }] as const;
+/**
+ * `cost` or `usage`, exactly one: a `oneOf` of two closed objects. A body matching neither is 400, and the message
+ * names what is wrong with it: "give exactly one of cost or usage", or the problems of the one it gave.
+ */
+function costOrUsage<S extends z.ZodRawShape>(name: string, shape: S) {
+  const byCost = z.object({ ...shape, cost: Amount }).strict().openapi(`${name}ByCost`);
+  const byUsage = z.object({ ...shape, usage: Usage }).strict().openapi(`${name}ByUsage`);
+  return z
+    .union([byCost, byUsage], {
+      error: (issue) => {
+        const input: unknown = issue.input;
+        if (issue.code !== "invalid_union" || typeof input !== "object" || input === null || Array.isArray(input)) return undefined;
+        const given = [Object.hasOwn(input, "cost"), Object.hasOwn(input, "usage")];
+        if (given[0] === given[1]) return "give exactly one of cost or usage";
+        return issue.errors[given[0] ? 0 : 1].map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message)).join("; ");
+      },
+    })
+    .openapi(name, { description: "Give exactly one of `cost` (micro-credits) or `usage` (priced with the current rate card)." }, { unionPreferredType: "oneOf" });
+}
 
-export const ConsumeBody = z.object({ product: Product, ...costOrUsage }).strict().refine(...exactlyOne);
-export const HoldBody = z
-  .object({ product: Product, ttlSeconds: z.number().int().positive().max(3600).optional(), ...costOrUsage })
-  .strict()
-  .refine(...exactlyOne);
-export const SettleBody = z.object(costOrUsage).strict().refine(...exactlyOne);
+export const ConsumeBody = costOrUsage("ConsumeRequest", { product: Product });
+export const HoldBody = costOrUsage("HoldRequest", { product: Product, ttlSeconds: z.number().int().positive().max(3600).optional() });
+export const SettleBody = costOrUsage("SettleRequest", {});
 
 export const GrantBody = z
   .object({
     amount: Amount,
     kind: z.enum(GRANT_KINDS),
-    expiresAt: IsoTime.datetime({ offset: true }).optional(),
+    expiresAt: IsoTime.optional(),
     products: z.array(Product).min(1).max(PRODUCTS.length).optional(),
     topUpId: z.string().min(1).max(128).optional(),
   })
@@ -57,6 +73,8 @@ export const GlobalResetBody = z
   .strict();
 export const RefundBody = z.object({ amount: Amount, reason: z.string().min(1).max(500), entryId: z.string().min(1).max(128).optional() }).strict();
 
+/** Decisions carry the full account summary only when asked (SPEC §8). */
+export const IncludeQuery = z.object({ include: z.enum(["account"]).optional() });
 export const LedgerQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).optional(),
   cursor: z.string().regex(/^\d{1,15}$/).optional(),
@@ -67,12 +85,12 @@ export const ReconciliationQuery = z.object({
 });
 
 // ── responses ──
-const WindowView = z.object({ limit: z.number(), used: z.number(), remaining: z.number(), resetsAt: IsoTime.nullable() });
+const WindowView = z.object({ limit: Count, used: Count, remaining: Count, resetsAt: IsoTime.nullable() });
 export const Grant = z.object({
   id: z.string(),
   kind: z.enum(GRANT_KINDS),
-  priority: z.number(),
-  remaining: z.number(),
+  priority: z.number().int(),
+  remaining: Count,
   expiresAt: IsoTime.nullable(),
   products: z.array(Product).nullable(),
 });
@@ -82,54 +100,60 @@ export const AccountSummary = z
     plan: z.enum(PLANS),
     products: z.record(Product, z.object({ fiveHour: WindowView, weekly: WindowView })),
     credits: z.object({
-      balance: z.number(),
+      balance: Count,
       grants: z.array(Grant),
       autoTopUp: z.object({
         enabled: z.boolean(),
-        threshold: z.number(),
-        amount: z.number(),
-        maxPerMonth: z.number(),
+        threshold: Count,
+        amount: Count,
+        maxPerMonth: Count,
         pending: z.object({ topUpId: z.string(), requestedAt: IsoTime }).nullable(),
       }),
-      flex: z.object({ limit: z.number(), used: z.number() }).nullable(),
+      flex: z.object({ limit: Count, used: Count }).nullable(),
     }),
-    bankedResets: z.object({ available: z.number(), max: z.number(), items: z.array(z.object({ id: z.string(), expiresAt: IsoTime.nullable() })) }),
-    holds: z.array(z.object({ holdId: z.string(), product: Product, amount: z.number(), expiresAt: IsoTime })),
+    bankedResets: z.object({ available: Count, max: Count, items: z.array(z.object({ id: z.string(), expiresAt: IsoTime.nullable() })) }),
+    holds: z.array(z.object({ holdId: z.string(), product: Product, amount: Count, expiresAt: IsoTime })),
     paused: z.boolean(),
-    spendCap: z.object({ dailyLimit: z.number(), spentToday: z.number() }).nullable(),
+    spendCap: z.object({ dailyLimit: Count, spentToday: Count }).nullable(),
   })
   .openapi("AccountSummary");
-const SourceSchema = z.object({ layer: z.enum(["window", "grant", "flex"]), grantId: z.string().optional(), amount: z.number() });
+const SourceSchema = z.object({ layer: z.enum(["window", "grant", "flex"]), grantId: z.string().optional(), amount: Count });
+/** SPEC §8: what a decision leaves for its product, always present; the full account only with `?include=account`. */
+const RemainingWindow = z.object({ remaining: Count, resetsAt: IsoTime.nullable() });
+export const Remaining = z
+  .object({ product: Product, fiveHour: RemainingWindow, weekly: RemainingWindow, credits: Count })
+  .openapi("Remaining");
+const withAccount = { remaining: Remaining, account: AccountSummary.optional() };
 export const Denial = z
   .object({
     decisionId: z.string().optional(),
     allowed: z.literal(false),
     reason: z.enum(["limit_reached", "insufficient_credits", "credits_paused", "spend_cap"]),
-    retryAfterSeconds: z.number().optional(),
+    retryAfterSeconds: Count.optional(),
     resetsAt: IsoTime.optional(),
     offer: z.literal("add_credits").optional(),
-    account: AccountSummary,
+    ...withAccount,
   })
   .openapi("Denial");
 export const Decision = z
   .object({
     decisionId: z.string(),
     allowed: z.literal(true),
-    cost: z.number(),
+    cost: Count,
     sources: z.array(SourceSchema),
     rateCardVersion: z.string().optional(),
-    account: AccountSummary,
+    ...withAccount,
   })
   .openapi("Decision");
-export const HoldCreated = z.object({ holdId: z.string(), amount: z.number(), sources: z.array(SourceSchema), expiresAt: IsoTime, account: AccountSummary });
-export const HoldSettled = z.object({ holdId: z.string(), charged: z.number(), released: z.number(), writtenOff: z.number(), sources: z.array(SourceSchema), account: AccountSummary });
-export const HoldReleased = z.object({ holdId: z.string(), released: z.number(), account: AccountSummary });
-export const GrantCreated = Grant.extend({ amount: z.number(), createdAt: IsoTime, topUpId: z.string().optional() });
+export const HoldCreated = z.object({ holdId: z.string(), amount: Count, sources: z.array(SourceSchema), expiresAt: IsoTime, ...withAccount });
+export const HoldSettled = z.object({ holdId: z.string(), charged: Count, released: Count, writtenOff: Count, sources: z.array(SourceSchema), ...withAccount });
+export const HoldReleased = z.object({ holdId: z.string(), released: Count, ...withAccount });
+export const GrantCreated = Grant.extend({ amount: Count, createdAt: IsoTime, topUpId: z.string().optional() });
 export const BankedResetRedeemed = z.object({ resetId: z.string(), bankedResets: AccountSummary.shape.bankedResets, account: AccountSummary });
 export const LedgerEntry = z.object({
   id: z.string(),
   kind: z.enum(LEDGER_KINDS),
-  amount: z.number(),
+  amount: Count,
   layer: z.enum(["window", "grant", "flex"]).optional(),
   product: z.string().optional(),
   grantId: z.string().optional(),
@@ -139,9 +163,24 @@ export const LedgerEntry = z.object({
   createdAt: IsoTime,
 });
 export const LedgerPage = z.object({ entries: z.array(LedgerEntry), nextCursor: z.string().nullable() });
-export const Drift = z.object({ accountId: z.string(), expected: z.number(), actual: z.number(), chargedExpected: z.number(), chargedActual: z.number(), pendingOutbox: z.number(), sentLastMinute: z.number() });
-export const ReconciliationReport = z.object({ checked: z.number(), drifted: z.array(Drift) });
+export const Drift = z.object({ accountId: z.string(), expected: z.number().int(), actual: z.number().int(), chargedExpected: z.number().int(), chargedActual: z.number().int(), pendingOutbox: Count, sentLastMinute: Count });
+export const ReconciliationReport = z.object({ checked: Count, drifted: z.array(Drift) });
 export const ResetCreated = z.object({ resetId: z.string(), effectiveAt: IsoTime });
+export const GlobalReset = z.object({
+  resetId: z.string(),
+  effectiveAt: IsoTime,
+  scope: z.object({ products: z.array(Product).nullable(), plans: z.array(z.enum(PLANS)).nullable() }),
+  bankedResets: z.enum(["keep", "restore"]),
+  grantBankedResets: z.object({ count: Count, expiresInHours: Count }).nullable(),
+  reason: z.string(),
+  actor: z.string(),
+});
+export const GlobalResetList = z.object({ resets: z.array(GlobalReset) });
+export const Resumed = z.object({ resumed: z.boolean(), account: AccountSummary });
+export const RefundCreated = z.object({ refundId: z.string(), grant: Grant, reason: z.string(), refundedEntryId: z.string().nullable(), account: AccountSummary });
+export const PanelLink = z.object({ token: z.string(), url: z.string(), expiresAt: IsoTime });
+export const CatalogView = z.object({ plans: z.array(planSchema), rateCard: rateCardSchema }).openapi("Catalog");
+export const Health = z.object({ ok: z.boolean() });
 export const ErrorShape = z
   .object({ error: z.object({ code: z.string(), message: z.string(), requestId: z.string(), details: z.unknown().optional() }) })
   .openapi("Error");

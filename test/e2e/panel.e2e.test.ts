@@ -7,7 +7,7 @@ import { mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { EngineClient, isError } from "../../worker/client.ts";
+import { EngineClient, isDenial } from "../../sdk/src/index.ts";
 
 const PORT = process.env.E2E_PORT ?? "8797";
 const BASE = `http://localhost:${PORT}`;
@@ -17,8 +17,7 @@ const credits = (micro: number) => (micro / 1_000_000).toFixed(2);
 
 let engine: ChildProcess;
 let browser: Browser;
-let service: EngineClient;
-let admin: EngineClient;
+let engineClient: EngineClient;
 
 async function waitForHealth(deadline: number): Promise<void> {
   while (Date.now() < deadline) {
@@ -37,8 +36,7 @@ before(async () => {
   engine = spawn("node", ["worker/tools/start.mjs", "--var", `BILLING_URL:${BILLING}`], { env: { ...process.env, PORT }, stdio: ["ignore", "ignore", "inherit"], detached: true });
   await waitForHealth(Date.now() + 90_000);
   const vars = Object.fromEntries(readFileSync(".dev.vars", "utf8").split("\n").filter(Boolean).map((l) => l.split(/=(.*)/s).slice(0, 2)));
-  service = new EngineClient({ baseUrl: BASE, token: vars.SERVICE_TOKEN });
-  admin = new EngineClient({ baseUrl: BASE, token: vars.ADMIN_TOKEN });
+  engineClient = new EngineClient({ baseUrl: BASE, token: vars.SERVICE_TOKEN, adminToken: vars.ADMIN_TOKEN });
   browser = await chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
     args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"],
@@ -53,24 +51,21 @@ after(async () => {
 test("the panel matches GET account, redeems a banked reset by a click, and shows the limit prompt", async () => {
   const id = `e2e_${Date.now().toString(36)}`;
   // A first charge makes the account exist; a bonus banked reset is granted to existing accounts.
-  assert.equal((await service.consume(id, { product: "codex", cost: 100_000 })).status, 200);
-  assert.equal((await admin.globalReset({ reason: "e2e bonus", scope: { products: ["codex"] }, grantBankedResets: { count: 1, expiresInHours: 48 } })).status, 200);
+  assert.ok(!isDenial(await engineClient.consume(id, { product: "codex", cost: 100_000 })));
+  await engineClient.admin.createGlobalReset({ reason: "e2e bonus", scope: { products: ["codex"] }, grantBankedResets: { count: 1, expiresInHours: 48 } });
   // Usage in both windows of codex, some grants, and sora at its limit.
-  assert.equal((await service.consume(id, { product: "codex", cost: 1_500_000 })).status, 200);
-  assert.equal((await service.addCredits(id, { amount: 3_000_000, kind: "purchase" })).status, 201);
-  assert.equal((await service.addCredits(id, { amount: 1_000_000, kind: "promo", expiresAt: new Date(Date.now() + 30 * 86_400_000).toISOString(), products: ["sora"] })).status, 201);
-  assert.equal((await service.consume(id, { product: "sora", cost: 1_500_000 })).status, 200);
+  assert.ok(!isDenial(await engineClient.consume(id, { product: "codex", cost: 1_500_000 })));
+  await engineClient.addCredits(id, { amount: 3_000_000, kind: "purchase" });
+  await engineClient.addCredits(id, { amount: 1_000_000, kind: "promo", expiresAt: new Date(Date.now() + 30 * 86_400_000).toISOString(), products: ["sora"] });
+  assert.ok(!isDenial(await engineClient.consume(id, { product: "sora", cost: 1_500_000 })));
 
-  const summary = await service.account(id);
-  assert.ok(!isError(summary.body));
-  const acct = summary.body;
+  const acct = await engineClient.getAccount(id);
   assert.equal(acct.bankedResets.available, 1);
-  const link = await service.panelToken(id);
-  assert.ok(!isError(link.body));
+  const link = await engineClient.createPanelLink(id);
 
   const page = await browser.newPage({ viewport: { width: 1280, height: 1400 } });
   const violations = await watchCsp(page);
-  const res = await page.goto(link.body.url.replace(/^https?:\/\/[^/]+/, BASE));
+  const res = await page.goto(link.url.replace(/^https?:\/\/[^/]+/, BASE));
   assertLockedDown(res?.headers() ?? {});
   assert.equal(await page.evaluate(() => document.compatMode), "CSS1Compat", "standards mode, not quirks");
   // the inline stylesheet and the bars' style attributes apply under the policy
@@ -109,10 +104,9 @@ test("the panel matches GET account, redeems a banked reset by a click, and show
   assertLockedDown((await redirected).headers());
   assert.equal(await page.evaluate(() => document.compatMode), "CSS1Compat");
   assert.match(await page.getByRole("status").innerText(), /banked reset was used/);
-  const afterReset = await service.account(id);
-  assert.ok(!isError(afterReset.body));
-  assert.equal(afterReset.body.bankedResets.available, 0);
-  assert.equal(afterReset.body.products.codex.fiveHour.used, 0);
+  const afterReset = await engineClient.getAccount(id);
+  assert.equal(afterReset.bankedResets.available, 0);
+  assert.equal(afterReset.products.codex?.fiveHour.used, 0);
   assert.equal(await text("codex-fiveHour-pct"), "0% used");
   assert.match(await text("banked-available"), /^0 of 3 available/);
   await page.screenshot({ path: `${ARTIFACTS}/panel-after-reset.png`, fullPage: true });
@@ -122,10 +116,9 @@ test("the panel matches GET account, redeems a banked reset by a click, and show
 
 test("another site cannot frame the panel, and its error page is locked down too", async () => {
   const id = `e2e_frame_${Date.now().toString(36)}`;
-  assert.equal((await service.consume(id, { product: "codex", cost: 100_000 })).status, 200);
-  const link = await service.panelToken(id);
-  assert.ok(!isError(link.body));
-  const url = link.body.url.replace(/^https?:\/\/[^/]+/, BASE);
+  assert.ok(!isDenial(await engineClient.consume(id, { product: "codex", cost: 100_000 })));
+  const link = await engineClient.createPanelLink(id);
+  const url = link.url.replace(/^https?:\/\/[^/]+/, BASE);
   const page = await browser.newPage();
   const messages: string[] = [];
   page.on("console", (m) => messages.push(m.text()));

@@ -4,22 +4,42 @@ import { ApiError } from "../errors";
 import { accountStub, callContext, respond } from "../context";
 import { forgetCachedResets, resetControl } from "../resets";
 import { reconcile } from "../settlement/reconciliation";
-import { AccountParams, AccountSummary, GlobalResetBody, ReconciliationQuery, ReconciliationReport, RefundBody, ResetCreated } from "../schemas";
-import { conflictResponse, errorResponses, idempotencyHeader, jsonBody, jsonResponse as json } from "./common";
+import { AccountParams, GlobalResetBody, GlobalResetList, ReconciliationQuery, ReconciliationReport, RefundBody, RefundCreated, ResetCreated, Resumed } from "../schemas";
+import { adminAuth, conflicts, errorResponses, idempotencyHeader, jsonBody, jsonResponse as json, keyConflict, notFound, replayHeaders } from "./common";
 
-const admin = { tags: ["admin"], security: [{ bearer: [] }] };
+const admin = { tags: ["admin"], ...adminAuth };
 const mutating = { ...admin, parameters: [idempotencyHeader] };
+const operatorHeader = {
+  name: "X-Operator",
+  in: "header" as const,
+  required: false,
+  schema: { type: "string" as const, minLength: 1, maxLength: 100, pattern: "^[\\x20-\\x7e]+$" },
+  description: "Who did it, for the audit trail and the event (printable ASCII); `admin` when absent or not valid.",
+};
+const audited = { ...admin, parameters: [idempotencyHeader, operatorHeader] };
 
 /** Who did it, for the audit trail: an operator name the caller may give, never the token. */
 const operatorOf = (header: string | undefined) => (header && /^[\x20-\x7e]{1,100}$/.test(header) ? header : "admin");
+
+interface AdminResetRow {
+  reset_id: string;
+  effective_at: number;
+  scope: string;
+  banked_resets: "keep" | "restore";
+  grant_banked_resets: string | null;
+  reason: string;
+  actor: string;
+}
 
 export const adminRoutes = new OpenAPIHono<AppEnv>();
 
 adminRoutes.openapi(
   createRoute({
-    method: "post", path: "/v1/admin/resets", ...mutating,
+    method: "post", path: "/v1/admin/resets", ...audited,
+    operationId: "createGlobalReset", summary: "Reset everyone's windows",
+    description: "Records one reset epoch for every account in `scope` (all by default): their windows count from zero as of now. `bankedResets: restore` refills available banked resets to the plan's maximum; `grantBankedResets` adds bonus ones that expire. O(1): no account is touched; each applies the epoch lazily, so it is in effect everywhere within about 2 s.",
     request: { body: jsonBody(GlobalResetBody) },
-    responses: { 200: json(ResetCreated, "the reset is recorded and in effect"), ...errorResponses, ...conflictResponse },
+    responses: { 200: json(ResetCreated, "the reset is recorded and in effect", replayHeaders), ...errorResponses, ...keyConflict },
   }),
   async (c) => {
     const body = c.req.valid("json");
@@ -42,29 +62,33 @@ adminRoutes.openapi(
 adminRoutes.openapi(
   createRoute({
     method: "get", path: "/v1/admin/resets", ...admin,
+    operationId: "listGlobalResets", summary: "List global resets",
+    description: "The audit trail of global resets, newest first: scope, banked-reset handling, reason and operator.",
     request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).optional() }) },
-    responses: { 200: json(z.object({ resets: z.array(z.record(z.string(), z.unknown())) }), "the audit trail, newest first"), ...errorResponses },
+    responses: { 200: json(GlobalResetList, "the audit trail, newest first"), ...errorResponses },
   }),
   async (c) => {
-    const { results } = await c.env.DB.prepare("SELECT * FROM admin_resets ORDER BY seq DESC LIMIT ?").bind(c.req.valid("query").limit ?? 100).all<Record<string, unknown>>();
+    const { results } = await c.env.DB.prepare("SELECT * FROM admin_resets ORDER BY seq DESC LIMIT ?").bind(c.req.valid("query").limit ?? 100).all<AdminResetRow>();
     const resets = results.map((r) => ({
       resetId: r.reset_id,
-      effectiveAt: new Date(r.effective_at as number).toISOString(),
-      scope: JSON.parse(r.scope as string),
+      effectiveAt: new Date(r.effective_at).toISOString(),
+      scope: JSON.parse(r.scope) as z.infer<typeof GlobalResetList>["resets"][number]["scope"],
       bankedResets: r.banked_resets,
-      grantBankedResets: r.grant_banked_resets ? JSON.parse(r.grant_banked_resets as string) : null,
+      grantBankedResets: r.grant_banked_resets ? (JSON.parse(r.grant_banked_resets) as { count: number; expiresInHours: number }) : null,
       reason: r.reason,
       actor: r.actor,
     }));
-    return c.json({ resets }, 200) as never;
+    return c.json({ resets }, 200);
   },
 );
 
 adminRoutes.openapi(
   createRoute({
-    method: "post", path: "/v1/admin/accounts/{id}/resume", ...mutating,
+    method: "post", path: "/v1/admin/accounts/{id}/resume", ...audited,
+    operationId: "resumeAccount", summary: "Lift an anomaly pause",
+    description: "Resumes credit spending on an account the anomaly guard paused (`resumed: false` if it was not paused). The trailing window then counts from this instant.",
     request: { params: AccountParams },
-    responses: { 200: json(z.object({ resumed: z.boolean(), account: AccountSummary }), "credit spending resumed"), ...errorResponses, ...conflictResponse },
+    responses: { 200: json(Resumed, "credit spending resumed", replayHeaders), ...errorResponses, ...conflicts() },
   }),
   async (c) => {
     const { id } = c.req.valid("param");
@@ -75,8 +99,15 @@ adminRoutes.openapi(
 adminRoutes.openapi(
   createRoute({
     method: "post", path: "/v1/admin/accounts/{id}/refunds", ...mutating,
+    operationId: "refundAccount", summary: "Refund credits",
+    description: "Adds a compensating purchase grant (12 months) and a `refund` entry; nothing earlier is edited. With `entryId`, against that `charge` or `write_off` of this account, never beyond its amount across all refunds; without, a goodwill credit of at most 100 credits.",
     request: { params: AccountParams, body: jsonBody(RefundBody) },
-    responses: { 201: json(z.record(z.string(), z.unknown()), "the compensating entry"), ...errorResponses, ...conflictResponse },
+    responses: {
+      201: json(RefundCreated, "the compensating grant and entry", replayHeaders),
+      ...errorResponses,
+      ...notFound("entry_not_found", "this account has no charge or write-off with this `entryId`"),
+      ...conflicts("refund_exceeds_entry", "goodwill_limit_exceeded", "amount_out_of_range"),
+    },
   }),
   async (c) => {
     const { id } = c.req.valid("param");
@@ -87,11 +118,13 @@ adminRoutes.openapi(
 adminRoutes.openapi(
   createRoute({
     method: "get", path: "/v1/admin/reconciliation", ...admin,
+    operationId: "getReconciliation", summary: "Compare accounts with the ledger",
+    description: "Checks each account object's credit position and charged total against the D1 ledger and lists those that differ, with the outbox entries still in flight.",
     request: { query: ReconciliationQuery },
     responses: { 200: json(ReconciliationReport, "accounts whose ledger differs from their object"), ...errorResponses },
   }),
   async (c) => {
     const { accountId, limit } = c.req.valid("query");
-    return c.json(await reconcile(c.env, { accountIds: accountId ? [accountId] : undefined, limit }), 200) as never;
+    return c.json(await reconcile(c.env, { accountIds: accountId ? [accountId] : undefined, limit }), 200);
   },
 );

@@ -2,18 +2,26 @@ import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import { catalog } from "../catalog";
 import type { AppEnv } from "../context";
 import { accountStub, callContext, respond } from "../context";
-import { AccountParams, Denial, EmptyBody, HoldBody, HoldCreated, HoldParams, HoldReleased, HoldSettled, SettleBody } from "../schemas";
-import { chargeOf, conflictResponse, errorResponses, idempotencyHeader, jsonBody, notFoundResponse, jsonResponse as json } from "./common";
+import { AccountParams, Denial, IncludeQuery, EmptyBody, HoldBody, HoldCreated, HoldParams, HoldReleased, HoldSettled, SettleBody } from "../schemas";
+import { chargeOf, conflicts, decisionHeaders, denialHeaders, errorResponses, idempotencyHeader, jsonBody, notFound, jsonResponse as json, serviceAuth } from "./common";
 
-const mutating = { tags: ["holds"], security: [{ bearer: [] }], parameters: [idempotencyHeader] };
+const mutating = { tags: ["holds"], ...serviceAuth, parameters: [idempotencyHeader] };
+const noSuchHold = notFound("not_found", "this account has no hold with this id");
 
 export const holdRoutes = new OpenAPIHono<AppEnv>();
 
 holdRoutes.openapi(
   createRoute({
     method: "post", path: "/v1/accounts/{id}/holds", ...mutating,
-    request: { params: AccountParams, body: jsonBody(HoldBody) },
-    responses: { 201: json(HoldCreated, "the estimate is reserved"), 429: json(Denial, "denied: nothing reserved"), ...errorResponses, ...conflictResponse },
+    operationId: "createHold", summary: "Reserve an estimate",
+    description: "Decides like consume and reserves the estimate through the same waterfall, so reserved credits count toward the guards and are unavailable to other requests. The hold expires after `ttlSeconds` (default 600, at most 3600) and is then released. Denied: 429 with the reason and `Retry-After`; nothing is reserved.",
+    request: { params: AccountParams, query: IncludeQuery, body: jsonBody(HoldBody) },
+    responses: {
+      201: json(HoldCreated, "the estimate is reserved", decisionHeaders),
+      429: json(Denial, "denied: nothing reserved", denialHeaders),
+      ...errorResponses,
+      ...conflicts(),
+    },
   }),
   async (c) => {
     const { id } = c.req.valid("param");
@@ -27,8 +35,10 @@ holdRoutes.openapi(
 holdRoutes.openapi(
   createRoute({
     method: "post", path: "/v1/accounts/{id}/holds/{holdId}/settle", ...mutating,
-    request: { params: HoldParams, body: jsonBody(SettleBody) },
-    responses: { 200: json(HoldSettled, "the actual cost is charged"), ...errorResponses, ...notFoundResponse, ...conflictResponse },
+    operationId: "settleHold", summary: "Settle a hold at the actual cost",
+    description: "Releases the reservation and charges the actual `cost` (or `usage`, priced for the hold's product). Above the hold, the extra is charged only within the guards; what they refuse is written off, never charged.",
+    request: { params: HoldParams, query: IncludeQuery, body: jsonBody(SettleBody) },
+    responses: { 200: json(HoldSettled, "the actual cost is charged", decisionHeaders), ...errorResponses, ...noSuchHold, ...conflicts("hold_not_active", "amount_out_of_range") },
   }),
   async (c) => {
     const { id, holdId } = c.req.valid("param");
@@ -40,8 +50,10 @@ holdRoutes.openapi(
 holdRoutes.openapi(
   createRoute({
     method: "post", path: "/v1/accounts/{id}/holds/{holdId}/release", ...mutating,
-    request: { params: HoldParams, body: { content: { "application/json": { schema: EmptyBody } }, required: false } },
-    responses: { 200: json(HoldReleased, "the reservation is freed"), ...errorResponses, ...notFoundResponse, ...conflictResponse },
+    operationId: "releaseHold", summary: "Release a hold",
+    description: "Gives the whole reservation back to the layers it came from; nothing is charged.",
+    request: { params: HoldParams, query: IncludeQuery, body: { content: { "application/json": { schema: EmptyBody } }, required: false } },
+    responses: { 200: json(HoldReleased, "the reservation is freed", decisionHeaders), ...errorResponses, ...noSuchHold, ...conflicts("hold_not_active") },
   }),
   async (c) => {
     const { id, holdId } = c.req.valid("param");

@@ -2,16 +2,17 @@ import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../context";
 import { iso } from "../core/time";
 import { AccountParams, LedgerPage, LedgerQuery } from "../schemas";
-import { errorResponses } from "./common";
+import type { LedgerKind } from "../settlement/messages";
+import { errorResponses, jsonResponse as json, serviceAuth } from "./common";
 
 const DEFAULT_PAGE = 100;
 
 interface LedgerRow {
   seq: number;
   id: string;
-  kind: string;
+  kind: LedgerKind;
   amount: number;
-  layer: string | null;
+  layer: "window" | "grant" | "flex" | null;
   product: string | null;
   grant_id: string | null;
   decision_id: string | null;
@@ -24,9 +25,11 @@ export const ledgerRoutes = new OpenAPIHono<AppEnv>();
 
 ledgerRoutes.openapi(
   createRoute({
-    method: "get", path: "/v1/accounts/{id}/ledger", tags: ["ledger"], security: [{ bearer: [] }],
+    method: "get", path: "/v1/accounts/{id}/ledger", tags: ["ledger"], ...serviceAuth,
+    operationId: "getLedger", summary: "List settled ledger entries",
+    description: "The account's entries in the D1 ledger, oldest first, `limit` per page (default 100); pass `nextCursor` as `cursor` for the next page. Entries land within a second or two of the decision that made them.",
     request: { params: AccountParams, query: LedgerQuery },
-    responses: { 200: { description: "settled entries, oldest first", content: { "application/json": { schema: LedgerPage } } }, ...errorResponses },
+    responses: { 200: json(LedgerPage, "settled entries, oldest first"), ...errorResponses },
   }),
   async (c) => {
     const { id } = c.req.valid("param");
@@ -47,6 +50,6 @@ ledgerRoutes.openapi(
       ...(r.rate_card_version ? { rateCardVersion: r.rate_card_version } : {}),
       createdAt: iso(r.created_at),
     }));
-    return c.json({ entries, nextCursor: results.length > limit ? String(page[page.length - 1].seq) : null }, 200) as never;
+    return c.json({ entries, nextCursor: results.length > limit ? String(page[page.length - 1].seq) : null }, 200);
   },
 );

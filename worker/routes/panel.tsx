@@ -6,8 +6,8 @@ import { ApiError } from "../errors";
 import { iso } from "../core/time";
 import { PanelError, PanelPage } from "../panel/page";
 import { PANEL_TOKEN_TTL_SECONDS, signPanelToken, verifyPanelToken } from "../panel/token";
-import { AccountParams, Product } from "../schemas";
-import { conflictResponse, errorResponses, idempotencyHeader } from "./common";
+import { AccountParams, PanelLink, Product } from "../schemas";
+import { baseErrors, conflicts, errorResponses, idempotencyHeader, jsonResponse as json, publicAccess, replayHeaders, requestIdHeaders, serviceAuth } from "./common";
 
 export const panelRoutes = new OpenAPIHono<AppEnv>();
 
@@ -26,8 +26,6 @@ panelRoutes.use("/panel/*", async (c, next) => {
   c.res.headers.set("Referrer-Policy", "no-referrer");
 });
 
-const PanelLink = z.object({ token: z.string(), url: z.string(), expiresAt: z.string() });
-
 function panelSecret(env: Env): string {
   if (!env.PANEL_SECRET) throw new ApiError("forbidden", "usage panel links are disabled: PANEL_SECRET is not set");
   return env.PANEL_SECRET;
@@ -35,9 +33,11 @@ function panelSecret(env: Env): string {
 
 panelRoutes.openapi(
   createRoute({
-    method: "post", path: "/v1/accounts/{id}/panel-token", tags: ["panel"], security: [{ bearer: [] }], parameters: [idempotencyHeader],
+    method: "post", path: "/v1/accounts/{id}/panel-token", tags: ["panel"], ...serviceAuth, parameters: [idempotencyHeader],
+    operationId: "createPanelLink", summary: "Sign a usage-panel link",
+    description: "A link to the account's usage panel, signed with `PANEL_SECRET` and valid for 15 minutes, for this account only. 403 while `PANEL_SECRET` is not set.",
     request: { params: AccountParams },
-    responses: { 200: { description: "a short-lived signed panel link", content: { "application/json": { schema: PanelLink } } }, ...errorResponses, ...conflictResponse },
+    responses: { 200: json(PanelLink, "a short-lived signed panel link", replayHeaders), ...errorResponses, ...conflicts() },
   }),
   async (c) => {
     const { id } = c.req.valid("param");
@@ -51,9 +51,15 @@ panelRoutes.openapi(
 
 panelRoutes.openapi(
   createRoute({
-    method: "get", path: "/panel", tags: ["panel"],
+    method: "get", path: "/panel", tags: ["panel"], ...publicAccess,
+    operationId: "getPanel", summary: "The usage panel",
+    description: "Renders the account's usage panel server-side from the signed link's `token`: windows, banked resets with a form to use one, credits, auto top-up and a 7-day spend chart. No script; never framed.",
     request: { query: z.object({ token: z.string().max(1000).optional(), notice: z.string().max(40).optional() }) },
-    responses: { 200: { description: "the HTML usage panel", content: { "text/html": { schema: z.string() } } }, 401: { description: "expired or tampered link (HTML)", content: { "text/html": { schema: z.string() } } } },
+    responses: {
+      200: { description: "the HTML usage panel", headers: requestIdHeaders, content: { "text/html": { schema: z.string() } } },
+      401: { description: "expired or tampered link (HTML)", headers: requestIdHeaders, content: { "text/html": { schema: z.string() } } },
+      ...baseErrors,
+    },
   }),
   async (c) => {
     const { token, notice } = c.req.valid("query");
@@ -67,7 +73,10 @@ panelRoutes.openapi(
   },
 );
 
-/** The panel's same-origin form: the signed token is the credential, the form's nonce the idempotency key. */
+/**
+ * The panel's same-origin form: the signed token is the credential, the form's nonce the idempotency key. A plain
+ * route, left out of /openapi.json: the panel's own form posts it, and it answers with a redirect or an HTML page.
+ */
 panelRoutes.post("/panel/resets", async (c) => {
   const badForm = () => c.html(<PanelError heading="This form could not be read" message="Go back to your usage page, reload it and try again." />, 400);
   // parseBody() ignores other types (a text/plain form would read as "no token") and throws on a broken multipart body.

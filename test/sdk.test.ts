@@ -1,0 +1,495 @@
+// The SDK (sdk/src) against the real worker: every call goes through openapi-fetch into
+// `exports.default.fetch`, with a fetch wrapper that records each attempt and injects faults.
+import { exports } from "cloudflare:workers";
+import { describe, expect, it } from "vitest";
+import { EngineClient, EngineError, isDenial, type EngineClientOptions, type FetchLike, type LedgerEntry } from "../sdk/src/index";
+import { ADMIN, CREDIT, SERVICE, uid } from "./helpers";
+import { drainAccount } from "./settle-helpers";
+
+const BASE = "https://engine.test";
+const worker: FetchLike = (request) => exports.default.fetch(request);
+
+/** What a wrapped fetch does on one attempt; `undefined` passes the request to the worker. */
+type Fault =
+  | { kind: "network" } // fails before the worker sees the request
+  | { kind: "lost" } // the worker answers, the answer is lost on the way back
+  | { kind: "status"; status: number; headers?: Record<string, string>; body?: string }
+  | { kind: "hang" } // no answer until the attempt's signal aborts
+  | { kind: "late"; ms: number }; // the worker answers (the effect happens), the answer arrives `ms` later
+
+interface Attempt {
+  method: string;
+  url: string;
+  key: string | null;
+  auth: string | null;
+  contentType: string | null;
+}
+
+/** A fetch that records every attempt and applies `faults[n]` to attempt n (0-based). */
+function faulty(faults: (Fault | undefined)[] = []) {
+  const attempts: Attempt[] = [];
+  const fetch: FetchLike = async (request) => {
+    const n = attempts.length;
+    attempts.push({
+      method: request.method,
+      url: request.url,
+      key: request.headers.get("Idempotency-Key"),
+      auth: request.headers.get("Authorization"),
+      contentType: request.headers.get("Content-Type"),
+    });
+    const fault = faults[n];
+    if (!fault) return worker(request);
+    switch (fault.kind) {
+      case "network":
+        throw new TypeError("Network connection lost.");
+      case "lost": {
+        const res = await worker(request);
+        await res.arrayBuffer();
+        throw new TypeError("Network connection lost.");
+      }
+      case "status":
+        return new Response(fault.body ?? JSON.stringify({ error: { code: "unavailable", message: "injected", requestId: "injected" } }), {
+          status: fault.status,
+          headers: { "Content-Type": "application/json", ...fault.headers },
+        });
+      case "hang":
+        return new Promise<Response>((_, reject) => request.signal?.addEventListener("abort", () => reject(request.signal.reason)));
+      case "late": {
+        const res = await worker(request);
+        const body = await res.arrayBuffer();
+        await new Promise((r) => setTimeout(r, fault.ms));
+        return new Response(body, { status: res.status, headers: res.headers });
+      }
+    }
+  };
+  return { fetch, attempts };
+}
+
+/** A client with instant, recorded waits between attempts. */
+function client(options: Partial<EngineClientOptions> = {}) {
+  const delays: number[] = [];
+  const engine = new EngineClient({
+    baseUrl: BASE,
+    token: SERVICE,
+    adminToken: ADMIN,
+    fetch: worker,
+    sleep: async (ms) => {
+      delays.push(ms);
+    },
+    ...options,
+  });
+  return { engine, delays };
+}
+
+/** An account on plan go (codex 5-hour window: 2 credits) holding 10 purchased credits. */
+async function funded(): Promise<string> {
+  const id = uid("sdk");
+  await client().engine.addCredits(id, { amount: 10 * CREDIT, kind: "purchase" });
+  return id;
+}
+
+/** 3 credits: the window pays 2, the grant 1. A second charge would take 3 more from the grant. */
+const THREE = { product: "codex" as const, cost: 3 * CREDIT };
+
+/** Exactly one grant charge of 1 credit, on the account and in the settled ledger. */
+async function expectChargedOnce(id: string, decisionId: string) {
+  const { engine } = client();
+  const account = await engine.getAccount(id);
+  expect(account.credits.balance).toBe(9 * CREDIT);
+  expect(account.products.codex?.fiveHour.used).toBe(2 * CREDIT);
+  await drainAccount(id);
+  const charges: LedgerEntry[] = [];
+  for await (const e of engine.ledgerEntries(id)) if (e.kind === "charge") charges.push(e);
+  // one grant charge; window parts, where the ledger lists them, belong to the same decision
+  expect(charges.filter((e) => e.layer === "grant")).toEqual([expect.objectContaining({ amount: 1 * CREDIT, decisionId })]);
+  const windowCharges = charges.filter((e) => e.layer === "window");
+  for (const e of windowCharges) expect(e.decisionId).toBe(decisionId);
+  if (windowCharges.length > 0) expect(windowCharges.reduce((n, e) => n + e.amount, 0)).toBe(2 * CREDIT);
+}
+
+/** The rejection of `p`, which must be an EngineError. */
+async function engineError(p: Promise<unknown>): Promise<EngineError> {
+  const e = await p.then(
+    () => null,
+    (err: unknown) => err,
+  );
+  expect(e).toBeInstanceOf(EngineError);
+  return e as EngineError;
+}
+
+describe("decisions are typed answers", () => {
+  it("an allowed consume resolves with allowed: true and how it was decided", async () => {
+    const id = await funded();
+    const { fetch, attempts } = faulty();
+    const d = await client({ fetch }).engine.consume(id, THREE);
+    expect(d.allowed).toBe(true);
+    if (!d.allowed) throw new Error("unreachable");
+    expect(d.cost).toBe(3 * CREDIT);
+    expect(d.sources.map((s) => [s.layer, s.amount])).toEqual([
+      ["window", 2 * CREDIT],
+      ["grant", 1 * CREDIT],
+    ]);
+    expect(d.lastResponse).toMatchObject({ status: 200, replayed: false, attempts: 1 });
+    expect(d.lastResponse.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(d.lastResponse.idempotencyKey).toMatch(/^sdk:/);
+    // the metadata is not part of the body
+    expect(Object.keys(d)).not.toContain("lastResponse");
+    expect(attempts).toEqual([expect.objectContaining({ method: "POST", url: `${BASE}/v1/accounts/${id}/consume`, auth: `Bearer ${SERVICE}`, key: d.lastResponse.idempotencyKey })]);
+  });
+
+  it("a denial resolves with allowed: false (HTTP 429) and is never retried, though it carries Retry-After", async () => {
+    const id = uid("sdk");
+    const { fetch, attempts } = faulty();
+    const d = await client({ fetch }).engine.consume(id, { product: "codex", cost: 50 * CREDIT });
+    expect(d.allowed).toBe(false);
+    if (d.allowed) throw new Error("unreachable");
+    expect(["limit_reached", "insufficient_credits"]).toContain(d.reason);
+    expect(d.lastResponse.status).toBe(429);
+    expect(d.lastResponse.headers.get("Retry-After")).toMatch(/^\d+$/);
+    expect(attempts).toHaveLength(1);
+    // nothing was charged
+    expect((await client().engine.getAccount(id)).products.codex?.fiveHour.used).toBe(0);
+  });
+
+  it("query parameters the document declares pass through (?include=account)", async () => {
+    const id = await funded();
+    const { fetch, attempts } = faulty();
+    const d = await client({ fetch }).engine.consume(id, { product: "codex", cost: CREDIT }, { query: { include: "account" } });
+    expect(attempts[0].url).toBe(`${BASE}/v1/accounts/${id}/consume?include=account`);
+    expect(d.account?.accountId).toBe(id);
+  });
+
+  it("a hold can be denied the same way", async () => {
+    const { engine } = client();
+    const h = await engine.createHold(uid("sdk"), { product: "codex", cost: 50 * CREDIT });
+    expect(isDenial(h)).toBe(true);
+    if (!isDenial(h)) throw new Error("unreachable");
+    expect(h.reason).toBe("limit_reached");
+    expect(h.lastResponse.status).toBe(429);
+  });
+});
+
+describe("one Idempotency-Key per call, reused on every retry: charged exactly once", () => {
+  it("a network failure before the worker: retried with the same key", async () => {
+    const id = await funded();
+    const { fetch, attempts } = faulty([{ kind: "network" }]);
+    const { engine, delays } = client({ fetch });
+    const d = await engine.consume(id, THREE);
+    expect(d.allowed).toBe(true);
+    expect(attempts).toHaveLength(2);
+    expect(attempts[0].key).toBeTruthy();
+    expect(attempts[1].key).toBe(attempts[0].key);
+    expect(d.lastResponse).toMatchObject({ attempts: 2, idempotencyKey: attempts[0].key, replayed: false });
+    expect(delays).toHaveLength(1);
+    await expectChargedOnce(id, (d as { decisionId: string }).decisionId);
+  });
+
+  it("an answer lost after the charge: the retry replays the first decision", async () => {
+    const id = await funded();
+    const { fetch, attempts } = faulty([{ kind: "lost" }]);
+    const d = await client({ fetch }).engine.consume(id, THREE);
+    expect(d.allowed).toBe(true);
+    expect(attempts.map((a) => a.key)).toEqual([attempts[0].key, attempts[0].key]);
+    expect(d.lastResponse.replayed).toBe(true);
+    await expectChargedOnce(id, (d as { decisionId: string }).decisionId);
+  });
+
+  it("a 503 on the first attempt: retried with the same key", async () => {
+    const id = await funded();
+    const { fetch, attempts } = faulty([{ kind: "status", status: 503 }]);
+    const d = await client({ fetch }).engine.consume(id, THREE);
+    expect(d.allowed).toBe(true);
+    expect(attempts).toHaveLength(2);
+    expect(attempts[1].key).toBe(attempts[0].key);
+    await expectChargedOnce(id, (d as { decisionId: string }).decisionId);
+  });
+
+  it("an answer later than the timeout, after the charge: the retry replays it", async () => {
+    const id = await funded();
+    const { fetch, attempts } = faulty([{ kind: "late", ms: 300 }]);
+    const d = await client({ fetch, timeoutMs: 100 }).engine.consume(id, THREE);
+    expect(d.allowed).toBe(true);
+    expect(attempts).toHaveLength(2);
+    expect(attempts[1].key).toBe(attempts[0].key);
+    expect(d.lastResponse.replayed).toBe(true);
+    await expectChargedOnce(id, (d as { decisionId: string }).decisionId);
+  });
+
+  it("without a key: one random key per call, never per attempt", async () => {
+    const id = await funded();
+    const { fetch, attempts } = faulty([{ kind: "network" }, undefined, { kind: "network" }, undefined]);
+    const { engine } = client({ fetch });
+    await engine.consume(id, { product: "codex", cost: CREDIT / 10 });
+    await engine.consume(id, { product: "codex", cost: CREDIT / 10 });
+    const keys = attempts.map((a) => a.key);
+    expect(keys[0]).toBe(keys[1]);
+    expect(keys[2]).toBe(keys[3]);
+    expect(keys[2]).not.toBe(keys[0]);
+    expect((await engine.getAccount(id)).products.codex?.fiveHour.used).toBe(2 * (CREDIT / 10));
+  });
+
+  it("a caller's key is sent as it is; the same key with another payload is 409 idempotency_conflict", async () => {
+    const id = await funded();
+    const key = uid("caller-key");
+    const { fetch, attempts } = faulty();
+    const { engine } = client({ fetch });
+    const first = await engine.consume(id, THREE, { idempotencyKey: key });
+    expect(first.lastResponse.idempotencyKey).toBe(key);
+    const again = await engine.consume(id, THREE, { idempotencyKey: key });
+    expect(again.lastResponse.replayed).toBe(true);
+    expect(again).toEqual(first);
+    const e = await engineError(engine.consume(id, { product: "codex", cost: CREDIT }, { idempotencyKey: key }));
+    expect(e).toMatchObject({ status: 409, code: "idempotency_conflict", attempts: 1, idempotencyKey: key });
+    expect(e.requestId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(attempts.map((a) => a.key)).toEqual([key, key, key]);
+    await expectChargedOnce(id, (first as { decisionId: string }).decisionId);
+  });
+
+  it("a request id gives a stable derived key: a repeat from another client replays, charged once", async () => {
+    const id = await funded();
+    const requestId = uid("req");
+    const a = faulty();
+    const b = faulty();
+    const first = await client({ fetch: a.fetch }).engine.consume(id, THREE, { requestId });
+    const second = await client({ fetch: b.fetch }).engine.consume(id, THREE, { requestId });
+    expect(a.attempts[0].key).toMatch(/^sdk:[0-9a-f]{64}$/);
+    expect(b.attempts[0].key).toBe(a.attempts[0].key);
+    expect(second.lastResponse.replayed).toBe(true);
+    expect(second).toEqual(first);
+    // the same request id on another operation or account is another key, not a conflict
+    const grant = await client({ fetch: a.fetch }).engine.addCredits(id, { amount: CREDIT, kind: "promo", expiresAt: "2099-01-01T00:00:00Z" }, { requestId });
+    expect(grant.lastResponse.idempotencyKey).not.toBe(a.attempts[0].key);
+    const other = await client({ fetch: a.fetch }).engine.consume(uid("sdk"), { product: "codex", cost: CREDIT }, { requestId });
+    expect(other.lastResponse.idempotencyKey).not.toBe(a.attempts[0].key);
+    expect(other.lastResponse.replayed).toBe(false);
+  });
+
+  it("backs off exponentially with full jitter, and gives up after maxAttempts with the last error", async () => {
+    const id = await funded();
+    const fail = { kind: "status", status: 503 } as const;
+    const { fetch, attempts } = faulty([fail, fail, fail, fail]);
+    const { engine, delays } = client({ fetch, random: () => 0.5, retry: { maxAttempts: 4, baseDelayMs: 100, maxDelayMs: 300 } });
+    const e = await engineError(engine.consume(id, THREE));
+    expect(e).toMatchObject({ status: 503, code: "unavailable", attempts: 4 });
+    expect(new Set(attempts.map((a) => a.key)).size).toBe(1);
+    expect(e.idempotencyKey).toBe(attempts[0].key);
+    expect(delays).toEqual([50, 100, 150]); // 0.5 × min(300, 100·2^(n−1))
+    // the key can finish the call later: nothing was charged, so this is the first charge
+    const d = await engine.consume(id, THREE, { idempotencyKey: e.idempotencyKey });
+    expect(d.lastResponse.replayed).toBe(false);
+    await expectChargedOnce(id, (d as { decisionId: string }).decisionId);
+  });
+
+  it("maxAttempts: 1 turns retries off", async () => {
+    const { fetch, attempts } = faulty([{ kind: "network" }]);
+    const e = await engineError(client({ fetch, retry: { maxAttempts: 1 } }).engine.getAccount(uid("sdk")));
+    expect(e).toMatchObject({ status: 0, code: "network_error", attempts: 1 });
+    expect(e.cause).toBeInstanceOf(TypeError);
+    expect(attempts).toHaveLength(1);
+  });
+
+  it("4xx answers are not retried", async () => {
+    const { fetch, attempts } = faulty();
+    const { engine } = client({ fetch });
+    const e = await engineError(engine.consume(uid("sdk"), { product: "codex" } as never));
+    expect(e).toMatchObject({ status: 400, code: "invalid_request", attempts: 1 });
+    expect(attempts).toHaveLength(1);
+  });
+});
+
+describe("429 with Retry-After", () => {
+  const limited = (retryAfter?: string): Fault => ({
+    kind: "status",
+    status: 429,
+    headers: retryAfter === undefined ? {} : { "Retry-After": retryAfter },
+    body: JSON.stringify({ error: { code: "rate_limited", message: "slow down", requestId: "edge" } }),
+  });
+
+  it("is retried after exactly Retry-After when it is not a decision", async () => {
+    const id = await funded();
+    const { fetch, attempts } = faulty([limited("2")]);
+    const { engine, delays } = client({ fetch });
+    const d = await engine.consume(id, THREE);
+    expect(d.allowed).toBe(true);
+    expect(delays).toEqual([2000]);
+    expect(attempts[1].key).toBe(attempts[0].key);
+    await expectChargedOnce(id, (d as { decisionId: string }).decisionId);
+  });
+
+  it("is not retried when retryRateLimited is off, without Retry-After, or above maxRetryAfterMs", async () => {
+    for (const [fault, retry] of [
+      [limited("2"), { retryRateLimited: false }],
+      [limited(), {}],
+      [limited("120"), { maxRetryAfterMs: 30_000 }],
+    ] as const) {
+      const { fetch, attempts } = faulty([fault]);
+      const { engine, delays } = client({ fetch, retry });
+      const e = await engineError(engine.getAccount(uid("sdk")));
+      expect(e).toMatchObject({ status: 429, code: "rate_limited", message: "slow down", requestId: "edge", attempts: 1 });
+      expect(attempts).toHaveLength(1);
+      expect(delays).toEqual([]);
+    }
+  });
+
+  it("accepts an HTTP date", async () => {
+    const { fetch } = faulty([limited(new Date(Date.now() + 5_000).toUTCString())]);
+    const { engine, delays } = client({ fetch });
+    await engine.getAccount(uid("sdk"));
+    expect(delays).toHaveLength(1);
+    expect(delays[0]).toBeGreaterThan(3_000);
+    expect(delays[0]).toBeLessThanOrEqual(5_000);
+  });
+});
+
+describe("timeouts", () => {
+  it("an attempt that outlives timeoutMs is aborted and retried like a network error", async () => {
+    const id = await funded();
+    const { fetch, attempts } = faulty([{ kind: "hang" }]);
+    const started = Date.now();
+    const d = await client({ fetch, timeoutMs: 50 }).engine.consume(id, THREE);
+    expect(d.allowed).toBe(true);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(attempts).toHaveLength(2);
+    expect(attempts[1].key).toBe(attempts[0].key);
+    await expectChargedOnce(id, (d as { decisionId: string }).decisionId);
+  });
+
+  it("when every attempt times out the call fails with code timeout", async () => {
+    const hang = { kind: "hang" } as const;
+    const { fetch, attempts } = faulty([hang, hang, hang]);
+    const e = await engineError(client({ fetch, timeoutMs: 30 }).engine.getAccount(uid("sdk"), { timeoutMs: 20 }));
+    expect(e).toMatchObject({ status: 0, code: "timeout", attempts: 3 });
+    expect(attempts).toHaveLength(3);
+  });
+
+  it("a fetch that ignores its signal still cannot hold the call past the timeout", async () => {
+    const never: FetchLike = () => new Promise<Response>(() => {});
+    const e = await engineError(client({ fetch: never, timeoutMs: 20, retry: { maxAttempts: 2 } }).engine.catalog());
+    expect(e).toMatchObject({ code: "timeout", attempts: 2 });
+  });
+
+  it("the caller's signal cancels the call without a retry", async () => {
+    const { fetch, attempts } = faulty([{ kind: "hang" }, { kind: "hang" }]);
+    const controller = new AbortController();
+    const p = client({ fetch, timeoutMs: 10_000 }).engine.getAccount(uid("sdk"), { signal: controller.signal });
+    setTimeout(() => controller.abort(), 20);
+    const e = await engineError(p);
+    expect(e).toMatchObject({ status: 0, code: "aborted", attempts: 1 });
+    expect(attempts).toHaveLength(1);
+  });
+});
+
+describe("errors are EngineError with the API's code", () => {
+  it("an unknown hold is 404 not_found; settling a released hold is 409 hold_not_active", async () => {
+    const id = await funded();
+    const { engine } = client();
+    const e = await engineError(engine.settleHold(id, "nope", { cost: CREDIT }));
+    expect(e).toBeInstanceOf(Error);
+    expect(e).toMatchObject({ name: "EngineError", status: 404, code: "not_found", attempts: 1 });
+    expect(e.message).toBeTruthy();
+    expect(e.requestId).toMatch(/^[0-9a-f-]{36}$/);
+
+    const hold = await engine.createHold(id, { product: "codex", cost: CREDIT });
+    if (isDenial(hold)) throw new Error("hold denied");
+    await engine.releaseHold(id, hold.holdId);
+    const again = await engineError(engine.settleHold(id, hold.holdId, { cost: CREDIT }));
+    expect(again).toMatchObject({ status: 409, code: "hold_not_active" });
+  });
+
+  it("a wrong token is 401 unauthorized; the service token on an admin route is 403 forbidden", async () => {
+    expect(await engineError(client({ token: "wrong" }).engine.getAccount(uid("sdk")))).toMatchObject({ status: 401, code: "unauthorized" });
+    expect(await engineError(client({ adminToken: SERVICE }).engine.admin.listGlobalResets())).toMatchObject({ status: 403, code: "forbidden" });
+  });
+
+  it("validation details come through", async () => {
+    const e = await engineError(client().engine.addCredits(uid("sdk"), { amount: -1, kind: "purchase" }));
+    expect(e.code).toBe("invalid_request");
+    expect(e.details).toMatchObject({ issues: [expect.objectContaining({ path: "amount" })] });
+  });
+
+  it("an answer that is not the API's (a proxy's HTML 502) is retried, then unexpected_response", async () => {
+    const html = { kind: "status", status: 502, headers: { "Content-Type": "text/html" }, body: "<html>Bad gateway</html>" } as const;
+    const { fetch, attempts } = faulty([html, html]);
+    const e = await engineError(client({ fetch, retry: { maxAttempts: 2 } }).engine.getAccount(uid("sdk")));
+    expect(e).toMatchObject({ status: 502, code: "unexpected_response", attempts: 2 });
+    expect(e.message).toContain("Bad gateway");
+    expect(attempts).toHaveLength(2);
+  });
+});
+
+describe("every operation", () => {
+  it("holds: create, settle, release", async () => {
+    const id = await funded();
+    const { engine } = client();
+    const hold = await engine.createHold(id, { product: "codex", cost: 2 * CREDIT, ttlSeconds: 60 });
+    if (isDenial(hold)) throw new Error("hold denied");
+    expect(hold.lastResponse.status).toBe(201);
+    const settled = await engine.settleHold(id, hold.holdId, { cost: CREDIT });
+    expect(settled).toMatchObject({ holdId: hold.holdId, charged: CREDIT, released: CREDIT, writtenOff: 0 });
+    const other = await engine.createHold(id, { product: "codex", cost: CREDIT });
+    if (isDenial(other)) throw new Error("hold denied");
+    expect(await engine.releaseHold(id, other.holdId)).toMatchObject({ holdId: other.holdId, released: CREDIT });
+  });
+
+  it("account settings, catalog, panel link, banked resets, health", async () => {
+    const id = await funded();
+    const { engine } = client();
+    expect((await engine.setPlan(id, { plan: "plus" })).plan).toBe("plus");
+    expect((await engine.setSpendCap(id, { dailyLimit: 5 * CREDIT })).spendCap).toMatchObject({ dailyLimit: 5 * CREDIT });
+    expect((await engine.setSpendCap(id, { dailyLimit: null })).spendCap).toBeNull();
+    const topUp = await engine.setAutoTopUp(id, { enabled: true, threshold: CREDIT, amount: 5 * CREDIT, maxPerMonth: 2 });
+    expect(topUp.credits.autoTopUp).toMatchObject({ enabled: true, threshold: CREDIT });
+    const grant = await engine.addCredits(id, { amount: CREDIT, kind: "promo", expiresAt: "2099-01-01T00:00:00Z", products: ["sora"] });
+    expect(grant).toMatchObject({ kind: "promo", amount: CREDIT, products: ["sora"] });
+    const catalog = await engine.catalog();
+    expect(catalog).toHaveProperty("plans");
+    const link = await engine.createPanelLink(id);
+    expect(link.url).toContain(`/panel?token=`);
+    const e = await engineError(engine.redeemBankedReset(id, { product: "codex" }));
+    expect(["no_banked_reset", "nothing_to_reset"]).toContain(e.code);
+    expect(await client({ token: undefined }).engine.health()).toEqual({ ok: true });
+  });
+
+  it("the ledger helper follows nextCursor through every page", async () => {
+    const id = uid("sdk");
+    const { engine } = client();
+    for (let i = 1; i <= 5; i++) await engine.addCredits(id, { amount: i * CREDIT, kind: "purchase" });
+    await drainAccount(id);
+    const pages = [];
+    for await (const page of engine.ledgerPages(id, { limit: 2 })) pages.push(page.entries.length);
+    expect(pages).toEqual([2, 2, 1]);
+    const entries = [];
+    for await (const entry of engine.ledgerEntries(id, { limit: 2 })) entries.push(entry);
+    expect(entries.map((e) => [e.kind, e.amount])).toEqual([1, 2, 3, 4, 5].map((n) => ["grant", n * CREDIT]));
+    expect(entries).toEqual((await engine.ledger(id, { limit: 500 })).entries);
+    // from a cursor on
+    const first = await engine.ledger(id, { limit: 3 });
+    const rest = [];
+    for await (const entry of engine.ledgerEntries(id, { limit: 1, cursor: first.nextCursor! })) rest.push(entry);
+    expect(rest).toEqual(entries.slice(3));
+  });
+
+  it("admin: global reset create and list, resume, refund, reconciliation", async () => {
+    const id = await funded();
+    const { engine } = client();
+    const reason = `sdk test ${uid("r")}`;
+    // scoped to a plan no other test here uses, so their windows are untouched
+    const reset = await engine.admin.createGlobalReset({ reason, scope: { plans: ["edu"] } }, { headers: { "X-Operator": "sdk-test" } });
+    expect(reset.resetId).toBeTruthy();
+    const again = await engine.admin.createGlobalReset({ reason, scope: { plans: ["edu"] } }, { idempotencyKey: reset.lastResponse.idempotencyKey });
+    expect(again.lastResponse.replayed).toBe(true);
+    expect(again.resetId).toBe(reset.resetId);
+    const list = await engine.admin.listGlobalResets({ limit: 10 });
+    expect(list.resets).toContainEqual(expect.objectContaining({ resetId: reset.resetId, reason, actor: "sdk-test" }));
+
+    const resumed = await engine.admin.resume(id);
+    expect(resumed.account.paused).toBe(false);
+    const refund = await engine.admin.refund(id, { amount: CREDIT, reason: "goodwill" });
+    expect(refund.lastResponse.status).toBe(201);
+    expect((await engine.getAccount(id)).credits.balance).toBe(11 * CREDIT);
+
+    await drainAccount(id);
+    const report = await engine.admin.reconciliation({ accountId: id });
+    expect(report).toMatchObject({ checked: 1, drifted: [] });
+  });
+});
