@@ -34,5 +34,7 @@ export async function load({ base, connections, seconds, next, overallRate }) {
     p50ms: result.latency.p50,
     p99ms: result.latency.p99,
     meanMs: result.latency.average,
+    // everything read per answer: status line, headers and body
+    bytesPerResponse: result.throughput.total / Math.max(1, ok + result.non2xx),
   };
 }

@@ -218,6 +218,10 @@ const ROUTES = {
     ledger: false,
     next: (tag) => (i) => ({ ...consumeReq("bench_one", `${tag}-${i}`), path: "/__bench/worker-only/v1/accounts/bench_one/consume" }),
   },
+  workerOnlyFull: {
+    label: "context: product HTTP layer alone, object stubbed, decisions with ?include=account (the shape before SPEC §8's lean decisions)",
+    next: (tag) => (i) => ({ ...consumeReq("bench_one", `${tag}-${i}`), path: "/__bench/worker-only/v1/accounts/bench_one/consume?include=account" }),
+  },
 };
 
 // ───────────────────────────── phases ─────────────────────────────
@@ -273,7 +277,7 @@ async function e2ePhase(base, api, meter, ledger) {
   ledger.add(1);
   await ledger.drain();
 
-  const order = ["floorA", "floorB", "floorBMany", "consumeNoQueue", "consumeRpc", "consumeOne", "consumeMany", "workerOnly"];
+  const order = ["floorA", "floorB", "floorBMany", "consumeNoQueue", "consumeRpc", "consumeOne", "consumeMany", "workerOnly", "workerOnlyFull"];
   // Routes behind a target get every round; context routes get fewer (time budget).
   const targetRoutes = new Set(["floorA", "floorB", "consumeOne", "consumeMany"]);
   const runs = Object.fromEntries(order.map((k) => [k, []]));
@@ -295,7 +299,7 @@ async function e2ePhase(base, api, meter, ledger) {
         const d = await ledger.drain();
         drains.push({ route: key, round, msAfterRun: d.ms });
       }
-      if (key === "workerOnly") ledger.add(round === 0 ? 1 : 0); // the one real consume behind the stub
+      if (key === "workerOnly" || key === "workerOnlyFull") ledger.add(round === 0 ? 1 : 0); // the one real consume behind each stub
     }
   }
   const summary = Object.fromEntries(
@@ -733,6 +737,8 @@ function buildRows(r) {
   step("ladder 4: + queue send, consumer, D1 (consume by RPC)", e.consumeRpc, e.consumeNoQueue);
   step("ladder 5: + product HTTP layer (= row 1)", e.consumeOne, e.consumeRpc);
   step("product HTTP layer alone, object stubbed", e.workerOnly, e.floorA, "floor (a)");
+  rows.push(["c", "decision answer bytes (status, headers, body): lean vs ?include=account", `${fmt(e.workerOnly.bytesPerResponse)} B`, `with the account: ${fmt(e.workerOnlyFull.bytesPerResponse)} B`, `${fmt(e.workerOnly.bytesPerResponse / e.workerOnlyFull.bytesPerResponse, 2)}x`, "-", "info"]);
+  rows.push(["c", "HTTP layer workerd CPU per consume: lean vs ?include=account", `${fmt(e.workerOnly.workerdCpuMsPerReq, 3)} ms`, `with the account: ${fmt(e.workerOnlyFull.workerdCpuMsPerReq, 3)} ms`, `${fmt(e.workerOnly.workerdCpuMsPerReq / e.workerOnlyFull.workerdCpuMsPerReq, 2)}x`, "-", "info"]);
   step("consume over 1,000 accounts (= row 2)", e.consumeMany, e.floorBMany, "floor (b) over 1,000 objects");
   const b = i.breakdownUs;
   rows.push(["c", "in-object µs: summaryBody / its JSON / decideGuarded / point read", `${fmt(b.summaryBodyUs, 1)} / ${fmt(b.summaryJsonStringifyUs, 1)} / ${fmt(b.decideGuardedUs, 1)} / ${fmt(i.pointReadUs, 2)}`, `upsert ${fmt(i.upsertUs, 2)}; in transactionSync ${fmt(i.upsertInTransactionSyncUs, 2)}`, "-", "-", "info"]);

@@ -345,12 +345,17 @@ async function createProbes(env: BenchEnv, prefix: string, n: number): Promise<{
 let stubEnv: BenchEnv | null = null;
 function workerOnlyEnv(env: BenchEnv): BenchEnv {
   if (stubEnv) return stubEnv;
-  let canned: Promise<Outcome> | null = null;
+  // One recorded answer per shape: lean, and with `?include=account`.
+  const canned = new Map<boolean, Promise<Outcome>>();
   const realStub = () => env.ACCOUNT.get(env.ACCOUNT.idFromName("bench_worker_only")) as unknown as { consume(ctx: CallContext, charge: Charge): Promise<Outcome> };
   const fake = {
     idFromName: (name: string) => env.ACCOUNT.idFromName(name),
     get: () => ({
-      consume: (ctx: CallContext, charge: Charge) => (canned ??= realStub().consume({ ...ctx, accountId: "bench_worker_only" }, charge)),
+      consume: (ctx: CallContext, charge: Charge) => {
+        const include = ctx.includeAccount === true;
+        if (!canned.has(include)) canned.set(include, realStub().consume({ ...ctx, accountId: "bench_worker_only" }, charge));
+        return canned.get(include)!;
+      },
     }),
   };
   stubEnv = { ...env, ACCOUNT: fake as unknown as BenchEnv["ACCOUNT"] };
