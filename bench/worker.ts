@@ -149,7 +149,9 @@ export class BenchAccountDO extends AccountDO {
     let allowed = 0;
     let denied = 0;
     let errors = 0;
-    let seq = (realSql.exec("SELECT reset_seq FROM account").toArray()[0]?.reset_seq as number | undefined) ?? 0;
+    // The object creates its schema on its first write: a fresh one has no account table yet.
+    const written = realSql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length > 0;
+    let seq = written ? ((realSql.exec("SELECT reset_seq FROM account").toArray()[0]?.reset_seq as number | undefined) ?? 0) : 0;
     let inObjectMs = 0;
     let flushMs = 0;
     try {
