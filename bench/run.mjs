@@ -315,6 +315,7 @@ async function e2ePhase(base, api, meter, ledger) {
         workerdCpuShare: median(runs[k].map((r) => r.workerdCpuShare)),
         nodeCpuShare: median(runs[k].map((r) => r.nodeCpuShare)),
         otherCpuShare: median(runs[k].map((r) => r.otherCpuShare)),
+        bytesPerResponse: median(runs[k].map((r) => r.bytesPerResponse)),
         runs: runs[k].map(({ rps, p50ms, p99ms, ok, seconds, workerdCpuMsPerReq, nodeCpuMsPerReq, workerdCpuShare, otherCpuShare }) => ({ rps, p50ms, p99ms, ok, seconds, workerdCpuMsPerReq, nodeCpuMsPerReq, workerdCpuShare, otherCpuShare })),
       },
     ]),
