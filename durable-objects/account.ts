@@ -182,16 +182,44 @@ export class AccountDO extends DurableObject<Env> {
     return { accountId: account?.account_id ?? null, creditPosition: remaining + held, chargedTotal: account?.charged_total ?? 0, pendingOutbox: pending, sentLastMinute: recent };
   }
 
-  /** Credit spend per UTC day over the last `days`, for the usage panel. */
-  spendByDay(ctx: CallContext, days: number): { day: string; amount: number }[] {
+  /**
+   * What the usage panel shows beside the summary. Per UTC day of the last `days` (the object keeps 7): credits
+   * spent, and window usage that still counts (usage a reset forgave has left `window_charges`). And when the
+   * plan's next banked reset accrues. Read-only; a never-written account has no tables and answers zeros.
+   */
+  panelView(ctx: CallContext, days: number): {
+    days: { day: string; credits: number; window: number }[];
+    bankedResets: { everyDays: number; max: number; atMax: boolean; nextAt: string | null } | null;
+  } {
     const start = utcDayStart(ctx.now) - (days - 1) * DAY_MS;
-    const byDay = new Map<number, number>();
-    const minutes = this.hasSchema() ? this.rows<{ minute: number; amount: number }>("SELECT minute, amount FROM spend_minutes WHERE minute >= ?", start / MINUTE_MS) : [];
-    for (const r of minutes) {
-      const day = utcDayStart(r.minute * MINUTE_MS);
-      byDay.set(day, (byDay.get(day) ?? 0) + r.amount);
+    const credits = new Map<number, number>();
+    const window = new Map<number, number>();
+    if (this.hasSchema()) {
+      for (const r of this.rows<{ minute: number; amount: number }>("SELECT minute, amount FROM spend_minutes WHERE minute >= ?", start / MINUTE_MS)) {
+        const day = utcDayStart(r.minute * MINUTE_MS);
+        credits.set(day, (credits.get(day) ?? 0) + r.amount);
+      }
+      // A hold's unused window reservation comes back as a negative row.
+      for (const r of this.rows<{ at: number; amount: number }>("SELECT at, amount FROM window_charges WHERE at >= ?", start)) {
+        const day = utcDayStart(r.at);
+        window.set(day, (window.get(day) ?? 0) + r.amount);
+      }
     }
-    return Array.from({ length: days }, (_, i) => start + i * DAY_MS).map((d) => ({ day: iso(d).slice(0, 10), amount: byDay.get(d) ?? 0 }));
+    const account = this.accountRow();
+    const rule = planFor(account?.plan ?? DEFAULT_PLAN).bankedResets;
+    // One accrues every period from `banked_accrued_at` (creation or the last plan change), also while at the maximum.
+    const period = (rule?.everyDays ?? 0) * DAY_MS;
+    const nextAt = rule && account ? account.banked_accrued_at + (Math.floor((ctx.now - account.banked_accrued_at) / period) + 1) * period : null;
+    return {
+      days: Array.from({ length: days }, (_, i) => start + i * DAY_MS).map((d) => ({
+        day: iso(d).slice(0, 10),
+        credits: credits.get(d) ?? 0,
+        window: Math.max(0, window.get(d) ?? 0),
+      })),
+      bankedResets: rule
+        ? { everyDays: rule.everyDays, max: rule.max, atMax: account ? this.availableBankedResets(ctx.now).length >= rule.max : false, nextAt: isoOrNull(nextAt) }
+        : null,
+    };
   }
 
   // ──────────────────────────── RPC: metering ────────────────────────────

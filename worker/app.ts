@@ -5,6 +5,7 @@ import { idempotencyKey, requestScope, requireToken, type AppEnv } from "./conte
 import { ApiError, errorBody } from "./errors";
 import { API_DOCUMENT, describeApi } from "./openapi";
 import { accountRoutes } from "./routes/accounts";
+import { consoleRoutes } from "./routes/console";
 import { docsRoutes } from "./routes/docs";
 import { adminRoutes } from "./routes/admin";
 import { holdRoutes } from "./routes/holds";
@@ -55,6 +56,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.doc31("/openapi.json", API_DOCUMENT);
 
   app.route("/", docsRoutes);
+  app.route("/", consoleRoutes);
 
   app.notFound((c) => c.json(errorBody("not_found", "no such route", c.get("requestId") ?? crypto.randomUUID()), 404));
   app.onError((err, c) => {

@@ -377,7 +377,7 @@ export interface paths {
         };
         /**
          * The usage panel
-         * @description Renders the account's usage panel server-side from the signed link's `token`: windows, banked resets with a form to use one, credits, auto top-up and a 7-day spend chart. No script; never framed.
+         * @description Renders the account's usage panel server-side from the signed link's `token`: windows and which limit is hit, banked resets (with a form to use one) and the next accrual, credits, holds, the spend cap, a 7-day usage and spending chart and recent activity. Works without script (one same-origin script shows local times); never framed.
          */
         get: operations["getPanel"];
         put?: never;

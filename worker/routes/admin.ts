@@ -1,5 +1,7 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import type { AppEnv } from "../context";
+import type { CallContext, Outcome } from "../../durable-objects/types";
+import type { GlobalResetRequest } from "../../durable-objects/reset-control";
+import type { AppContext, AppEnv } from "../context";
 import { ApiError } from "../errors";
 import { accountStub, callContext, respond } from "../context";
 import { forgetCachedResets, resetControl } from "../resets";
@@ -18,8 +20,8 @@ const operatorHeader = {
 };
 const audited = { ...admin, parameters: [idempotencyHeader, operatorHeader] };
 
-/** Who did it, for the audit trail: an operator name the caller may give, never the token. */
-const operatorOf = (header: string | undefined) => (header && /^[\x20-\x7e]{1,100}$/.test(header) ? header : "admin");
+/** Who did it, for the audit trail: an operator name the caller may give (printable ASCII, 1–100), never the token. */
+export const operatorOf = (name: string | undefined, fallback = "admin") => (name && /^[\x20-\x7e]{1,100}$/.test(name) ? name : fallback);
 
 interface AdminResetRow {
   reset_id: string;
@@ -29,6 +31,54 @@ interface AdminResetRow {
   grant_banked_resets: string | null;
   reason: string;
   actor: string;
+}
+
+export type GlobalResetView = z.infer<typeof GlobalResetList>["resets"][number];
+type Idempotency = NonNullable<CallContext["idempotency"]>;
+
+// ── The operator actions, shared by the admin API below and the operator console (worker/routes/console.tsx) ──
+
+/**
+ * Records a global reset once per idempotency key (a replay answers the first one), writes its audit row to D1 and
+ * makes this isolate see it at once. A key reused with another request is `idempotency_conflict`.
+ */
+export async function recordGlobalReset(c: AppContext, body: GlobalResetRequest, actor: string, idempotency: Idempotency): Promise<{ resetId: string; effectiveAt: string; replayed: boolean }> {
+  const created = await resetControl(c.env).createReset(body, { now: c.get("now"), actor, idempotency });
+  if ("conflict" in created) throw new ApiError("idempotency_conflict", "this Idempotency-Key was used with a different request");
+  const { resetId, effectiveAt, replayed } = created;
+  const row = (await resetControl(c.env).byId(resetId))!;
+  // The audit row is written on every attempt, replays included, so a failed first write heals on retry.
+  await c.env.DB.prepare(
+    "INSERT OR IGNORE INTO admin_resets (reset_id, seq, effective_at, scope, banked_resets, grant_banked_resets, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+  ).bind(resetId, row.seq, row.effectiveAt, JSON.stringify({ products: row.products, plans: row.plans }), row.bankedResets,
+    row.grantBankedResets ? JSON.stringify(row.grantBankedResets) : null, row.reason, row.actor).run();
+  forgetCachedResets(c.env);
+  console.log(JSON.stringify({ event: "admin.global_reset", requestId: c.get("requestId"), resetId, actor, replayed }));
+  return { resetId, effectiveAt, replayed };
+}
+
+/** The audit trail of global resets from D1, newest first. */
+export async function listGlobalResets(db: D1Database, limit: number): Promise<GlobalResetView[]> {
+  const { results } = await db.prepare("SELECT * FROM admin_resets ORDER BY seq DESC LIMIT ?").bind(limit).all<AdminResetRow>();
+  return results.map((r) => ({
+    resetId: r.reset_id,
+    effectiveAt: new Date(r.effective_at).toISOString(),
+    scope: JSON.parse(r.scope) as GlobalResetView["scope"],
+    bankedResets: r.banked_resets,
+    grantBankedResets: r.grant_banked_resets ? (JSON.parse(r.grant_banked_resets) as { count: number; expiresInHours: number }) : null,
+    reason: r.reason,
+    actor: r.actor,
+  }));
+}
+
+/** Lifts an anomaly pause (`resumed: false` if the account was not paused), under the caller's idempotency key. */
+export async function resumeAccount(c: AppContext, accountId: string, operator: string, idempotency: Idempotency): Promise<Outcome> {
+  return accountStub(c, accountId).resume({ ...(await callContext(c, accountId)), idempotency }, operator);
+}
+
+/** A compensating refund (against `entryId`, or goodwill), under the caller's idempotency key; the account object enforces the limits. */
+export async function refundAccount(c: AppContext, accountId: string, body: z.infer<typeof RefundBody>, idempotency: Idempotency): Promise<Outcome> {
+  return accountStub(c, accountId).refund({ ...(await callContext(c, accountId)), idempotency }, body);
 }
 
 export const adminRoutes = new OpenAPIHono<AppEnv>();
@@ -42,19 +92,7 @@ adminRoutes.openapi(
     responses: { 200: json(ResetCreated, "the reset is recorded and in effect", replayHeaders), ...errorResponses, ...keyConflict },
   }),
   async (c) => {
-    const body = c.req.valid("json");
-    const actor = operatorOf(c.req.header("X-Operator"));
-    const created = await resetControl(c.env).createReset(body, { now: c.get("now"), actor, idempotency: c.get("idempotency")! });
-    if ("conflict" in created) throw new ApiError("idempotency_conflict", "this Idempotency-Key was used with a different request");
-    const { resetId, effectiveAt, replayed } = created;
-    const row = (await resetControl(c.env).byId(resetId))!;
-    // The audit row is written on every attempt, replays included, so a failed first write heals on retry.
-    await c.env.DB.prepare(
-      "INSERT OR IGNORE INTO admin_resets (reset_id, seq, effective_at, scope, banked_resets, grant_banked_resets, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    ).bind(resetId, row.seq, row.effectiveAt, JSON.stringify({ products: row.products, plans: row.plans }), row.bankedResets,
-      row.grantBankedResets ? JSON.stringify(row.grantBankedResets) : null, row.reason, row.actor).run();
-    forgetCachedResets(c.env);
-    console.log(JSON.stringify({ event: "admin.global_reset", requestId: c.get("requestId"), resetId, actor, replayed }));
+    const { resetId, effectiveAt, replayed } = await recordGlobalReset(c, c.req.valid("json"), operatorOf(c.req.header("X-Operator")), c.get("idempotency")!);
     return respond(c, { status: 200, body: { resetId, effectiveAt }, replayed }) as never;
   },
 );
@@ -68,17 +106,7 @@ adminRoutes.openapi(
     responses: { 200: json(GlobalResetList, "the audit trail, newest first"), ...errorResponses },
   }),
   async (c) => {
-    const { results } = await c.env.DB.prepare("SELECT * FROM admin_resets ORDER BY seq DESC LIMIT ?").bind(c.req.valid("query").limit ?? 100).all<AdminResetRow>();
-    const resets = results.map((r) => ({
-      resetId: r.reset_id,
-      effectiveAt: new Date(r.effective_at).toISOString(),
-      scope: JSON.parse(r.scope) as z.infer<typeof GlobalResetList>["resets"][number]["scope"],
-      bankedResets: r.banked_resets,
-      grantBankedResets: r.grant_banked_resets ? (JSON.parse(r.grant_banked_resets) as { count: number; expiresInHours: number }) : null,
-      reason: r.reason,
-      actor: r.actor,
-    }));
-    return c.json({ resets }, 200);
+    return c.json({ resets: await listGlobalResets(c.env.DB, c.req.valid("query").limit ?? 100) }, 200);
   },
 );
 
@@ -92,7 +120,7 @@ adminRoutes.openapi(
   }),
   async (c) => {
     const { id } = c.req.valid("param");
-    return respond(c, await accountStub(c, id).resume(await callContext(c, id), operatorOf(c.req.header("X-Operator")))) as never;
+    return respond(c, await resumeAccount(c, id, operatorOf(c.req.header("X-Operator")), c.get("idempotency")!)) as never;
   },
 );
 
@@ -111,7 +139,7 @@ adminRoutes.openapi(
   }),
   async (c) => {
     const { id } = c.req.valid("param");
-    return respond(c, await accountStub(c, id).refund(await callContext(c, id), c.req.valid("json"))) as never;
+    return respond(c, await refundAccount(c, id, c.req.valid("json"), c.get("idempotency")!)) as never;
   },
 );
 

@@ -4,7 +4,9 @@ import type { AppEnv } from "../context";
 import { accountStub, callContext, respond } from "../context";
 import { ApiError } from "../errors";
 import { iso } from "../core/time";
-import { PanelError, PanelPage } from "../panel/page";
+import { type ActivityEntry, PanelError, PanelPage } from "../panel/page";
+import { addCreditsUrl, panelReturnUrl } from "../panel/links";
+import { TIME_SCRIPT } from "../panel/time-script";
 import { PANEL_TOKEN_TTL_SECONDS, signPanelToken, verifyPanelToken } from "../panel/token";
 import { AccountParams, PanelLink, Product } from "../schemas";
 import { baseErrors, conflicts, errorResponses, idempotencyHeader, jsonResponse as json, publicAccess, replayHeaders, requestIdHeaders, serviceAuth } from "./common";
@@ -12,10 +14,16 @@ import { baseErrors, conflicts, errorResponses, idempotencyHeader, jsonResponse 
 export const panelRoutes = new OpenAPIHono<AppEnv>();
 
 /**
- * The panel's pages are inline CSS only (see Document in panel/page.tsx): no scripts, nothing fetched. They carry
- * a state-changing form, so no other site may frame them; the URL carries the link token, so no Referer, no cache.
+ * The panel's pages are inline CSS plus one same-origin script, /panel/time.js (local times, an enhancement: the
+ * page works without it); no inline script, nothing else fetched (see Document in panel/page.tsx). They carry a
+ * state-changing form, so no other site may frame them; the URL carries the link token, so no Referer, no cache.
  */
-const PANEL_CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+const PANEL_CSP = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/** Recent activity: the account's last settled ledger entries (the ledger index is (account_id, seq)). */
+const ACTIVITY_LIMIT = 20;
+
+const INVALID_LINK = "This usage link has expired or is not valid. Ask the product for a new one.";
 
 // "/panel/*" also matches "/panel". Set after next() so error and 404 answers carry the headers too.
 panelRoutes.use("/panel/*", async (c, next) => {
@@ -24,6 +32,7 @@ panelRoutes.use("/panel/*", async (c, next) => {
   c.res.headers.set("X-Frame-Options", "DENY");
   c.res.headers.set("Cache-Control", "no-store");
   c.res.headers.set("Referrer-Policy", "no-referrer");
+  c.res.headers.set("X-Content-Type-Options", "nosniff");
 });
 
 function panelSecret(env: Env): string {
@@ -53,7 +62,7 @@ panelRoutes.openapi(
   createRoute({
     method: "get", path: "/panel", tags: ["panel"], ...publicAccess,
     operationId: "getPanel", summary: "The usage panel",
-    description: "Renders the account's usage panel server-side from the signed link's `token`: windows, banked resets with a form to use one, credits, auto top-up and a 7-day spend chart. No script; never framed.",
+    description: "Renders the account's usage panel server-side from the signed link's `token`: windows and which limit is hit, banked resets (with a form to use one) and the next accrual, credits, holds, the spend cap, a 7-day usage and spending chart and recent activity. Works without script (one same-origin script shows local times); never framed.",
     request: { query: z.object({ token: z.string().max(1000).optional(), notice: z.string().max(40).optional() }) },
     responses: {
       200: { description: "the HTML usage panel", headers: requestIdHeaders, content: { "text/html": { schema: z.string() } } },
@@ -63,15 +72,46 @@ panelRoutes.openapi(
   }),
   async (c) => {
     const { token, notice } = c.req.valid("query");
-    const accountId = token && c.env.PANEL_SECRET ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now")) : null;
-    if (!accountId) return c.html(<PanelError message="This usage link has expired or is not valid. Ask the product for a new one." />, 401) as never;
+    // No token at all is where the billing page sends the user back to (the return URL carries no token).
+    if (!token)
+      return c.html(
+        <PanelError
+          heading="Open your usage page from the product"
+          message="Usage pages open through short-lived personal links. Open your usage page again from the product, for example after adding credits."
+        />,
+        401,
+      ) as never;
+    const accountId = c.env.PANEL_SECRET ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now")) : null;
+    if (!accountId) return c.html(<PanelError message={INVALID_LINK} />, 401) as never;
     const stub = accountStub(c, accountId);
     const ctx = await callContext(c, accountId);
+    const activity = recentActivity(c.env.DB, accountId, c.get("requestId"));
     const outcome: Outcome = await stub.summary(ctx);
-    const spend = await stub.spendByDay(ctx, 7);
-    return c.html(<PanelPage summary={outcome.body} spend={spend} token={token!} now={c.get("now")} billingUrl={c.env.BILLING_URL} notice={notice} />, 200) as never;
+    const view = await stub.panelView(ctx, 7);
+    const href = addCreditsUrl(c.env.BILLING_URL, accountId, panelReturnUrl(c.env.PANEL_BASE_URL, new URL(c.req.url).origin));
+    return c.html(
+      <PanelPage summary={outcome.body} view={view} activity={await activity} token={token} now={c.get("now")} addCreditsHref={href} notice={notice} />,
+      200,
+    ) as never;
   },
 );
+
+/** The account's last settled ledger entries, newest first; null (and logged) when D1 cannot be read: the panel still renders. */
+async function recentActivity(db: D1Database, accountId: string, requestId: string): Promise<ActivityEntry[] | null> {
+  try {
+    const { results } = await db
+      .prepare("SELECT kind, amount, layer, product, created_at FROM ledger WHERE account_id = ? ORDER BY seq DESC LIMIT ?")
+      .bind(accountId, ACTIVITY_LIMIT)
+      .all<{ kind: string; amount: number; layer: string | null; product: string | null; created_at: number }>();
+    return results.map((r) => ({ kind: r.kind, amount: r.amount, layer: r.layer, product: r.product, createdAt: r.created_at }));
+  } catch (err) {
+    console.error(JSON.stringify({ event: "panel_activity_unavailable", requestId, error: err instanceof Error ? err.message : String(err) }));
+    return null;
+  }
+}
+
+/** The panel's progressive enhancement (local times); a plain route, left out of /openapi.json like the form. */
+panelRoutes.get("/panel/time.js", (c) => c.body(TIME_SCRIPT, 200, { "Content-Type": "text/javascript; charset=utf-8" }));
 
 /**
  * The panel's same-origin form: the signed token is the credential, the form's nonce the idempotency key. A plain
@@ -90,7 +130,7 @@ panelRoutes.post("/panel/resets", async (c) => {
   }
   const token = typeof form.token === "string" ? form.token : "";
   const accountId = c.env.PANEL_SECRET ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now")) : null;
-  if (!accountId) return c.html(<PanelError message="This usage link has expired or is not valid. Ask the product for a new one." />, 401);
+  if (!accountId) return c.html(<PanelError message={INVALID_LINK} />, 401);
   const product = Product.safeParse(form.product);
   const nonce = typeof form.nonce === "string" && /^[A-Za-z0-9-]{1,64}$/.test(form.nonce) ? form.nonce : null;
   if (!product.success || !nonce) return badForm();
