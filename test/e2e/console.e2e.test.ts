@@ -6,60 +6,32 @@
 // Runs on Node's test runner (`npm run test:e2e`), outside workerd, because it drives a real browser.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { EngineClient, isDenial } from "../../sdk/src/index.ts";
+import { ARTIFACTS, axeViolations, type Engine, launchChromium, portFor, sleep, startEngine, watchCsp } from "./harness.ts";
 
 // Its own port (the panel test uses E2E_PORT, the docs test E2E_PORT + 1), so no two engines race for one port.
-const PORT = process.env.E2E_CONSOLE_PORT ?? String(Number(process.env.E2E_PORT ?? "8797") + 2);
+const PORT = portFor("E2E_CONSOLE_PORT", 2);
 const BASE = `http://localhost:${PORT}`;
-const ARTIFACTS = "artifacts/e2e";
-const AXE_SOURCE = readFileSync("node_modules/axe-core/axe.min.js", "utf8");
 const CREDIT = 1_000_000;
 /** As the panel and the console print credits: two decimals, grouped. */
 const credits = (micro: number) => (micro / CREDIT).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 
-let engine: ChildProcess | undefined;
+let engine: Engine | undefined;
 let browser: Browser;
 let engineClient: EngineClient;
 let adminToken: string;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function answers(): Promise<boolean> {
-  try {
-    return (await fetch(`${BASE}/health`)).ok;
-  } catch {
-    return false;
-  }
-}
-
 before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  assert.equal(await answers(), false, `something already answers on ${BASE}; set E2E_CONSOLE_PORT to a free port`);
-  engine = spawn("node", ["worker/tools/start.mjs"], { env: { ...process.env, PORT }, stdio: ["ignore", "ignore", "inherit"], detached: true });
-  const deadline = Date.now() + 90_000;
-  while (!(await answers())) {
-    if (Date.now() > deadline || engine.exitCode !== null) throw new Error("the engine did not start within the deadline");
-    await sleep(300);
-  }
-  const vars = Object.fromEntries(readFileSync(".dev.vars", "utf8").split("\n").filter(Boolean).map((l) => l.split(/=(.*)/s).slice(0, 2)));
-  adminToken = vars.ADMIN_TOKEN;
-  engineClient = new EngineClient({ baseUrl: BASE, token: vars.SERVICE_TOKEN, adminToken });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"],
-  });
+  engine = await startEngine(PORT);
+  adminToken = engine.vars.ADMIN_TOKEN;
+  engineClient = new EngineClient({ baseUrl: BASE, token: engine.vars.SERVICE_TOKEN, adminToken });
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
-  if (engine?.pid && engine.exitCode === null) {
-    const exited = new Promise((r) => engine!.once("exit", r));
-    process.kill(-engine.pid, "SIGTERM");
-    await Promise.race([exited, sleep(10_000)]);
-  }
+  await engine?.stop();
 });
 
 test("an incident in the console: find the paused account, resume it, refund a charge; the usage panel shows both", async () => {
@@ -238,31 +210,7 @@ async function checkPage(page: Page, what: string): Promise<void> {
   assert.equal(await page.evaluate(() => document.compatMode), "CSS1Compat", `${what}: standards mode`);
   // The stylesheet applied (it is allowed by its hash, not by 'unsafe-inline').
   assert.equal(await page.evaluate(() => getComputedStyle(document.body).marginTop), "0px", `${what}: the stylesheet applies`);
-  // axe-core is evaluated through the DevTools protocol: the page's CSP (no script at all) would refuse a <script> tag.
-  if (!(await page.evaluate(() => "axe" in window))) await page.evaluate(AXE_SOURCE);
-  const found = await page.evaluate(async () => {
-    const axe = (window as unknown as { axe: { run(ctx: Document, opts: object): Promise<{ violations: { id: string; impact: string; help: string; nodes: { target: string[] }[] }[]; passes: unknown[] }> } }).axe;
-    const result = await axe.run(document, { resultTypes: ["violations"] });
-    return {
-      violations: result.violations.map((v) => ({ id: v.id, impact: v.impact, help: v.help, nodes: v.nodes.slice(0, 5).map((n) => n.target.join(" ")) })),
-      passed: result.passes.length,
-    };
-  });
-  assert.deepEqual(found.violations, [], `${what}: axe-core violations ${JSON.stringify(found.violations, null, 1)}`);
-  assert.ok(found.passed >= 10, `${what}: axe-core checked the page (${found.passed} rules passed)`);
-}
-
-/** Collects every CSP violation the page reports, by event and on the console, across navigations. */
-async function watchCsp(page: Page): Promise<string[]> {
-  const violations: string[] = [];
-  page.on("console", (m) => {
-    if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
-  });
-  await page.exposeBinding("__cspViolation", (_source, v: string) => void violations.push(v));
-  await page.addInitScript(() =>
-    document.addEventListener("securitypolicyviolation", (e) => (window as unknown as { __cspViolation(v: string): void }).__cspViolation(`${e.effectiveDirective} blocked ${e.blockedURI}`)),
-  );
-  return violations;
+  assert.deepEqual(await axeViolations(page), [], `${what}: axe-core violations`);
 }
 
 /** The headers every console answer carries (Playwright lower-cases header names). */

@@ -3,52 +3,27 @@
 // Runs on Node's test runner (`npm run test:e2e`), outside workerd, because it drives a real browser.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { ARTIFACTS, type Engine, launchChromium, portFor, startEngine } from "./harness.ts";
 
 // Its own port (the panel test uses E2E_PORT), so the two engines never race for one port.
-const PORT = process.env.E2E_DOCS_PORT ?? String(Number(process.env.E2E_PORT ?? "8797") + 1);
+const PORT = portFor("E2E_DOCS_PORT", 1);
 const BASE = `http://localhost:${PORT}`;
-const ARTIFACTS = "artifacts/e2e";
 const METHODS = ["get", "put", "post", "delete", "options", "head", "patch", "trace"] as const;
 
-let engine: ChildProcess | undefined;
+let engine: Engine | undefined;
 let browser: Browser;
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const squash = (t: string) => t.replace(/\s+/g, " ").trim();
 
-async function answers(): Promise<boolean> {
-  try {
-    return (await fetch(`${BASE}/health`)).ok;
-  } catch {
-    return false;
-  }
-}
-
 before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  assert.equal(await answers(), false, `something already answers on ${BASE}; set E2E_DOCS_PORT to a free port`);
-  engine = spawn("node", ["worker/tools/start.mjs"], { env: { ...process.env, PORT }, stdio: ["ignore", "ignore", "inherit"], detached: true });
-  const deadline = Date.now() + 90_000;
-  while (!(await answers())) {
-    if (Date.now() > deadline || engine.exitCode !== null) throw new Error("the engine did not start within the deadline");
-    await sleep(300);
-  }
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"],
-  });
+  engine = await startEngine(PORT);
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
-  if (engine?.pid && engine.exitCode === null) {
-    const exited = new Promise((r) => engine!.once("exit", r));
-    process.kill(-engine.pid, "SIGTERM");
-    await Promise.race([exited, sleep(10_000)]);
-  }
+  await engine?.stop();
 });
 
 interface Operation {
@@ -124,7 +99,7 @@ test("/docs renders every operation with its summary from the engine alone, unde
   await health.locator(".live-responses-table .response-col_status", { hasText: "200" }).first().waitFor();
 
   // "Authorize" (a form the page handles itself, under form-action 'none'), then an authenticated call.
-  const vars = Object.fromEntries(readFileSync(".dev.vars", "utf8").split("\n").filter(Boolean).map((l) => l.split(/=(.*)/s).slice(0, 2)));
+  const vars = engine!.vars;
   // /v1/catalog takes the service token; the scheme it names is read from the document.
   const requirement = spec.paths["/v1/catalog"].get.security ?? spec.security ?? [];
   const scheme = Object.keys(requirement[0] ?? {})[0];

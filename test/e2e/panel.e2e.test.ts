@@ -2,51 +2,30 @@
 // Runs on Node's test runner (`npm run test:e2e`), outside workerd, because it drives a real browser.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { EngineClient, isDenial } from "../../sdk/src/index.ts";
+import { ARTIFACTS, axeViolations, type Engine, launchChromium, portFor, startEngine, watchCsp } from "./harness.ts";
 
-const PORT = process.env.E2E_PORT ?? "8797";
+const PORT = portFor("E2E_PANEL_PORT", 0);
 const BASE = `http://localhost:${PORT}`;
 const BILLING = "https://billing.example/add-credits";
-const ARTIFACTS = "artifacts/e2e";
-const AXE = readFileSync("node_modules/axe-core/axe.min.js", "utf8");
 const credits = (micro: number) => (micro / 1_000_000).toFixed(2);
 
-let engine: ChildProcess;
+let engine: Engine | undefined;
 let browser: Browser;
 let engineClient: EngineClient;
 
-async function waitForHealth(deadline: number): Promise<void> {
-  while (Date.now() < deadline) {
-    try {
-      if ((await fetch(`${BASE}/health`)).ok) return;
-    } catch {
-      // not up yet
-    }
-    await new Promise((r) => setTimeout(r, 300));
-  }
-  throw new Error("the engine did not start within the deadline");
-}
-
 before(async () => {
-  mkdirSync(ARTIFACTS, { recursive: true });
-  engine = spawn("node", ["worker/tools/start.mjs", "--var", `BILLING_URL:${BILLING}`], { env: { ...process.env, PORT }, stdio: ["ignore", "ignore", "inherit"], detached: true });
-  await waitForHealth(Date.now() + 90_000);
-  const vars = Object.fromEntries(readFileSync(".dev.vars", "utf8").split("\n").filter(Boolean).map((l) => l.split(/=(.*)/s).slice(0, 2)));
-  engineClient = new EngineClient({ baseUrl: BASE, token: vars.SERVICE_TOKEN, adminToken: vars.ADMIN_TOKEN });
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"],
-  });
+  engine = await startEngine(PORT, ["--var", `BILLING_URL:${BILLING}`]);
+  engineClient = new EngineClient({ baseUrl: BASE, token: engine.vars.SERVICE_TOKEN, adminToken: engine.vars.ADMIN_TOKEN });
+  browser = await launchChromium();
 });
 
 after(async () => {
   await browser?.close();
-  if (engine?.pid) process.kill(-engine.pid, "SIGTERM");
+  await engine?.stop();
 });
 
 test("the panel matches GET account, redeems a banked reset by a click, and shows the limit prompt", async () => {
@@ -264,17 +243,6 @@ test("times are converted to the viewer's time zone by the same-origin script, a
   await noJs.close();
 });
 
-/** axe-core's violations on the page as it is now (evaluated through the DevTools protocol, so the page's CSP does not apply). */
-async function axeViolations(page: Page): Promise<string[]> {
-  if (!(await page.evaluate(() => "axe" in window))) await page.evaluate(AXE);
-  const result = (await page.evaluate(() => (window as unknown as { axe: { run(ctx: Document, o: object): Promise<unknown> } }).axe.run(document, { resultTypes: ["violations"] }))) as {
-    violations: { id: string; impact: string; help: string; nodes: { target: string[] }[] }[];
-    passes: unknown[];
-  };
-  assert.ok(result.passes.length > 10, "axe-core ran its rules");
-  return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target.join(" ")).join(", ")}`);
-}
-
 /** How far the page scrolls sideways (0 when nothing overflows). */
 function horizontalOverflow(page: Page): Promise<number> {
   return page.evaluate(() => Math.max(0, document.documentElement.scrollWidth - document.documentElement.clientWidth));
@@ -288,19 +256,6 @@ async function reloadUntil(page: Page, done: () => Promise<boolean>): Promise<vo
     await new Promise((r) => setTimeout(r, 500));
     await page.reload();
   }
-}
-
-/** Collects every CSP violation the page reports, by event and on the console, across navigations. */
-async function watchCsp(page: Page): Promise<string[]> {
-  const violations: string[] = [];
-  page.on("console", (m) => {
-    if (/Content Security Policy|Refused to/i.test(m.text())) violations.push(m.text());
-  });
-  await page.exposeBinding("__cspViolation", (_source, v: string) => void violations.push(v));
-  await page.addInitScript(() =>
-    document.addEventListener("securitypolicyviolation", (e) => (window as unknown as { __cspViolation(v: string): void }).__cspViolation(`${e.effectiveDirective} blocked ${e.blockedURI}`)),
-  );
-  return violations;
 }
 
 /** The headers every panel response carries (Playwright lower-cases header names). */
