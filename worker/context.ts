@@ -45,6 +45,11 @@ async function tokensEqual(given: ArrayBuffer, expected: string): Promise<boolea
   return crypto.subtle.timingSafeEqual(given, await configuredDigest(expected));
 }
 
+/** Whether `given` is the configured token `expected`: both hashed, the digests compared in constant time. */
+export async function tokenMatches(given: string, expected: string): Promise<boolean> {
+  return tokensEqual(await sha256(given), expected);
+}
+
 /** Bearer auth for one role. Unset tokens refuse everything (fail closed); the other role's token gets 403. */
 export function requireToken(role: "service" | "admin"): MiddlewareHandler<AppEnv> {
   return async (c, next) => {

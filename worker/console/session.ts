@@ -7,8 +7,9 @@
  *   payload. `exp` (epoch ms, the request clock) is inside the signed value: the cookie's Max-Age is only a hint.
  * - CSRF token of a session: HMAC-SHA256(csrf key, "session:" + sid). The sign-in form, which has no session yet, is
  *   bound the same way to a random value in its own short-lived cookie (`console_login`).
- * Every MAC is checked with crypto.subtle.verify (constant time); the token with timingSafeEqual over SHA-256 digests.
+ * Every MAC is checked with crypto.subtle.verify (constant time); the token as the API's bearer tokens are (tokenMatches).
  */
+import { base64url as b64url, fromBase64 as fromB64url } from "../core/encoding";
 
 export const SESSION_COOKIE = "console_session";
 export const LOGIN_COOKIE = "console_login";
@@ -28,8 +29,6 @@ export interface Session {
 type Purpose = "session" | "csrf";
 
 const encoder = new TextEncoder();
-export const b64url = (bytes: Uint8Array): string => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-const fromB64url = (s: string): Uint8Array<ArrayBuffer> => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
 const MAC = /^[A-Za-z0-9_-]{43}$/;
 
 /** Derived keys per token (at most a few: the current token, and one being rotated in). */
@@ -72,12 +71,6 @@ async function macValid(adminToken: string, purpose: Purpose, data: string, give
 }
 
 export const randomId = (): string => b64url(crypto.getRandomValues(new Uint8Array(16)));
-
-/** Whether `given` is the admin token: both sides hashed, the digests compared with timingSafeEqual. */
-export async function isAdminToken(adminToken: string, given: string): Promise<boolean> {
-  const [a, b] = await Promise.all([crypto.subtle.digest("SHA-256", encoder.encode(given)), crypto.subtle.digest("SHA-256", encoder.encode(adminToken))]);
-  return crypto.subtle.timingSafeEqual(a, b);
-}
 
 export async function signSession(adminToken: string, session: Session): Promise<string> {
   const payload = b64url(encoder.encode(JSON.stringify(session)));

@@ -1,10 +1,9 @@
 /** Usage-panel links: `<payload>.<mac>`, payload = base64url {"a": accountId, "exp": epoch seconds}, mac = HMAC-SHA256 with PANEL_SECRET. */
+import { base64url as b64url, fromBase64 as fromB64url } from "../core/encoding";
 
 export const PANEL_TOKEN_TTL_SECONDS = 15 * 60;
 
 const encoder = new TextEncoder();
-const b64url = (bytes: Uint8Array) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-const fromB64url = (s: string) => Uint8Array.from(atob(s.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
 
 const hmacKey = (secret: string, use: "sign" | "verify") => crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [use]);
 

@@ -17,7 +17,8 @@ import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Outcome } from "../../durable-objects/types";
 import { PLANS, PRODUCTS, type PlanId, type Product } from "../catalog";
 import type { AppContext, AppEnv } from "../context";
-import { accountStub, callContext } from "../context";
+import { accountStub, callContext, tokenMatches } from "../context";
+import { base64 } from "../core/encoding";
 import { ERROR_STATUS } from "../errors";
 import { AccountId, GlobalResetBody } from "../schemas";
 import { reconcile } from "../settlement/reconciliation";
@@ -43,7 +44,6 @@ import {
   COOKIE_PATH,
   csrfToken,
   csrfValid,
-  isAdminToken,
   LOGIN_COOKIE,
   LOGIN_TTL_SECONDS,
   loginCsrfToken,
@@ -68,7 +68,7 @@ const LEDGER_PAGE = 25;
 /** The one inline stylesheet is allowed by its hash: no 'unsafe-inline', no script at all. */
 let styleHash: Promise<string> | undefined;
 function consoleCsp(): Promise<string> {
-  styleHash ??= crypto.subtle.digest("SHA-256", new TextEncoder().encode(STYLE)).then((d) => `'sha256-${btoa(String.fromCharCode(...new Uint8Array(d)))}'`);
+  styleHash ??= crypto.subtle.digest("SHA-256", new TextEncoder().encode(STYLE)).then((d) => `'sha256-${base64(d)}'`);
   return styleHash.then((h) => `default-src 'none'; style-src ${h}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'`);
 }
 
@@ -164,7 +164,7 @@ consoleRoutes.post("/console/sign-in", async (c) => {
     return page(c, 403, <MessagePage title="Sign-in refused" message="This sign-in form's security token is missing or not valid, or the form is older than 30 minutes. Reload the sign-in page and try again." link={{ href: "/console/sign-in", text: "Sign in" }} />);
   }
   const csrf = await loginCsrfToken(token, loginId!);
-  if (!(await isAdminToken(token, one(form, "token") ?? ""))) {
+  if (!(await tokenMatches(one(form, "token") ?? "", token))) {
     log(c, "sign_in_refused", { why: "token_not_valid" });
     return page(c, 401, <SignInPage csrf={csrf} error="That token is not valid." />);
   }

@@ -1,4 +1,5 @@
 import type { AccountEvent } from "./messages";
+import { base64, fromBase64 } from "../core/encoding";
 
 /**
  * Webhooks follow the Standard Webhooks specification (SPEC §8, https://www.standardwebhooks.com):
@@ -21,14 +22,13 @@ const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$
 const WEBHOOK_ID = /^[A-Za-z0-9_-]{1,256}$/;
 
 const encoder = new TextEncoder();
-const toBase64 = (bytes: ArrayBuffer) => btoa(String.fromCharCode(...new Uint8Array(bytes)));
 
 /** The HMAC key of a `whsec_<base64>` secret. Throws (without echoing the secret) on anything else. */
 export function webhookKey(secret: string): Uint8Array<ArrayBuffer> {
   if (!secret.startsWith(SECRET_PREFIX)) throw new Error("WEBHOOK_SECRET must be whsec_<base64 key> (Standard Webhooks); refusing to send webhooks");
   const encoded = secret.slice(SECRET_PREFIX.length);
   if (!BASE64.test(encoded)) throw new Error("WEBHOOK_SECRET is not whsec_ followed by padded base64; refusing to send webhooks");
-  const key = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+  const key = fromBase64(encoded);
   if (key.length < MIN_KEY_BYTES || key.length > MAX_KEY_BYTES) {
     throw new Error(`WEBHOOK_SECRET must decode to ${MIN_KEY_BYTES}–${MAX_KEY_BYTES} bytes, not ${key.length}; refusing to send webhooks`);
   }
@@ -39,7 +39,7 @@ export function webhookKey(secret: string): Uint8Array<ArrayBuffer> {
 export async function signWebhook(secret: string, id: string, unixSeconds: number, body: string): Promise<string> {
   const key = await crypto.subtle.importKey("raw", webhookKey(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   const mac = await crypto.subtle.sign("HMAC", key, encoder.encode(`${id}.${unixSeconds}.${body}`));
-  return `v1,${toBase64(mac)}`;
+  return `v1,${base64(mac)}`;
 }
 
 /**
