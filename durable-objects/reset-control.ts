@@ -1,12 +1,15 @@
 import { DurableObject } from "cloudflare:workers";
-import type { PlanId, Product } from "../worker/catalog";
+import { type PlanId, PLANS, type Product, PRODUCTS } from "../worker/catalog";
+import type { ResetEpoch } from "../worker/core/account/state";
 import { iso } from "../worker/core/time";
-import type { ResetEpoch } from "./types";
+import { type AnswerBook, type Idempotent, type IdempotencyKey, idempotent } from "./idempotency";
+import { type Sql, sqlOf } from "./sql";
 
+/** The answer to a recorded reset; a replay answers the first one (`Idempotent.replayed`). */
 export interface CreatedReset {
   resetId: string;
+  /** ISO 8601 */
   effectiveAt: string;
-  replayed: boolean;
 }
 
 /** How many recent global resets are handed to account objects; older ones have long been applied or aged out. */
@@ -19,13 +22,43 @@ export interface GlobalResetRequest {
   reason: string;
 }
 
+/** One step of this object's schema; `id`s run 1, 2, 3… and each is applied once, in order. */
+export interface Migration {
+  id: number;
+  description: string;
+  sql: string[];
+}
+
+/**
+ * This object's schema, oldest first. Append a migration to change it; never edit one that has shipped.
+ * Migration 1 is the schema objects already store (hence `IF NOT EXISTS`), recorded as `schema_version` 1.
+ */
+export const RESET_CONTROL_MIGRATIONS: readonly Migration[] = [
+  {
+    id: 1,
+    description:
+      "schema_version, and one row per global reset (with the idempotency key and fingerprint that recorded it)",
+    sql: [
+      `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`,
+      `CREATE TABLE IF NOT EXISTS resets (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT, reset_id TEXT NOT NULL UNIQUE, effective_at INTEGER NOT NULL,
+        products TEXT, plans TEXT, banked_resets TEXT NOT NULL, grant_banked_resets TEXT, reason TEXT NOT NULL,
+        actor TEXT NOT NULL, idempotency_key TEXT NOT NULL UNIQUE, fingerprint TEXT NOT NULL)`,
+    ],
+  },
+];
+
 type ResetRow = {
   seq: number;
   reset_id: string;
   effective_at: number;
+  /** JSON array of products, or null for every product */
   products: string | null;
+  /** JSON array of plans, or null for every plan */
   plans: string | null;
-  banked_resets: "keep" | "restore";
+  /** "keep" | "restore" */
+  banked_resets: string;
+  /** JSON `{ count, expiresInHours }`, or null */
   grant_banked_resets: string | null;
   reason: string;
   actor: string;
@@ -38,72 +71,94 @@ type ResetRow = {
  * account objects apply it lazily from the epochs the worker hands them.
  */
 export class ResetControlDO extends DurableObject<Env> {
-  private readonly sql: SqlStorage;
+  private readonly db: Sql;
   /** Calls to `epochs` since this instance started: the load every isolate's epoch cache is meant to bound. */
   epochReads = 0;
 
+  /**
+   * Answers are kept in the reset rows themselves: the row `createReset` writes carries the key and fingerprint, so
+   * finding an answer reads that row and keeping one has nothing left to write.
+   */
+  private readonly answers: AnswerBook<CreatedReset> = {
+    find: (key) => {
+      const r = this.db.first<Pick<ResetRow, "reset_id" | "effective_at" | "fingerprint">>`
+        SELECT reset_id, effective_at, fingerprint FROM resets WHERE idempotency_key = ${key}`;
+      return r && { fingerprint: r.fingerprint, answer: { resetId: r.reset_id, effectiveAt: iso(r.effective_at) } };
+    },
+    keep: () => {},
+  };
+
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
-    this.sql = ctx.storage.sql;
-    ctx.storage.transactionSync(() => {
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`);
-      this.sql.exec(`CREATE TABLE IF NOT EXISTS resets (
-        seq INTEGER PRIMARY KEY AUTOINCREMENT, reset_id TEXT NOT NULL UNIQUE, effective_at INTEGER NOT NULL,
-        products TEXT, plans TEXT, banked_resets TEXT NOT NULL, grant_banked_resets TEXT, reason TEXT NOT NULL,
-        actor TEXT NOT NULL, idempotency_key TEXT NOT NULL UNIQUE, fingerprint TEXT NOT NULL)`);
-      if (this.sql.exec("SELECT 1 FROM schema_version").toArray().length === 0) this.sql.exec("INSERT INTO schema_version (version) VALUES (1)");
-    });
+    this.db = sqlOf(ctx.storage.sql);
+    ctx.storage.transactionSync(() => migrate(this.db, RESET_CONTROL_MIGRATIONS));
   }
 
   /** Records a reset once per idempotency key; a reused key with another payload is a conflict. */
-  createReset(req: GlobalResetRequest, meta: { now: number; actor: string; idempotency: { key: string; fingerprint: string } }): CreatedReset | { conflict: true } {
-    return this.ctx.storage.transactionSync(() => {
-      const prior = this.sql.exec<ResetRow>("SELECT * FROM resets WHERE idempotency_key = ?", meta.idempotency.key).toArray()[0];
-      if (prior) {
-        if (prior.fingerprint !== meta.idempotency.fingerprint) return { conflict: true as const };
-        return { resetId: prior.reset_id, effectiveAt: iso(prior.effective_at), replayed: true };
-      }
-      const resetId = `rst_${crypto.randomUUID()}`;
-      this.sql.exec(
-        `INSERT INTO resets (reset_id, effective_at, products, plans, banked_resets, grant_banked_resets, reason, actor, idempotency_key, fingerprint)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        resetId, meta.now,
-        req.scope?.products ? JSON.stringify(req.scope.products) : null,
-        req.scope?.plans ? JSON.stringify(req.scope.plans) : null,
-        req.bankedResets ?? "keep",
-        req.grantBankedResets ? JSON.stringify(req.grantBankedResets) : null,
-        req.reason, meta.actor, meta.idempotency.key, meta.idempotency.fingerprint,
-      );
-      return { resetId, effectiveAt: iso(meta.now), replayed: false };
-    });
+  createReset(
+    req: GlobalResetRequest,
+    meta: { now: number; actor: string; idempotency: IdempotencyKey },
+  ): Idempotent<CreatedReset> {
+    return this.ctx.storage.transactionSync(() =>
+      idempotent(this.answers, meta.idempotency, () => {
+        const resetId = `rst_${crypto.randomUUID()}`;
+        this.db.run`
+          INSERT INTO resets (reset_id, effective_at, products, plans, banked_resets, grant_banked_resets, reason, actor, idempotency_key, fingerprint)
+          VALUES (${resetId}, ${meta.now}, ${req.scope?.products ? JSON.stringify(req.scope.products) : null},
+            ${req.scope?.plans ? JSON.stringify(req.scope.plans) : null}, ${req.bankedResets ?? "keep"},
+            ${req.grantBankedResets ? JSON.stringify(req.grantBankedResets) : null}, ${req.reason}, ${meta.actor},
+            ${meta.idempotency.key}, ${meta.idempotency.fingerprint})`;
+        return { resetId, effectiveAt: iso(meta.now) };
+      }),
+    );
   }
 
   /** The most recent resets, oldest first. */
   epochs(): ResetEpoch[] {
     this.epochReads++;
-    return this.sql
-      .exec<ResetRow>("SELECT * FROM resets ORDER BY seq DESC LIMIT ?", EPOCHS_PUBLISHED)
-      .toArray()
+    return this.db.all<ResetRow>`SELECT * FROM resets ORDER BY seq DESC LIMIT ${EPOCHS_PUBLISHED}`
       .reverse()
       .map(toEpoch);
   }
 
   /** Every reset after `seq`, oldest first: for an account object that missed more than the published ones. */
   epochsAfter(seq: number): ResetEpoch[] {
-    return this.sql.exec<ResetRow>("SELECT * FROM resets WHERE seq > ? ORDER BY seq", seq).toArray().map(toEpoch);
+    return this.db.all<ResetRow>`SELECT * FROM resets WHERE seq > ${seq} ORDER BY seq`.map(toEpoch);
   }
 
   byId(resetId: string): (ResetEpoch & { reason: string; actor: string }) | null {
-    const r = this.sql.exec<ResetRow>("SELECT * FROM resets WHERE reset_id = ?", resetId).toArray()[0];
+    const r = this.db.first<ResetRow>`SELECT * FROM resets WHERE reset_id = ${resetId}`;
     return r ? { ...toEpoch(r), reason: r.reason, actor: r.actor } : null;
   }
 
   history(limit: number): (ResetEpoch & { reason: string; actor: string; effectiveAtIso: string })[] {
-    return this.sql
-      .exec<ResetRow>("SELECT * FROM resets ORDER BY seq DESC LIMIT ?", limit)
-      .toArray()
-      .map((r) => ({ ...toEpoch(r), reason: r.reason, actor: r.actor, effectiveAtIso: iso(r.effective_at) }));
+    return this.db.all<ResetRow>`SELECT * FROM resets ORDER BY seq DESC LIMIT ${limit}`.map((r) => ({
+      ...toEpoch(r),
+      reason: r.reason,
+      actor: r.actor,
+      effectiveAtIso: iso(r.effective_at),
+    }));
   }
+}
+
+/**
+ * Brings the stored schema up to the last migration, inside the caller's transaction: nothing runs when the stored
+ * `schema_version` is current (or ahead, as after a rollback of the code); otherwise each later migration runs in
+ * order and the version is recorded once. No `schema_version` table at all means a new object (version 0).
+ */
+function migrate(db: Sql, migrations: readonly Migration[]): void {
+  migrations.forEach((m, i) => {
+    if (m.id !== i + 1) throw new Error(`reset-control migration ${i + 1} has id ${m.id}: ids must run 1, 2, 3…`);
+  });
+  const hasVersionTable = db.first`SELECT 1 AS present FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'`;
+  const stored = hasVersionTable
+    ? (db.first<{ version: number | null }>`SELECT MAX(version) AS version FROM schema_version`?.version ?? 0)
+    : 0;
+  const pending = migrations.filter((m) => m.id > stored);
+  if (pending.length === 0) return;
+  for (const m of pending) for (const statement of m.sql) db.exec(statement);
+  db.run`DELETE FROM schema_version`;
+  db.run`INSERT INTO schema_version (version) VALUES (${pending[pending.length - 1].id})`;
 }
 
 function toEpoch(r: ResetRow): ResetEpoch {
@@ -111,9 +166,35 @@ function toEpoch(r: ResetRow): ResetEpoch {
     seq: r.seq,
     resetId: r.reset_id,
     effectiveAt: r.effective_at,
-    products: r.products ? (JSON.parse(r.products) as Product[]) : null,
-    plans: r.plans ? (JSON.parse(r.plans) as PlanId[]) : null,
-    bankedResets: r.banked_resets,
-    grantBankedResets: r.grant_banked_resets ? JSON.parse(r.grant_banked_resets) : null,
+    products: scopeList(r.products, PRODUCTS, "products"),
+    plans: scopeList(r.plans, PLANS, "plans"),
+    bankedResets: bankedResetsOf(r.banked_resets),
+    grantBankedResets: grantOf(r.grant_banked_resets),
   };
+}
+
+// Parsers of the JSON columns this object wrote. A malformed value is stored corruption and throws; a product or
+// plan the catalog no longer has is dropped (no account can be in it), never widened to "everything".
+
+function scopeList<T extends string>(text: string | null, known: readonly T[], column: string): T[] | null {
+  if (text === null) return null;
+  const value: unknown = JSON.parse(text);
+  if (!Array.isArray(value) || !value.every((v) => typeof v === "string"))
+    throw new Error(`resets.${column} is not a list of names: ${text}`);
+  return value.flatMap((v) => known.filter((k) => k === v)); // stored order, unknown names dropped
+}
+
+function bankedResetsOf(text: string): "keep" | "restore" {
+  if (text === "keep" || text === "restore") return text;
+  throw new Error(`resets.banked_resets is neither keep nor restore: ${text}`);
+}
+
+function grantOf(text: string | null): { count: number; expiresInHours: number } | null {
+  if (text === null) return null;
+  const value: unknown = JSON.parse(text);
+  if (typeof value === "object" && value !== null && "count" in value && "expiresInHours" in value) {
+    const { count, expiresInHours } = value;
+    if (typeof count === "number" && typeof expiresInHours === "number") return { count, expiresInHours };
+  }
+  throw new Error(`resets.grant_banked_resets is not { count, expiresInHours }: ${text}`);
 }

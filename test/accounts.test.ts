@@ -24,7 +24,14 @@ async function planLimits(plan: string, product = "codex"): Promise<{ fiveHour: 
 async function grantOf(id: string, body: Record<string, unknown>, now: number) {
   const r = await addCredits(id, body, { now });
   expect(r.status, JSON.stringify(r.body)).toBe(201);
-  return r.body as { id: string; kind: string; priority: number; remaining: number; expiresAt: string | null; products: string[] | null };
+  return r.body as {
+    id: string;
+    kind: string;
+    priority: number;
+    remaining: number;
+    expiresAt: string | null;
+    products: string[] | null;
+  };
 }
 
 describe("split and order", () => {
@@ -52,9 +59,15 @@ describe("split and order", () => {
     const a = await account(id, T0 + 1000);
     expect(a.status).toBe(200);
     expect(a.body).toEqual(r.body.account);
-    expect(a.body.products.codex.fiveHour).toMatchObject({ used: go.fiveHour, remaining: 0, resetsAt: iso(T0 + 1000 + FIVE_H) });
+    expect(a.body.products.codex.fiveHour).toMatchObject({
+      used: go.fiveHour,
+      remaining: 0,
+      resetsAt: iso(T0 + 1000 + FIVE_H),
+    });
     expect(a.body.products.codex.weekly).toMatchObject({ used: go.fiveHour, remaining: go.weekly - go.fiveHour });
-    const remaining = Object.fromEntries(a.body.credits.grants.map((g: { id: string; remaining: number }) => [g.id, g.remaining]));
+    const remaining = Object.fromEntries(
+      a.body.credits.grants.map((g: { id: string; remaining: number }) => [g.id, g.remaining]),
+    );
     expect(remaining[promo.id] ?? 0).toBe(0);
     expect(remaining[purchase.id]).toBe(3 * C - C / 2);
     expect(remaining[laterPurchase.id]).toBe(5 * C);
@@ -121,7 +134,11 @@ describe("window timing (test clock)", () => {
     // later use in the same window does not move its end
     const second = await consume(id, { product: "codex", cost: go.fiveHour / 2 }, { now: t1 + 2 * HOUR });
     expect(second.status).toBe(200);
-    expect(second.body.account.products.codex.fiveHour).toMatchObject({ used: go.fiveHour, remaining: 0, resetsAt: iso(t1 + FIVE_H) });
+    expect(second.body.account.products.codex.fiveHour).toMatchObject({
+      used: go.fiveHour,
+      remaining: 0,
+      resetsAt: iso(t1 + FIVE_H),
+    });
 
     const denied = await consume(id, { product: "codex", cost: C / 2 }, { now: t1 + 3 * HOUR });
     expect(denied.status).toBe(429);
@@ -139,7 +156,10 @@ describe("window timing (test clock)", () => {
     expect(atReset.body.sources).toEqual([{ layer: "window", amount: C / 2 }]);
     expect(atReset.body.account.products.codex.fiveHour).toMatchObject({ used: C / 2, resetsAt: iso(t1 + 2 * FIVE_H) });
     // the weekly window keeps counting and keeps its end
-    expect(atReset.body.account.products.codex.weekly).toMatchObject({ used: go.fiveHour + C / 2, resetsAt: iso(t1 + WEEK) });
+    expect(atReset.body.account.products.codex.weekly).toMatchObject({
+      used: go.fiveHour + C / 2,
+      resetsAt: iso(t1 + WEEK),
+    });
   });
 
   it("the weekly window still binds after the 5-hour window resets", async () => {
@@ -197,12 +217,15 @@ describe("balance race", () => {
     const before = await account(id, now);
     expect(before.body.credits.balance).toBe(10 * cost);
 
-    const results = await Promise.all(Array.from({ length: 50 }, () => consume(id, { product: "codex", cost }, { now })));
+    const results = await Promise.all(
+      Array.from({ length: 50 }, () => consume(id, { product: "codex", cost }, { now })),
+    );
     const ok = results.filter((r) => r.status === 200);
     const no = results.filter((r) => r.status === 429);
     expect(ok.length).toBe(10);
     expect(no.length).toBe(40);
-    for (const r of ok) expect(r.body.sources).toEqual([{ layer: "grant", grantId: before.body.credits.grants[0].id, amount: cost }]);
+    for (const r of ok)
+      expect(r.body.sources).toEqual([{ layer: "grant", grantId: before.body.credits.grants[0].id, amount: cost }]);
     for (const r of no) expect(["limit_reached", "insufficient_credits"]).toContain(r.body.reason);
     expect(new Set(ok.map((r) => r.body.decisionId)).size).toBe(10);
 
@@ -218,7 +241,9 @@ describe("idempotency", () => {
     const id = uid();
     const key = uid("key");
     const cost = C / 4;
-    const results = await Promise.all(Array.from({ length: 20 }, () => consume(id, { product: "codex", cost }, { now: T0, key })));
+    const results = await Promise.all(
+      Array.from({ length: 20 }, () => consume(id, { product: "codex", cost }, { now: T0, key })),
+    );
     for (const r of results) expect(r.status, JSON.stringify(r.body)).toBe(200);
     for (const r of results) expect(r.body).toEqual(results[0].body);
     const replayed = results.filter((r) => r.headers.get("Idempotent-Replayed") === "true");
@@ -238,8 +263,16 @@ describe("idempotency", () => {
   it("the payload fingerprint ignores key order and spacing", async () => {
     const id = uid();
     const key = uid("key");
-    const first = await call("POST", `/v1/accounts/${id}/consume`, undefined, { now: T0, key, raw: `{"product":"codex","cost":${C}}` });
-    const second = await call("POST", `/v1/accounts/${id}/consume`, undefined, { now: T0, key, raw: `{ "cost": ${C},\n "product": "codex" }` });
+    const first = await call("POST", `/v1/accounts/${id}/consume`, undefined, {
+      now: T0,
+      key,
+      raw: `{"product":"codex","cost":${C}}`,
+    });
+    const second = await call("POST", `/v1/accounts/${id}/consume`, undefined, {
+      now: T0,
+      key,
+      raw: `{ "cost": ${C},\n "product": "codex" }`,
+    });
     expect(first.status).toBe(200);
     expect(second.status).toBe(200);
     expect(second.headers.get("Idempotent-Replayed")).toBe("true");
@@ -282,7 +315,9 @@ describe("idempotency", () => {
   it("a replayed grant does not add credits twice", async () => {
     const id = uid();
     const key = uid("key");
-    const results = await Promise.all(Array.from({ length: 5 }, () => addCredits(id, { kind: "purchase", amount: 2 * C }, { now: T0, key })));
+    const results = await Promise.all(
+      Array.from({ length: 5 }, () => addCredits(id, { kind: "purchase", amount: 2 * C }, { now: T0, key })),
+    );
     for (const r of results) expect(r.status).toBe(201);
     expect(new Set(results.map((r) => r.body.id)).size).toBe(1);
     const a = await account(id, T0);
@@ -344,7 +379,17 @@ describe("grants", () => {
     const id = uid();
     const now = Date.UTC(2026, 10, 21, 13, 45, 7, 89);
     const d = new Date(now);
-    const expected = iso(Date.UTC(d.getUTCFullYear() + 1, d.getUTCMonth(), d.getUTCDate(), d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds()));
+    const expected = iso(
+      Date.UTC(
+        d.getUTCFullYear() + 1,
+        d.getUTCMonth(),
+        d.getUTCDate(),
+        d.getUTCHours(),
+        d.getUTCMinutes(),
+        d.getUTCSeconds(),
+        d.getUTCMilliseconds(),
+      ),
+    );
     const g = await grantOf(id, { kind: "purchase", amount: C }, now);
     expect(g.kind).toBe("purchase");
     expect(g.expiresAt).toBe(expected);
@@ -440,9 +485,19 @@ describe("idempotent replay of denials and refusals (SPEC §4: same key and payl
 
   it("a refusal from the account (409 nothing_to_reset) is replayed in the error shape", async () => {
     const id = uid();
-    const first = await call("POST", `/v1/accounts/${id}/resets`, { product: "codex" }, { now: T0, key: "refused-once" });
+    const first = await call(
+      "POST",
+      `/v1/accounts/${id}/resets`,
+      { product: "codex" },
+      { now: T0, key: "refused-once" },
+    );
     expect(first.status).toBe(409);
-    const again = await call("POST", `/v1/accounts/${id}/resets`, { product: "codex" }, { now: T0 + 1000, key: "refused-once" });
+    const again = await call(
+      "POST",
+      `/v1/accounts/${id}/resets`,
+      { product: "codex" },
+      { now: T0 + 1000, key: "refused-once" },
+    );
     expect(again.status).toBe(409);
     expect(again.body.error.code).toBe(first.body.error.code);
     expect(again.headers.get("Idempotent-Replayed")).toBe("true");
@@ -478,10 +533,20 @@ describe("reads and refusals leave nothing behind", () => {
     const hold = await call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost: C }, { now: T0 });
     expect(hold.status, JSON.stringify(hold.body)).toBe(201);
     const settlePath = `/v1/accounts/${id}/holds/${hold.body.holdId}/settle`;
-    const bad = await call("POST", settlePath, { usage: { model: "sora-2", videoSeconds: 1 } }, { now: T0 + 1000, key });
+    const bad = await call(
+      "POST",
+      settlePath,
+      { usage: { model: "sora-2", videoSeconds: 1 } },
+      { now: T0 + 1000, key },
+    );
     expect(bad.status, JSON.stringify(bad.body)).toBe(400);
     // The same key and payload is decided again, not replayed…
-    const again = await call("POST", settlePath, { usage: { model: "sora-2", videoSeconds: 1 } }, { now: T0 + 2000, key });
+    const again = await call(
+      "POST",
+      settlePath,
+      { usage: { model: "sora-2", videoSeconds: 1 } },
+      { now: T0 + 2000, key },
+    );
     expect(again.status).toBe(400);
     expect(again.headers.get("Idempotent-Replayed")).toBeNull();
     // …and the key is still free for a valid request.

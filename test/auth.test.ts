@@ -22,9 +22,19 @@ const ROUTES: Route[] = [
   { role: "service", method: "GET", path: () => "/v1/catalog" },
   { role: "service", method: "GET", path: (id) => `/v1/accounts/${id}` },
   { role: "service", method: "POST", path: (id) => `/v1/accounts/${id}/consume`, body: { product: "codex", cost: C } },
-  { role: "service", method: "POST", path: (id) => `/v1/accounts/${id}/credits`, body: { kind: "purchase", amount: C } },
+  {
+    role: "service",
+    method: "POST",
+    path: (id) => `/v1/accounts/${id}/credits`,
+    body: { kind: "purchase", amount: C },
+  },
   { role: "service", method: "PUT", path: (id) => `/v1/accounts/${id}/plan`, body: { plan: "pro" } },
-  { role: "service", method: "PUT", path: (id) => `/v1/accounts/${id}/auto-top-up`, body: { enabled: false, threshold: C, amount: C, maxPerMonth: 1 } },
+  {
+    role: "service",
+    method: "PUT",
+    path: (id) => `/v1/accounts/${id}/auto-top-up`,
+    body: { enabled: false, threshold: C, amount: C, maxPerMonth: 1 },
+  },
   { role: "service", method: "PUT", path: (id) => `/v1/accounts/${id}/spend-cap`, body: { dailyLimit: C } },
   { role: "service", method: "POST", path: (id) => `/v1/accounts/${id}/resets`, body: { product: "codex" } },
   { role: "service", method: "POST", path: (id) => `/v1/accounts/${id}/holds`, body: { product: "codex", cost: C } },
@@ -32,10 +42,20 @@ const ROUTES: Route[] = [
   { role: "service", method: "POST", path: (id) => `/v1/accounts/${id}/holds/h_1/release`, body: {} },
   { role: "service", method: "GET", path: (id) => `/v1/accounts/${id}/ledger` },
   { role: "service", method: "POST", path: (id) => `/v1/accounts/${id}/panel-token` },
-  { role: "admin", method: "POST", path: () => "/v1/admin/resets", body: { reason: "auth test", scope: { plans: ["enterprise"] } } },
+  {
+    role: "admin",
+    method: "POST",
+    path: () => "/v1/admin/resets",
+    body: { reason: "auth test", scope: { plans: ["enterprise"] } },
+  },
   { role: "admin", method: "GET", path: () => "/v1/admin/resets" },
   { role: "admin", method: "POST", path: (id) => `/v1/admin/accounts/${id}/resume` },
-  { role: "admin", method: "POST", path: (id) => `/v1/admin/accounts/${id}/refunds`, body: { amount: C, reason: "auth test" } },
+  {
+    role: "admin",
+    method: "POST",
+    path: (id) => `/v1/admin/accounts/${id}/refunds`,
+    body: { amount: C, reason: "auth test" },
+  },
   { role: "admin", method: "GET", path: () => "/v1/admin/reconciliation" },
 ];
 const label = (r: Route) => `${r.method} ${r.path("{id}")}`;
@@ -123,11 +143,18 @@ describe("the right token is accepted", () => {
       expect(res.status, `${label(r)}: ${JSON.stringify(res.body)}`).toBeLessThan(500);
     }
     for (const action of ["settle", "release"]) {
-      const hold = await call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost: C / 10 }, { now: T0 + 2000 });
+      const hold = await call(
+        "POST",
+        `/v1/accounts/${id}/holds`,
+        { product: "codex", cost: C / 10 },
+        { now: T0 + 2000 },
+      );
       expect(hold.status, JSON.stringify(hold.body)).toBe(201);
       seen.push(JSON.stringify(hold.body));
       const body = action === "settle" ? { cost: C / 20 } : {};
-      const res = await call("POST", `/v1/accounts/${id}/holds/${hold.body.holdId}/${action}`, body, { now: T0 + 3000 });
+      const res = await call("POST", `/v1/accounts/${id}/holds/${hold.body.holdId}/${action}`, body, {
+        now: T0 + 3000,
+      });
       seen.push(JSON.stringify(res.body), JSON.stringify([...res.headers]));
       expect(res.status, JSON.stringify(res.body)).toBe(200);
     }
@@ -146,7 +173,14 @@ describe("the right token is accepted", () => {
     const link = await call("POST", `/v1/accounts/${id}/panel-token`, undefined, { now: T0 });
     expect(link.status, JSON.stringify(link.body)).toBe(200);
     seen.push(JSON.stringify(link.body));
-    for (const q of ["", "?token=", `?token=${WRONG}`, `?token=${encodeURIComponent(SERVICE)}`, `?token=${encodeURIComponent(ADMIN)}`, `?token=${encodeURIComponent(link.body.token)}x`]) {
+    for (const q of [
+      "",
+      "?token=",
+      `?token=${WRONG}`,
+      `?token=${encodeURIComponent(SERVICE)}`,
+      `?token=${encodeURIComponent(ADMIN)}`,
+      `?token=${encodeURIComponent(link.body.token)}x`,
+    ]) {
       const res = await call("GET", `/panel${q}`, undefined, { token: null, now: T0 });
       seen.push(String(res.body));
       expect(res.status, `/panel${q}`).toBe(401);
@@ -157,7 +191,10 @@ describe("the right token is accepted", () => {
     seen.push(String(bearer.body));
     expect(bearer.status).toBe(401);
     // the real link works
-    const ok = await call("GET", `/panel?token=${encodeURIComponent(link.body.token)}`, undefined, { token: null, now: T0 });
+    const ok = await call("GET", `/panel?token=${encodeURIComponent(link.body.token)}`, undefined, {
+      token: null,
+      now: T0,
+    });
     seen.push(String(ok.body));
     expect(ok.status).toBe(200);
   });
@@ -173,9 +210,19 @@ describe("the right token is accepted", () => {
 
 describe("tokens fail closed when unset", () => {
   const app = createApp();
-  const fetchWith = (overrides: Record<string, unknown>, method: string, path: string, headers: Record<string, string>, body?: unknown) =>
+  const fetchWith = (
+    overrides: Record<string, unknown>,
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    body?: unknown,
+  ) =>
     app.fetch(
-      new Request(`https://engine.test${path}`, { method, headers: { ...headers, ...(body ? { "Content-Type": "application/json" } : {}) }, body: body ? JSON.stringify(body) : undefined }),
+      new Request(`https://engine.test${path}`, {
+        method,
+        headers: { ...headers, ...(body ? { "Content-Type": "application/json" } : {}) },
+        body: body ? JSON.stringify(body) : undefined,
+      }),
       { ...env, ...overrides } as Env,
     );
 
@@ -190,7 +237,9 @@ describe("tokens fail closed when unset", () => {
 
   it("an unset SERVICE_TOKEN refuses service routes with 401", async () => {
     for (const token of [SERVICE, ADMIN]) {
-      const res = await fetchWith({ SERVICE_TOKEN: undefined }, "GET", `/v1/accounts/${uid()}`, { Authorization: `Bearer ${token}` });
+      const res = await fetchWith({ SERVICE_TOKEN: undefined }, "GET", `/v1/accounts/${uid()}`, {
+        Authorization: `Bearer ${token}`,
+      });
       expect(res.status).toBe(401);
       expect(((await res.json()) as any).error.code).toBe("unauthorized");
     }
@@ -211,7 +260,12 @@ describe("test clock (X-Test-Now)", () => {
   it("is honoured as an ISO-8601 time", async () => {
     const id = uid();
     const now = Date.UTC(2027, 2, 3, 4, 5, 6, 7);
-    const r = await call("POST", `/v1/accounts/${id}/consume`, { product: "codex", cost: 1 }, { headers: { "X-Test-Now": iso(now) } });
+    const r = await call(
+      "POST",
+      `/v1/accounts/${id}/consume`,
+      { product: "codex", cost: 1 },
+      { headers: { "X-Test-Now": iso(now) } },
+    );
     expect(r.status, JSON.stringify(r.body)).toBe(200);
     expect(r.body.account.products.codex.fiveHour.resetsAt).toBe(iso(now + 5 * HOUR));
   });
@@ -232,7 +286,9 @@ describe("test clock (X-Test-Now)", () => {
 
   it("is refused with 400 test_clock_disabled when TEST_CLOCK is not enabled", async () => {
     const res = await createApp().fetch(
-      new Request(`https://engine.test/v1/accounts/${uid()}`, { headers: { Authorization: `Bearer ${SERVICE}`, "X-Test-Now": String(T0) } }),
+      new Request(`https://engine.test/v1/accounts/${uid()}`, {
+        headers: { Authorization: `Bearer ${SERVICE}`, "X-Test-Now": String(T0) },
+      }),
       { ...env, TEST_CLOCK: "disabled" } as Env,
     );
     expect(res.status).toBe(400);

@@ -20,7 +20,15 @@ function expectError(res: { status: number; body: any; headers: Headers }, statu
 async function seeded(): Promise<{ id: string; before: unknown }> {
   const id = uid();
   expect((await addCredits(id, { kind: "purchase", amount: 3 * C }, { now: T0 })).status).toBe(201);
-  expect((await addCredits(id, { kind: "promo", amount: C, expiresAt: new Date(T0 + 86_400_000 * 30).toISOString() }, { now: T0 })).status).toBe(201);
+  expect(
+    (
+      await addCredits(
+        id,
+        { kind: "promo", amount: C, expiresAt: new Date(T0 + 86_400_000 * 30).toISOString() },
+        { now: T0 },
+      )
+    ).status,
+  ).toBe(201);
   expect((await consume(id, { product: "codex", cost: C / 2 }, { now: T0 })).status).toBe(200);
   expect((await call("PUT", `/v1/accounts/${id}/spend-cap`, { dailyLimit: 20 * C }, { now: T0 })).status).toBe(200);
   const before = await account(id, NOW);
@@ -54,7 +62,12 @@ const CASES: Case[] = [
   ["cost as a string", "POST", "/consume", j({ product: "codex", cost: "1000000" })],
   ["cost as a boolean", "POST", "/consume", j({ product: "codex", cost: true })],
   ["cost null", "POST", "/consume", j({ product: "codex", cost: null })],
-  ["both cost and usage", "POST", "/consume", j({ product: "codex", cost: 1, usage: { model: "gpt-5-codex", inputTokens: 1 } })],
+  [
+    "both cost and usage",
+    "POST",
+    "/consume",
+    j({ product: "codex", cost: 1, usage: { model: "gpt-5-codex", inputTokens: 1 } }),
+  ],
   ["neither cost nor usage", "POST", "/consume", j({ product: "codex" })],
   ["unknown field", "POST", "/consume", j({ product: "codex", cost: 1, free: true })],
   // catalog
@@ -62,17 +75,47 @@ const CASES: Case[] = [
   ["product in another case", "POST", "/consume", j({ product: "Codex", cost: 1 })],
   ["missing product", "POST", "/consume", j({ cost: 1 })],
   ["unknown model", "POST", "/consume", j({ product: "codex", usage: { model: "gpt-0-nope", inputTokens: 10 } })],
-  ["model of another product", "POST", "/consume", j({ product: "codex", usage: { model: "sora-2", videoSeconds: 1 } })],
+  [
+    "model of another product",
+    "POST",
+    "/consume",
+    j({ product: "codex", usage: { model: "sora-2", videoSeconds: 1 } }),
+  ],
   ["unknown meter", "POST", "/consume", j({ product: "codex", usage: { model: "gpt-5-codex", audioSeconds: 10 } })],
-  ["meter the model does not accept", "POST", "/consume", j({ product: "codex", usage: { model: "gpt-5-codex", videoSeconds: 10 } })],
+  [
+    "meter the model does not accept",
+    "POST",
+    "/consume",
+    j({ product: "codex", usage: { model: "gpt-5-codex", videoSeconds: 10 } }),
+  ],
   ["negative units", "POST", "/consume", j({ product: "codex", usage: { model: "gpt-5-codex", inputTokens: -10 } })],
   ["fractional units", "POST", "/consume", j({ product: "codex", usage: { model: "gpt-5-codex", inputTokens: 10.5 } })],
-  ["units as a string", "POST", "/consume", j({ product: "codex", usage: { model: "gpt-5-codex", inputTokens: "10" } })],
+  [
+    "units as a string",
+    "POST",
+    "/consume",
+    j({ product: "codex", usage: { model: "gpt-5-codex", inputTokens: "10" } }),
+  ],
   ["units 1e400", "POST", "/consume", `{"product":"codex","usage":{"model":"gpt-5-codex","inputTokens":1e400}}`],
-  ["units above MAX_SAFE_INTEGER", "POST", "/consume", j({ product: "codex", usage: { model: "gpt-5-codex", inputTokens: 2 ** 53 + 2 } })],
-  ["usage priced above the safe range", "POST", "/consume", j({ product: "sora", usage: { model: "sora-2-pro", videoSeconds: Number.MAX_SAFE_INTEGER } })],
+  [
+    "units above MAX_SAFE_INTEGER",
+    "POST",
+    "/consume",
+    j({ product: "codex", usage: { model: "gpt-5-codex", inputTokens: 2 ** 53 + 2 } }),
+  ],
+  [
+    "usage priced above the safe range",
+    "POST",
+    "/consume",
+    j({ product: "sora", usage: { model: "sora-2-pro", videoSeconds: Number.MAX_SAFE_INTEGER } }),
+  ],
   ["usage with no units", "POST", "/consume", j({ product: "codex", usage: { model: "gpt-5-codex" } })],
-  ["usage with zero units only", "POST", "/consume", j({ product: "codex", usage: { model: "gpt-5-codex", inputTokens: 0 } })],
+  [
+    "usage with zero units only",
+    "POST",
+    "/consume",
+    j({ product: "codex", usage: { model: "gpt-5-codex", inputTokens: 0 } }),
+  ],
   // holds
   ["hold with a negative cost", "POST", "/holds", j({ product: "codex", cost: -5 })],
   ["hold with a fractional ttl", "POST", "/holds", j({ product: "codex", cost: 5, ttlSeconds: 1.5 })],
@@ -88,7 +131,12 @@ const CASES: Case[] = [
   ["grant for an unknown product", "POST", "/credits", j({ kind: "purchase", amount: C, products: ["gemini"] })],
   ["grant with an empty product list", "POST", "/credits", j({ kind: "purchase", amount: C, products: [] })],
   ["grant with a non-ISO expiry", "POST", "/credits", j({ kind: "purchase", amount: C, expiresAt: "next year" })],
-  ["grant expiring in the past", "POST", "/credits", j({ kind: "purchase", amount: C, expiresAt: new Date(T0 - 1000).toISOString() })],
+  [
+    "grant expiring in the past",
+    "POST",
+    "/credits",
+    j({ kind: "purchase", amount: C, expiresAt: new Date(T0 - 1000).toISOString() }),
+  ],
   ["promo without expiresAt", "POST", "/credits", j({ kind: "promo", amount: C })],
   // plan, spend cap, auto top-up, banked resets
   ["unknown plan", "PUT", "/plan", j({ plan: "platinum" })],
@@ -97,8 +145,18 @@ const CASES: Case[] = [
   ["daily limit as a string", "PUT", "/spend-cap", j({ dailyLimit: "5" })],
   ["daily limit 1e400", "PUT", "/spend-cap", `{"dailyLimit":1e400}`],
   ["missing daily limit", "PUT", "/spend-cap", j({})],
-  ["auto top-up with a negative amount", "PUT", "/auto-top-up", j({ enabled: false, threshold: C, amount: -C, maxPerMonth: 1 })],
-  ["auto top-up with a string threshold", "PUT", "/auto-top-up", j({ enabled: false, threshold: "1", amount: C, maxPerMonth: 1 })],
+  [
+    "auto top-up with a negative amount",
+    "PUT",
+    "/auto-top-up",
+    j({ enabled: false, threshold: C, amount: -C, maxPerMonth: 1 }),
+  ],
+  [
+    "auto top-up with a string threshold",
+    "PUT",
+    "/auto-top-up",
+    j({ enabled: false, threshold: "1", amount: C, maxPerMonth: 1 }),
+  ],
   ["daily limit above MAX_SAFE_INTEGER", "PUT", "/spend-cap", j({ dailyLimit: 2 ** 53 + 2 })],
   ["banked reset for an unknown product", "POST", "/resets", j({ product: "gemini" })],
   // release takes an optional, empty body
@@ -120,7 +178,10 @@ describe("invalid bodies are 400 invalid_request and change nothing", () => {
     expect(hold.status, JSON.stringify(hold.body)).toBe(201);
     const before = (await account(id, NOW)).body;
     for (const raw of [j({ cost: -1 }), j({ cost: 0.5 }), `{"cost":1e400}`, j({ cost: "5" }), j({})]) {
-      const res = await call("POST", `/v1/accounts/${id}/holds/${hold.body.holdId}/settle`, undefined, { raw, now: NOW });
+      const res = await call("POST", `/v1/accounts/${id}/holds/${hold.body.holdId}/settle`, undefined, {
+        raw,
+        now: NOW,
+      });
       expectError(res, 400, "invalid_request");
     }
     await unchanged(id, before);
@@ -128,7 +189,13 @@ describe("invalid bodies are 400 invalid_request and change nothing", () => {
 
   it("admin refunds with a bad amount are refused", async () => {
     const { id, before } = await seeded();
-    for (const raw of [j({ amount: -C, reason: "x" }), j({ amount: 1.5, reason: "x" }), `{"amount":1e400,"reason":"x"}`, j({ amount: "5", reason: "x" }), j({ amount: C })]) {
+    for (const raw of [
+      j({ amount: -C, reason: "x" }),
+      j({ amount: 1.5, reason: "x" }),
+      `{"amount":1e400,"reason":"x"}`,
+      j({ amount: "5", reason: "x" }),
+      j({ amount: C }),
+    ]) {
       const res = await call("POST", `/v1/admin/accounts/${id}/refunds`, undefined, { raw, now: NOW });
       expectError(res, 400, "invalid_request");
     }
@@ -178,7 +245,11 @@ describe("size and headers", () => {
   it("a body over 16 KiB is 413 payload_too_large and changes nothing", async () => {
     const { id, before } = await seeded();
     const raw = j({ product: "codex", cost: 1, pad: "x".repeat(17 * 1024) });
-    for (const [method, suffix] of [["POST", "/consume"], ["POST", "/credits"], ["PUT", "/plan"]] as const) {
+    for (const [method, suffix] of [
+      ["POST", "/consume"],
+      ["POST", "/credits"],
+      ["PUT", "/plan"],
+    ] as const) {
       const res = await call(method, `/v1/accounts/${id}${suffix}`, undefined, { raw, now: NOW });
       expectError(res, 413, "payload_too_large");
     }
@@ -196,7 +267,12 @@ describe("size and headers", () => {
     });
     const res = await exports.default.fetch(`https://engine.test/v1/accounts/${id}/consume`, {
       method: "POST",
-      headers: { Authorization: `Bearer ${SERVICE}`, "Idempotency-Key": uid("key"), "Content-Type": "application/json", "X-Test-Now": String(NOW) },
+      headers: {
+        Authorization: `Bearer ${SERVICE}`,
+        "Idempotency-Key": uid("key"),
+        "Content-Type": "application/json",
+        "X-Test-Now": String(NOW),
+      },
       body,
       duplex: "half",
     } as RequestInit);
@@ -209,7 +285,7 @@ describe("size and headers", () => {
     const { id } = await seeded();
     const base = j({ product: "codex", cost: 1 });
     // valid JSON padded with whitespace to exactly 16 KiB
-    const raw = base.slice(0, -1) + " ".repeat(16 * 1024 - base.length) + "}";
+    const raw = `${base.slice(0, -1) + " ".repeat(16 * 1024 - base.length)}}`;
     expect(new TextEncoder().encode(raw).length).toBe(16 * 1024);
     const res = await call("POST", `/v1/accounts/${id}/consume`, undefined, { raw, now: NOW });
     expect(res.status, JSON.stringify(res.body)).toBe(200);
@@ -227,9 +303,17 @@ describe("size and headers", () => {
     ];
     for (const contentType of [null, "text/plain", "application/x-www-form-urlencoded"]) {
       for (const [method, suffix, body] of calls) {
-        const headers: Record<string, string> = { Authorization: `Bearer ${SERVICE}`, "Idempotency-Key": uid("key"), "X-Test-Now": String(NOW) };
+        const headers: Record<string, string> = {
+          Authorization: `Bearer ${SERVICE}`,
+          "Idempotency-Key": uid("key"),
+          "X-Test-Now": String(NOW),
+        };
         if (contentType) headers["Content-Type"] = contentType;
-        const res = await exports.default.fetch(`https://engine.test/v1/accounts/${id}${suffix}`, { method, headers, body: j(body) });
+        const res = await exports.default.fetch(`https://engine.test/v1/accounts/${id}${suffix}`, {
+          method,
+          headers,
+          body: j(body),
+        });
         const text = await res.text();
         expect(res.status, `${method} ${suffix} as ${contentType}: ${text}`).toBe(400);
         expectError({ status: res.status, body: JSON.parse(text), headers: res.headers }, 400, "invalid_request");
@@ -252,7 +336,12 @@ describe("size and headers", () => {
       const res = await call(method, `/v1/accounts/${id}${suffix}`, body, { key: null, now: NOW });
       expectError(res, 400, "invalid_request");
     }
-    const admin = await call("POST", `/v1/admin/accounts/${id}/refunds`, { amount: C, reason: "x" }, { key: null, now: NOW });
+    const admin = await call(
+      "POST",
+      `/v1/admin/accounts/${id}/refunds`,
+      { amount: C, reason: "x" },
+      { key: null, now: NOW },
+    );
     expectError(admin, 400, "invalid_request");
     await unchanged(id, before);
   });
@@ -278,7 +367,8 @@ describe("size and headers", () => {
 
 describe("prototype-named keys are never meters or models (SPEC §8)", () => {
   // Raw text, so JSON.parse makes "__proto__" an own key, as any client's JSON would.
-  const usageWith = (key: string, value: string) => `{"model":"gpt-5-codex","outputTokens":1,${JSON.stringify(key)}:${value}}`;
+  const usageWith = (key: string, value: string) =>
+    `{"model":"gpt-5-codex","outputTokens":1,${JSON.stringify(key)}:${value}}`;
   const PROTO_KEYS: [string, string][] = [
     ["__proto__", "7"],
     ["__proto__", `{"inputTokens":5}`],
@@ -286,16 +376,27 @@ describe("prototype-named keys are never meters or models (SPEC §8)", () => {
     ["prototype", "7"],
   ];
 
-  it.each(PROTO_KEYS)("consume with an own usage.%s key (%s) is 400, charges nothing and does not use up its key", async (key, value) => {
-    const { id, before } = await seeded();
-    const idemKey = uid("key");
-    const raw = `{"product":"codex","usage":${usageWith(key, value)}}`;
-    expectError(await call("POST", `/v1/accounts/${id}/consume`, undefined, { raw, key: idemKey, now: NOW }), 400, "invalid_request");
-    await unchanged(id, before);
-    const ok = await consume(id, { product: "codex", usage: { model: "gpt-5-codex", outputTokens: 1 } }, { key: idemKey, now: NOW });
-    expect(ok.status, JSON.stringify(ok.body)).toBe(200);
-    expect(ok.headers.get("Idempotent-Replayed")).toBeNull();
-  });
+  it.each(PROTO_KEYS)(
+    "consume with an own usage.%s key (%s) is 400, charges nothing and does not use up its key",
+    async (key, value) => {
+      const { id, before } = await seeded();
+      const idemKey = uid("key");
+      const raw = `{"product":"codex","usage":${usageWith(key, value)}}`;
+      expectError(
+        await call("POST", `/v1/accounts/${id}/consume`, undefined, { raw, key: idemKey, now: NOW }),
+        400,
+        "invalid_request",
+      );
+      await unchanged(id, before);
+      const ok = await consume(
+        id,
+        { product: "codex", usage: { model: "gpt-5-codex", outputTokens: 1 } },
+        { key: idemKey, now: NOW },
+      );
+      expect(ok.status, JSON.stringify(ok.body)).toBe(200);
+      expect(ok.headers.get("Idempotent-Replayed")).toBeNull();
+    },
+  );
 
   it.each(PROTO_KEYS)("holds and settle refuse an own %s key (%s) and change nothing", async (key, value) => {
     const { id } = await seeded();
@@ -303,39 +404,62 @@ describe("prototype-named keys are never meters or models (SPEC §8)", () => {
     expect(hold.status, JSON.stringify(hold.body)).toBe(201);
     const before = (await account(id, NOW)).body;
     const usage = usageWith(key, value);
-    expectError(await call("POST", `/v1/accounts/${id}/holds`, undefined, { raw: `{"product":"codex","usage":${usage}}`, now: NOW }), 400, "invalid_request");
-    expectError(await call("POST", `/v1/accounts/${id}/holds/${hold.body.holdId}/settle`, undefined, { raw: `{"usage":${usage}}`, now: NOW }), 400, "invalid_request");
+    expectError(
+      await call("POST", `/v1/accounts/${id}/holds`, undefined, {
+        raw: `{"product":"codex","usage":${usage}}`,
+        now: NOW,
+      }),
+      400,
+      "invalid_request",
+    );
+    expectError(
+      await call("POST", `/v1/accounts/${id}/holds/${hold.body.holdId}/settle`, undefined, {
+        raw: `{"usage":${usage}}`,
+        now: NOW,
+      }),
+      400,
+      "invalid_request",
+    );
     await unchanged(id, before);
   });
 
-  it.each(["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf"])("model '%s' is 400 unknown model on consume, holds and settle", async (model) => {
-    const { id } = await seeded();
-    const hold = await call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost: C / 4 }, { now: NOW });
-    expect(hold.status, JSON.stringify(hold.body)).toBe(201);
-    const before = (await account(id, NOW)).body;
-    const usage = { model, inputTokens: 1 };
-    for (const [suffix, body] of [
-      ["/consume", { product: "codex", usage }],
-      ["/holds", { product: "codex", usage }],
-      [`/holds/${hold.body.holdId}/settle`, { usage }],
-    ] as const) {
-      const res = await call("POST", `/v1/accounts/${id}${suffix}`, body, { now: NOW });
-      expectError(res, 400, "invalid_request");
-      expect(res.body.error.details, `${suffix}: ${res.body.error.message}`).toMatchObject({ field: "usage.model" });
-    }
-    await unchanged(id, before);
-  });
+  it.each(["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf"])(
+    "model '%s' is 400 unknown model on consume, holds and settle",
+    async (model) => {
+      const { id } = await seeded();
+      const hold = await call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost: C / 4 }, { now: NOW });
+      expect(hold.status, JSON.stringify(hold.body)).toBe(201);
+      const before = (await account(id, NOW)).body;
+      const usage = { model, inputTokens: 1 };
+      for (const [suffix, body] of [
+        ["/consume", { product: "codex", usage }],
+        ["/holds", { product: "codex", usage }],
+        [`/holds/${hold.body.holdId}/settle`, { usage }],
+      ] as const) {
+        const res = await call("POST", `/v1/accounts/${id}${suffix}`, body, { now: NOW });
+        expectError(res, 400, "invalid_request");
+        expect(res.body.error.details, `${suffix}: ${res.body.error.message}`).toMatchObject({ field: "usage.model" });
+      }
+      await unchanged(id, before);
+    },
+  );
 });
 
 describe("percent-encoded ids are the same account for idempotency (SPEC §4)", () => {
   /** The id with its first character percent-encoded: /acct_… → /%61cct_… */
   const encFirst = (id: string) => `%${id.charCodeAt(0).toString(16).toUpperCase()}${id.slice(1)}`;
   /** Every character percent-encoded, in lower- or upper-case hex. */
-  const encAll = (id: string, upper: boolean) => [...id].map((ch) => `%${ch.charCodeAt(0).toString(16)[upper ? "toUpperCase" : "toLowerCase"]()}`).join("");
+  const encAll = (id: string, upper: boolean) =>
+    [...id].map((ch) => `%${ch.charCodeAt(0).toString(16)[upper ? "toUpperCase" : "toLowerCase"]()}`).join("");
   const spellings = (id: string) => [encFirst(id), encAll(id, false), encAll(id, true)];
 
   /** Sends the same call under each spelling of the path: each must replay the first answer and change nothing. */
-  async function expectReplays(id: string, first: { status: number; body: any }, again: (path: string) => Promise<{ status: number; body: any; headers: Headers }>, paths: string[]) {
+  async function expectReplays(
+    id: string,
+    first: { status: number; body: any },
+    again: (path: string) => Promise<{ status: number; body: any; headers: Headers }>,
+    paths: string[],
+  ) {
     const after = (await account(id, NOW)).body;
     for (const path of paths) {
       const res = await again(path);
@@ -355,7 +479,11 @@ describe("percent-encoded ids are the same account for idempotency (SPEC §4)", 
     await expectReplays(id, first, (p) => consume(p, body, { key, now: NOW }), spellings(id));
     expect((await account(id, NOW)).body.products.codex.fiveHour.used).toBe(C / 4);
     // a different body under an encoded spelling is still a conflict
-    expectError(await consume(encFirst(id), { product: "codex", cost: C / 2 }, { key, now: NOW }), 409, "idempotency_conflict");
+    expectError(
+      await consume(encFirst(id), { product: "codex", cost: C / 2 }, { key, now: NOW }),
+      409,
+      "idempotency_conflict",
+    );
   });
 
   it("consume: first under the encoded id, then the plain one, is one account and one charge", async () => {
@@ -374,22 +502,55 @@ describe("percent-encoded ids are the same account for idempotency (SPEC §4)", 
     const holdBody = { product: "codex", cost: C / 4, ttlSeconds: 600 };
     const created = await call("POST", `/v1/accounts/${id}/holds`, holdBody, { key: createKey, now: NOW });
     expect(created.status, JSON.stringify(created.body)).toBe(201);
-    await expectReplays(id, created, (p) => call("POST", `/v1/accounts/${p}/holds`, holdBody, { key: createKey, now: NOW }), spellings(id));
+    await expectReplays(
+      id,
+      created,
+      (p) => call("POST", `/v1/accounts/${p}/holds`, holdBody, { key: createKey, now: NOW }),
+      spellings(id),
+    );
     expect((await account(id, NOW)).body.holds).toHaveLength(1);
 
     const holdId: string = created.body.holdId;
     const settleKey = uid("key");
-    const settled = await call("POST", `/v1/accounts/${id}/holds/${holdId}/settle`, { cost: C / 8 }, { key: settleKey, now: NOW });
+    const settled = await call(
+      "POST",
+      `/v1/accounts/${id}/holds/${holdId}/settle`,
+      { cost: C / 8 },
+      { key: settleKey, now: NOW },
+    );
     expect(settled.status, JSON.stringify(settled.body)).toBe(200);
-    await expectReplays(id, settled, (p) => call("POST", `/v1/accounts/${p}/holds/${encAll(holdId, false)}/settle`, { cost: C / 8 }, { key: settleKey, now: NOW }), spellings(id));
+    await expectReplays(
+      id,
+      settled,
+      (p) =>
+        call(
+          "POST",
+          `/v1/accounts/${p}/holds/${encAll(holdId, false)}/settle`,
+          { cost: C / 8 },
+          { key: settleKey, now: NOW },
+        ),
+      spellings(id),
+    );
     expect((await account(id, NOW)).body.products.codex.fiveHour.used).toBe(C / 8);
 
     const other = await call("POST", `/v1/accounts/${id}/holds`, holdBody, { now: NOW });
     expect(other.status, JSON.stringify(other.body)).toBe(201);
     const releaseKey = uid("key");
-    const released = await call("POST", `/v1/accounts/${encFirst(id)}/holds/${other.body.holdId}/release`, undefined, { key: releaseKey, now: NOW });
+    const released = await call("POST", `/v1/accounts/${encFirst(id)}/holds/${other.body.holdId}/release`, undefined, {
+      key: releaseKey,
+      now: NOW,
+    });
     expect(released.status, JSON.stringify(released.body)).toBe(200);
-    await expectReplays(id, released, (p) => call("POST", `/v1/accounts/${p}/holds/${encFirst(other.body.holdId)}/release`, undefined, { key: releaseKey, now: NOW }), [id, encAll(id, true)]);
+    await expectReplays(
+      id,
+      released,
+      (p) =>
+        call("POST", `/v1/accounts/${p}/holds/${encFirst(other.body.holdId)}/release`, undefined, {
+          key: releaseKey,
+          now: NOW,
+        }),
+      [id, encAll(id, true)],
+    );
   });
 
   it("admin refunds and resume replay under /v1/admin/accounts/%61…", async () => {
@@ -399,13 +560,26 @@ describe("percent-encoded ids are the same account for idempotency (SPEC §4)", 
     const refundBody = { amount: C, reason: "encoded id" };
     const refunded = await call("POST", `/v1/admin/accounts/${id}/refunds`, refundBody, { key: refundKey, now: NOW });
     expect(refunded.status, JSON.stringify(refunded.body)).toBe(201);
-    await expectReplays(id, refunded, (p) => call("POST", `/v1/admin/accounts/${p}/refunds`, refundBody, { key: refundKey, now: NOW }), spellings(id));
+    await expectReplays(
+      id,
+      refunded,
+      (p) => call("POST", `/v1/admin/accounts/${p}/refunds`, refundBody, { key: refundKey, now: NOW }),
+      spellings(id),
+    );
     expect((await account(id, NOW)).body.credits.balance).toBe(4 * C);
 
     const resumeKey = uid("key");
-    const resumed = await call("POST", `/v1/admin/accounts/${encFirst(id)}/resume`, undefined, { key: resumeKey, now: NOW });
+    const resumed = await call("POST", `/v1/admin/accounts/${encFirst(id)}/resume`, undefined, {
+      key: resumeKey,
+      now: NOW,
+    });
     expect(resumed.status, JSON.stringify(resumed.body)).toBe(200);
-    await expectReplays(id, resumed, (p) => call("POST", `/v1/admin/accounts/${p}/resume`, undefined, { key: resumeKey, now: NOW }), [id, encAll(id, false)]);
+    await expectReplays(
+      id,
+      resumed,
+      (p) => call("POST", `/v1/admin/accounts/${p}/resume`, undefined, { key: resumeKey, now: NOW }),
+      [id, encAll(id, false)],
+    );
   });
 
   it("a path segment that is not valid percent-encoding is 400 invalid_request, not 500", async () => {
@@ -422,7 +596,11 @@ describe("percent-encoded ids are the same account for idempotency (SPEC §4)", 
       }
     }
     // an encoded id that decodes to an invalid one is 400 too
-    expectError(await consume(`${encFirst(id)}%20`, { product: "codex", cost: 1 }, { now: NOW }), 400, "invalid_request");
+    expectError(
+      await consume(`${encFirst(id)}%20`, { product: "codex", cost: 1 }, { now: NOW }),
+      400,
+      "invalid_request",
+    );
     await unchanged(id, before);
   });
 });

@@ -34,23 +34,44 @@ interface Answer {
 }
 
 /** One browser-like request to the console: cookies, an urlencoded form, the test clock; redirects are not followed. */
-async function web(method: "GET" | "POST", path: string, opts: { now: number; cookies?: readonly string[]; form?: Form; origin?: string; fetcher?: Fetcher; headers?: Record<string, string> }): Promise<Answer> {
+async function web(
+  method: "GET" | "POST",
+  path: string,
+  opts: {
+    now: number;
+    cookies?: readonly string[];
+    form?: Form;
+    origin?: string;
+    fetcher?: Fetcher;
+    headers?: Record<string, string>;
+  },
+): Promise<Answer> {
   const headers = new Headers({ "X-Test-Now": String(opts.now), ...(opts.headers ?? {}) });
   if (opts.cookies?.length) headers.set("Cookie", opts.cookies.join("; "));
   let body: string | undefined;
   if (opts.form) {
     const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(opts.form)) if (v !== undefined) for (const one of [v].flat()) params.append(k, one);
+    for (const [k, v] of Object.entries(opts.form))
+      if (v !== undefined) for (const one of [v].flat()) params.append(k, one);
     body = params.toString();
     if (!headers.has("Content-Type")) headers.set("Content-Type", "application/x-www-form-urlencoded");
   }
   const request = new Request(`${opts.origin ?? ORIGIN}${path}`, { method, headers, body, redirect: "manual" });
   const res = await (opts.fetcher ?? ((r: Request) => exports.default.fetch(r)))(request);
-  return { status: res.status, html: await res.text(), headers: res.headers, location: res.headers.get("Location"), cookies: res.headers.getSetCookie() };
+  return {
+    status: res.status,
+    html: await res.text(),
+    headers: res.headers,
+    location: res.headers.get("Location"),
+    cookies: res.headers.getSetCookie(),
+  };
 }
 
 /** A fetcher for the app under other bindings (no ADMIN_TOKEN, a rotated one). */
-const withEnv = (vars: Partial<Env>): Fetcher => async (request) => createApp().request(request, undefined, { ...env, ...vars }) as Promise<Response>;
+const withEnv =
+  (vars: Partial<Env>): Fetcher =>
+  async (request) =>
+    createApp().request(request, undefined, { ...env, ...vars }) as Promise<Response>;
 
 /** `name=value` of the named Set-Cookie, or undefined. */
 function cookiePair(answer: Answer, name: string): string | undefined {
@@ -64,7 +85,12 @@ function field(html: string, name: string): string {
   const input = new RegExp(`<input[^>]*name="${name}"[^>]*>`).exec(html)?.[0];
   const value = input ? /value="([^"]*)"/.exec(input)?.[1] : undefined;
   if (value === undefined) throw new Error(`no field ${name} in the page`);
-  return value.replace(/&amp;/g, "&").replace(/&quot;/g, '"').replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&#39;/g, "'");
+  return value
+    .replace(/&amp;/g, "&")
+    .replace(/&quot;/g, '"')
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&#39;/g, "'");
 }
 
 interface Session {
@@ -78,7 +104,13 @@ async function signIn(now: number, opts: { name?: string; origin?: string; fetch
   expect(form.status).toBe(200);
   const login = cookiePair(form, "console_login");
   expect(login, "the sign-in page sets its form cookie").toBeDefined();
-  const answer = await web("POST", "/console/sign-in", { now, origin: opts.origin, fetcher: opts.fetcher, cookies: [login!], form: { token: ADMIN, name: opts.name, csrf: field(form.html, "csrf") } });
+  const answer = await web("POST", "/console/sign-in", {
+    now,
+    origin: opts.origin,
+    fetcher: opts.fetcher,
+    cookies: [login!],
+    form: { token: ADMIN, name: opts.name, csrf: field(form.html, "csrf") },
+  });
   expect(answer.status, answer.html).toBe(303);
   return { cookie: cookiePair(answer, "console_session")!, setCookie: cookieLine(answer, "console_session")!, answer };
 }
@@ -113,7 +145,9 @@ async function outboxEntries(id: string, kind: string) {
   return (await outboxMessages(id)).flatMap((m) => (m.type === "ledger" && m.entry.kind === kind ? [m.entry] : []));
 }
 async function d1Events(id: string) {
-  const { results } = await env.DB.prepare("SELECT id, type, created_at FROM events WHERE account_id = ?").bind(id).all<{ id: string; type: string; created_at: number }>();
+  const { results } = await env.DB.prepare("SELECT id, type, created_at FROM events WHERE account_id = ?")
+    .bind(id)
+    .all<{ id: string; type: string; created_at: number }>();
   return results;
 }
 
@@ -175,7 +209,10 @@ describe("console sign-in", () => {
     expect(overview.html).toContain("alice");
 
     // A cookie whose signed value was changed (here: a later expiry) is no session.
-    const forged = btoa(JSON.stringify({ ...claims, exp: claims.exp + 100 * HOUR })).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+    const forged = btoa(JSON.stringify({ ...claims, exp: claims.exp + 100 * HOUR }))
+      .replace(/=+$/, "")
+      .replace(/\+/g, "-")
+      .replace(/\//g, "_");
     const tampered = await web("GET", "/console", { now: t + 1000, cookies: [`console_session=${forged}.${mac}`] });
     expect(tampered.status).toBe(303);
     expect(tampered.location).toBe("/console/sign-in");
@@ -191,7 +228,11 @@ describe("console sign-in", () => {
     const form = await web("GET", "/console/sign-in", { now: t });
     const login = cookiePair(form, "console_login")!;
     const csrf = field(form.html, "csrf");
-    const wrong = await web("POST", "/console/sign-in", { now: t, cookies: [login], form: { token: `${ADMIN}x`, csrf } });
+    const wrong = await web("POST", "/console/sign-in", {
+      now: t,
+      cookies: [login],
+      form: { token: `${ADMIN}x`, csrf },
+    });
     expect(wrong.status).toBe(401);
     expect(wrong.cookies).toEqual([]);
     expect(wrong.html).toMatch(/not valid/i);
@@ -210,11 +251,20 @@ describe("console sign-in", () => {
       expect(cookiePair(r, "console_session"), what).toBeUndefined();
     }
     // A body that is not a form is refused too.
-    const json = await web("POST", "/console/sign-in", { now: t, cookies: [login], headers: { "Content-Type": "text/plain" }, form: { token: ADMIN, csrf } });
+    const json = await web("POST", "/console/sign-in", {
+      now: t,
+      cookies: [login],
+      headers: { "Content-Type": "text/plain" },
+      form: { token: ADMIN, csrf },
+    });
     expect(json.status).toBe(400);
     expect(cookiePair(json, "console_session")).toBeUndefined();
     // A name that is not printable ASCII is refused, without a session.
-    const badName = await web("POST", "/console/sign-in", { now: t, cookies: [login], form: { token: ADMIN, csrf, name: "al\u0000ice" } });
+    const badName = await web("POST", "/console/sign-in", {
+      now: t,
+      cookies: [login],
+      form: { token: ADMIN, csrf, name: "al\u0000ice" },
+    });
     expect(badName.status).toBe(400);
     expect(cookiePair(badName, "console_session")).toBeUndefined();
   });
@@ -231,7 +281,9 @@ describe("console sign-in", () => {
     expect(post.cookies).toEqual([]);
 
     const s = await signIn(t);
-    expect((await web("GET", "/console", { now: t, cookies: [s.cookie], fetcher: closed })).location).toBe("/console/sign-in");
+    expect((await web("GET", "/console", { now: t, cookies: [s.cookie], fetcher: closed })).location).toBe(
+      "/console/sign-in",
+    );
     const rotated = withEnv({ ADMIN_TOKEN: "a-new-admin-token" });
     const after = await web("GET", "/console", { now: t, cookies: [s.cookie], fetcher: rotated });
     expect(after.status).toBe(303);
@@ -247,7 +299,11 @@ describe("console sign-in", () => {
     const refused = await web("POST", "/console/sign-out", { now: t, cookies: [s.cookie], form: {} });
     expect(refused.status).toBe(403);
     expect(refused.cookies).toEqual([]);
-    const out = await web("POST", "/console/sign-out", { now: t, cookies: [s.cookie], form: { csrf: field(overview.html, "csrf") } });
+    const out = await web("POST", "/console/sign-out", {
+      now: t,
+      cookies: [s.cookie],
+      form: { csrf: field(overview.html, "csrf") },
+    });
     expect(out.status).toBe(303);
     expect(out.location).toBe("/console/sign-in?notice=signed_out");
     expect(cookieLine(out, "console_session")).toMatch(/^console_session=;.*Max-Age=0/);
@@ -259,18 +315,35 @@ describe("console protection", () => {
   it("pages without a session redirect to sign-in; POSTs without one are refused and change nothing", async () => {
     const t = T0 + 20 * HOUR;
     const id = await pausedAccount(t);
-    for (const path of ["/console", `/console/accounts/${id}`, `/console/accounts/${id}/resume`, "/console/resets/new", "/console/accounts?id=x", "/console/nope"]) {
+    for (const path of [
+      "/console",
+      `/console/accounts/${id}`,
+      `/console/accounts/${id}/resume`,
+      "/console/resets/new",
+      "/console/accounts?id=x",
+      "/console/nope",
+    ]) {
       const r = await web("GET", path, { now: t + MIN });
       expect(r.status, path).toBe(303);
       expect(r.location, path).toBe("/console/sign-in");
     }
-    for (const path of [`/console/accounts/${id}/resume`, `/console/accounts/${id}/refund`, "/console/resets", "/console/reconciliation"]) {
-      const r = await web("POST", path, { now: t + MIN, form: { csrf: "x", nonce: "n1", reason: "r", entry: "e", amount: "1" } });
+    for (const path of [
+      `/console/accounts/${id}/resume`,
+      `/console/accounts/${id}/refund`,
+      "/console/resets",
+      "/console/reconciliation",
+    ]) {
+      const r = await web("POST", path, {
+        now: t + MIN,
+        form: { csrf: "x", nonce: "n1", reason: "r", entry: "e", amount: "1" },
+      });
       expect(r.status, path).toBe(401);
       expect(r.html, path).toMatch(/sign in/i);
     }
     // A cookie that is not a session at all.
-    expect((await web("GET", "/console", { now: t + MIN, cookies: ["console_session=garbage"] })).location).toBe("/console/sign-in");
+    expect((await web("GET", "/console", { now: t + MIN, cookies: ["console_session=garbage"] })).location).toBe(
+      "/console/sign-in",
+    );
     expect((await account(id, t + 2 * MIN)).body.paused).toBe(true);
     expect(await outboxEvents(id, "account.credits_resumed")).toHaveLength(0);
   });
@@ -291,21 +364,42 @@ describe("console protection", () => {
       ["another session's", field(other.html, "csrf")],
       ["truncated", field(confirm.html, "csrf").slice(0, -1)],
     ] as const) {
-      const r = await web("POST", `/console/accounts/${id}/resume`, { now: t + 2 * MIN, cookies: [a.cookie], form: { csrf, nonce } });
+      const r = await web("POST", `/console/accounts/${id}/resume`, {
+        now: t + 2 * MIN,
+        cookies: [a.cookie],
+        form: { csrf, nonce },
+      });
       expect(r.status, what).toBe(403);
       assertLockedDown(r, `403 (${what})`);
       expect(r.html, what).toMatch(/security token/i);
     }
     // The reset and refund forms are guarded the same way.
-    expect((await web("POST", "/console/resets", { now: t + 2 * MIN, cookies: [a.cookie], form: { nonce, reason: "x" } })).status).toBe(403);
-    expect((await web("POST", `/console/accounts/${id}/refund`, { now: t + 2 * MIN, cookies: [a.cookie], form: { nonce, entry: "e", amount: "1", reason: "x" } })).status).toBe(403);
-    expect((await web("POST", "/console/reconciliation", { now: t + 2 * MIN, cookies: [a.cookie], form: {} })).status).toBe(403);
+    expect(
+      (await web("POST", "/console/resets", { now: t + 2 * MIN, cookies: [a.cookie], form: { nonce, reason: "x" } }))
+        .status,
+    ).toBe(403);
+    expect(
+      (
+        await web("POST", `/console/accounts/${id}/refund`, {
+          now: t + 2 * MIN,
+          cookies: [a.cookie],
+          form: { nonce, entry: "e", amount: "1", reason: "x" },
+        })
+      ).status,
+    ).toBe(403);
+    expect(
+      (await web("POST", "/console/reconciliation", { now: t + 2 * MIN, cookies: [a.cookie], form: {} })).status,
+    ).toBe(403);
 
     expect((await account(id, t + 3 * MIN)).body.paused).toBe(true);
     expect(await outboxEvents(id, "account.credits_resumed")).toHaveLength(0);
     expect(await outboxEntries(id, "refund")).toHaveLength(0);
     // The very same nonce then works with the right token: nothing was recorded under it.
-    const ok = await web("POST", `/console/accounts/${id}/resume`, { now: t + 3 * MIN, cookies: [a.cookie], form: { csrf: field(confirm.html, "csrf"), nonce } });
+    const ok = await web("POST", `/console/accounts/${id}/resume`, {
+      now: t + 3 * MIN,
+      cookies: [a.cookie],
+      form: { csrf: field(confirm.html, "csrf"), nonce },
+    });
     expect(ok.status).toBe(303);
     expect((await account(id, t + 4 * MIN)).body.paused).toBe(false);
   });
@@ -319,7 +413,11 @@ describe("console protection", () => {
     const expired = await web("GET", "/console", { now: t + MIN + SESSION_MS, cookies: [s.cookie] });
     expect(expired.status).toBe(303);
     expect(expired.location).toBe("/console/sign-in");
-    const post = await web("POST", `/console/accounts/${id}/resume`, { now: t + MIN + SESSION_MS, cookies: [s.cookie], form: { csrf: field(confirm.html, "csrf"), nonce: field(confirm.html, "nonce") } });
+    const post = await web("POST", `/console/accounts/${id}/resume`, {
+      now: t + MIN + SESSION_MS,
+      cookies: [s.cookie],
+      form: { csrf: field(confirm.html, "csrf"), nonce: field(confirm.html, "nonce") },
+    });
     expect(post.status).toBe(401);
     expect((await account(id, t + MIN + SESSION_MS)).body.paused).toBe(true);
     expect(await outboxEvents(id, "account.credits_resumed")).toHaveLength(0);
@@ -331,7 +429,14 @@ describe("console protection", () => {
     const answers: [string, Answer][] = [];
     const form = await web("GET", "/console/sign-in", { now: t });
     answers.push(["sign-in page", form]);
-    answers.push(["wrong token", await web("POST", "/console/sign-in", { now: t, cookies: [cookiePair(form, "console_login")!], form: { token: "nope", csrf: field(form.html, "csrf") } })]);
+    answers.push([
+      "wrong token",
+      await web("POST", "/console/sign-in", {
+        now: t,
+        cookies: [cookiePair(form, "console_login")!],
+        form: { token: "nope", csrf: field(form.html, "csrf") },
+      }),
+    ]);
     const s = await signIn(t);
     answers.push(["signed in (303)", s.answer]);
     answers.push(["no session (303)", await web("GET", "/console", { now: t })]);
@@ -340,16 +445,45 @@ describe("console protection", () => {
     answers.push(["account", await page(s, `/console/accounts/${id}`, t)]);
     const confirm = await page(s, `/console/accounts/${id}/resume`, t);
     answers.push(["resume confirmation", confirm]);
-    answers.push(["refund, no such entry", await web("GET", `/console/accounts/${id}/refund?entry=nope`, { now: t, cookies: [s.cookie] })]);
+    answers.push([
+      "refund, no such entry",
+      await web("GET", `/console/accounts/${id}/refund?entry=nope`, { now: t, cookies: [s.cookie] }),
+    ]);
     answers.push(["reset form", await page(s, "/console/resets/new", t)]);
-    answers.push(["reset, no reason", await web("GET", "/console/resets/confirm?reason=", { now: t, cookies: [s.cookie] })]);
-    answers.push(["bad account id", await web("GET", "/console/accounts?id=%20bad%20id", { now: t, cookies: [s.cookie] })]);
+    answers.push([
+      "reset, no reason",
+      await web("GET", "/console/resets/confirm?reason=", { now: t, cookies: [s.cookie] }),
+    ]);
+    answers.push([
+      "bad account id",
+      await web("GET", "/console/accounts?id=%20bad%20id", { now: t, cookies: [s.cookie] }),
+    ]);
     answers.push(["search redirect", await web("GET", `/console/accounts?id=${id}`, { now: t, cookies: [s.cookie] })]);
-    answers.push(["403", await web("POST", `/console/accounts/${id}/resume`, { now: t, cookies: [s.cookie], form: { nonce: "n" } })]);
+    answers.push([
+      "403",
+      await web("POST", `/console/accounts/${id}/resume`, { now: t, cookies: [s.cookie], form: { nonce: "n" } }),
+    ]);
     answers.push(["404", await web("GET", "/console/nope", { now: t, cookies: [s.cookie] })]);
-    answers.push(["405-ish", await web("POST", "/console", { now: t, cookies: [s.cookie], form: { csrf: field(confirm.html, "csrf") } })]);
-    answers.push(["resumed (303)", await web("POST", `/console/accounts/${id}/resume`, { now: t, cookies: [s.cookie], form: { csrf: field(confirm.html, "csrf"), nonce: field(confirm.html, "nonce") } })]);
-    answers.push(["sign-out", await web("POST", "/console/sign-out", { now: t, cookies: [s.cookie], form: { csrf: field(confirm.html, "csrf") } })]);
+    answers.push([
+      "405-ish",
+      await web("POST", "/console", { now: t, cookies: [s.cookie], form: { csrf: field(confirm.html, "csrf") } }),
+    ]);
+    answers.push([
+      "resumed (303)",
+      await web("POST", `/console/accounts/${id}/resume`, {
+        now: t,
+        cookies: [s.cookie],
+        form: { csrf: field(confirm.html, "csrf"), nonce: field(confirm.html, "nonce") },
+      }),
+    ]);
+    answers.push([
+      "sign-out",
+      await web("POST", "/console/sign-out", {
+        now: t,
+        cookies: [s.cookie],
+        form: { csrf: field(confirm.html, "csrf") },
+      }),
+    ]);
     for (const [what, answer] of answers) assertLockedDown(answer, what);
     expect(answers.find(([w]) => w === "404")![1].status).toBe(404);
     expect(answers.find(([w]) => w === "bad account id")![1].status).toBe(400);
@@ -392,7 +526,11 @@ describe("console actions", () => {
     // A resume of an account that is not paused says so, and records nothing.
     const again = await page(s, `/console/accounts/${id}/resume`, t + 4 * MIN);
     expect(again.html).toMatch(/not paused/i);
-    const noop = await web("POST", `/console/accounts/${id}/resume`, { now: t + 4 * MIN, cookies: [s.cookie], form: { csrf: field(again.html, "csrf"), nonce: field(again.html, "nonce") } });
+    const noop = await web("POST", `/console/accounts/${id}/resume`, {
+      now: t + 4 * MIN,
+      cookies: [s.cookie],
+      form: { csrf: field(again.html, "csrf"), nonce: field(again.html, "nonce") },
+    });
     expect(noop.location).toBe(`/console/accounts/${id}?notice=not_paused`);
     expect(await outboxEvents(id, "account.credits_resumed")).toHaveLength(1);
   });
@@ -402,7 +540,10 @@ describe("console actions", () => {
     const id = uid("crefund");
     expect((await addCredits(id, { kind: "purchase", amount: 20 * C }, { now: t })).status).toBe(201);
     expect((await consume(id, { product: "codex", cost: 5 * C }, { now: t + 1000 })).status).toBe(200); // 2 from the window, 3 from the grant
-    const rows = await waitFor(() => d1Rows(id), (r) => r.some((e) => e.kind === "charge" && e.layer === "grant"));
+    const rows = await waitFor(
+      () => d1Rows(id),
+      (r) => r.some((e) => e.kind === "charge" && e.layer === "grant"),
+    );
     const charge = rows.find((e) => e.kind === "charge" && e.layer === "grant")!;
     const windowCharge = rows.find((e) => e.kind === "charge" && e.layer === "window")!;
     const grantEntry = rows.find((e) => e.kind === "grant")!;
@@ -415,7 +556,9 @@ describe("console actions", () => {
     // The window paid 2 credits of that request: the plan's allowance, not credits, so no refund is offered for it;
     // opened directly, its confirmation screen warns.
     expect(accountPage.html).not.toContain(`refund?entry=${windowCharge.id}`);
-    expect((await page(s, `/console/accounts/${id}/refund?entry=${windowCharge.id}`, t + MIN)).html).toMatch(/covered by the plan(&#39;|')s window, not by credits/);
+    expect((await page(s, `/console/accounts/${id}/refund?entry=${windowCharge.id}`, t + MIN)).html).toMatch(
+      /covered by the plan(&#39;|')s window, not by credits/,
+    );
 
     const confirm = await page(s, `/console/accounts/${id}/refund?entry=${charge.id}`, t + MIN);
     expect(field(confirm.html, "amount")).toBe("3");
@@ -424,7 +567,13 @@ describe("console actions", () => {
     expect(confirm.html).toMatch(/<label[^>]*for="refund-reason"/);
     const before = (await account(id, t + MIN)).body.credits.balance;
 
-    const form = { csrf: field(confirm.html, "csrf"), nonce: field(confirm.html, "nonce"), entry: charge.id, amount: "3", reason: "double charge" };
+    const form = {
+      csrf: field(confirm.html, "csrf"),
+      nonce: field(confirm.html, "nonce"),
+      entry: charge.id,
+      amount: "3",
+      reason: "double charge",
+    };
     const [first, second] = await Promise.all([
       web("POST", `/console/accounts/${id}/refund`, { now: t + 2 * MIN, cookies: [s.cookie], form }),
       web("POST", `/console/accounts/${id}/refund`, { now: t + 2 * MIN, cookies: [s.cookie], form }),
@@ -440,26 +589,55 @@ describe("console actions", () => {
     expect((await account(id, t + 2 * MIN)).body.credits.balance).toBe(before + 3 * C);
 
     // More than is left: the account object refuses, and the page says why.
-    const more = await web("POST", `/console/accounts/${id}/refund`, { now: t + 3 * MIN, cookies: [s.cookie], form: { ...form, nonce: crypto.randomUUID(), amount: "0.000001" } });
+    const more = await web("POST", `/console/accounts/${id}/refund`, {
+      now: t + 3 * MIN,
+      cookies: [s.cookie],
+      form: { ...form, nonce: crypto.randomUUID(), amount: "0.000001" },
+    });
     expect(more.status).toBe(409);
     expect(more.html).toMatch(/role="alert"/);
     expect(more.html).toMatch(/more than is left to refund/);
     expect(more.html).toMatch(/charged 3\.00 credits; 3\.00 already refunded/);
     // An entry this account does not have.
-    const missing = await web("POST", `/console/accounts/${id}/refund`, { now: t + 3 * MIN, cookies: [s.cookie], form: { ...form, nonce: crypto.randomUUID(), entry: "no-such-entry", amount: "1" } });
+    const missing = await web("POST", `/console/accounts/${id}/refund`, {
+      now: t + 3 * MIN,
+      cookies: [s.cookie],
+      form: { ...form, nonce: crypto.randomUUID(), entry: "no-such-entry", amount: "1" },
+    });
     expect(missing.status).toBe(404);
     expect(missing.html).toMatch(/no charge or write-off with that entry/i);
     // An amount that is not one.
-    const bad = await web("POST", `/console/accounts/${id}/refund`, { now: t + 3 * MIN, cookies: [s.cookie], form: { ...form, nonce: crypto.randomUUID(), amount: "-1" } });
+    const bad = await web("POST", `/console/accounts/${id}/refund`, {
+      now: t + 3 * MIN,
+      cookies: [s.cookie],
+      form: { ...form, nonce: crypto.randomUUID(), amount: "-1" },
+    });
     expect(bad.status).toBe(400);
     expect(await outboxEntries(id, "refund")).toHaveLength(1);
     expect((await account(id, t + 3 * MIN)).body.credits.balance).toBe(before + 3 * C);
 
     // The confirmation screen refuses entries that are not a charge or write-off of this account.
-    expect((await web("GET", `/console/accounts/${id}/refund?entry=${grantEntry.id}`, { now: t + 3 * MIN, cookies: [s.cookie] })).status).toBe(404);
-    expect((await web("GET", `/console/accounts/other-${id}/refund?entry=${charge.id}`, { now: t + 3 * MIN, cookies: [s.cookie] })).status).toBe(404);
+    expect(
+      (
+        await web("GET", `/console/accounts/${id}/refund?entry=${grantEntry.id}`, {
+          now: t + 3 * MIN,
+          cookies: [s.cookie],
+        })
+      ).status,
+    ).toBe(404);
+    expect(
+      (
+        await web("GET", `/console/accounts/other-${id}/refund?entry=${charge.id}`, {
+          now: t + 3 * MIN,
+          cookies: [s.cookie],
+        })
+      ).status,
+    ).toBe(404);
     // Once the refund is in the ledger, nothing is left to offer.
-    await waitFor(() => d1Rows(id), (r) => r.some((e) => e.kind === "refund"));
+    await waitFor(
+      () => d1Rows(id),
+      (r) => r.some((e) => e.kind === "refund"),
+    );
     const spent = await page(s, `/console/accounts/${id}/refund?entry=${charge.id}`, t + 4 * MIN);
     expect(spent.html).toMatch(/Nothing is left to refund/);
     const ledgerPage = await page(s, `/console/accounts/${id}`, t + 4 * MIN);
@@ -475,16 +653,33 @@ describe("console actions", () => {
     expect(form.html).toMatch(/<input[^>]*type="checkbox"[^>]*name="plans"[^>]*value="go"/);
     expect(form.html).toMatch(/<form[^>]*method="get"[^>]*action="\/console\/resets\/confirm"/);
 
-    const noReason = await web("GET", "/console/resets/confirm?products=codex&reason=", { now: t, cookies: [s.cookie] });
+    const noReason = await web("GET", "/console/resets/confirm?products=codex&reason=", {
+      now: t,
+      cookies: [s.cookie],
+    });
     expect(noReason.status).toBe(400);
     expect(noReason.html).toMatch(/reason/i);
-    const badScope = await web("GET", "/console/resets/confirm?products=nope&reason=x", { now: t, cookies: [s.cookie] });
+    const badScope = await web("GET", "/console/resets/confirm?products=nope&reason=x", {
+      now: t,
+      cookies: [s.cookie],
+    });
     expect(badScope.status).toBe(400);
 
-    const confirm = await page(s, `/console/resets/confirm?products=codex&plans=go&plans=plus&bankedResets=keep&reason=${encodeURIComponent(reason)}`, t);
+    const confirm = await page(
+      s,
+      `/console/resets/confirm?products=codex&plans=go&plans=plus&bankedResets=keep&reason=${encodeURIComponent(reason)}`,
+      t,
+    );
     expect(confirm.html).toMatch(/data-testid="reset-scope"[^>]*>[^<]*codex/);
     expect(confirm.html).toContain("go, plus");
-    const post = { csrf: field(confirm.html, "csrf"), nonce: field(confirm.html, "nonce"), products: ["codex"], plans: ["go", "plus"], bankedResets: "keep", reason };
+    const post = {
+      csrf: field(confirm.html, "csrf"),
+      nonce: field(confirm.html, "nonce"),
+      products: ["codex"],
+      plans: ["go", "plus"],
+      bankedResets: "keep",
+      reason,
+    };
     const control = env.RESET_CONTROL.get(env.RESET_CONTROL.idFromName("global")) as DurableObjectStub<ResetControlDO>;
     const mine = async () => (await control.history(500)).filter((r) => r.reason === reason);
     expect(await mine()).toHaveLength(0);
@@ -499,9 +694,23 @@ describe("console actions", () => {
     }
     const recorded = await mine();
     expect(recorded).toHaveLength(1);
-    expect(recorded[0]).toMatchObject({ actor: "console", products: ["codex"], plans: ["go", "plus"], bankedResets: "keep", effectiveAt: t });
-    const { results } = await env.DB.prepare("SELECT reset_id, actor, scope FROM admin_resets WHERE reason = ?").bind(reason).all<{ reset_id: string; actor: string; scope: string }>();
-    expect(results).toEqual([{ reset_id: recorded[0].resetId, actor: "console", scope: JSON.stringify({ products: ["codex"], plans: ["go", "plus"] }) }]);
+    expect(recorded[0]).toMatchObject({
+      actor: "console",
+      products: ["codex"],
+      plans: ["go", "plus"],
+      bankedResets: "keep",
+      effectiveAt: t,
+    });
+    const { results } = await env.DB.prepare("SELECT reset_id, actor, scope FROM admin_resets WHERE reason = ?")
+      .bind(reason)
+      .all<{ reset_id: string; actor: string; scope: string }>();
+    expect(results).toEqual([
+      {
+        reset_id: recorded[0].resetId,
+        actor: "console",
+        scope: JSON.stringify({ products: ["codex"], plans: ["go", "plus"] }),
+      },
+    ]);
     // The admin API lists it too, and the overview's history shows it.
     const listed = await call("GET", "/v1/admin/resets");
     expect(listed.body.resets.filter((r: { reason: string }) => r.reason === reason)).toHaveLength(1);
@@ -510,7 +719,11 @@ describe("console actions", () => {
     expect(overview.html).toContain(reason);
 
     // The same nonce with another scope is a conflict, shown as such; nothing more is recorded.
-    const conflict = await web("POST", "/console/resets", { now: t, cookies: [s.cookie], form: { ...post, plans: ["go"] } });
+    const conflict = await web("POST", "/console/resets", {
+      now: t,
+      cookies: [s.cookie],
+      form: { ...post, plans: ["go"] },
+    });
     expect(conflict.status).toBe(409);
     expect(conflict.html).toMatch(/already used/);
     expect(await mine()).toHaveLength(1);
@@ -522,30 +735,58 @@ describe("console pages", () => {
     const t = T0 + 70 * HOUR;
     const id = await pausedAccount(t, "cover");
     // The pause event settles into D1 (the overview reads D1, not the objects).
-    await waitFor(() => d1Events(id), (e) => e.some((x) => x.type === "account.credits_paused"), 15_000);
-    await waitFor(() => d1Rows(id), (r) => r.filter((e) => e.kind === "charge" && e.layer === "grant").length >= 10, 15_000);
-    const grantSpend = (await d1Rows(id)).filter((e) => e.kind === "charge" && e.layer === "grant").reduce((s, e) => s + e.amount, 0);
+    await waitFor(
+      () => d1Events(id),
+      (e) => e.some((x) => x.type === "account.credits_paused"),
+      15_000,
+    );
+    await waitFor(
+      () => d1Rows(id),
+      (r) => r.filter((e) => e.kind === "charge" && e.layer === "grant").length >= 10,
+      15_000,
+    );
+    const grantSpend = (await d1Rows(id))
+      .filter((e) => e.kind === "charge" && e.layer === "grant")
+      .reduce((s, e) => s + e.amount, 0);
     const s = await signIn(t + 5 * MIN);
     const overview = await page(s, "/console", t + 5 * MIN);
     const html = overview.html;
     expect(html).toMatch(new RegExp(`data-testid="paused-row"[^]*?href="/console/accounts/${id}"`));
-    const hourRow = new RegExp(`data-testid="top-hour-row"><td><a href="/console/accounts/${id}">${id}</a></td><td[^>]*>([\\d.,]+)</td>`).exec(html);
+    const hourRow = new RegExp(
+      `data-testid="top-hour-row"><td><a href="/console/accounts/${id}">${id}</a></td><td[^>]*>([\\d.,]+)</td>`,
+    ).exec(html);
     expect(hourRow?.[1]).toBe((grantSpend / C).toFixed(2));
     expect(html).toMatch(new RegExp(`data-testid="top-day-row"><td><a href="/console/accounts/${id}">`));
-    expect(html).toMatch(new RegExp(`data-testid="event-row"[^]*?account\\.credits_paused[^]*?${id}`));
-    for (const heading of ["Paused by the anomaly guard", "Top credit spenders", "Recent guard and top-up events", "Reconciliation drift", "Global reset history"]) expect(html).toContain(heading);
+    expect(html).toMatch(new RegExp(`data-testid="event-row"[\\s\\S]*?account\\.credits_paused[^]*?${id}`));
+    for (const heading of [
+      "Paused by the anomaly guard",
+      "Top credit spenders",
+      "Recent guard and top-up events",
+      "Reconciliation drift",
+      "Global reset history",
+    ])
+      expect(html).toContain(heading);
     // Window usage is not credit spend: an account that only used its window is not a spender.
     const windowOnly = uid("cwin");
     expect((await consume(windowOnly, { product: "codex", cost: 1 * C }, { now: t + MIN })).status).toBe(200);
-    await waitFor(() => d1Rows(windowOnly), (r) => r.length > 0);
-    expect((await page(s, "/console", t + 5 * MIN)).html).not.toMatch(new RegExp(`top-hour-row"><td><a href="/console/accounts/${windowOnly}"`));
+    await waitFor(
+      () => d1Rows(windowOnly),
+      (r) => r.length > 0,
+    );
+    expect((await page(s, "/console", t + 5 * MIN)).html).not.toMatch(
+      new RegExp(`top-hour-row"><td><a href="/console/accounts/${windowOnly}"`),
+    );
     // An hour later the spend has left the hour's list but not the day's.
     const later = (await page(s, "/console", t + 2 * HOUR)).html;
     expect(later).not.toMatch(new RegExp(`top-hour-row"><td><a href="/console/accounts/${id}"`));
     expect(later).toMatch(new RegExp(`top-day-row"><td><a href="/console/accounts/${id}"`));
 
     // A reconciliation run from the console is recorded and shown.
-    const run = await web("POST", "/console/reconciliation", { now: t + 5 * MIN, cookies: [s.cookie], form: { csrf: field(html, "csrf") } });
+    const run = await web("POST", "/console/reconciliation", {
+      now: t + 5 * MIN,
+      cookies: [s.cookie],
+      form: { csrf: field(html, "csrf") },
+    });
     expect(run.status).toBe(303);
     expect(run.location).toBe("/console?notice=reconciled#drift");
     const checked = await page(s, "/console?notice=reconciled", t + 5 * MIN);
@@ -555,19 +796,31 @@ describe("console pages", () => {
   it("the account page shows the summary, holds, the ledger newest first with paging, and the account's events", async () => {
     const t = T0 + 80 * HOUR;
     const id = await pausedAccount(t, "cacct");
-    expect((await call("POST", `/v1/accounts/${id}/holds`, { product: "sora", cost: 500_000 }, { now: t + MIN })).status).toBe(201);
-    const settled = await waitFor(() => d1Rows(id), (r) => r.length >= 12, 15_000);
-    await waitFor(() => d1Events(id), (e) => e.some((x) => x.type === "account.credits_paused"), 15_000);
+    expect(
+      (await call("POST", `/v1/accounts/${id}/holds`, { product: "sora", cost: 500_000 }, { now: t + MIN })).status,
+    ).toBe(201);
+    const settled = await waitFor(
+      () => d1Rows(id),
+      (r) => r.length >= 12,
+      15_000,
+    );
+    await waitFor(
+      () => d1Events(id),
+      (e) => e.some((x) => x.type === "account.credits_paused"),
+      15_000,
+    );
     const s = await signIn(t + 2 * MIN);
     const first = await page(s, `/console/accounts/${id}?limit=5`, t + 2 * MIN);
     expect(first.html).toMatch(/data-testid="account-plan">go</);
     expect(first.html).toMatch(/data-testid="account-balance">[\d.,]+</);
     expect(first.html).toMatch(/data-testid="hold-row"/);
-    expect(first.html).toMatch(/data-testid="account-event-row"[^]*?account\.credits_paused/);
+    expect(first.html).toMatch(/data-testid="account-event-row"[\s\S]*?account\.credits_paused/);
     const ids = (h: string) => [...h.matchAll(/data-testid="ledger-row" data-entry="([^"]+)"/g)].map((m) => m[1]);
     const page1 = ids(first.html);
     expect(page1).toHaveLength(5);
-    const { results } = await env.DB.prepare("SELECT id FROM ledger WHERE account_id = ? ORDER BY seq DESC").bind(id).all<{ id: string }>();
+    const { results } = await env.DB.prepare("SELECT id FROM ledger WHERE account_id = ? ORDER BY seq DESC")
+      .bind(id)
+      .all<{ id: string }>();
     expect(page1).toEqual(results.slice(0, 5).map((r) => r.id));
     const next = /href="(\/console\/accounts\/[^"]*cursor=\d+[^"]*)"/.exec(first.html)?.[1].replace(/&amp;/g, "&");
     expect(next).toBeDefined();

@@ -7,8 +7,8 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { AccountDO } from "../durable-objects/account";
-import type { AccountEvent, SettlementMessage } from "../worker/settlement/messages";
+import type { AccountDO } from "../durable-objects/account/object";
+import type { AccountEvent } from "../worker/settlement/messages";
 import { outboxMessages, sleep, stubFor, waitFor } from "./settle-helpers";
 import { account, addCredits, call, consume, CREDIT, HOUR, SERVICE, setPlan, T0, uid } from "./helpers";
 
@@ -18,7 +18,6 @@ const C = CREDIT;
 const SEC = 1000;
 const MIN = 60_000;
 const DAY = 24 * HOUR;
-
 
 const outbox = outboxMessages;
 async function outboxEvents(id: string, type: string): Promise<AccountEvent[]> {
@@ -46,7 +45,8 @@ async function summary(id: string, now: number) {
 const layerSum = (sources: { layer: string; amount: number }[] | undefined, layer: string) =>
   (sources ?? []).filter((s) => s.layer === layer).reduce((s, x) => s + x.amount, 0);
 
-const autoTopUp = (id: string, cfg: unknown, now: number) => call("PUT", `/v1/accounts/${id}/auto-top-up`, cfg, { now });
+const autoTopUp = (id: string, cfg: unknown, now: number) =>
+  call("PUT", `/v1/accounts/${id}/auto-top-up`, cfg, { now });
 const refund = (id: string, body: unknown, now: number, key?: string, token?: string) =>
   call("POST", `/v1/admin/accounts/${id}/refunds`, body, { now, key, token });
 
@@ -63,11 +63,17 @@ describe("purchase expiry (SPEC §6)", () => {
     expect(p.body.expiresAt).toBe(new Date(E).toISOString());
 
     const first = await ok(consume(id, { product: "codex", cost: 3 * C }, { now: P0 + MIN }));
-    expect(first.body.sources).toEqual([{ layer: "window", amount: 2 * C }, { layer: "grant", grantId, amount: 1 * C }]);
+    expect(first.body.sources).toEqual([
+      { layer: "window", amount: 2 * C },
+      { layer: "grant", grantId, amount: 1 * C },
+    ]);
 
     // One minute before expiry it is still spendable.
     const late = await ok(consume(id, { product: "codex", cost: 3 * C }, { now: E - MIN }));
-    expect(late.body.sources).toEqual([{ layer: "window", amount: 2 * C }, { layer: "grant", grantId, amount: 1 * C }]);
+    expect(late.body.sources).toEqual([
+      { layer: "window", amount: 2 * C },
+      { layer: "grant", grantId, amount: 1 * C },
+    ]);
     expect((await summary(id, E - 1)).credits.balance).toBe(8 * C);
 
     // At expiry: the 5-hour window is used up, the purchase is gone: denied, nothing charged.
@@ -94,11 +100,16 @@ describe("purchase expiry (SPEC §6)", () => {
     // Later, a new purchase is spent; the expired one never comes back.
     const p2 = await ok(addCredits(id, { kind: "purchase", amount: 5 * C }, { now: E + HOUR }), 201);
     const r = await ok(consume(id, { product: "codex", cost: 5 * C }, { now: E + 6 * HOUR }));
-    expect(r.body.sources).toEqual([{ layer: "window", amount: 2 * C }, { layer: "grant", grantId: p2.body.id, amount: 3 * C }]);
+    expect(r.body.sources).toEqual([
+      { layer: "window", amount: 2 * C },
+      { layer: "grant", grantId: p2.body.id, amount: 3 * C },
+    ]);
     expect(r.body.account.credits.balance).toBe(2 * C);
     const final = await ledgerUntil(id, (e) => e.filter((x) => x.kind === "charge").length >= 6);
     expect(final.filter((e) => e.kind === "expiry")).toHaveLength(1);
-    expect(final.filter((e) => e.kind === "charge" && e.grantId === grantId).reduce((s, e) => s + e.amount, 0)).toBe(2 * C);
+    expect(final.filter((e) => e.kind === "charge" && e.grantId === grantId).reduce((s, e) => s + e.amount, 0)).toBe(
+      2 * C,
+    );
   });
 
   it("the object's alarm expires a purchase without any request, and writes the expiry entry", async () => {
@@ -113,7 +124,9 @@ describe("purchase expiry (SPEC §6)", () => {
     await runDurableObjectAlarm(stubFor(id));
 
     const state = await runInDurableObject(stubFor(id), (_i: AccountDO, s) =>
-      s.storage.sql.exec<{ remaining: number; active: number }>("SELECT remaining, active FROM grants WHERE id = ?", grantId).one(),
+      s.storage.sql
+        .exec<{ remaining: number; active: number }>("SELECT remaining, active FROM grants WHERE id = ?", grantId)
+        .one(),
     );
     expect(state).toEqual({ remaining: 0, active: 0 });
     const entries = await ledgerUntil(id, (e) => e.some((x) => x.kind === "expiry"));
@@ -158,7 +171,10 @@ describe("auto top-up safeguards (SPEC §6)", () => {
     expect(requested[0].data).toEqual({ topUpId: pending.topUpId, amount: 10 * C });
 
     // The billing system confirms with the purchase: pending clears.
-    const conf = await ok(addCredits(id, { kind: "purchase", amount: 10 * C, topUpId: pending.topUpId }, { now: t1 + 20 * SEC }), 201);
+    const conf = await ok(
+      addCredits(id, { kind: "purchase", amount: 10 * C, topUpId: pending.topUpId }, { now: t1 + 20 * SEC }),
+      201,
+    );
     expect(conf.body.topUpId).toBe(pending.topUpId);
     let s = await summary(id, t1 + 21 * SEC);
     expect(s.credits.autoTopUp.pending).toBeNull();
@@ -176,10 +192,17 @@ describe("auto top-up safeguards (SPEC §6)", () => {
     expect(second?.topUpId).toBeDefined();
     expect(second.topUpId).not.toBe(pending.topUpId);
     expect(await outboxEvents(id, "topup.requested")).toHaveLength(2);
-    await ok(addCredits(id, { kind: "purchase", amount: 10 * C, topUpId: second.topUpId }, { now: t1 + 70 * SEC }), 201);
+    await ok(
+      addCredits(id, { kind: "purchase", amount: 10 * C, topUpId: second.topUpId }, { now: t1 + 70 * SEC }),
+      201,
+    );
 
     // A top-up is confirmed once: the same topUpId again is refused, and adds nothing.
-    const dup = await addCredits(id, { kind: "purchase", amount: 10 * C, topUpId: pending.topUpId }, { now: t1 + 75 * SEC });
+    const dup = await addCredits(
+      id,
+      { kind: "purchase", amount: 10 * C, topUpId: pending.topUpId },
+      { now: t1 + 75 * SEC },
+    );
     expect(dup.status).toBe(409);
     expect(dup.body.error.code).toBe("topup_unknown");
     expect((await summary(id, t1 + 76 * SEC)).credits.balance).toBe(16 * C);
@@ -193,7 +216,10 @@ describe("auto top-up safeguards (SPEC §6)", () => {
     // A new calendar month has a fresh cap.
     const dec = T0 + 30 * DAY + 5 * MIN; // 2026-12-01 00:05
     const f = await ok(consume(id, { product: "codex", cost: 11 * C }, { now: dec }));
-    expect(f.body.sources).toEqual([{ layer: "window", amount: 10 * C }, { layer: "grant", grantId: expect.any(String), amount: 1 * C }]);
+    expect(f.body.sources).toEqual([
+      { layer: "window", amount: 10 * C },
+      { layer: "grant", grantId: expect.any(String), amount: 1 * C },
+    ]);
     expect(f.body.account.credits.autoTopUp.pending?.requestedAt).toBe(new Date(dec).toISOString());
     expect(await outboxEvents(id, "topup.requested")).toHaveLength(3);
     s = await summary(id, dec + SEC);
@@ -219,7 +245,10 @@ describe("auto top-up safeguards (SPEC §6)", () => {
     const next = b.body.account.credits.autoTopUp.pending;
     expect(next?.topUpId).toBeDefined();
     expect(next.topUpId).not.toBe(first.topUpId);
-    expect((await outboxEvents(id, "topup.requested")).map((e) => e.data.topUpId)).toEqual([first.topUpId, next.topUpId]);
+    expect((await outboxEvents(id, "topup.requested")).map((e) => e.data.topUpId)).toEqual([
+      first.topUpId,
+      next.topUpId,
+    ]);
   });
 
   it("refuses auto top-up on plans without it, and a purchase with an unknown topUpId", async () => {
@@ -238,7 +267,11 @@ describe("auto top-up safeguards (SPEC §6)", () => {
     const plus = uid("topupunk");
     await ok(setPlan(plus, "plus", { now: T0 }));
     await ok(addCredits(plus, { kind: "purchase", amount: 5 * C }, { now: T0 }), 201);
-    const u = await addCredits(plus, { kind: "purchase", amount: 10 * C, topUpId: "tu_never_requested" }, { now: T0 + SEC });
+    const u = await addCredits(
+      plus,
+      { kind: "purchase", amount: 10 * C, topUpId: "tu_never_requested" },
+      { now: T0 + SEC },
+    );
     expect(u.status).toBe(409);
     expect(u.body.error.code).toBe("topup_unknown");
     const s = await summary(plus, T0 + 2 * SEC);
@@ -291,13 +324,19 @@ describe("flexible billing (SPEC §4.3)", () => {
     const dec = T0 + 30 * DAY + MIN; // 2026-12-01 00:01
     expect((await summary(id, dec)).credits.flex).toEqual({ limit: 200 * C, used: 0 });
     const d1 = await ok(consume(id, { product: "codex", cost: 15 * C }, { now: dec + SEC }));
-    expect(d1.body.sources).toEqual([{ layer: "window", amount: 10 * C }, { layer: "flex", amount: 5 * C }]);
+    expect(d1.body.sources).toEqual([
+      { layer: "window", amount: 10 * C },
+      { layer: "flex", amount: 5 * C },
+    ]);
     expect(d1.body.account.credits.flex).toEqual({ limit: 200 * C, used: 5 * C });
 
     // Prepaid credits come before postpaid flex.
     const g = await ok(addCredits(id, { kind: "purchase", amount: 5 * C }, { now: dec + MIN }), 201);
     const d2 = await ok(consume(id, { product: "codex", cost: 8 * C }, { now: dec + 2 * MIN }));
-    expect(d2.body.sources).toEqual([{ layer: "grant", grantId: g.body.id, amount: 5 * C }, { layer: "flex", amount: 3 * C }]);
+    expect(d2.body.sources).toEqual([
+      { layer: "grant", grantId: g.body.id, amount: 5 * C },
+      { layer: "flex", amount: 3 * C },
+    ]);
     expect(d2.body.account.credits.flex.used).toBe(8 * C);
     expect(d2.body.account.credits.balance).toBe(0);
   });
@@ -305,15 +344,25 @@ describe("flexible billing (SPEC §4.3)", () => {
   it("each plan shows its own monthly flex limit, or none", async () => {
     const id = uid("flexplans");
     expect((await summary(id, T0)).credits.flex).toBeNull(); // go
-    const limits: Record<string, number | null> = { enterprise: 2000 * C, edu: 100 * C, business: 200 * C, plus: null, pro: null };
+    const limits: Record<string, number | null> = {
+      enterprise: 2000 * C,
+      edu: 100 * C,
+      business: 200 * C,
+      plus: null,
+      pro: null,
+    };
     let t = T0;
+    const nextSecond = () => {
+      t += SEC;
+      return t;
+    };
     for (const [plan, limit] of Object.entries(limits)) {
-      const r = await ok(setPlan(id, plan, { now: (t += SEC) }));
+      const r = await ok(setPlan(id, plan, { now: nextSecond() }));
       expect(r.body.credits.flex, plan).toEqual(limit === null ? null : { limit, used: 0 });
     }
     // Without flex, overage is simply denied.
-    await ok(consume(id, { product: "codex", cost: 60 * C }, { now: (t += SEC) }));
-    const r = await consume(id, { product: "codex", cost: 1 }, { now: (t += SEC) });
+    await ok(consume(id, { product: "codex", cost: 60 * C }, { now: nextSecond() }));
+    const r = await consume(id, { product: "codex", cost: 1 }, { now: nextSecond() });
     expect(r.status).toBe(429);
     expect(r.body.reason).toBe("limit_reached");
   });
@@ -327,14 +376,18 @@ describe("refunds (SPEC §6)", () => {
     const t = T0 + 12 * DAY;
     const g = await ok(addCredits(id, { kind: "purchase", amount: 20 * C }, { now: t }), 201);
     const d = await ok(consume(id, { product: "codex", cost: 7 * C }, { now: t + SEC }));
-    expect(d.body.sources).toEqual([{ layer: "window", amount: 2 * C }, { layer: "grant", grantId: g.body.id, amount: 5 * C }]);
+    expect(d.body.sources).toEqual([
+      { layer: "window", amount: 2 * C },
+      { layer: "grant", grantId: g.body.id, amount: 5 * C },
+    ]);
     expect(d.body.account.credits.balance).toBe(15 * C);
 
     const before = await ledgerUntil(id, (e) => e.length >= 3);
     expect(before.map((e) => e.kind).sort()).toEqual(["charge", "charge", "grant"]);
     const charge = before.find((e) => e.kind === "charge" && e.layer === "grant");
     expect(charge).toMatchObject({ amount: 5 * C, decisionId: d.body.decisionId, grantId: g.body.id });
-    const rawBefore = (await env.DB.prepare("SELECT * FROM ledger WHERE account_id = ? ORDER BY seq").bind(id).all()).results;
+    const rawBefore = (await env.DB.prepare("SELECT * FROM ledger WHERE account_id = ? ORDER BY seq").bind(id).all())
+      .results;
 
     // Refunds are admin-only.
     expect((await refund(id, { amount: 5 * C, reason: "duplicate" }, t + MIN, undefined, SERVICE)).status).toBe(403);
@@ -346,7 +399,12 @@ describe("refunds (SPEC §6)", () => {
     expect(r.body.refundedEntryId).toBe(charge.id);
     expect(r.body.account.credits.balance).toBe(20 * C);
     // A replay has no second effect.
-    const replay = await refund(id, { amount: 5 * C, reason: "duplicate request", entryId: charge.id }, t + 3 * MIN, key);
+    const replay = await refund(
+      id,
+      { amount: 5 * C, reason: "duplicate request", entryId: charge.id },
+      t + 3 * MIN,
+      key,
+    );
     expect(replay.status).toBe(201);
     expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
     expect(replay.body.refundId).toBe(r.body.refundId);
@@ -357,12 +415,16 @@ describe("refunds (SPEC §6)", () => {
     expect(layerSum(spend.body.sources, "grant")).toBe(20 * C);
 
     const charges = 2 + spend.body.sources.length;
-    const after = await ledgerUntil(id, (e) => e.some((x) => x.kind === "refund") && e.filter((x) => x.kind === "charge").length >= charges);
+    const after = await ledgerUntil(
+      id,
+      (e) => e.some((x) => x.kind === "refund") && e.filter((x) => x.kind === "charge").length >= charges,
+    );
     expect(after.slice(0, before.length)).toEqual(before);
     const refunds = after.filter((e) => e.kind === "refund");
     expect(refunds).toHaveLength(1);
     expect(refunds[0]).toMatchObject({ id: r.body.refundId, kind: "refund", amount: 5 * C });
-    const rawAfter = (await env.DB.prepare("SELECT * FROM ledger WHERE account_id = ? ORDER BY seq").bind(id).all()).results;
+    const rawAfter = (await env.DB.prepare("SELECT * FROM ledger WHERE account_id = ? ORDER BY seq").bind(id).all())
+      .results;
     expect(rawAfter.slice(0, rawBefore.length)).toEqual(rawBefore);
     expect(String(rawAfter.find((x: any) => x.kind === "refund")?.note)).toContain("duplicate request");
 
@@ -385,7 +447,14 @@ describe("refunds (SPEC §6)", () => {
   }
 
   /** The refund was refused with `status`/`code` and changed nothing: same balance, no refund entry, no new grant. */
-  async function refusedWithoutEffect(id: string, res: { status: number; body: any }, status: number, code: string, now: number, balance: number) {
+  async function refusedWithoutEffect(
+    id: string,
+    res: { status: number; body: any },
+    status: number,
+    code: string,
+    now: number,
+    balance: number,
+  ) {
     expect(res.status, JSON.stringify(res.body)).toBe(status);
     expect(res.body.error.code).toBe(code);
     const a = await summary(id, now);
@@ -396,7 +465,11 @@ describe("refunds (SPEC §6)", () => {
   it("a refund naming an entry that does not exist, or that is not a charge or write-off, is 404 entry_not_found", async () => {
     const t = T0 + 13 * DAY;
     const { id, grantEntry } = await accountWithCharge(t);
-    const missing = await refund(id, { amount: C, reason: "no such entry", entryId: "01900000-0000-7000-8000-000000000000" }, t + MIN);
+    const missing = await refund(
+      id,
+      { amount: C, reason: "no such entry", entryId: "01900000-0000-7000-8000-000000000000" },
+      t + MIN,
+    );
     await refusedWithoutEffect(id, missing, 404, "entry_not_found", t + MIN, 15 * C);
     // A grant entry is not a charge: nothing to compensate.
     const notCharge = await refund(id, { amount: C, reason: "a grant", entryId: grantEntry.id }, t + 2 * MIN);
@@ -420,13 +493,23 @@ describe("refunds (SPEC §6)", () => {
     const t = T0 + 15 * DAY;
     const { id, grantCharge } = await accountWithCharge(t);
     // 1,000 credits against a 5-credit charge.
-    await refusedWithoutEffect(id, await refund(id, { amount: 1000 * C, reason: "too much", entryId: grantCharge.id }, t + MIN), 409, "refund_exceeds_entry", t + MIN, 15 * C);
+    await refusedWithoutEffect(
+      id,
+      await refund(id, { amount: 1000 * C, reason: "too much", entryId: grantCharge.id }, t + MIN),
+      409,
+      "refund_exceeds_entry",
+      t + MIN,
+      15 * C,
+    );
     // Two partial refunds under different keys fill it exactly; a third micro-credit is refused.
     await ok(refund(id, { amount: 3 * C, reason: "part 1", entryId: grantCharge.id }, t + 2 * MIN), 201);
     await ok(refund(id, { amount: 2 * C, reason: "part 2", entryId: grantCharge.id }, t + 3 * MIN), 201);
     const third = await refund(id, { amount: 1, reason: "part 3", entryId: grantCharge.id }, t + 4 * MIN);
     expect(third.status, JSON.stringify(third.body)).toBe(409);
-    expect(third.body.error).toMatchObject({ code: "refund_exceeds_entry", details: { entryAmount: 5 * C, refunded: 5 * C } });
+    expect(third.body.error).toMatchObject({
+      code: "refund_exceeds_entry",
+      details: { entryAmount: 5 * C, refunded: 5 * C },
+    });
     expect((await summary(id, t + 5 * MIN)).credits.balance).toBe(20 * C);
     // The same entry twice under different keys: the second is refused.
     const again = await refund(id, { amount: 5 * C, reason: "again", entryId: grantCharge.id }, t + 6 * MIN);
@@ -439,8 +522,17 @@ describe("refunds (SPEC §6)", () => {
     const { id, grantCharge } = await accountWithCharge(t);
     await ledgerUntil(id, (e) => e.some((x) => x.id === grantCharge.id));
     // As after the object prunes delivered rows: the entry lives on only in D1.
-    await runInDurableObject(stubFor(id), (_i: AccountDO, state) => state.storage.sql.exec("DELETE FROM outbox WHERE entry_id = ?", grantCharge.id));
-    await refusedWithoutEffect(id, await refund(id, { amount: 6 * C, reason: "too much", entryId: grantCharge.id }, t + MIN), 409, "refund_exceeds_entry", t + MIN, 15 * C);
+    await runInDurableObject(stubFor(id), (_i: AccountDO, state) =>
+      state.storage.sql.exec("DELETE FROM outbox WHERE entry_id = ?", grantCharge.id),
+    );
+    await refusedWithoutEffect(
+      id,
+      await refund(id, { amount: 6 * C, reason: "too much", entryId: grantCharge.id }, t + MIN),
+      409,
+      "refund_exceeds_entry",
+      t + MIN,
+      15 * C,
+    );
     const r = await ok(refund(id, { amount: 5 * C, reason: "exact", entryId: grantCharge.id }, t + 2 * MIN), 201);
     expect(r.body.account.credits.balance).toBe(20 * C);
   });
@@ -448,8 +540,22 @@ describe("refunds (SPEC §6)", () => {
   it("a goodwill refund (no entryId) is capped at maxGoodwillRefund, 100 credits: 409 goodwill_limit_exceeded above it", async () => {
     const t = T0 + 17 * DAY;
     const { id } = await accountWithCharge(t);
-    await refusedWithoutEffect(id, await refund(id, { amount: Number.MAX_SAFE_INTEGER, reason: "everything" }, t + MIN), 409, "goodwill_limit_exceeded", t + MIN, 15 * C);
-    await refusedWithoutEffect(id, await refund(id, { amount: 100 * C + 1, reason: "just over" }, t + 2 * MIN), 409, "goodwill_limit_exceeded", t + 2 * MIN, 15 * C);
+    await refusedWithoutEffect(
+      id,
+      await refund(id, { amount: Number.MAX_SAFE_INTEGER, reason: "everything" }, t + MIN),
+      409,
+      "goodwill_limit_exceeded",
+      t + MIN,
+      15 * C,
+    );
+    await refusedWithoutEffect(
+      id,
+      await refund(id, { amount: 100 * C + 1, reason: "just over" }, t + 2 * MIN),
+      409,
+      "goodwill_limit_exceeded",
+      t + 2 * MIN,
+      15 * C,
+    );
     const r = await ok(refund(id, { amount: 100 * C, reason: "at the cap" }, t + 3 * MIN), 201);
     expect(r.body.account.credits.balance).toBe(115 * C);
   });
@@ -470,7 +576,10 @@ describe("refunds (SPEC §6)", () => {
     expect(refundOver.body.error.code).toBe("amount_out_of_range");
     await ok(addCredits(id, { kind: "purchase", amount: 10 * C }, { now: t + 5 * SEC }), 201);
     expect((await summary(id, t + 6 * SEC)).credits.balance).toBe(max - 48 * C);
-    const rec = await waitFor(() => call("GET", `/v1/admin/reconciliation?accountId=${id}`), (r) => r.body.drifted?.length === 0);
+    const rec = await waitFor(
+      () => call("GET", `/v1/admin/reconciliation?accountId=${id}`),
+      (r) => r.body.drifted?.length === 0,
+    );
     expect(rec.body.drifted).toEqual([]);
   });
 });

@@ -37,11 +37,25 @@ describe("decisions carry remaining, and the account only when asked", () => {
       credits: 5 * C,
     });
     expect(JSON.stringify(r.body).length).toBeLessThan(500);
-    const full = await call("POST", `/v1/accounts/${id}/consume?include=account`, { product: "codex", cost: C / 2 }, { now: t + 2000, lean: true });
+    const full = await call(
+      "POST",
+      `/v1/accounts/${id}/consume?include=account`,
+      { product: "codex", cost: C / 2 },
+      { now: t + 2000, lean: true },
+    );
     expect(full.status).toBe(200);
     expect(full.body.account).toMatchObject({ accountId: id, products: { codex: { fiveHour: { used: C } } } });
     expect(full.body.remaining.fiveHour.remaining).toBe(C);
-    expect((await call("POST", `/v1/accounts/${id}/consume?include=everything`, { product: "codex", cost: 1 }, { now: t + 3000, lean: true })).status).toBe(400);
+    expect(
+      (
+        await call(
+          "POST",
+          `/v1/accounts/${id}/consume?include=everything`,
+          { product: "codex", cost: 1 },
+          { now: t + 3000, lean: true },
+        )
+      ).status,
+    ).toBe(400);
   });
 
   it("a denial carries remaining too, and a replay under ?include=account adds the account as it stands", async () => {
@@ -51,9 +65,18 @@ describe("decisions carry remaining, and the account only when asked", () => {
     const key = uid("key");
     const d = await lean(id, { product: "codex", cost: C }, t + 1000, key);
     expect(d.status).toBe(429);
-    expect(d.body).toMatchObject({ allowed: false, reason: "limit_reached", remaining: { product: "codex", fiveHour: { remaining: 0 }, credits: 0 } });
+    expect(d.body).toMatchObject({
+      allowed: false,
+      reason: "limit_reached",
+      remaining: { product: "codex", fiveHour: { remaining: 0 }, credits: 0 },
+    });
     expect(d.body.account).toBeUndefined();
-    const replay = await call("POST", `/v1/accounts/${id}/consume?include=account`, { product: "codex", cost: C }, { now: t + 2000, key, lean: true });
+    const replay = await call(
+      "POST",
+      `/v1/accounts/${id}/consume?include=account`,
+      { product: "codex", cost: C },
+      { now: t + 2000, key, lean: true },
+    );
     expect(replay.status).toBe(429);
     expect(replay.headers.get("Idempotent-Replayed")).toBe("true");
     expect(replay.body.decisionId).toBe(d.body.decisionId);
@@ -68,7 +91,12 @@ describe("decisions carry remaining, and the account only when asked", () => {
     expect(h.status, JSON.stringify(h.body)).toBe(201);
     expect(h.body.account).toBeUndefined();
     expect(h.body.remaining).toMatchObject({ product: "sora", fiveHour: { remaining: C - C / 4 } });
-    const s = await call("POST", `/v1/accounts/${id}/holds/${h.body.holdId}/settle`, { cost: C / 8 }, { now: t + 1000, lean: true });
+    const s = await call(
+      "POST",
+      `/v1/accounts/${id}/holds/${h.body.holdId}/settle`,
+      { cost: C / 8 },
+      { now: t + 1000, lean: true },
+    );
     expect(s.status, JSON.stringify(s.body)).toBe(200);
     expect(s.body.account).toBeUndefined();
     expect(s.body.remaining).toMatchObject({ product: "sora", fiveHour: { remaining: C - C / 8 } });
@@ -106,7 +134,12 @@ describe("RateLimit header fields (draft-ietf-httpapi-ratelimit-headers)", () =>
       "codex.fiveHour": { r: 0, t: 5 * 3600 - 60 },
       "codex.weekly": { r: 8 * C, t: 7 * 24 * 3600 - 60 },
     });
-    const sora = await call("POST", `/v1/accounts/${id}/holds`, { product: "sora", cost: 10 * C }, { now: t + 120_000, lean: true });
+    const sora = await call(
+      "POST",
+      `/v1/accounts/${id}/holds`,
+      { product: "sora", cost: 10 * C },
+      { now: t + 120_000, lean: true },
+    );
     expect(sora.status).toBe(429);
     expect(fields(sora.headers.get("RateLimit"))).toEqual({ "sora.fiveHour": { r: C }, "sora.weekly": { r: 5 * C } });
     expect(fields(sora.headers.get("RateLimit-Policy"))["sora.weekly"]).toEqual({ q: 5 * C, w: 7 * 24 * 3600 });

@@ -6,7 +6,9 @@ const get = (path: string) => exports.default.fetch(`${ORIGIN}${path}`);
 
 /** Every URL the page fetches: script src, stylesheet/icon href (a data: URL is not fetched from anywhere). */
 function referencedUrls(html: string): string[] {
-  return [...html.matchAll(/<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"/g)].map((m) => m[1]).filter((u) => !u.startsWith("data:"));
+  return [...html.matchAll(/<(?:script|link)\b[^>]*?\b(?:src|href)="([^"]+)"/g)]
+    .map((m) => m[1])
+    .filter((u) => !u.startsWith("data:"));
 }
 
 describe("API reference (/docs) works offline", () => {
@@ -51,7 +53,8 @@ describe("API reference (/docs) works offline", () => {
       expect(body.length, url).toBeGreaterThan(0);
       expect(body, url).not.toMatch(/sourceMappingURL=/); // no request for a map the worker does not serve
       // the pinned library's files are versioned in their path and cached for good; the rest revalidates
-      if (/\/\d+\.\d+\.\d+\//.test(url)) expect(res.headers.get("Cache-Control"), url).toMatch(/max-age=31536000.*immutable/);
+      if (/\/\d+\.\d+\.\d+\//.test(url))
+        expect(res.headers.get("Cache-Control"), url).toMatch(/max-age=31536000.*immutable/);
       else expect(res.headers.get("Cache-Control"), url).toMatch(/no-cache/);
     }
     const bundle = urls.find((u) => u.endsWith("swagger-ui-bundle.js"));

@@ -23,12 +23,15 @@ import { runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import fc from "fast-check";
 import { beforeAll, describe, expect, it } from "vitest";
-import type { AccountDO } from "../durable-objects/account";
-import { ERROR_STATUS } from "../worker/errors";
+import type { AccountDO } from "../durable-objects/account/object";
+import { ERROR_STATUS } from "../worker/http/errors";
 import { resetControl } from "../worker/resets";
 import { ADMIN, call, CREDIT, SERVICE, uid } from "./helpers";
 
-const viteEnv = ((import.meta as unknown as { env?: Record<string, string | undefined> }).env ?? {}) as Record<string, string | undefined>;
+const viteEnv = ((import.meta as unknown as { env?: Record<string, string | undefined> }).env ?? {}) as Record<
+  string,
+  string | undefined
+>;
 const RUNS = Number(viteEnv.VITE_FUZZ_RUNS ?? 5_000);
 const SEED = Number(viteEnv.VITE_FUZZ_SEED ?? 7_2026);
 const CHUNK = 50;
@@ -45,7 +48,15 @@ const victims: string[] = [];
 const ghosts = ["ghost_a", "ghost.b", "ghost:c-1"].map((g) => `${g}_${Date.now().toString(36)}`);
 const holdOf = new Map<string, string>();
 /** The victims' set-up calls and their answers, replayed under other spellings of the ids. */
-const recorded: { id: string; method: "POST" | "PUT"; path: string; body?: unknown; key: string; status: number; answer: unknown }[] = [];
+const recorded: {
+  id: string;
+  method: "POST" | "PUT";
+  path: string;
+  body?: unknown;
+  key: string;
+  status: number;
+  answer: unknown;
+}[] = [];
 
 async function ok(res: Promise<{ status: number; body: any }>, status: number) {
   const r = await res;
@@ -66,17 +77,49 @@ beforeAll(async () => {
     victims.push(id);
     await setUp(id, "PUT", "/v1/accounts/{id}/plan", { plan }, 200);
     await setUp(id, "POST", "/v1/accounts/{id}/credits", { kind: "purchase", amount: 20 * C }, 201);
-    await setUp(id, "POST", "/v1/accounts/{id}/credits", { kind: "promo", amount: 3 * C, products: ["codex"], expiresAt: new Date(NOW + 30 * 86_400_000).toISOString() }, 201);
+    await setUp(
+      id,
+      "POST",
+      "/v1/accounts/{id}/credits",
+      { kind: "promo", amount: 3 * C, products: ["codex"], expiresAt: new Date(NOW + 30 * 86_400_000).toISOString() },
+      201,
+    );
     await setUp(id, "POST", "/v1/accounts/{id}/consume", { product: "codex", cost: 1.5 * C }, 200);
-    await setUp(id, "POST", "/v1/accounts/{id}/consume", { product: "sora", usage: { model: "sora-2", videoSeconds: 4 } }, 200);
-    const hold = await setUp(id, "POST", "/v1/accounts/{id}/holds", { product: "codex", cost: C / 2, ttlSeconds: 3600 }, 201);
+    await setUp(
+      id,
+      "POST",
+      "/v1/accounts/{id}/consume",
+      { product: "sora", usage: { model: "sora-2", videoSeconds: 4 } },
+      200,
+    );
+    const hold = await setUp(
+      id,
+      "POST",
+      "/v1/accounts/{id}/holds",
+      { product: "codex", cost: C / 2, ttlSeconds: 3600 },
+      201,
+    );
     holdOf.set(id, hold.holdId);
     await setUp(id, "PUT", "/v1/accounts/{id}/spend-cap", { dailyLimit: 40 * C }, 200);
-    if (plan === "plus") await setUp(id, "PUT", "/v1/accounts/{id}/auto-top-up", { enabled: true, threshold: C, amount: 5 * C, maxPerMonth: 3 }, 200);
+    if (plan === "plus")
+      await setUp(
+        id,
+        "PUT",
+        "/v1/accounts/{id}/auto-top-up",
+        { enabled: true, threshold: C, amount: 5 * C, maxPerMonth: 3 },
+        200,
+      );
     await setUp(id, "POST", "/v1/admin/accounts/{id}/resume", undefined, 200);
   }
   // the set-up's own entries reach D1 through the real queue: wait for them before the "before" snapshot
-  const written = await Promise.all(victims.map((id) => runInDurableObject(stubFor(id), (_i: AccountDO, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n)));
+  const written = await Promise.all(
+    victims.map((id) =>
+      runInDurableObject(
+        stubFor(id),
+        (_i: AccountDO, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n,
+      ),
+    ),
+  );
   const expected = written.reduce((a, b) => a + b, 0);
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -93,7 +136,9 @@ function stubFor(id: string): DurableObjectStub<AccountDO> {
 
 /** Everything a refused request must leave as it was. */
 async function snapshot() {
-  const accounts = await Promise.all(victims.map((id) => call("GET", `/v1/accounts/${id}`, undefined, { now: NOW }).then((r) => r.body)));
+  const accounts = await Promise.all(
+    victims.map((id) => call("GET", `/v1/accounts/${id}`, undefined, { now: NOW }).then((r) => r.body)),
+  );
   const outboxes = await Promise.all(
     victims.map((id) =>
       runInDurableObject(stubFor(id), (_i: AccountDO, state) => ({
@@ -103,7 +148,10 @@ async function snapshot() {
     ),
   );
   const resets = (await call("GET", "/v1/admin/resets?limit=500", undefined, { token: ADMIN })).body;
-  const ledger = await env.DB.prepare("SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS s FROM ledger").first<{ n: number; s: number }>();
+  const ledger = await env.DB.prepare("SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS s FROM ledger").first<{
+    n: number;
+    s: number;
+  }>();
   const events = await env.DB.prepare("SELECT COUNT(*) AS n FROM events").first<{ n: number }>();
   const epochs = (await resetControl(env).epochs()).length;
   return { accounts, outboxes, resets, ledger, events, epochs };
@@ -125,8 +173,52 @@ interface RouteDef {
 }
 
 /** Invalid raw JSON values for any amount-like field: not a positive safe integer. */
-const BAD_AMOUNTS = ["0", "-1", "-0", "1.5", "0.0000001", "1e400", "-1e400", "9007199254740992", "9007199254740993", "1e21", '"1000000"', '"0x10"', "true", "null", "[]", "{}", "[1]", '{"$gt":0}', '""', '"NaN"', '"Infinity"', "-9007199254740991"];
-const BAD_STRINGS = ["0", "null", "true", "[]", "{}", '""', '"CODEX"', '"codex "', '" codex"', '"codex\\u0000"', '"codéx"', '"\\ud800"', '"../codex"', '"%63odex"', '"${codex}"', '"<script>alert(1)</script>"', '"\'; DROP TABLE ledger; --"', '"gpt-5-codex"', '"sora-3"'];
+const BAD_AMOUNTS = [
+  "0",
+  "-1",
+  "-0",
+  "1.5",
+  "0.0000001",
+  "1e400",
+  "-1e400",
+  "9007199254740992",
+  "9007199254740993",
+  "1e21",
+  '"1000000"',
+  '"0x10"',
+  "true",
+  "null",
+  "[]",
+  "{}",
+  "[1]",
+  '{"$gt":0}',
+  '""',
+  '"NaN"',
+  '"Infinity"',
+  "-9007199254740991",
+];
+const BAD_STRINGS = [
+  "0",
+  "null",
+  "true",
+  "[]",
+  "{}",
+  '""',
+  '"CODEX"',
+  '"codex "',
+  '" codex"',
+  '"codex\\u0000"',
+  '"codéx"',
+  '"\\ud800"',
+  '"../codex"',
+  '"%63odex"',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a literal `${…}` is the hostile input under test
+  '"${codex}"',
+  '"<script>alert(1)</script>"',
+  '"\'; DROP TABLE ledger; --"',
+  '"gpt-5-codex"',
+  '"sora-3"',
+];
 const FIELD_BAD: Record<string, string[]> = {
   product: BAD_STRINGS,
   cost: BAD_AMOUNTS,
@@ -138,38 +230,186 @@ const FIELD_BAD: Record<string, string[]> = {
   kind: ['"gift"', '"Purchase"', '"refund"', "1", "null", "[]", '"promo\\u0000"'],
   plan: ['"platinum"', '"Pro"', '"pro "', "null", "1", "[]", '"__proto__"', '"constructor"'],
   enabled: ['"true"', "1", "0", "null", "[]", '"yes"'],
-  expiresAt: ['"tomorrow"', '"2020-01-01T00:00:00Z"', '"2027-06-01T12:00:00Z"', "1893456000000", '""', "null", '"2027-13-45T99:99:99Z"', '"0001-01-01T00:00:00Z"'],
+  expiresAt: [
+    '"tomorrow"',
+    '"2020-01-01T00:00:00Z"',
+    '"2027-06-01T12:00:00Z"',
+    "1893456000000",
+    '""',
+    "null",
+    '"2027-13-45T99:99:99Z"',
+    '"0001-01-01T00:00:00Z"',
+  ],
   products: ["[]", '["gemini"]', '"codex"', "[1]", "null", '["codex","codex","sora"]', '[["codex"]]'],
   reason: ['""', "1", "null", "[]", "{}", JSON.stringify("r".repeat(501))],
-  usage: ["null", "1", '"usage"', "[]", "{}", '{"model":"gpt-5-codex"}', '{"model":"gpt-5-codex","inputTokens":-1}', '{"model":"gpt-5-codex","inputTokens":1.5}', '{"model":"gpt-5-codex","inputTokens":1e400}', '{"model":"gpt-5-codex","videoSeconds":1}', '{"model":"nope","inputTokens":1}', '{"model":"gpt-5-codex","inputTokens":"1"}', '{"model":"sora-2-pro","videoSeconds":9007199254740991}', '{"model":"","inputTokens":1}', '{"model":"gpt-5-codex","__proto__":1}'],
-  scope: ["null", "1", "[]", '{"products":[]}', '{"plans":["gold"]}', '{"accounts":["a"]}', '{"products":"codex"}', '{"plans":["pro"],"__proto__":{"products":["codex"]}}', '{"plans":["pro"],"constructor":1}'],
+  usage: [
+    "null",
+    "1",
+    '"usage"',
+    "[]",
+    "{}",
+    '{"model":"gpt-5-codex"}',
+    '{"model":"gpt-5-codex","inputTokens":-1}',
+    '{"model":"gpt-5-codex","inputTokens":1.5}',
+    '{"model":"gpt-5-codex","inputTokens":1e400}',
+    '{"model":"gpt-5-codex","videoSeconds":1}',
+    '{"model":"nope","inputTokens":1}',
+    '{"model":"gpt-5-codex","inputTokens":"1"}',
+    '{"model":"sora-2-pro","videoSeconds":9007199254740991}',
+    '{"model":"","inputTokens":1}',
+    '{"model":"gpt-5-codex","__proto__":1}',
+  ],
+  scope: [
+    "null",
+    "1",
+    "[]",
+    '{"products":[]}',
+    '{"plans":["gold"]}',
+    '{"accounts":["a"]}',
+    '{"products":"codex"}',
+    '{"plans":["pro"],"__proto__":{"products":["codex"]}}',
+    '{"plans":["pro"],"constructor":1}',
+  ],
   bankedResets: ['"refill"', "true", "null", "1"],
-  grantBankedResets: ['{"count":0,"expiresInHours":1}', '{"count":11,"expiresInHours":1}', '{"count":1}', '{"count":1,"expiresInHours":0}', "1", "null", '{"count":1,"expiresInHours":1,"x":1}', '{"count":1,"expiresInHours":1,"__proto__":{}}', '{"count":1,"expiresInHours":1,"prototype":1}'],
+  grantBankedResets: [
+    '{"count":0,"expiresInHours":1}',
+    '{"count":11,"expiresInHours":1}',
+    '{"count":1}',
+    '{"count":1,"expiresInHours":0}',
+    "1",
+    "null",
+    '{"count":1,"expiresInHours":1,"x":1}',
+    '{"count":1,"expiresInHours":1,"__proto__":{}}',
+    '{"count":1,"expiresInHours":1,"prototype":1}',
+  ],
   entryId: ['""', "1", "null", JSON.stringify("e".repeat(129))],
 };
 
 const ROUTES: RouteDef[] = [
   { name: "catalog", method: "GET", path: "/v1/catalog", role: "service", body: "none" },
   { name: "account", method: "GET", path: "/v1/accounts/{id}", role: "service", body: "none" },
-  { name: "consume", method: "POST", path: "/v1/accounts/{id}/consume", role: "service", body: "schema", sample: { product: "codex", cost: 1000 } },
-  { name: "consume-usage", method: "POST", path: "/v1/accounts/{id}/consume", role: "service", body: "schema", sample: { product: "codex", usage: { model: "gpt-5-codex", inputTokens: 10 } } },
-  { name: "credits", method: "POST", path: "/v1/accounts/{id}/credits", role: "service", body: "schema", sample: { amount: 1000, kind: "purchase", products: ["codex"] } },
-  { name: "plan", method: "PUT", path: "/v1/accounts/{id}/plan", role: "service", body: "schema", sample: { plan: "pro" } },
-  { name: "auto-top-up", method: "PUT", path: "/v1/accounts/{id}/auto-top-up", role: "service", body: "schema", sample: { enabled: false, threshold: C, amount: C, maxPerMonth: 1 } },
-  { name: "spend-cap", method: "PUT", path: "/v1/accounts/{id}/spend-cap", role: "service", body: "schema", sample: { dailyLimit: C } },
-  { name: "banked reset", method: "POST", path: "/v1/accounts/{id}/resets", role: "service", body: "schema", sample: { product: "codex" } },
-  { name: "hold", method: "POST", path: "/v1/accounts/{id}/holds", role: "service", body: "schema", sample: { product: "codex", cost: 1000, ttlSeconds: 60 } },
-  { name: "hold-usage", method: "POST", path: "/v1/accounts/{id}/holds", role: "service", body: "schema", sample: { product: "codex", usage: { model: "gpt-5-codex", outputTokens: 10 } } },
-  { name: "settle", method: "POST", path: "/v1/accounts/{id}/holds/{holdId}/settle", role: "service", body: "schema", sample: { cost: 1000 } },
-  { name: "settle-usage", method: "POST", path: "/v1/accounts/{id}/holds/{holdId}/settle", role: "service", body: "schema", sample: { usage: { model: "gpt-5-codex", inputTokens: 10 } } },
+  {
+    name: "consume",
+    method: "POST",
+    path: "/v1/accounts/{id}/consume",
+    role: "service",
+    body: "schema",
+    sample: { product: "codex", cost: 1000 },
+  },
+  {
+    name: "consume-usage",
+    method: "POST",
+    path: "/v1/accounts/{id}/consume",
+    role: "service",
+    body: "schema",
+    sample: { product: "codex", usage: { model: "gpt-5-codex", inputTokens: 10 } },
+  },
+  {
+    name: "credits",
+    method: "POST",
+    path: "/v1/accounts/{id}/credits",
+    role: "service",
+    body: "schema",
+    sample: { amount: 1000, kind: "purchase", products: ["codex"] },
+  },
+  {
+    name: "plan",
+    method: "PUT",
+    path: "/v1/accounts/{id}/plan",
+    role: "service",
+    body: "schema",
+    sample: { plan: "pro" },
+  },
+  {
+    name: "auto-top-up",
+    method: "PUT",
+    path: "/v1/accounts/{id}/auto-top-up",
+    role: "service",
+    body: "schema",
+    sample: { enabled: false, threshold: C, amount: C, maxPerMonth: 1 },
+  },
+  {
+    name: "spend-cap",
+    method: "PUT",
+    path: "/v1/accounts/{id}/spend-cap",
+    role: "service",
+    body: "schema",
+    sample: { dailyLimit: C },
+  },
+  {
+    name: "banked reset",
+    method: "POST",
+    path: "/v1/accounts/{id}/resets",
+    role: "service",
+    body: "schema",
+    sample: { product: "codex" },
+  },
+  {
+    name: "hold",
+    method: "POST",
+    path: "/v1/accounts/{id}/holds",
+    role: "service",
+    body: "schema",
+    sample: { product: "codex", cost: 1000, ttlSeconds: 60 },
+  },
+  {
+    name: "hold-usage",
+    method: "POST",
+    path: "/v1/accounts/{id}/holds",
+    role: "service",
+    body: "schema",
+    sample: { product: "codex", usage: { model: "gpt-5-codex", outputTokens: 10 } },
+  },
+  {
+    name: "settle",
+    method: "POST",
+    path: "/v1/accounts/{id}/holds/{holdId}/settle",
+    role: "service",
+    body: "schema",
+    sample: { cost: 1000 },
+  },
+  {
+    name: "settle-usage",
+    method: "POST",
+    path: "/v1/accounts/{id}/holds/{holdId}/settle",
+    role: "service",
+    body: "schema",
+    sample: { usage: { model: "gpt-5-codex", inputTokens: 10 } },
+  },
   { name: "release", method: "POST", path: "/v1/accounts/{id}/holds/{holdId}/release", role: "service", body: "empty" },
   { name: "ledger", method: "GET", path: "/v1/accounts/{id}/ledger", role: "service", body: "none", query: "limit=5" },
   { name: "panel-token", method: "POST", path: "/v1/accounts/{id}/panel-token", role: "service", body: "none" },
-  { name: "admin reset", method: "POST", path: "/v1/admin/resets", role: "admin", body: "schema", sample: { reason: "fuzz", scope: { plans: ["enterprise"] }, bankedResets: "keep", grantBankedResets: { count: 1, expiresInHours: 1 } } },
+  {
+    name: "admin reset",
+    method: "POST",
+    path: "/v1/admin/resets",
+    role: "admin",
+    body: "schema",
+    sample: {
+      reason: "fuzz",
+      scope: { plans: ["enterprise"] },
+      bankedResets: "keep",
+      grantBankedResets: { count: 1, expiresInHours: 1 },
+    },
+  },
   { name: "admin resets", method: "GET", path: "/v1/admin/resets", role: "admin", body: "none", query: "limit=5" },
   { name: "resume", method: "POST", path: "/v1/admin/accounts/{id}/resume", role: "admin", body: "none" },
-  { name: "refund", method: "POST", path: "/v1/admin/accounts/{id}/refunds", role: "admin", body: "schema", sample: { amount: 1000, reason: "fuzz", entryId: "e1" } },
-  { name: "reconciliation", method: "GET", path: "/v1/admin/reconciliation", role: "admin", body: "none", query: "limit=1" },
+  {
+    name: "refund",
+    method: "POST",
+    path: "/v1/admin/accounts/{id}/refunds",
+    role: "admin",
+    body: "schema",
+    sample: { amount: 1000, reason: "fuzz", entryId: "e1" },
+  },
+  {
+    name: "reconciliation",
+    method: "GET",
+    path: "/v1/admin/reconciliation",
+    role: "admin",
+    body: "none",
+    query: "limit=1",
+  },
   { name: "health", method: "GET", path: "/health", role: "public", body: "none" },
   { name: "openapi", method: "GET", path: "/openapi.json", role: "public", body: "none" },
   { name: "panel", method: "GET", path: "/panel", role: "public", body: "none", query: "token=x" },
@@ -178,23 +418,78 @@ const ROUTES: RouteDef[] = [
 
 /** Ids that are not account ids, or that walk out of their path segment. Raw path text (already percent-encoded). */
 const BAD_IDS = [
-  "..", "%2e%2e", "%2E%2E", ".%2e", "..%2f..%2fadmin%2fresets", "..%2F", "%2e%2e%2f%2e%2e", "a%2Fb", "a%5Cb", "..%5c..", "%252e%252e",
-  "%00", "a%00b", "%0d%0aX-Injected:%201", "%20", "a%20b", "caf%C3%A9", "%F0%9F%92%A9", "%E2%80%AE", "%C0%AE%C0%AE", "%ff%fe",
-  "%", "%zz", "%E0%A4%A", "a".repeat(129), "a+b", "user@host", "a;b", "a,b", "%3Cscript%3E", "'%20OR%201=1", "$%7Bjndi:x%7D", "a*", "~root",
+  "..",
+  "%2e%2e",
+  "%2E%2E",
+  ".%2e",
+  "..%2f..%2fadmin%2fresets",
+  "..%2F",
+  "%2e%2e%2f%2e%2e",
+  "a%2Fb",
+  "a%5Cb",
+  "..%5c..",
+  "%252e%252e",
+  "%00",
+  "a%00b",
+  "%0d%0aX-Injected:%201",
+  "%20",
+  "a%20b",
+  "caf%C3%A9",
+  "%F0%9F%92%A9",
+  "%E2%80%AE",
+  "%C0%AE%C0%AE",
+  "%ff%fe",
+  "%",
+  "%zz",
+  "%E0%A4%A",
+  "a".repeat(129),
+  "a+b",
+  "user@host",
+  "a;b",
+  "a,b",
+  "%3Cscript%3E",
+  "'%20OR%201=1",
+  "$%7Bjndi:x%7D",
+  "a*",
+  "~root",
 ];
 /**
  * `id` with the characters `mask` picks (bit i % 20; -1 is all) percent-encoded: the same account (SPEC §4).
  * Ids are ASCII, so each character is one byte.
  */
 const spell = (id: string, mask: number, upper: boolean) =>
-  [...id].map((ch, i) => ((mask >> (i % 20)) & 1 ? `%${ch.charCodeAt(0).toString(16).padStart(2, "0")[upper ? "toUpperCase" : "toLowerCase"]()}` : ch)).join("");
+  [...id]
+    .map((ch, i) =>
+      (mask >> (i % 20)) & 1
+        ? `%${ch.charCodeAt(0).toString(16).padStart(2, "0")[upper ? "toUpperCase" : "toLowerCase"]()}`
+        : ch,
+    )
+    .join("");
 const SPELLING = fc.tuple(fc.oneof(fc.constant(-1), fc.integer({ min: 1, max: 2 ** 20 - 1 })), fc.boolean());
 /** Encoded text that decodes to characters no account id may hold (or to one over 128 characters). */
-const BAD_AFFIXES = ["%20", "%2F", "%2f..", "%00", "%0A", "%0d%0a", "%C3%A9", "%2B", "+", "%40x", "%25", "%3F", "%23", "%5C", "%E2%80%8B", "%61".repeat(120)];
+const BAD_AFFIXES = [
+  "%20",
+  "%2F",
+  "%2f..",
+  "%00",
+  "%0A",
+  "%0d%0a",
+  "%C3%A9",
+  "%2B",
+  "+",
+  "%40x",
+  "%25",
+  "%3F",
+  "%23",
+  "%5C",
+  "%E2%80%8B",
+  "%61".repeat(120),
+];
 const BAD_HOLD_IDS = ["..", "%2e%2e", "a%2Fb", "x".repeat(65), "a%20b", "%00", "h.1", "caf%C3%A9", "%"];
 
 /** Percent-encodes any string byte by byte (lone surrogates become U+FFFD), for generated unicode ids. */
-const encodeAll = (s: string) => [...new TextEncoder().encode(s)].map((b) => `%${b.toString(16).padStart(2, "0")}`).join("");
+const encodeAll = (s: string) =>
+  [...new TextEncoder().encode(s)].map((b) => `%${b.toString(16).padStart(2, "0")}`).join("");
 
 type Defect =
   | { k: "auth"; v: string | null }
@@ -219,26 +514,110 @@ type Defect =
 const AUTH_BAD = fc.oneof(
   fc.constantFrom<string | null>(
     // (no leading/trailing blanks: HTTP strips them, which would make some of these the real token)
-    null, "", "Bearer", "Bearer ", `Bearer  ${SERVICE}`, `bearer ${SERVICE}x`, `Basic ${SERVICE}`, SERVICE,
-    `Bearer ${SERVICE.toUpperCase()}`, `Bearer ${SERVICE.slice(1)}`, `Bearer ${SERVICE}\u00e9`, `Bearer ${"A".repeat(513)}`, `Bearer ${"A".repeat(8000)}`,
-    `Bearer ${SERVICE},${ADMIN}`, `Bearer ${ADMIN.slice(0, -1)}`, "Bearer null", "Bearer undefined", "Bearer %00", `Bearer\t${SERVICE}`,
+    null,
+    "",
+    "Bearer",
+    "Bearer ",
+    `Bearer  ${SERVICE}`,
+    `bearer ${SERVICE}x`,
+    `Basic ${SERVICE}`,
+    SERVICE,
+    `Bearer ${SERVICE.toUpperCase()}`,
+    `Bearer ${SERVICE.slice(1)}`,
+    `Bearer ${SERVICE}\u00e9`,
+    `Bearer ${"A".repeat(513)}`,
+    `Bearer ${"A".repeat(8000)}`,
+    `Bearer ${SERVICE},${ADMIN}`,
+    `Bearer ${ADMIN.slice(0, -1)}`,
+    "Bearer null",
+    "Bearer undefined",
+    "Bearer %00",
+    `Bearer\t${SERVICE}`,
   ),
   // random printable ASCII (a few fixed non-ASCII cases above: workerd warns on each one it sends)
-  fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 40 }).map((t) => `Bearer ${t}`),
+  fc
+    .string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 40 })
+    .map((t) => `Bearer ${t}`),
 );
-const KEY_BAD = fc.constantFrom<string | null>(null, "", " ", "k".repeat(256), "k".repeat(5000), "has space", "tab\tkey", "caf\u00e9", "\u00ff\u00fe", "key\u007f");
+const KEY_BAD = fc.constantFrom<string | null>(
+  null,
+  "",
+  " ",
+  "k".repeat(256),
+  "k".repeat(5000),
+  "has space",
+  "tab\tkey",
+  "caf\u00e9",
+  "\u00ff\u00fe",
+  "key\u007f",
+);
 const CLOCK_BAD = fc.oneof(
-  fc.constantFrom("yesterday", "0", "-1", "-5", "1e3", "0x10", "1.5", "9999999999999999", "2026-13-45T00:00:00Z", "2026-11-01", "NaN", "Infinity", "+1", "1.0", "2026-11-01T00:00:00", "\u00e9"),
-  fc.string({ unit: fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c)), minLength: 1, maxLength: 30 }).filter((s) => !/^\d{1,15}$/.test(s) && !/^\d{4}-/.test(s)),
+  fc.constantFrom(
+    "yesterday",
+    "0",
+    "-1",
+    "-5",
+    "1e3",
+    "0x10",
+    "1.5",
+    "9999999999999999",
+    "2026-13-45T00:00:00Z",
+    "2026-11-01",
+    "NaN",
+    "Infinity",
+    "+1",
+    "1.0",
+    "2026-11-01T00:00:00",
+    "\u00e9",
+  ),
+  fc
+    .string({
+      unit: fc.integer({ min: 0x21, max: 0x7e }).map((c) => String.fromCharCode(c)),
+      minLength: 1,
+      maxLength: 30,
+    })
+    .filter((s) => !/^\d{1,15}$/.test(s) && !/^\d{4}-/.test(s)),
 );
 const unicodeString = fc.string({ unit: "binary", minLength: 1, maxLength: 24 });
-const ID_BAD = fc.oneof({ weight: 3, arbitrary: fc.constantFrom(...BAD_IDS) }, { weight: 1, arbitrary: unicodeString.filter((s) => !/^[A-Za-z0-9_.:-]{1,128}$/.test(s) && s !== "." && s !== "..").map(encodeAll) });
+const ID_BAD = fc.oneof(
+  { weight: 3, arbitrary: fc.constantFrom(...BAD_IDS) },
+  {
+    weight: 1,
+    arbitrary: unicodeString
+      .filter((s) => !/^[A-Za-z0-9_.:-]{1,128}$/.test(s) && s !== "." && s !== "..")
+      .map(encodeAll),
+  },
+);
 const RAW_BAD = fc.oneof(
   fc.constantFrom(
-    "{", "}", "[", "{\"product\":", "{\"product\":\"codex\",}", "{'product':'codex'}", "{product:\"codex\"}", "null", "true", "0", "\"string\"", "[]", "[{}]",
-    "{\"a\":1}{\"b\":2}", "\uFEFF{}", "{\"cost\":NaN}", "{\"cost\":Infinity}", "{\"cost\":1_000}", "{\"cost\":0x10}", "{\"cost\":.5}", "{\"cost\":01}",
-    "\u0000", "{\"product\":\"codex\"\u0000}", "[".repeat(8000) + "]".repeat(8000), "{\"a\":".repeat(2000) + "1" + "}".repeat(2000),
-    JSON.stringify({ x: "\ud800" }).replace("\\ud800", "\ud800"), "{\"__proto__\":{\"admin\":true}}", "{\"constructor\":{\"prototype\":{\"polluted\":1}}}",
+    "{",
+    "}",
+    "[",
+    '{"product":',
+    '{"product":"codex",}',
+    "{'product':'codex'}",
+    '{product:"codex"}',
+    "null",
+    "true",
+    "0",
+    '"string"',
+    "[]",
+    "[{}]",
+    '{"a":1}{"b":2}',
+    "\uFEFF{}",
+    '{"cost":NaN}',
+    '{"cost":Infinity}',
+    '{"cost":1_000}',
+    '{"cost":0x10}',
+    '{"cost":.5}',
+    '{"cost":01}',
+    "\u0000",
+    '{"product":"codex"\u0000}',
+    "[".repeat(8000) + "]".repeat(8000),
+    `${'{"a":'.repeat(2000)}1${"}".repeat(2000)}`,
+    JSON.stringify({ x: "\ud800" }).replace("\\ud800", "\ud800"),
+    '{"__proto__":{"admin":true}}',
+    '{"constructor":{"prototype":{"polluted":1}}}',
   ),
   fc.string({ unit: "binary", maxLength: 60 }).filter((s) => {
     try {
@@ -249,13 +628,42 @@ const RAW_BAD = fc.oneof(
     }
   }),
 );
-const EXTRA_NAMES = fc.oneof(fc.constantFrom("__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "allowed", "sources", "accountId", "priority", "Cost", "cost ", ""), unicodeString.map((s) => `x_${s}`));
+const EXTRA_NAMES = fc.oneof(
+  fc.constantFrom(
+    "__proto__",
+    "constructor",
+    "prototype",
+    "toString",
+    "hasOwnProperty",
+    "allowed",
+    "sources",
+    "accountId",
+    "priority",
+    "Cost",
+    "cost ",
+    "",
+  ),
+  unicodeString.map((s) => `x_${s}`),
+);
 /** Keys every object inherits: never a meter, a model or a field. */
-const PROTO_NAMES = ["__proto__", "constructor", "prototype", "toString", "valueOf", "hasOwnProperty", "isPrototypeOf", "__defineGetter__"];
+const PROTO_NAMES = [
+  "__proto__",
+  "constructor",
+  "prototype",
+  "toString",
+  "valueOf",
+  "hasOwnProperty",
+  "isPrototypeOf",
+  "__defineGetter__",
+];
 /** A `usage` that would price if its prototype-named key were dropped, or whose model is a prototype name. */
 const USAGE_PROTO = fc.oneof(
   fc
-    .tuple(fc.constantFrom(...PROTO_NAMES), fc.constantFrom("0", "1", "7", "null", '"x"', '{"inputTokens":5}', '{"polluted":true}'), fc.boolean())
+    .tuple(
+      fc.constantFrom(...PROTO_NAMES),
+      fc.constantFrom("0", "1", "7", "null", '"x"', '{"inputTokens":5}', '{"polluted":true}'),
+      fc.boolean(),
+    )
     .map(([name, v, first]) => {
       const meter = `"inputTokens":10`;
       const proto = `${JSON.stringify(name)}:${v}`;
@@ -263,14 +671,35 @@ const USAGE_PROTO = fc.oneof(
     }),
   fc.constantFrom(...PROTO_NAMES).map((m) => `{"model":${JSON.stringify(m)},"inputTokens":10}`),
 );
-const ANY_JSON_VALUE = fc.oneof(fc.constantFrom("1", "null", "true", '"x"', "[]", "{}", '{"__proto__":{"polluted":true}}', "1e400"), unicodeString.map((s) => JSON.stringify(s)));
+const ANY_JSON_VALUE = fc.oneof(
+  fc.constantFrom("1", "null", "true", '"x"', "[]", "{}", '{"__proto__":{"polluted":true}}', "1e400"),
+  unicodeString.map((s) => JSON.stringify(s)),
+);
 
 function defectsFor(route: RouteDef): fc.Arbitrary<Defect>[] {
-  const d: fc.Arbitrary<Defect>[] = [fc.constantFrom<Defect>({ k: "path", v: "/" }, { k: "path", v: "%2f" }, { k: "path", v: "/..%2f" }, { k: "path", v: "/x" }, { k: "path", v: "%00" })];
-  d.push(fc.constantFrom<Defect>({ k: "method", v: "PATCH" }, { k: "method", v: "DELETE" }, { k: "method", v: "OPTIONS" }, { k: "method", v: route.method === "GET" ? "PUT" : "GET" }));
+  const d: fc.Arbitrary<Defect>[] = [
+    fc.constantFrom<Defect>(
+      { k: "path", v: "/" },
+      { k: "path", v: "%2f" },
+      { k: "path", v: "/..%2f" },
+      { k: "path", v: "/x" },
+      { k: "path", v: "%00" },
+    ),
+  ];
+  d.push(
+    fc.constantFrom<Defect>(
+      { k: "method", v: "PATCH" },
+      { k: "method", v: "DELETE" },
+      { k: "method", v: "OPTIONS" },
+      { k: "method", v: route.method === "GET" ? "PUT" : "GET" },
+    ),
+  );
   if (route.role === "public") {
-    d.push(fc.constantFrom<Defect>({ k: "path", v: "/../v1/admin/resets" }, { k: "path", v: "/%2e%2e/v1/admin/resets" }));
-    if (route.name.startsWith("panel")) d.push(fc.string({ maxLength: 80 }).map((t): Defect => ({ k: "query", v: `token=${encodeURIComponent(t)}` })));
+    d.push(
+      fc.constantFrom<Defect>({ k: "path", v: "/../v1/admin/resets" }, { k: "path", v: "/%2e%2e/v1/admin/resets" }),
+    );
+    if (route.name.startsWith("panel"))
+      d.push(fc.string({ maxLength: 80 }).map((t): Defect => ({ k: "query", v: `token=${encodeURIComponent(t)}` })));
     return d;
   }
   d.push(AUTH_BAD.map((v): Defect => ({ k: "auth", v })));
@@ -278,9 +707,14 @@ function defectsFor(route: RouteDef): fc.Arbitrary<Defect>[] {
   d.push(CLOCK_BAD.map((v): Defect => ({ k: "clock", v })));
   if (route.path.includes("{id}")) {
     d.push(ID_BAD.map((v): Defect => ({ k: "id", v })));
-    d.push(fc.tuple(SPELLING, fc.constantFrom(...BAD_AFFIXES), fc.boolean()).map(([[mask, upper], affix, before]): Defect => ({ k: "spelledBadId", mask, upper, affix, before })));
+    d.push(
+      fc
+        .tuple(SPELLING, fc.constantFrom(...BAD_AFFIXES), fc.boolean())
+        .map(([[mask, upper], affix, before]): Defect => ({ k: "spelledBadId", mask, upper, affix, before })),
+    );
   }
-  if (route.path.includes("{holdId}")) d.push(fc.constantFrom(...BAD_HOLD_IDS).map((v): Defect => ({ k: "holdId", v })));
+  if (route.path.includes("{holdId}"))
+    d.push(fc.constantFrom(...BAD_HOLD_IDS).map((v): Defect => ({ k: "holdId", v })));
   if (route.method !== "GET") {
     d.push(KEY_BAD.map((v): Defect => ({ k: "key", v })));
     // a form body on a JSON route (or one that takes none)
@@ -289,23 +723,67 @@ function defectsFor(route: RouteDef): fc.Arbitrary<Defect>[] {
   }
   if (route.body === "schema") {
     const fields = Object.keys(route.sample!);
-    d.push(fc.constantFrom(...fields).chain((f) => fc.constantFrom(...FIELD_BAD[f]).map((v): Defect => ({ k: "field", field: f, v }))));
+    d.push(
+      fc
+        .constantFrom(...fields)
+        .chain((f) => fc.constantFrom(...FIELD_BAD[f]).map((v): Defect => ({ k: "field", field: f, v }))),
+    );
     d.push(fc.tuple(EXTRA_NAMES, ANY_JSON_VALUE).map(([name, v]): Defect => ({ k: "extra", name, v })));
     if ("usage" in route.sample!) d.push(USAGE_PROTO.map((v): Defect => ({ k: "usageKey", v })));
-    const required = fields.filter((f) => !["ttlSeconds", "products", "scope", "bankedResets", "grantBankedResets", "entryId"].includes(f));
+    const required = fields.filter(
+      (f) => !["ttlSeconds", "products", "scope", "bankedResets", "grantBankedResets", "entryId"].includes(f),
+    );
     if (required.length) d.push(fc.constantFrom(...required).map((field): Defect => ({ k: "missing", field })));
     d.push(RAW_BAD.map((v): Defect => ({ k: "raw", v })));
-    d.push(fc.array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 40 }).map((v): Defect => ({ k: "bytes", v: [0xff, ...v] })));
-    d.push(fc.constantFrom<string | null>(null, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/jsonx", "json", "application/xml").map((v): Defect => ({ k: "type", v })));
+    d.push(
+      fc
+        .array(fc.integer({ min: 0, max: 255 }), { minLength: 1, maxLength: 40 })
+        .map((v): Defect => ({ k: "bytes", v: [0xff, ...v] })),
+    );
+    d.push(
+      fc
+        .constantFrom<string | null>(
+          null,
+          "text/plain",
+          "application/x-www-form-urlencoded",
+          "multipart/form-data; boundary=x",
+          "application/jsonx",
+          "json",
+          "application/xml",
+        )
+        .map((v): Defect => ({ k: "type", v })),
+    );
   }
   if (route.body === "empty") {
     d.push(fc.tuple(EXTRA_NAMES, ANY_JSON_VALUE).map(([name, v]): Defect => ({ k: "extra", name, v })));
     d.push(RAW_BAD.filter((v) => v.trim() !== "" && v !== "{}").map((v): Defect => ({ k: "raw", v })));
   }
   if (route.query) {
-    const bad = route.name === "ledger" ? ["limit=0", "limit=501", "limit=-1", "limit=abc", "limit=1e3", "cursor=-1", "cursor=abc", "cursor=1e3", "cursor=9999999999999999", "limit=1.5"]
-      : route.name === "reconciliation" ? ["accountId=..", "accountId=%2e%2e%2f", "accountId=a%2Fb", "limit=0", "limit=1001", "limit=x", `accountId=${"a".repeat(129)}`]
-      : ["limit=0", "limit=501", "limit=x", "limit=-5"];
+    const bad =
+      route.name === "ledger"
+        ? [
+            "limit=0",
+            "limit=501",
+            "limit=-1",
+            "limit=abc",
+            "limit=1e3",
+            "cursor=-1",
+            "cursor=abc",
+            "cursor=1e3",
+            "cursor=9999999999999999",
+            "limit=1.5",
+          ]
+        : route.name === "reconciliation"
+          ? [
+              "accountId=..",
+              "accountId=%2e%2e%2f",
+              "accountId=a%2Fb",
+              "limit=0",
+              "limit=1001",
+              "limit=x",
+              `accountId=${"a".repeat(129)}`,
+            ]
+          : ["limit=0", "limit=501", "limit=x", "limit=-5"];
     d.push(fc.constantFrom(...bad).map((v): Defect => ({ k: "query", v })));
   }
   return d;
@@ -328,15 +806,22 @@ function build(route: RouteDef, defects: Defect[], target: string, spelling: [nu
   let id = spelling ? spell(target, ...spelling) : target;
   let holdId = holdOf.get(target) ?? "h_1";
   let method: string = route.method;
-  let auth: string | null = route.role === "admin" ? `Bearer ${ADMIN}` : route.role === "service" ? `Bearer ${SERVICE}` : null;
+  let auth: string | null =
+    route.role === "admin" ? `Bearer ${ADMIN}` : route.role === "service" ? `Bearer ${SERVICE}` : null;
   let key: string | null = route.method === "GET" ? null : uid("fuzzkey");
   let clock = String(NOW);
-  let type: string | null = route.body === "schema" || route.body === "empty" ? "application/json" : route.body === "form" ? "application/x-www-form-urlencoded" : null;
+  let type: string | null =
+    route.body === "schema" || route.body === "empty"
+      ? "application/json"
+      : route.body === "form"
+        ? "application/x-www-form-urlencoded"
+        : null;
   let suffix = "";
   let query = route.query ?? "";
   // a Map, not an object: "__proto__" must stay an ordinary key of the body
   const sample = new Map<string, string>(Object.entries(route.sample ?? {}).map(([k, v]) => [k, JSON.stringify(v)]));
-  let raw: string | Uint8Array | FormData | URLSearchParams | undefined = route.body === "form" ? "token=garbage&product=codex&nonce=n1" : undefined;
+  let raw: string | Uint8Array | FormData | URLSearchParams | undefined =
+    route.body === "form" ? "token=garbage&product=codex&nonce=n1" : undefined;
   let form: { multipart: boolean; proto: boolean } | undefined;
   let rawSet = false;
   let pad = 0;
@@ -356,7 +841,8 @@ function build(route: RouteDef, defects: Defect[], target: string, spelling: [nu
     else if (d.k === "type") type = d.v;
     else if (d.k === "path") suffix = d.v;
     else if (d.k === "query") query = d.v;
-    else if (d.k === "spelledBadId") id = d.before ? d.affix + spell(target, d.mask, d.upper) : spell(target, d.mask, d.upper) + d.affix;
+    else if (d.k === "spelledBadId")
+      id = d.before ? d.affix + spell(target, d.mask, d.upper) : spell(target, d.mask, d.upper) + d.affix;
     else if (d.k === "usageKey") sample.set("usage", d.v);
     // the client sets the form's own Content-Type (with the multipart boundary) unless a later defect overrides it
     else if (d.k === "form") [form, type] = [d, null];
@@ -366,7 +852,10 @@ function build(route: RouteDef, defects: Defect[], target: string, spelling: [nu
   if (route.body === "empty" && defects.some((d) => d.k === "extra") && !rawSet) raw = objectText();
   if (form) {
     // the sample's fields as form fields (JSON text for non-strings), never empty: an empty body would need no type
-    const fields: [string, string][] = [...sample].map(([k, v]) => [k, v.startsWith('"') ? (JSON.parse(v) as string) : v]);
+    const fields: [string, string][] = [...sample].map(([k, v]) => [
+      k,
+      v.startsWith('"') ? (JSON.parse(v) as string) : v,
+    ]);
     if (form.proto) fields.push(["__proto__", "1"], ["constructor", "x"]);
     if (fields.length === 0) fields.push(["x", "1"]);
     if (pad > 0) fields.push(["pad", "x".repeat(pad)]);
@@ -375,7 +864,11 @@ function build(route: RouteDef, defects: Defect[], target: string, spelling: [nu
       for (const [k, v] of fields) fd.append(k, v);
       raw = fd;
     } else raw = new URLSearchParams(fields);
-  } else if (pad > 0) raw = typeof raw === "string" && raw.startsWith("{") && raw.length > 2 ? `${raw.slice(0, -1)},"pad":"${"x".repeat(pad)}"}` : `{"pad":"${"x".repeat(pad)}"}`;
+  } else if (pad > 0)
+    raw =
+      typeof raw === "string" && raw.startsWith("{") && raw.length > 2
+        ? `${raw.slice(0, -1)},"pad":"${"x".repeat(pad)}"}`
+        : `{"pad":"${"x".repeat(pad)}"}`;
   const path = route.path.replace("{id}", id).replace("{holdId}", holdId) + suffix;
   const headers: Record<string, string> = { "X-Test-Now": clock };
   if (auth !== null) headers.Authorization = auth;
@@ -395,7 +888,11 @@ function build(route: RouteDef, defects: Defect[], target: string, spelling: [nu
 }
 
 const caseArb: fc.Arbitrary<FuzzCase> = fc
-  .tuple(fc.integer({ min: 0, max: ROUTES.length - 1 }), fc.integer({ min: 0, max: 99 }), fc.option(SPELLING, { freq: 3 }))
+  .tuple(
+    fc.integer({ min: 0, max: ROUTES.length - 1 }),
+    fc.integer({ min: 0, max: 99 }),
+    fc.option(SPELLING, { freq: 3 }),
+  )
   .chain(([ri, ti, spelling]) => {
     const route = ROUTES[ri];
     return fc.array(fc.oneof(...defectsFor(route)), { minLength: 1, maxLength: 3 }).map((defects) => {
@@ -429,11 +926,15 @@ async function send(c: FuzzCase): Promise<Outcome> {
 }
 
 const describeBody = (b: FuzzCase["body"]) =>
-  typeof b === "string" ? JSON.stringify(b.slice(0, 200))
-  : b instanceof Uint8Array ? `bytes(${b.length})`
-  : b instanceof URLSearchParams ? `urlencoded(${b.toString().slice(0, 200)})`
-  : b ? `multipart(${[...b.keys()].join(",").slice(0, 200)})`
-  : "none";
+  typeof b === "string"
+    ? JSON.stringify(b.slice(0, 200))
+    : b instanceof Uint8Array
+      ? `bytes(${b.length})`
+      : b instanceof URLSearchParams
+        ? `urlencoded(${b.toString().slice(0, 200)})`
+        : b
+          ? `multipart(${[...b.keys()].join(",").slice(0, 200)})`
+          : "none";
 
 /** Defects that are 400 whatever the route, when they are the only one (see `check` for settle's one exception). */
 const ALWAYS_400 = new Set<Defect["k"]>(["spelledBadId", "usageKey", "form"]);
@@ -472,7 +973,9 @@ function check(o: Outcome, stats: Map<string, number>) {
   expect(requestId, where).toBe(o.headers.get("X-Request-Id"));
   expect(requestId, where).toMatch(/^[0-9a-f-]{36}$/);
   // no internals: no stack frames, source paths or engine names
-  expect(o.text, where).not.toMatch(/\bat \S+ \(|\.ts:\d+|node_modules|SqliteError|D1_ERROR|TypeError|RangeError|SyntaxError/);
+  expect(o.text, where).not.toMatch(
+    /\bat \S+ \(|\.ts:\d+|node_modules|SqliteError|D1_ERROR|TypeError|RangeError|SyntaxError/,
+  );
   void details;
 }
 
@@ -495,7 +998,9 @@ describe("fuzz: hostile and malformed requests", () => {
       // a chunk at a time, so a change names the requests that made it
       if ((i / CHUNK) % 10 === 9 || i + CHUNK >= cases.length) {
         const now = await snapshot();
-        expect(now, `state changed during requests ${Math.max(0, i - 9 * CHUNK)}…${i + CHUNK} (seed ${SEED})`).toEqual(before);
+        expect(now, `state changed during requests ${Math.max(0, i - 9 * CHUNK)}…${i + CHUNK} (seed ${SEED})`).toEqual(
+          before,
+        );
       }
     }
     // fewer than 1% of the generated requests may be ones no HTTP client can even send
@@ -505,18 +1010,31 @@ describe("fuzz: hostile and malformed requests", () => {
       const rows = await runInDurableObject(stubFor(g), (_i: AccountDO, state) => {
         const sql = state.storage.sql;
         // an object never written to may have no tables at all
-        if (sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length === 0) return 0;
+        if (sql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length === 0)
+          return 0;
         return sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM account").one().n;
       });
       expect(rows, g).toBe(0);
     }
-    console.log(`${RUNS} requests (seed ${SEED}), ${sendErrors} not sendable\n${[...stats].sort().map(([k, v]) => `${v}\t${k}`).join("\n")}`);
+    console.log(
+      `${RUNS} requests (seed ${SEED}), ${sendErrors} not sendable\n${[...stats]
+        .sort()
+        .map(([k, v]) => `${v}\t${k}`)
+        .join("\n")}`,
+    );
   }, 300_000);
 
   it("percent-encoded spellings of a victim's id are that account: its set-up calls replay and its reads match", async () => {
     const before = await snapshot();
-    const plainLedgers = await Promise.all(victims.map((id) => call("GET", `/v1/accounts/${id}/ledger?limit=50`, undefined, { now: NOW }).then((r) => r.body)));
-    const samples = fc.sample(fc.tuple(fc.nat(recorded.length - 1), SPELLING), { seed: SEED, numRuns: Math.min(RUNS, 150) });
+    const plainLedgers = await Promise.all(
+      victims.map((id) =>
+        call("GET", `/v1/accounts/${id}/ledger?limit=50`, undefined, { now: NOW }).then((r) => r.body),
+      ),
+    );
+    const samples = fc.sample(fc.tuple(fc.nat(recorded.length - 1), SPELLING), {
+      seed: SEED,
+      numRuns: Math.min(RUNS, 150),
+    });
     for (let i = 0; i < samples.length; i += CHUNK) {
       await Promise.all(
         samples.slice(i, i + CHUNK).map(async ([ri, [mask, upper]]) => {
@@ -528,8 +1046,13 @@ describe("fuzz: hostile and malformed requests", () => {
           expect(replay.body, where).toEqual(r.answer);
           expect(replay.headers.get("Idempotent-Replayed"), where).toBe("true");
           const v = victims.indexOf(r.id);
-          expect((await call("GET", `/v1/accounts/${id}`, undefined, { now: NOW })).body, where).toEqual(before.accounts[v]);
-          expect((await call("GET", `/v1/accounts/${id}/ledger?limit=50`, undefined, { now: NOW })).body, where).toEqual(plainLedgers[v]);
+          expect((await call("GET", `/v1/accounts/${id}`, undefined, { now: NOW })).body, where).toEqual(
+            before.accounts[v],
+          );
+          expect(
+            (await call("GET", `/v1/accounts/${id}/ledger?limit=50`, undefined, { now: NOW })).body,
+            where,
+          ).toEqual(plainLedgers[v]);
         }),
       );
     }

@@ -1,16 +1,8 @@
-/**
- * Guards against draining (SPEC §4 "Guards against draining") and their events (SPEC §7): the anomaly
- * pause (the incident, replayed), operator resume and the daily spend cap. Webhook delivery of the events
- * is tested in webhooks.test.ts. Expectations come from the SPEC's numbers: a pause when the
- * trailing 10-minute credit spend would exceed max(50 credits, 10 × the 7-day average 10-minute spend).
- */
-import { runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import type { AccountDO } from "../durable-objects/account";
 import type { AccountEvent } from "../worker/settlement/messages";
-import { outboxMessages, sleep, stubFor, waitFor } from "./settle-helpers";
-import { account, addCredits, ADMIN, call, consume, CREDIT, HOUR, SERVICE, T0, uid } from "./helpers";
+import { outboxMessages, waitFor } from "./settle-helpers";
+import { account, addCredits, call, consume, CREDIT, HOUR, SERVICE, T0, uid } from "./helpers";
 
 // ───────────────────────── local helpers ─────────────────────────
 
@@ -22,16 +14,24 @@ const DAY = 24 * HOUR;
 const FLOOR = 50 * C;
 const MULTIPLIER = 10;
 const WINDOWS_PER_BASELINE = (7 * 24 * 60) / 10; // 10-minute spans in 7 days
-const specThreshold = (spentOver7Days: number) => Math.max(FLOOR, Math.floor((MULTIPLIER * spentOver7Days) / WINDOWS_PER_BASELINE));
-
+const specThreshold = (spentOver7Days: number) =>
+  Math.max(FLOOR, Math.floor((MULTIPLIER * spentOver7Days) / WINDOWS_PER_BASELINE));
 
 const outbox = outboxMessages;
 async function outboxEvents(id: string, type?: string): Promise<AccountEvent[]> {
-  return (await outbox(id)).flatMap((m) => (m.type === "event" && (type === undefined || m.event.type === type) ? [m.event] : []));
+  return (await outbox(id)).flatMap((m) =>
+    m.type === "event" && (type === undefined || m.event.type === type) ? [m.event] : [],
+  );
 }
 
-async function d1Events(id: string): Promise<{ id: string; type: string; data: string; webhook_delivered_at: number | null }[]> {
-  const { results } = await env.DB.prepare("SELECT id, type, data, webhook_delivered_at FROM events WHERE account_id = ? ORDER BY created_at").bind(id).all<any>();
+async function d1Events(
+  id: string,
+): Promise<{ id: string; type: string; data: string; webhook_delivered_at: number | null }[]> {
+  const { results } = await env.DB.prepare(
+    "SELECT id, type, data, webhook_delivered_at FROM events WHERE account_id = ? ORDER BY created_at",
+  )
+    .bind(id)
+    .all<any>();
   return results;
 }
 
@@ -59,9 +59,12 @@ async function ok(p: Promise<{ status: number; body: any; headers: Headers }>, s
 const resume = (id: string, now: number, key?: string, opts: { token?: string | null } = {}) =>
   call("POST", `/v1/admin/accounts/${id}/resume`, undefined, { now, key, token: opts.token });
 
-const holdOf = (id: string, cost: number, now: number) => call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost }, { now });
-const settleHold = (id: string, holdId: string, cost: number, now: number) => call("POST", `/v1/accounts/${id}/holds/${holdId}/settle`, { cost }, { now });
-const spendCap = (id: string, dailyLimit: number | null, now: number) => call("PUT", `/v1/accounts/${id}/spend-cap`, { dailyLimit }, { now });
+const holdOf = (id: string, cost: number, now: number) =>
+  call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost }, { now });
+const settleHold = (id: string, holdId: string, cost: number, now: number) =>
+  call("POST", `/v1/accounts/${id}/holds/${holdId}/settle`, { cost }, { now });
+const spendCap = (id: string, dailyLimit: number | null, now: number) =>
+  call("PUT", `/v1/accounts/${id}/spend-cap`, { dailyLimit }, { now });
 
 // ───────────────────────── anomaly pause ─────────────────────────
 
@@ -131,7 +134,10 @@ describe("anomaly pause (SPEC §4 guards)", () => {
     expect(paused).toHaveLength(1);
     expect(paused[0].accountId).toBe(id);
     expect(paused[0].data.threshold).toBe(threshold);
-    const rows = await waitFor(() => d1Events(id), (r) => r.some((e) => e.type === "account.credits_paused"));
+    const rows = await waitFor(
+      () => d1Events(id),
+      (r) => r.some((e) => e.type === "account.credits_paused"),
+    );
     expect(rows.filter((e) => e.type === "account.credits_paused").map((e) => e.id)).toEqual([paused[0].id]);
 
     // Window usage still works while paused: the weekly window (opened at T0+30min) has ended, so a fresh
@@ -169,10 +175,16 @@ describe("anomaly pause (SPEC §4 guards)", () => {
     expect(await balanceAt(id, W + 4 * MIN)).toBe(after - 3 * C);
 
     // No guard ever creates a charge: the ledger holds exactly one charge entry per layer of each allowed decision.
-    const entries = await waitFor(() => ledger(id), (e) => e.filter((x) => x.kind === "charge").length >= expectedCharges, 15_000);
+    const entries = await waitFor(
+      () => ledger(id),
+      (e) => e.filter((x) => x.kind === "charge").length >= expectedCharges,
+      15_000,
+    );
     const charges = entries.filter((e) => e.kind === "charge");
     expect(charges).toHaveLength(expectedCharges);
-    expect(charges.filter((e) => e.layer === "grant").reduce((s, e) => s + e.amount, 0)).toBe(baselineCredits + loopCredits + 3 * C);
+    expect(charges.filter((e) => e.layer === "grant").reduce((s, e) => s + e.amount, 0)).toBe(
+      baselineCredits + loopCredits + 3 * C,
+    );
   });
 
   it("with no history, the 50-credit floor is the threshold, and the pause holds until an operator resumes", async () => {
@@ -201,7 +213,9 @@ describe("anomaly pause (SPEC §4 guards)", () => {
 
     // Resume needs the admin token and an Idempotency-Key.
     expect((await resume(id, t + 31 * MIN, undefined, { token: SERVICE })).status).toBe(403);
-    expect((await call("POST", `/v1/admin/accounts/${id}/resume`, undefined, { now: t + 31 * MIN, key: null })).status).toBe(400);
+    expect(
+      (await call("POST", `/v1/admin/accounts/${id}/resume`, undefined, { now: t + 31 * MIN, key: null })).status,
+    ).toBe(400);
     expect((await account(id, t + 31 * MIN)).body.paused).toBe(true);
     const res = await resume(id, t + 32 * MIN);
     expect(res.status).toBe(200);
@@ -251,7 +265,10 @@ describe("anomaly pause (SPEC §4 guards)", () => {
     }
     for (const [i, holdId] of holds.entries()) await ok(settleHold(id, holdId, 10 * C, t + 2 * MIN + i * SEC));
     const spent = before - (await balanceAt(id, t + 3 * MIN));
-    expect(spent, `${holds.length} holds of 10 credits were allowed within 80 s (denials: ${JSON.stringify(denials)})`).toBeLessThanOrEqual(FLOOR);
+    expect(
+      spent,
+      `${holds.length} holds of 10 credits were allowed within 80 s (denials: ${JSON.stringify(denials)})`,
+    ).toBeLessThanOrEqual(FLOOR);
     expect(denials[0]).toBe("credits_paused");
   });
 });
@@ -275,7 +292,9 @@ describe("no path around the anomaly guard (SPEC §4 'every credit spend passes 
     const paused = await outboxEvents(id, "account.credits_paused");
     expect(paused).toHaveLength(1);
     expect(paused[0].data).toMatchObject({ attempted: 399 * C });
-    const writeOffs = (await outbox(id)).flatMap((m) => (m.type === "ledger" && m.entry.kind === "write_off" ? [m.entry] : []));
+    const writeOffs = (await outbox(id)).flatMap((m) =>
+      m.type === "ledger" && m.entry.kind === "write_off" ? [m.entry] : [],
+    );
     expect(writeOffs).toEqual([expect.objectContaining({ amount: 399 * C, holdId: hold.body.holdId })]);
     expect(String(writeOffs[0].note)).toContain("paused");
     // And the account stays paused for the next request that needs credits.
@@ -291,7 +310,9 @@ describe("no path around the anomaly guard (SPEC §4 'every credit spend passes 
     await ok(consume(id, { product: "codex", cost: 2 * C }, { now: m + SEC })); // exhausts the go 5-hour window
     // 48 credits, then the next 12 would pass the 50-credit floor: paused at hh:mm:06.
     for (let i = 0; i < 4; i++) await ok(consume(id, { product: "codex", cost: 12 * C }, { now: m + (i + 2) * SEC }));
-    expect((await consume(id, { product: "codex", cost: 12 * C }, { now: m + 6 * SEC })).body.reason).toBe("credits_paused");
+    expect((await consume(id, { product: "codex", cost: 12 * C }, { now: m + 6 * SEC })).body.reason).toBe(
+      "credits_paused",
+    );
     // Resumed at hh:mm:30; the 48 credits spent before it, in the same minute, no longer count.
     await ok(resume(id, m + 30 * SEC));
     let allowed = 0;
@@ -301,7 +322,9 @@ describe("no path around the anomaly guard (SPEC §4 'every credit spend passes 
       if (r.status === 429) denial = r;
       else allowed += layerSum(r.body.sources, "grant");
     }
-    expect(denial?.body.reason, "one-credit consumes in the resume's own minute were never paused").toBe("credits_paused");
+    expect(denial?.body.reason, "one-credit consumes in the resume's own minute were never paused").toBe(
+      "credits_paused",
+    );
     expect(allowed).toBe(50 * C);
     expect(await outboxEvents(id, "account.credits_paused")).toHaveLength(2);
   });
@@ -404,7 +427,8 @@ describe("spend cap (SPEC §4 guards)", () => {
 
     // 48 more credits right after the resume (fine for the anomaly guard, which restarts), then 12 more later:
     // the day would total 108 credits against a 100-credit cap.
-    for (let i = 0; i < 4; i++) await ok(consume(id, { product: "codex", cost: 12 * C }, { now: t + 2 * MIN + i * SEC }));
+    for (let i = 0; i < 4; i++)
+      await ok(consume(id, { product: "codex", cost: 12 * C }, { now: t + 2 * MIN + i * SEC }));
     const last = await consume(id, { product: "codex", cost: 12 * C }, { now: t + 13 * MIN });
     const spentToday = 300 * C - (await balanceAt(id, t + 14 * MIN));
     expect(spentToday, "credits spent today").toBeLessThanOrEqual(100 * C);

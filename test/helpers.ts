@@ -24,7 +24,12 @@ export interface CallOptions {
 /** Decisions answer the full account only with `?include=account`; the suite checks that account after every decision. */
 const DECISION_PATH = /\/(consume|holds|settle|release)$/;
 
-export async function call(method: string, path: string, body?: unknown, opts: CallOptions = {}): Promise<{ status: number; body: any; headers: Headers }> {
+export async function call(
+  method: string,
+  path: string,
+  body?: unknown,
+  opts: CallOptions = {},
+): Promise<{ status: number; body: any; headers: Headers }> {
   const headers: Record<string, string> = { ...(opts.headers ?? {}) };
   const token = opts.token === undefined ? (path.startsWith("/v1/admin") ? ADMIN : SERVICE) : opts.token;
   if (token !== null) headers.Authorization = `Bearer ${token}`;
@@ -45,7 +50,10 @@ export async function call(method: string, path: string, body?: unknown, opts: C
   return { status: res.status, body: parsed, headers: res.headers };
 }
 
-export const consume = (id: string, body: unknown, opts?: CallOptions) => call("POST", `/v1/accounts/${id}/consume`, body, opts);
+export const consume = (id: string, body: unknown, opts?: CallOptions) =>
+  call("POST", `/v1/accounts/${id}/consume`, body, opts);
 export const account = (id: string, now?: number) => call("GET", `/v1/accounts/${id}`, undefined, { now });
-export const addCredits = (id: string, body: unknown, opts?: CallOptions) => call("POST", `/v1/accounts/${id}/credits`, body, opts);
-export const setPlan = (id: string, plan: string, opts?: CallOptions) => call("PUT", `/v1/accounts/${id}/plan`, { plan }, opts);
+export const addCredits = (id: string, body: unknown, opts?: CallOptions) =>
+  call("POST", `/v1/accounts/${id}/credits`, body, opts);
+export const setPlan = (id: string, plan: string, opts?: CallOptions) =>
+  call("PUT", `/v1/accounts/${id}/plan`, { plan }, opts);

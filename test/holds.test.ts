@@ -5,17 +5,19 @@
  */
 import { describe, expect, it } from "vitest";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
-import type { AccountDO } from "../durable-objects/account";
+import type { AccountDO } from "../durable-objects/account/object";
 import { account, addCredits, call, consume, CREDIT, T0, uid } from "./helpers";
 import { drainAccount, ledgerAll, sleep, stubFor } from "./settle-helpers";
 
 const SEC = 1000;
 const GO_FIVE_HOUR = 2 * CREDIT;
 
-const hold = (id: string, body: unknown, now = T0, key?: string) => call("POST", `/v1/accounts/${id}/holds`, body, { now, key });
+const hold = (id: string, body: unknown, now = T0, key?: string) =>
+  call("POST", `/v1/accounts/${id}/holds`, body, { now, key });
 const settle = (id: string, holdId: string, body: unknown, now = T0, key?: string) =>
   call("POST", `/v1/accounts/${id}/holds/${holdId}/settle`, body, { now, key });
-const release = (id: string, holdId: string, now = T0, key?: string) => call("POST", `/v1/accounts/${id}/holds/${holdId}/release`, undefined, { now, key });
+const release = (id: string, holdId: string, now = T0, key?: string) =>
+  call("POST", `/v1/accounts/${id}/holds/${holdId}/release`, undefined, { now, key });
 
 const used = (a: any, product = "codex") => a.products[product].fiveHour.used as number;
 const weeklyUsed = (a: any, product = "codex") => a.products[product].weekly.used as number;
@@ -50,7 +52,9 @@ describe("creating a hold", () => {
     expect(r.body.expiresAt).toBe(new Date(T0 + 600 * SEC).toISOString());
 
     const a = (await account(id, T0)).body;
-    expect(a.holds).toEqual([expect.objectContaining({ holdId: r.body.holdId, amount: 1.5 * CREDIT, expiresAt: r.body.expiresAt })]);
+    expect(a.holds).toEqual([
+      expect.objectContaining({ holdId: r.body.holdId, amount: 1.5 * CREDIT, expiresAt: r.body.expiresAt }),
+    ]);
     expect(used(a)).toBe(1.5 * CREDIT);
     expect(weeklyUsed(a)).toBe(1.5 * CREDIT);
   });
@@ -66,7 +70,8 @@ describe("creating a hold", () => {
     const tooLong = await hold(id, { product: "codex", cost: 1000, ttlSeconds: 3601 });
     expect(tooLong.status).toBe(400);
     expect(tooLong.body.error.code).toBe("invalid_request");
-    for (const ttlSeconds of [0, -5, 1.5]) expect((await hold(id, { product: "codex", cost: 1000, ttlSeconds })).status, String(ttlSeconds)).toBe(400);
+    for (const ttlSeconds of [0, -5, 1.5])
+      expect((await hold(id, { product: "codex", cost: 1000, ttlSeconds })).status, String(ttlSeconds)).toBe(400);
     // nothing was reserved by the refused ones
     expect((await account(id, T0)).body.holds).toHaveLength(2);
   });
@@ -216,7 +221,12 @@ describe("settling a hold", () => {
     const s = await settle(id, h.body.holdId, { usage: { model: "sora-2", videoSeconds: 1 } }, T0 + SEC);
     expect(s.status).toBe(400);
     expect(s.body.error.code).toBe("invalid_request");
-    const both = await settle(id, h.body.holdId, { cost: CREDIT, usage: { model: "gpt-5-codex", outputTokens: 1 } }, T0 + SEC);
+    const both = await settle(
+      id,
+      h.body.holdId,
+      { cost: CREDIT, usage: { model: "gpt-5-codex", outputTokens: 1 } },
+      T0 + SEC,
+    );
     expect(both.status).toBe(400);
     const a = (await account(id, T0 + SEC)).body;
     expect(a.holds).toHaveLength(1);
@@ -228,7 +238,12 @@ describe("settling a hold", () => {
     const h = await hold(id, { product: "codex", cost: CREDIT });
     const s = await settle(id, h.body.holdId, { cost: CREDIT }, T0 + SEC);
     expect(s.status).toBe(200);
-    expect(s.body).toMatchObject({ charged: CREDIT, released: 0, writtenOff: 0, sources: [{ layer: "window", amount: CREDIT }] });
+    expect(s.body).toMatchObject({
+      charged: CREDIT,
+      released: 0,
+      writtenOff: 0,
+      sources: [{ layer: "window", amount: CREDIT }],
+    });
     expect(used((await account(id, T0 + SEC)).body)).toBe(CREDIT);
   });
 
@@ -298,8 +313,10 @@ describe("settling a hold", () => {
     expect(a.credits.balance).toBe(0);
     expectNeverNegative(a);
     // the DO's own grant row is not negative either
-    const remaining = await runInDurableObject(stubFor(id), (_i: AccountDO, state) =>
-      state.storage.sql.exec<{ r: number }>("SELECT remaining AS r FROM grants WHERE id = ?", grantId).one().r,
+    const remaining = await runInDurableObject(
+      stubFor(id),
+      (_i: AccountDO, state) =>
+        state.storage.sql.exec<{ r: number }>("SELECT remaining AS r FROM grants WHERE id = ?", grantId).one().r,
     );
     expect(remaining).toBe(0);
   });
@@ -367,7 +384,10 @@ describe("holds that are not active, or unknown", () => {
     const id = uid();
     const h = await hold(id, { product: "codex", cost: CREDIT });
     expect((await release(id, h.body.holdId, T0 + SEC)).status).toBe(200);
-    for (const r of [await release(id, h.body.holdId, T0 + 2 * SEC), await settle(id, h.body.holdId, { cost: CREDIT }, T0 + 3 * SEC)]) {
+    for (const r of [
+      await release(id, h.body.holdId, T0 + 2 * SEC),
+      await settle(id, h.body.holdId, { cost: CREDIT }, T0 + 3 * SEC),
+    ]) {
       expect(r.status, JSON.stringify(r.body)).toBe(409);
       expect(r.body.error.code).toBe("hold_not_active");
       expect(typeof r.body.error.requestId).toBe("string");
@@ -446,7 +466,9 @@ describe("hold expiry", () => {
 
     // the expiry is in the ledger as a release of everything reserved
     const { rows } = await drainAccount(id);
-    const released = rows.filter((x) => x.kind === "release" && x.hold_id === h.body.holdId).reduce((n, x) => n + x.amount, 0);
+    const released = rows
+      .filter((x) => x.kind === "release" && x.hold_id === h.body.holdId)
+      .reduce((n, x) => n + x.amount, 0);
     expect(released).toBe(2.5 * CREDIT);
   });
 
@@ -469,7 +491,9 @@ describe("hold expiry", () => {
         const sql = state.storage.sql;
         return {
           hold: sql.exec<{ state: string }>("SELECT state FROM holds WHERE id = ?", h.body.holdId).one().state,
-          windowUsed: sql.exec<{ used: number }>("SELECT used FROM windows WHERE product = 'codex' AND kind = 'fiveHour'").one().used,
+          windowUsed: sql
+            .exec<{ used: number }>("SELECT used FROM windows WHERE product = 'codex' AND kind = 'fiveHour'")
+            .one().used,
           grantRemaining: sql.exec<{ r: number }>("SELECT SUM(remaining) AS r FROM grants").one().r,
         };
       });
@@ -543,7 +567,11 @@ describe("holds across windows, layers and races", () => {
 
   it("an expired grant's reserved part comes back as expired, never spendable", async () => {
     const id = uid();
-    const promo = await addCredits(id, { amount: CREDIT, kind: "promo", expiresAt: new Date(T0 + 30 * SEC).toISOString() }, { now: T0 });
+    const promo = await addCredits(
+      id,
+      { amount: CREDIT, kind: "promo", expiresAt: new Date(T0 + 30 * SEC).toISOString() },
+      { now: T0 },
+    );
     expect(promo.status).toBe(201);
     const h = await hold(id, { product: "codex", cost: 2.5 * CREDIT, ttlSeconds: 60 }); // window 2 + promo 0.5
     expect(h.body.sources).toEqual([
@@ -578,7 +606,10 @@ describe("holds across windows, layers and races", () => {
   it("a settle and a release racing on one hold: exactly one wins", async () => {
     const id = uid();
     const h = await hold(id, { product: "codex", cost: 2 * CREDIT });
-    const [s, r] = await Promise.all([settle(id, h.body.holdId, { cost: CREDIT }, T0 + SEC), release(id, h.body.holdId, T0 + SEC)]);
+    const [s, r] = await Promise.all([
+      settle(id, h.body.holdId, { cost: CREDIT }, T0 + SEC),
+      release(id, h.body.holdId, T0 + SEC),
+    ]);
     expect([s.status, r.status].sort()).toEqual([200, 409]);
     const a = (await account(id, T0 + 2 * SEC)).body;
     expect(used(a)).toBe(s.status === 200 ? CREDIT : 0);
@@ -587,7 +618,9 @@ describe("holds across windows, layers and races", () => {
 
   it("many holds racing for one window never over-reserve it", async () => {
     const id = uid();
-    const results = await Promise.all(Array.from({ length: 8 }, (_, i) => hold(id, { product: "codex", cost: 0.5 * CREDIT }, T0 + i)));
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => hold(id, { product: "codex", cost: 0.5 * CREDIT }, T0 + i)),
+    );
     expect(results.filter((r) => r.status === 201)).toHaveLength(4);
     expect(results.filter((r) => r.status === 429)).toHaveLength(4);
     const a = (await account(id, T0 + SEC)).body;

@@ -25,7 +25,8 @@ import { createMessageBatch, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { AccountDO } from "../durable-objects/account";
+import { AccountDO } from "../durable-objects/account/object";
+import type { AccountState } from "../worker/core/account/state";
 import { settleBatch } from "../worker/settlement/consumer";
 import type { SettlementMessage } from "../worker/settlement/messages";
 import { ADMIN, call, uid } from "./helpers";
@@ -55,7 +56,10 @@ import {
 
 // ───────────────────────────── configuration ─────────────────────────────
 
-const viteEnv = ((import.meta as unknown as { env?: Record<string, string | undefined> }).env ?? {}) as Record<string, string | undefined>;
+const viteEnv = ((import.meta as unknown as { env?: Record<string, string | undefined> }).env ?? {}) as Record<
+  string,
+  string | undefined
+>;
 const bindings = env as unknown as Record<string, unknown>;
 function setting(name: string): string | undefined {
   const v = viteEnv[`VITE_${name}`] ?? bindings[name];
@@ -132,24 +136,52 @@ const where = (w: World) => `account ${w.id} at ${iso(w.ref.now)}, step ${w.step
  * that keeps only 2xx answers, start a category at "unknown": the model then learns the policy from the first replay
  * and holds the engine to it for the rest of the file.
  */
-const keepPolicy: Record<"denials" | "refusals", "unknown" | "kept" | "decided again"> = { denials: "kept", refusals: "kept" };
+const keepPolicy: Record<"denials" | "refusals", "unknown" | "kept" | "decided again"> = {
+  denials: "kept",
+  refusals: "kept",
+};
 const category = (status: number) => (status === 429 ? "denials" : "refusals");
 function notePolicy(w: World, status: number, seen: "kept" | "decided again") {
   const c = category(status);
   if (keepPolicy[c] === "unknown") keepPolicy[c] = seen;
-  expect(seen, `${where(w)}\nIdempotency-Key ${c}: expected ${keepPolicy[c]} (SPEC §4 replays the original status and body)`).toBe(keepPolicy[c]);
+  expect(
+    seen,
+    `${where(w)}\nIdempotency-Key ${c}: expected ${keepPolicy[c]} (SPEC §4 replays the original status and body)`,
+  ).toBe(keepPolicy[c]);
 }
 
-async function http(w: World, method: string, path: string, body: unknown, key: string | null, raw?: string): Promise<Res> {
+async function http(
+  w: World,
+  method: string,
+  path: string,
+  body: unknown,
+  key: string | null,
+  raw?: string,
+): Promise<Res> {
   const res = await call(method, path, body, { key, now: w.ref.now, ...(raw === undefined ? {} : { raw }) });
-  w.outcome = `${res.status} ${res.body?.error?.code ?? res.body?.reason ?? ""}${res.headers.get("Idempotent-Replayed") ? " replayed" : ""}`.trim();
+  w.outcome =
+    `${res.status} ${res.body?.error?.code ?? res.body?.reason ?? ""}${res.headers.get("Idempotent-Replayed") ? " replayed" : ""}`.trim();
   return res;
 }
 
-function remember(w: World, key: string, req: Req, res: Res, interpret: Interpret, opts: { routeLevel?: boolean; global?: boolean } = {}) {
+function remember(
+  w: World,
+  key: string,
+  req: Req,
+  res: Res,
+  interpret: Interpret,
+  opts: { routeLevel?: boolean; global?: boolean } = {},
+) {
   const entry: Keyed = {
-    key, req, interpret, at: w.ref.now, status: res.status, resBody: res.body, success: res.status < 300,
-    routeLevel: opts.routeLevel ?? false, global: opts.global ?? false,
+    key,
+    req,
+    interpret,
+    at: w.ref.now,
+    status: res.status,
+    resBody: res.body,
+    success: res.status < 300,
+    routeLevel: opts.routeLevel ?? false,
+    global: opts.global ?? false,
   };
   const i = w.keyed.findIndex((x) => x.key === key);
   if (i < 0) w.keyed.push(entry);
@@ -159,22 +191,30 @@ function remember(w: World, key: string, req: Req, res: Res, interpret: Interpre
 
 function expectApiError(w: World, res: Res, status: number, code: string) {
   expect(res.status, `${where(w)}\n${JSON.stringify(res.body)}`).toBe(status);
-  expect(res.body, where(w)).toEqual({ error: { code, message: expect.any(String), requestId: res.headers.get("X-Request-Id") } });
+  expect(res.body, where(w)).toEqual({
+    error: { code, message: expect.any(String), requestId: res.headers.get("X-Request-Id") },
+  });
 }
 
 /** Compares a decision answer with the model's verdict, plus the invariants every decision must keep. */
 function expectDecision(w: World, res: Res, v: Verdict, okStatus: number, product: Product) {
   expect(res.status, `${where(w)}\n${JSON.stringify(res.body)}`).toBe(v.allowed ? okStatus : 429);
   expect(decisionOf(res.body), where(w)).toEqual(verdictJson(v, w.ref.now));
-  if (res.status === 429) expect(res.headers.get("Retry-After"), where(w)).toBe(String(res.body.retryAfterSeconds ?? 60));
+  if (res.status === 429)
+    expect(res.headers.get("Retry-After"), where(w)).toBe(String(res.body.retryAfterSeconds ?? 60));
   if (v.allowed) {
     for (const s of res.body.sources) {
       expect(s.amount, where(w)).toBeGreaterThan(0);
       if (s.layer !== "grant") continue;
       // never from an expired grant, nor from a grant limited to another product
       const g = w.ref.grants.find((x) => x.id === s.grantId)!;
-      expect(g.expiresAt === null || g.expiresAt > w.ref.now, `${where(w)}\nspent expired grant ${s.grantId}`).toBe(true);
-      expect(g.products === null || g.products.includes(product), `${where(w)}\ngrant ${s.grantId} is not for ${product}`).toBe(true);
+      expect(g.expiresAt === null || g.expiresAt > w.ref.now, `${where(w)}\nspent expired grant ${s.grantId}`).toBe(
+        true,
+      );
+      expect(
+        g.products === null || g.products.includes(product),
+        `${where(w)}\ngrant ${s.grantId} is not for ${product}`,
+      ).toBe(true);
     }
   }
 }
@@ -201,7 +241,8 @@ async function verify(w: World, shown?: any) {
       expect(v.used).toBeGreaterThanOrEqual(0);
       const before = w.prevUsed.get(`${p}.${k}`) ?? 0;
       // above the limit only after a plan downgrade, and then no charge adds to it
-      if (v.used > v.limit) expect(v.used, `${where(w)}\n${p} ${k} window charged above its limit`).toBeLessThanOrEqual(before);
+      if (v.used > v.limit)
+        expect(v.used, `${where(w)}\n${p} ${k} window charged above its limit`).toBeLessThanOrEqual(before);
       w.prevUsed.set(`${p}.${k}`, v.used);
     }
 }
@@ -251,7 +292,9 @@ const isRouteLevel = (req: Req, res: Res) => res.status === 404 && req.path.ends
 function consumeInterpret(product: Product, cost: number, usage: Usage | null): Interpret {
   return (w, key, res) => {
     const v = w.ref.consume(product, cost, key);
-    w.log.push(`   → ${res.status} ${res.body.allowed ? JSON.stringify(res.body.sources) : res.body.reason ?? res.body.error?.code}`);
+    w.log.push(
+      `   → ${res.status} ${res.body.allowed ? JSON.stringify(res.body.sources) : (res.body.reason ?? res.body.error?.code)}`,
+    );
     expectDecision(w, res, v, 200, product);
     if (v.allowed) {
       expect(res.body.cost).toBe(cost);
@@ -262,7 +305,12 @@ function consumeInterpret(product: Product, cost: number, usage: Usage | null): 
 }
 
 class Consume extends Keyed1 {
-  constructor(readonly product: Product, readonly cost: number | null, readonly usage: Usage | null, dt: number) {
+  constructor(
+    readonly product: Product,
+    readonly cost: number | null,
+    readonly usage: Usage | null,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
@@ -271,12 +319,20 @@ class Consume extends Keyed1 {
   prepare(w: World) {
     const body = this.usage ? { product: this.product, usage: this.usage } : { product: this.product, cost: this.cost };
     const price = this.usage ? priceOf(this.product, this.usage) : this.cost!;
-    return { req: { method: "POST" as const, path: `/v1/accounts/${w.id}/consume`, body }, interpret: consumeInterpret(this.product, price, this.usage) };
+    return {
+      req: { method: "POST" as const, path: `/v1/accounts/${w.id}/consume`, body },
+      interpret: consumeInterpret(this.product, price, this.usage),
+    };
   }
 }
 
 class Hold extends Keyed1 {
-  constructor(readonly product: Product, readonly cost: number, readonly ttl: number | null, dt: number) {
+  constructor(
+    readonly product: Product,
+    readonly cost: number,
+    readonly ttl: number | null,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
@@ -287,7 +343,9 @@ class Hold extends Keyed1 {
     const ttl = this.ttl ?? 600;
     const interpret: Interpret = (w, _key, res) => {
       const { verdict } = w.ref.createHold(() => res.body.holdId, this.product, this.cost, ttl);
-      w.log.push(`   → ${res.status} ${res.body.holdId ?? ""} ${res.body.allowed === false ? res.body.reason : JSON.stringify(res.body.sources)}`);
+      w.log.push(
+        `   → ${res.status} ${res.body.holdId ?? ""} ${res.body.allowed === false ? res.body.reason : JSON.stringify(res.body.sources)}`,
+      );
       expectDecision(w, res, verdict, 201, this.product);
       if (verdict.allowed) {
         expect(res.body.amount).toBe(this.cost);
@@ -315,7 +373,12 @@ function expectRefusal(w: World, res: Res, e: ModelRefusal, hold: { expiresAt: n
 
 type SettleMode = "under" | "exact" | "over" | "way_over" | "unknown";
 class Settle extends Keyed1 {
-  constructor(readonly pick: number, readonly mode: SettleMode, readonly delta: number, dt: number) {
+  constructor(
+    readonly pick: number,
+    readonly mode: SettleMode,
+    readonly delta: number,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
@@ -326,13 +389,30 @@ class Settle extends Keyed1 {
     const holdId = hold ? hold.id : `nohold${this.pick}`;
     const amount = hold?.amount ?? C;
     const m = this.mode;
-    const actual = m === "under" ? Math.max(1, amount - 1 - (this.delta % amount)) : m === "over" ? amount + this.delta : m === "way_over" ? amount + 100 * C + this.delta : amount;
+    const actual =
+      m === "under"
+        ? Math.max(1, amount - 1 - (this.delta % amount))
+        : m === "over"
+          ? amount + this.delta
+          : m === "way_over"
+            ? amount + 100 * C + this.delta
+            : amount;
     const interpret: Interpret = (w, key, res) => {
-      w.log.push(`   settle ${holdId} cost ${actual} → ${res.status} ${JSON.stringify(res.body.sources ?? res.body.error?.code)} off=${res.body.writtenOff}`);
+      w.log.push(
+        `   settle ${holdId} cost ${actual} → ${res.status} ${JSON.stringify(res.body.sources ?? res.body.error?.code)} off=${res.body.writtenOff}`,
+      );
       try {
         const out = w.ref.settle(holdId, actual, key);
         expect(res.status, `${where(w)}\n${JSON.stringify(res.body)}`).toBe(200);
-        expect({ charged: res.body.charged, released: res.body.released, writtenOff: res.body.writtenOff, sources: res.body.sources }, where(w)).toEqual(out);
+        expect(
+          {
+            charged: res.body.charged,
+            released: res.body.released,
+            writtenOff: res.body.writtenOff,
+            sources: res.body.sources,
+          },
+          where(w),
+        ).toEqual(out);
         return res.body.account;
       } catch (e) {
         if (!(e instanceof ModelRefusal)) throw e;
@@ -340,12 +420,18 @@ class Settle extends Keyed1 {
         return undefined;
       }
     };
-    return { req: { method: "POST" as const, path: `/v1/accounts/${w.id}/holds/${holdId}/settle`, body: { cost: actual } }, interpret };
+    return {
+      req: { method: "POST" as const, path: `/v1/accounts/${w.id}/holds/${holdId}/settle`, body: { cost: actual } },
+      interpret,
+    };
   }
 }
 
 class Release extends Keyed1 {
-  constructor(readonly pick: number, dt: number) {
+  constructor(
+    readonly pick: number,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
@@ -367,12 +453,21 @@ class Release extends Keyed1 {
         return undefined;
       }
     };
-    return { req: { method: "POST" as const, path: `/v1/accounts/${w.id}/holds/${holdId}/release`, body: undefined }, interpret };
+    return {
+      req: { method: "POST" as const, path: `/v1/accounts/${w.id}/holds/${holdId}/release`, body: undefined },
+      interpret,
+    };
   }
 }
 
 class AddGrant extends Keyed1 {
-  constructor(readonly kind: GrantKind, readonly amount: number, readonly products: Product[] | null, readonly expiresIn: number | null, dt: number) {
+  constructor(
+    readonly kind: GrantKind,
+    readonly amount: number,
+    readonly products: Product[] | null,
+    readonly expiresIn: number | null,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
@@ -380,7 +475,12 @@ class AddGrant extends Keyed1 {
   }
   prepare(w: World) {
     const expiresAt = this.expiresIn === null ? null : w.ref.now + this.expiresIn;
-    const body = { amount: this.amount, kind: this.kind, ...(expiresAt === null ? {} : { expiresAt: iso(expiresAt) }), ...(this.products ? { products: this.products } : {}) };
+    const body = {
+      amount: this.amount,
+      kind: this.kind,
+      ...(expiresAt === null ? {} : { expiresAt: iso(expiresAt) }),
+      ...(this.products ? { products: this.products } : {}),
+    };
     const interpret: Interpret = (w, _key, res) => {
       expect(res.status, `${where(w)}\n${JSON.stringify(res.body)}`).toBe(201);
       w.log.push(`   → grant ${res.body.id}`);
@@ -391,8 +491,23 @@ class AddGrant extends Keyed1 {
         expect(exp - w.ref.now).toBeGreaterThanOrEqual(365 * DAY);
         expect(exp - w.ref.now).toBeLessThanOrEqual(366 * DAY);
       }
-      const g: MGrant = { id: res.body.id, kind: this.kind, priority: grantPriority(this.kind), products: this.products, remaining: this.amount, expiresAt: exp, createdAt: w.ref.now };
-      expect(res.body, where(w)).toMatchObject({ kind: this.kind, priority: g.priority, remaining: this.amount, amount: this.amount, expiresAt: exp === null ? null : iso(exp), products: this.products });
+      const g: MGrant = {
+        id: res.body.id,
+        kind: this.kind,
+        priority: grantPriority(this.kind),
+        products: this.products,
+        remaining: this.amount,
+        expiresAt: exp,
+        createdAt: w.ref.now,
+      };
+      expect(res.body, where(w)).toMatchObject({
+        kind: this.kind,
+        priority: g.priority,
+        remaining: this.amount,
+        amount: this.amount,
+        expiresAt: exp === null ? null : iso(exp),
+        products: this.products,
+      });
       w.ref.addGrant(g);
       w.grantExpiry.set(g.id, exp);
       return undefined;
@@ -402,7 +517,10 @@ class AddGrant extends Keyed1 {
 }
 
 class Refund extends Keyed1 {
-  constructor(readonly amount: number, dt: number) {
+  constructor(
+    readonly amount: number,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
@@ -413,17 +531,35 @@ class Refund extends Keyed1 {
       expect(res.status, `${where(w)}\n${JSON.stringify(res.body)}`).toBe(201);
       const exp = Date.parse(res.body.grant.expiresAt);
       expect(exp - w.ref.now).toBeGreaterThanOrEqual(365 * DAY);
-      const g: MGrant = { id: res.body.grant.id, kind: "purchase", priority: grantPriority("purchase"), products: null, remaining: this.amount, expiresAt: exp, createdAt: w.ref.now };
+      const g: MGrant = {
+        id: res.body.grant.id,
+        kind: "purchase",
+        priority: grantPriority("purchase"),
+        products: null,
+        remaining: this.amount,
+        expiresAt: exp,
+        createdAt: w.ref.now,
+      };
       w.ref.addGrant(g);
       w.grantExpiry.set(g.id, exp);
       return res.body.account;
     };
-    return { req: { method: "POST" as const, path: `/v1/admin/accounts/${w.id}/refunds`, body: { amount: this.amount, reason: "model test refund" } }, interpret };
+    return {
+      req: {
+        method: "POST" as const,
+        path: `/v1/admin/accounts/${w.id}/refunds`,
+        body: { amount: this.amount, reason: "model test refund" },
+      },
+      interpret,
+    };
   }
 }
 
 class SetPlan extends Keyed1 {
-  constructor(readonly plan: PlanId, dt: number) {
+  constructor(
+    readonly plan: PlanId,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
@@ -440,7 +576,10 @@ class SetPlan extends Keyed1 {
 }
 
 class SpendCap extends Keyed1 {
-  constructor(readonly limit: number | null, dt: number) {
+  constructor(
+    readonly limit: number | null,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
@@ -452,7 +591,10 @@ class SpendCap extends Keyed1 {
       w.ref.setSpendCap(this.limit);
       return res.body;
     };
-    return { req: { method: "PUT" as const, path: `/v1/accounts/${w.id}/spend-cap`, body: { dailyLimit: this.limit } }, interpret };
+    return {
+      req: { method: "PUT" as const, path: `/v1/accounts/${w.id}/spend-cap`, body: { dailyLimit: this.limit } },
+      interpret,
+    };
   }
 }
 
@@ -471,7 +613,10 @@ class Resume extends Keyed1 {
 }
 
 class Redeem extends Keyed1 {
-  constructor(readonly product: Product, dt: number) {
+  constructor(
+    readonly product: Product,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
@@ -491,12 +636,18 @@ class Redeem extends Keyed1 {
         return undefined;
       }
     };
-    return { req: { method: "POST" as const, path: `/v1/accounts/${w.id}/resets`, body: { product: this.product } }, interpret };
+    return {
+      req: { method: "POST" as const, path: `/v1/accounts/${w.id}/resets`, body: { product: this.product } },
+      interpret,
+    };
   }
 }
 
 class AdminReset extends Keyed1 {
-  constructor(readonly reset: GlobalReset, dt: number) {
+  constructor(
+    readonly reset: GlobalReset,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
@@ -504,7 +655,10 @@ class AdminReset extends Keyed1 {
   }
   prepare() {
     const r = this.reset;
-    const scope = r.products || r.plans ? { ...(r.products ? { products: r.products } : {}), ...(r.plans ? { plans: r.plans } : {}) } : undefined;
+    const scope =
+      r.products || r.plans
+        ? { ...(r.products ? { products: r.products } : {}), ...(r.plans ? { plans: r.plans } : {}) }
+        : undefined;
     const body = {
       reason: "model test",
       ...(scope ? { scope } : {}),
@@ -535,7 +689,10 @@ class Advance extends Step {
 
 /** Re-sends an earlier keyed request with the same payload (keys in another order, other spacing). */
 class Replay extends Step {
-  constructor(readonly pick: number, dt: number) {
+  constructor(
+    readonly pick: number,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
@@ -554,21 +711,33 @@ class Replay extends Step {
       if (!k.success) notePolicy(w, k.status, "kept");
       return undefined;
     }
-    expect(k.success, `${where(w)}\na kept ${k.status} answer was not replayed: ${JSON.stringify(res.body)}`).toBe(false);
+    expect(k.success, `${where(w)}\na kept ${k.status} answer was not replayed: ${JSON.stringify(res.body)}`).toBe(
+      false,
+    );
     // a replayed denial without the header would carry the first decision's id
-    if (k.status === 429) expect(res.body.decisionId, `${where(w)}\ndenial replayed without Idempotent-Replayed: true`).not.toBe(k.resBody.decisionId);
+    if (k.status === 429)
+      expect(res.body.decisionId, `${where(w)}\ndenial replayed without Idempotent-Replayed: true`).not.toBe(
+        k.resBody.decisionId,
+      );
     // decided afresh: check it as a new call (a refusal replayed without the header shows up as a model mismatch here)
-    let shown: any;
     try {
-      const trial: World = { ...w, ref: w.ref.clone(), log: [...w.log], grantExpiry: new Map(w.grantExpiry), prevUsed: new Map(w.prevUsed) };
+      const trial: World = {
+        ...w,
+        ref: w.ref.clone(),
+        log: [...w.log],
+        grantExpiry: new Map(w.grantExpiry),
+        prevUsed: new Map(w.prevUsed),
+      };
       trial.ref.now = w.ref.now;
       k.interpret(trial, k.key, res);
     } catch (e) {
       if (k.status !== 429 && res.status === k.status && res.body?.error?.code === k.resBody.error?.code)
-        throw new Error(`${where(w)}\nthe ${k.status} ${k.resBody.error.code} answer was replayed without Idempotent-Replayed: true (a fresh decision would differ: ${(e as Error).message.split("\n").at(-1)})`);
+        throw new Error(
+          `${where(w)}\nthe ${k.status} ${k.resBody.error.code} answer was replayed without Idempotent-Replayed: true (a fresh decision would differ: ${(e as Error).message.split("\n").at(-1)})`,
+        );
       throw e;
     }
-    shown = k.interpret(w, k.key, res);
+    const shown = k.interpret(w, k.key, res);
     if (!k.routeLevel) notePolicy(w, k.status, "decided again");
     remember(w, k.key, k.req, res, k.interpret, { routeLevel: isRouteLevel(k.req, res), global: k.global });
     return shown;
@@ -585,14 +754,22 @@ function expectSameAnswer(w: World, res: Res, k: Keyed) {
 
 /** The same key with another payload: 409 idempotency_conflict, and nothing changes. */
 class Conflict extends Step {
-  constructor(readonly pick: number, readonly otherRoute: boolean, dt: number) {
+  constructor(
+    readonly pick: number,
+    readonly otherRoute: boolean,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
     return `conflict #${this.pick}${this.otherRoute ? " (other route)" : ""}`;
   }
   async exec(w: World) {
-    const kept = w.keyed.filter((k) => (k.success || (keepPolicy[category(k.status)] === "kept" && !k.routeLevel)) && k.at >= w.ref.now - REPLAY_HORIZON);
+    const kept = w.keyed.filter(
+      (k) =>
+        (k.success || (keepPolicy[category(k.status)] === "kept" && !k.routeLevel)) &&
+        k.at >= w.ref.now - REPLAY_HORIZON,
+    );
     if (kept.length === 0) return undefined;
     const k = kept[this.pick % kept.length];
     let method: string = k.req.method;
@@ -612,14 +789,23 @@ class Conflict extends Step {
 
 /** k identical consumes at once, each with its own key: some serial order of k model decisions. */
 class Burst extends Step {
-  constructor(readonly product: Product, readonly cost: number, readonly k: number, dt: number) {
+  constructor(
+    readonly product: Product,
+    readonly cost: number,
+    readonly k: number,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
     return `burst ${this.k}× consume ${this.product} ${this.cost}`;
   }
   async exec(w: World) {
-    const req: Req = { method: "POST", path: `/v1/accounts/${w.id}/consume`, body: { product: this.product, cost: this.cost } };
+    const req: Req = {
+      method: "POST",
+      path: `/v1/accounts/${w.id}/consume`,
+      body: { product: this.product, cost: this.cost },
+    };
     const keys = Array.from({ length: this.k }, () => newKey(w));
     const res = await Promise.all(keys.map((key) => http(w, req.method, req.path, req.body, key)));
     const tmp = keys.map((_, i) => `burst-tmp-${i}`);
@@ -639,14 +825,20 @@ class Burst extends Step {
       w.ref.chargedByKey.delete(t);
       if (charged !== undefined) w.ref.chargedByKey.set(keys[j], charged);
     });
-    keys.forEach((key, i) => remember(w, key, req, res[i], consumeInterpret(this.product, this.cost, null)));
+    for (const [i, key] of keys.entries())
+      remember(w, key, req, res[i], consumeInterpret(this.product, this.cost, null));
     return undefined;
   }
 }
 
 /** n copies of one request with one key, at once: exactly one effect. */
 class ConcurrentDuplicate extends Step {
-  constructor(readonly product: Product, readonly cost: number, readonly n: number, dt: number) {
+  constructor(
+    readonly product: Product,
+    readonly cost: number,
+    readonly n: number,
+    dt: number,
+  ) {
     super(dt);
   }
   label() {
@@ -654,15 +846,23 @@ class ConcurrentDuplicate extends Step {
   }
   async exec(w: World) {
     const key = newKey(w);
-    const req: Req = { method: "POST", path: `/v1/accounts/${w.id}/consume`, body: { product: this.product, cost: this.cost } };
+    const req: Req = {
+      method: "POST",
+      path: `/v1/accounts/${w.id}/consume`,
+      body: { product: this.product, cost: this.cost },
+    };
     const res = await Promise.all(Array.from({ length: this.n }, () => http(w, req.method, req.path, req.body, key)));
-    w.log.push(`   → ${res.map((r) => `${r.status}${r.headers.get("Idempotent-Replayed") ? "(replay)" : ""}`).join(",")}`);
+    w.log.push(
+      `   → ${res.map((r) => `${r.status}${r.headers.get("Idempotent-Replayed") ? "(replay)" : ""}`).join(",")}`,
+    );
     const fresh = res.filter((r) => r.headers.get("Idempotent-Replayed") !== "true");
     const replays = res.filter((r) => r.headers.get("Idempotent-Replayed") === "true");
     expect(fresh.length, where(w)).toBeGreaterThanOrEqual(1);
     // each copy decided afresh is one model decision; an allowed one is kept, so there is exactly one of those
     const verdicts = fresh.map(() => w.ref.consume(this.product, this.cost, key));
-    expect(fresh.map((r) => JSON.stringify(decisionOf(r.body))).sort(), where(w)).toEqual(verdicts.map((v) => JSON.stringify(verdictJson(v, w.ref.now))).sort());
+    expect(fresh.map((r) => JSON.stringify(decisionOf(r.body))).sort(), where(w)).toEqual(
+      verdicts.map((v) => JSON.stringify(verdictJson(v, w.ref.now))).sort(),
+    );
     if (verdicts[0].allowed) expect(fresh.length, `${where(w)}\nan allowed consume took effect more than once`).toBe(1);
     for (const r of replays) {
       expect(r.status).toBe(fresh[0].status);
@@ -708,7 +908,11 @@ function mutated(body: unknown): unknown {
 const product = fc.constantFrom<Product>("codex", "sora");
 /** Time before a step, in whole seconds (expiries and window ends are whole seconds too, see `verify`); big jumps are `Advance`. */
 const dt = fc
-  .oneof({ weight: 6, arbitrary: fc.integer({ min: 1, max: 10 }) }, { weight: 2, arbitrary: fc.integer({ min: 10, max: 120 }) }, { weight: 1, arbitrary: fc.integer({ min: 120, max: 1800 }) })
+  .oneof(
+    { weight: 6, arbitrary: fc.integer({ min: 1, max: 10 }) },
+    { weight: 2, arbitrary: fc.integer({ min: 10, max: 120 }) },
+    { weight: 1, arbitrary: fc.integer({ min: 120, max: 1800 }) },
+  )
   .map((s) => s * SEC);
 const cost = fc.oneof(
   { weight: 4, arbitrary: fc.integer({ min: 1, max: 3 * C }) },
@@ -716,33 +920,99 @@ const cost = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: 3 * C, max: 40 * C }) },
 );
 const usage: fc.Arbitrary<{ product: Product; usage: Usage }> = fc.oneof(
-  fc.record({ product: fc.constant<Product>("codex"), usage: fc.record({ model: fc.constant("gpt-5-codex"), inputTokens: fc.integer({ min: 1, max: 400_000 }), outputTokens: fc.integer({ min: 0, max: 200_000 }) }) }),
-  fc.record({ product: fc.constant<Product>("codex"), usage: fc.record({ model: fc.constant("gpt-5-codex-mini"), cachedInputTokens: fc.integer({ min: 1, max: 5_000_000 }) }) }),
-  fc.record({ product: fc.constant<Product>("sora"), usage: fc.record({ model: fc.constantFrom("sora-2", "sora-2-pro"), videoSeconds: fc.integer({ min: 1, max: 20 }) }) }),
+  fc.record({
+    product: fc.constant<Product>("codex"),
+    usage: fc.record({
+      model: fc.constant("gpt-5-codex"),
+      inputTokens: fc.integer({ min: 1, max: 400_000 }),
+      outputTokens: fc.integer({ min: 0, max: 200_000 }),
+    }),
+  }),
+  fc.record({
+    product: fc.constant<Product>("codex"),
+    usage: fc.record({
+      model: fc.constant("gpt-5-codex-mini"),
+      cachedInputTokens: fc.integer({ min: 1, max: 5_000_000 }),
+    }),
+  }),
+  fc.record({
+    product: fc.constant<Product>("sora"),
+    usage: fc.record({ model: fc.constantFrom("sora-2", "sora-2-pro"), videoSeconds: fc.integer({ min: 1, max: 20 }) }),
+  }),
 );
 const amount = fc.oneof(fc.integer({ min: 1, max: 10 * C }), fc.constantFrom(C / 2, C, 3 * C, 10 * C));
 const products = fc.constantFrom<Product[] | null>(null, null, ["codex"], ["sora"], ["codex", "sora"]);
-const expiresIn = fc.oneof(fc.integer({ min: 1, max: 600 }), fc.integer({ min: 600, max: 3 * 86_400 }), fc.integer({ min: 3 * 86_400, max: 60 * 86_400 })).map((s) => s * SEC);
-const bigJump = fc.oneof(
-  fc.constantFrom(59, 10 * 60, 3600, 5 * 3600 - 1, 5 * 3600, 5 * 3600 + 1, 86_400, 7 * 86_400, 7 * 86_400 + 1, 8 * 86_400, 31 * 86_400),
-  fc.integer({ min: 1, max: 3 * 86_400 }),
-).map((s) => s * SEC);
+const expiresIn = fc
+  .oneof(
+    fc.integer({ min: 1, max: 600 }),
+    fc.integer({ min: 600, max: 3 * 86_400 }),
+    fc.integer({ min: 3 * 86_400, max: 60 * 86_400 }),
+  )
+  .map((s) => s * SEC);
+const bigJump = fc
+  .oneof(
+    fc.constantFrom(
+      59,
+      10 * 60,
+      3600,
+      5 * 3600 - 1,
+      5 * 3600,
+      5 * 3600 + 1,
+      86_400,
+      7 * 86_400,
+      7 * 86_400 + 1,
+      8 * 86_400,
+      31 * 86_400,
+    ),
+    fc.integer({ min: 1, max: 3 * 86_400 }),
+  )
+  .map((s) => s * SEC);
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 6, arbitrary: fc.tuple(product, cost, dt).map(([p, c, d]) => new Consume(p, c, null, d)) },
   { weight: 2, arbitrary: fc.tuple(usage, dt).map(([u, d]) => new Consume(u.product, null, u.usage, d)) },
-  { weight: 4, arbitrary: fc.tuple(product, cost, fc.constantFrom(null, 600, 3600, 3600, 60, 1), dt).map(([p, c, t, d]) => new Hold(p, c, t, d)) },
-  { weight: 4, arbitrary: fc.tuple(fc.nat(), fc.constantFrom<SettleMode>("under", "under", "exact", "over", "over", "way_over", "unknown"), fc.integer({ min: 1, max: 5 * C }), dt).map(([i, m, x, d]) => new Settle(i, m, x, d)) },
+  {
+    weight: 4,
+    arbitrary: fc
+      .tuple(product, cost, fc.constantFrom(null, 600, 3600, 3600, 60, 1), dt)
+      .map(([p, c, t, d]) => new Hold(p, c, t, d)),
+  },
+  {
+    weight: 4,
+    arbitrary: fc
+      .tuple(
+        fc.nat(),
+        fc.constantFrom<SettleMode>("under", "under", "exact", "over", "over", "way_over", "unknown"),
+        fc.integer({ min: 1, max: 5 * C }),
+        dt,
+      )
+      .map(([i, m, x, d]) => new Settle(i, m, x, d)),
+  },
   { weight: 2, arbitrary: fc.tuple(fc.nat(), dt).map(([i, d]) => new Release(i, d)) },
   {
     weight: 4,
     arbitrary: fc
-      .tuple(fc.constantFrom<GrantKind>("purchase", "promo", "entitlement"), amount, products, fc.option(expiresIn, { nil: null }), expiresIn, dt)
+      .tuple(
+        fc.constantFrom<GrantKind>("purchase", "promo", "entitlement"),
+        amount,
+        products,
+        fc.option(expiresIn, { nil: null }),
+        expiresIn,
+        dt,
+      )
       .map(([k, a, ps, e, promoExp, d]) => new AddGrant(k, a, ps, k === "promo" ? (e ?? promoExp) : e, d)),
   },
   { weight: 1, arbitrary: fc.tuple(amount, dt).map(([a, d]) => new Refund(a, d)) },
-  { weight: 1, arbitrary: fc.tuple(fc.constantFrom<PlanId>(...(PLANS as PlanId[])), dt).map(([p, d]) => new SetPlan(p, d)) },
-  { weight: 1, arbitrary: fc.tuple(fc.option(fc.integer({ min: 1, max: 30 * C }), { nil: null }), dt).map(([l, d]) => new SpendCap(l, d)) },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(fc.constantFrom<PlanId>(...(PLANS as PlanId[])), dt).map(([p, d]) => new SetPlan(p, d)),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(fc.option(fc.integer({ min: 1, max: 30 * C }), { nil: null }), dt)
+      .map(([l, d]) => new SpendCap(l, d)),
+  },
   { weight: 1, arbitrary: dt.map((d) => new Resume(d)) },
   { weight: 2, arbitrary: fc.tuple(product, dt).map(([p, d]) => new Redeem(p, d)) },
   {
@@ -752,7 +1022,10 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
         fc.option(fc.constantFrom<Product[]>(["codex"], ["sora"], ["codex", "sora"]), { nil: undefined }),
         fc.option(fc.subarray(PLANS as PlanId[], { minLength: 1 }), { nil: undefined }),
         fc.constantFrom<"keep" | "restore">("keep", "restore"),
-        fc.option(fc.record({ count: fc.integer({ min: 1, max: 3 }), expiresInHours: fc.integer({ min: 1, max: 400 }) }), { nil: undefined }),
+        fc.option(
+          fc.record({ count: fc.integer({ min: 1, max: 3 }), expiresInHours: fc.integer({ min: 1, max: 400 }) }),
+          { nil: undefined },
+        ),
         dt,
       )
       .map(([ps, pl, b, bonus, d]) => new AdminReset({ products: ps, plans: pl, bankedResets: b, bonus }, d)),
@@ -760,8 +1033,16 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 2, arbitrary: bigJump.map((d) => new Advance(d)) },
   { weight: 2, arbitrary: fc.tuple(fc.nat(), dt).map(([i, d]) => new Replay(i, d)) },
   { weight: 1, arbitrary: fc.tuple(fc.nat(), fc.boolean(), dt).map(([i, o, d]) => new Conflict(i, o, d)) },
-  { weight: 2, arbitrary: fc.tuple(product, cost, fc.integer({ min: 2, max: 4 }), dt).map(([p, c, k, d]) => new Burst(p, c, k, d)) },
-  { weight: 1, arbitrary: fc.tuple(product, cost, fc.integer({ min: 2, max: 3 }), dt).map(([p, c, n, d]) => new ConcurrentDuplicate(p, c, n, d)) },
+  {
+    weight: 2,
+    arbitrary: fc.tuple(product, cost, fc.integer({ min: 2, max: 4 }), dt).map(([p, c, k, d]) => new Burst(p, c, k, d)),
+  },
+  {
+    weight: 1,
+    arbitrary: fc
+      .tuple(product, cost, fc.integer({ min: 2, max: 3 }), dt)
+      .map(([p, c, n, d]) => new ConcurrentDuplicate(p, c, n, d)),
+  },
 );
 
 const runArb = fc.record({
@@ -776,17 +1057,10 @@ function stubFor(id: string): DurableObjectStub<AccountDO> {
   return env.ACCOUNT.get(env.ACCOUNT.idFromName(id)) as DurableObjectStub<AccountDO>;
 }
 
-/** What the object keeps in memory, read through its own (private) readers. */
-function memoryView(o: AccountDO, now: number) {
-  const x = o as unknown as {
-    accountRow(): unknown;
-    liveGrants(): unknown;
-    activeHolds(): unknown;
-    pendingTopUp(): unknown;
-    availableBankedResets(now: number): unknown;
-    summaryBody(now: number): unknown;
-  };
-  return { account: x.accountRow(), grants: x.liveGrants(), holds: x.activeHolds(), topUp: x.pendingTopUp(), banked: x.availableBankedResets(now), summary: x.summaryBody(now) };
+/** What the object keeps in memory: its snapshot (grants in id order: their order in the snapshot carries no meaning). */
+function memoryView(o: AccountDO) {
+  const state = (o as unknown as { state(): AccountState }).state();
+  return { ...state, grants: [...state.grants].sort((a, b) => (a.id < b.id ? -1 : 1)) };
 }
 
 /**
@@ -797,7 +1071,7 @@ function memoryView(o: AccountDO, now: number) {
 async function expectMemoryMatchesStorage(w: World) {
   await runInDurableObject(stubFor(w.id), (instance: AccountDO, state) => {
     const restarted = new AccountDO(state, env);
-    expect(memoryView(restarted, w.ref.now), `${where(w)}\nin-memory state differs from storage`).toEqual(memoryView(instance, w.ref.now));
+    expect(memoryView(restarted), `${where(w)}\nin-memory state differs from storage`).toEqual(memoryView(instance));
   });
 }
 
@@ -821,18 +1095,37 @@ async function settleAndReconcile(w: World) {
   const stub = stubFor(w.id);
   await runInDurableObject(stub, (instance: AccountDO) => instance.flushOutbox());
   const box = await runInDurableObject(stub, (_i: AccountDO, state) => ({
-    pending: state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL").one().n,
-    ids: state.storage.sql.exec<{ entry_id: string }>("SELECT entry_id FROM outbox WHERE json_extract(message, '$.type') = 'ledger'").toArray().map((r) => r.entry_id),
+    pending: state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL").one()
+      .n,
+    ids: state.storage.sql
+      .exec<{ entry_id: string }>("SELECT entry_id FROM outbox WHERE json_extract(message, '$.type') = 'ledger'")
+      .toArray()
+      .map((r) => r.entry_id),
   }));
   expect(box.pending, where(w)).toBe(0);
   await deliverCaptured(w);
   const { results: rows } = await env.DB.prepare(
     "SELECT id, kind, amount, layer, grant_id, decision_id, hold_id, idempotency_key, created_at FROM ledger WHERE account_id = ?",
-  ).bind(w.id).all<{ id: string; kind: string; amount: number; layer: string | null; grant_id: string | null; decision_id: string | null; hold_id: string | null; idempotency_key: string | null; created_at: number }>();
+  )
+    .bind(w.id)
+    .all<{
+      id: string;
+      kind: string;
+      amount: number;
+      layer: string | null;
+      grant_id: string | null;
+      decision_id: string | null;
+      hold_id: string | null;
+      idempotency_key: string | null;
+      created_at: number;
+    }>();
   // every entry the object wrote, exactly once
   expect(rows.map((r) => r.id).sort(), where(w)).toEqual([...box.ids].sort());
   const charges = rows.filter((r) => r.kind === "charge");
-  expect(charges.reduce((s, r) => s + r.amount, 0), `${where(w)}\nΣ charges in D1 vs the model`).toBe(w.ref.chargedTotal);
+  expect(
+    charges.reduce((s, r) => s + r.amount, 0),
+    `${where(w)}\nΣ charges in D1 vs the model`,
+  ).toBe(w.ref.chargedTotal);
   // per key: the model's charges, and all of them from one decision or one hold
   const byKey = new Map<string, { sum: number; origins: Set<string> }>();
   for (const r of charges) {
@@ -843,17 +1136,24 @@ async function settleAndReconcile(w: World) {
     byKey.set(r.idempotency_key!, e);
   }
   const modelKeys = [...w.ref.chargedByKey].filter(([, v]) => v > 0);
-  expect([...byKey].map(([k, v]) => [k, v.sum]).sort(), `${where(w)}\ncharges per Idempotency-Key`).toEqual(modelKeys.sort());
+  expect([...byKey].map(([k, v]) => [k, v.sum]).sort(), `${where(w)}\ncharges per Idempotency-Key`).toEqual(
+    modelKeys.sort(),
+  );
   for (const [k, v] of byKey) expect(v.origins.size, `key ${k} charged by more than one decision`).toBe(1);
   // no grant drawn at or after its expiry (a hold's own reservation may be settled after it)
   const reserved = new Map<string, number>();
-  for (const r of rows) if (r.kind === "hold" && r.layer === "grant") reserved.set(`${r.hold_id}:${r.grant_id}`, (reserved.get(`${r.hold_id}:${r.grant_id}`) ?? 0) + r.amount);
+  for (const r of rows)
+    if (r.kind === "hold" && r.layer === "grant")
+      reserved.set(`${r.hold_id}:${r.grant_id}`, (reserved.get(`${r.hold_id}:${r.grant_id}`) ?? 0) + r.amount);
   for (const r of rows) {
     if (r.layer !== "grant" || (r.kind !== "charge" && r.kind !== "hold")) continue;
     const exp = w.grantExpiry.get(r.grant_id!);
     expect(exp, `unknown grant ${r.grant_id}`).not.toBeUndefined();
     if (exp === null || r.created_at < exp!) continue;
-    expect(r.kind === "charge" && r.hold_id !== null && r.amount <= (reserved.get(`${r.hold_id}:${r.grant_id}`) ?? 0), `${where(w)}\nexpired grant ${r.grant_id} spent: ${JSON.stringify(r)}`).toBe(true);
+    expect(
+      r.kind === "charge" && r.hold_id !== null && r.amount <= (reserved.get(`${r.hold_id}:${r.grant_id}`) ?? 0),
+      `${where(w)}\nexpired grant ${r.grant_id} spent: ${JSON.stringify(r)}`,
+    ).toBe(true);
   }
   // hand the object back to the real queue for whatever its alarms write later (expiries), then reconcile;
   // an alarm that fired meanwhile wrote to the capture, so that is delivered too before asking again
@@ -879,7 +1179,12 @@ async function deliverCaptured(w: World) {
     for (const copy of [0, 1]) {
       const batch = createMessageBatch<SettlementMessage>(
         "settlement",
-        (copy ? [...chunk].reverse() : chunk).map((body, j) => ({ id: `m${copy}-${w.delivered}-${i + j}`, timestamp: new Date(), attempts: 1 + copy, body })),
+        (copy ? [...chunk].reverse() : chunk).map((body, j) => ({
+          id: `m${copy}-${w.delivered}-${i + j}`,
+          timestamp: new Date(),
+          attempts: 1 + copy,
+          body,
+        })),
       );
       await settleBatch(batch, env);
     }
@@ -926,8 +1231,15 @@ describe("model-based: the account engine agrees with a reference model", () => 
       }),
       { seed: SEED, numRuns: RUNS, endOnFailure: !SHRINK, ...(PATH ? { path: PATH } : {}) },
     );
-    console.log(JSON.stringify({ event: "model.done", runs: RUNS, steps: STEPS, seed: SEED, ms: Date.now() - started }));
-    console.log(`Idempotency-Key answers: ${JSON.stringify(keepPolicy)}\n${[...stats].sort().map(([k, v]) => `${v}\t${k}`).join("\n")}`);
+    console.log(
+      JSON.stringify({ event: "model.done", runs: RUNS, steps: STEPS, seed: SEED, ms: Date.now() - started }),
+    );
+    console.log(
+      `Idempotency-Key answers: ${JSON.stringify(keepPolicy)}\n${[...stats]
+        .sort()
+        .map(([k, v]) => `${v}\t${k}`)
+        .join("\n")}`,
+    );
   }, 1_800_000);
 
   it("afterwards, reconciliation over every account of this file reports zero drift", async () => {
@@ -949,7 +1261,12 @@ describe("found by the model: replaying a settle whose hold was pruned", () => {
   it("a settle refused as hold_not_active is replayed as such under its key, even after the alarm pruned the finished hold", async () => {
     const id = uid("prune");
     const t0 = Date.UTC(2029, 0, 10);
-    const hold = await call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost: C / 2, ttlSeconds: 60 }, { now: t0 });
+    const hold = await call(
+      "POST",
+      `/v1/accounts/${id}/holds`,
+      { product: "codex", cost: C / 2, ttlSeconds: 60 },
+      { now: t0 },
+    );
     expect(hold.status).toBe(201);
     // 8 days later the hold has long expired: the settle is refused, and the refusal is kept under its key (SPEC §4)
     const later = t0 + 8 * DAY;
@@ -962,10 +1279,16 @@ describe("found by the model: replaying a settle whose hold was pruned", () => {
     // (the key itself is kept 48 h)
     expect((await call("GET", `/v1/accounts/${id}`, undefined, { now: later })).status).toBe(200);
     await runInDurableObject(stubFor(id), (instance: AccountDO) => instance.alarm());
-    const pruned = await runInDurableObject(stubFor(id), (_i: AccountDO, state) => state.storage.sql.exec("SELECT id FROM holds").toArray().length);
+    const pruned = await runInDurableObject(
+      stubFor(id),
+      (_i: AccountDO, state) => state.storage.sql.exec("SELECT id FROM holds").toArray().length,
+    );
     expect(pruned, "the finished hold was pruned").toBe(0);
     const again = await call("POST", path, { cost: C / 4 }, { key, now: later + 60_000 });
-    expect({ status: again.status, code: again.body.error?.code, replayed: again.headers.get("Idempotent-Replayed") }, "same key, same payload, a few seconds later").toEqual({
+    expect(
+      { status: again.status, code: again.body.error?.code, replayed: again.headers.get("Idempotent-Replayed") },
+      "same key, same payload, a few seconds later",
+    ).toEqual({
       status: 409,
       code: "hold_not_active",
       replayed: "true",

@@ -26,7 +26,12 @@ interface Operation {
 
 function operationsOf(doc: Json): Operation[] {
   return Object.entries(doc.paths as Record<string, Json>).flatMap(([path, item]) =>
-    METHODS.filter((m) => item[m]).map((method) => ({ where: `${method.toUpperCase()} ${path}`, path, method, op: item[method] })),
+    METHODS.filter((m) => item[m]).map((method) => ({
+      where: `${method.toUpperCase()} ${path}`,
+      path,
+      method,
+      op: item[method],
+    })),
   );
 }
 
@@ -51,17 +56,23 @@ function schemasOf(doc: Json): { at: string; name?: string; schema: Json }[] {
   const visit = (schema: Json, at: string, name?: string) => {
     if (!schema || typeof schema !== "object") return;
     found.push({ at, name, schema });
-    for (const [k, sub] of Object.entries((schema.properties ?? {}) as Record<string, Json>)) visit(sub, `${at}.${k}`, k);
+    for (const [k, sub] of Object.entries((schema.properties ?? {}) as Record<string, Json>))
+      visit(sub, `${at}.${k}`, k);
     if (schema.items) visit(schema.items, `${at}[]`, name);
-    if (schema.additionalProperties && typeof schema.additionalProperties === "object") visit(schema.additionalProperties, `${at}{}`, name);
-    for (const key of ["oneOf", "anyOf", "allOf"]) for (const [i, sub] of ((schema[key] ?? []) as Json[]).entries()) visit(sub, `${at}.${key}[${i}]`, name);
+    if (schema.additionalProperties && typeof schema.additionalProperties === "object")
+      visit(schema.additionalProperties, `${at}{}`, name);
+    for (const key of ["oneOf", "anyOf", "allOf"])
+      for (const [i, sub] of ((schema[key] ?? []) as Json[]).entries()) visit(sub, `${at}.${key}[${i}]`, name);
   };
-  for (const [name, schema] of Object.entries((doc.components?.schemas ?? {}) as Record<string, Json>)) visit(schema, `#/components/schemas/${name}`);
+  for (const [name, schema] of Object.entries((doc.components?.schemas ?? {}) as Record<string, Json>))
+    visit(schema, `#/components/schemas/${name}`);
   for (const { where, op } of operationsOf(doc)) {
     for (const p of (op.parameters ?? []) as Json[]) visit(p.schema, `${where} parameter ${p.name}`, p.name);
-    for (const [type, media] of Object.entries((op.requestBody?.content ?? {}) as Record<string, Json>)) visit(media.schema, `${where} body ${type}`);
+    for (const [type, media] of Object.entries((op.requestBody?.content ?? {}) as Record<string, Json>))
+      visit(media.schema, `${where} body ${type}`);
     for (const [status, response] of Object.entries((op.responses ?? {}) as Record<string, Json>))
-      for (const [type, media] of Object.entries((deref(doc, response).content ?? {}) as Record<string, Json>)) visit(media.schema, `${where} ${status} ${type}`);
+      for (const [type, media] of Object.entries((deref(doc, response).content ?? {}) as Record<string, Json>))
+        visit(media.schema, `${where} ${status} ${type}`);
   }
   return found;
 }
@@ -92,9 +103,26 @@ describe("the OpenAPI document", () => {
     expect(new Set(ids).size).toBe(ids.length);
     expect(ids).toEqual(
       expect.arrayContaining([
-        "consume", "getAccount", "createHold", "settleHold", "releaseHold", "redeemBankedReset", "addCredits", "setPlan", "setAutoTopUp",
-        "setSpendCap", "getCatalog", "getLedger", "createPanelLink", "createGlobalReset", "listGlobalResets", "resumeAccount",
-        "refundAccount", "getReconciliation", "health", "getPanel",
+        "consume",
+        "getAccount",
+        "createHold",
+        "settleHold",
+        "releaseHold",
+        "redeemBankedReset",
+        "addCredits",
+        "setPlan",
+        "setAutoTopUp",
+        "setSpendCap",
+        "getCatalog",
+        "getLedger",
+        "createPanelLink",
+        "createGlobalReset",
+        "listGlobalResets",
+        "resumeAccount",
+        "refundAccount",
+        "getReconciliation",
+        "health",
+        "getPanel",
       ]),
     );
   });
@@ -104,9 +132,11 @@ describe("the OpenAPI document", () => {
     expect(doc.info.description?.length).toBeGreaterThan(0);
     expect(doc.info.license?.name).toBeTruthy();
     expect(doc.servers?.length).toBeGreaterThan(0);
-    for (const s of doc.servers) expect(typeof s.url === "string" && typeof s.description === "string", JSON.stringify(s)).toBe(true);
+    for (const s of doc.servers)
+      expect(typeof s.url === "string" && typeof s.description === "string", JSON.stringify(s)).toBe(true);
     const tags = new Map((doc.tags as Json[]).map((t) => [t.name, t.description]));
-    for (const { where, op } of operationsOf(doc)) for (const t of op.tags) expect(tags.get(t), `${where}: tag ${t}`).toBeTruthy();
+    for (const { where, op } of operationsOf(doc))
+      for (const t of op.tags) expect(tags.get(t), `${where}: tag ${t}`).toBeTruthy();
   });
 
   it("has two bearer schemes, service and admin, each used by its routes; public routes need none", async () => {
@@ -129,14 +159,21 @@ describe("the OpenAPI document", () => {
     };
     for (const o of operationsOf(doc)) {
       expect4xx(o, ["400", "500"]);
-      expect(Object.keys(o.op.responses).some((s) => /^2\d\d$/.test(s)), `${o.where} 2xx`).toBe(true);
+      expect(
+        Object.keys(o.op.responses).some((s) => /^2\d\d$/.test(s)),
+        `${o.where} 2xx`,
+      ).toBe(true);
       if (o.path.startsWith("/v1/")) expect4xx(o, ["401", "403", "413"]);
       if (isMutating(o)) expect4xx(o, ["409"]);
       for (const [status, response] of Object.entries(o.op.responses as Record<string, Json>)) {
         if (!/^[45]/.test(status) || status === "429") continue;
         const r = deref(doc, response);
         // JSON errors use the one error shape (the panel's own HTML pages aside)
-        if (r.content?.["application/json"]) expect(deref(doc, r.content["application/json"].schema).properties?.error, `${o.where} ${status}`).toBeDefined();
+        if (r.content?.["application/json"])
+          expect(
+            deref(doc, r.content["application/json"].schema).properties?.error,
+            `${o.where} ${status}`,
+          ).toBeDefined();
       }
     }
     const byId = new Map(operationsOf(doc).map((o) => [o.op.operationId, o]));
@@ -153,26 +190,51 @@ describe("the OpenAPI document", () => {
       refundAccount: ["refund_exceeds_entry", "goodwill_limit_exceeded", "amount_out_of_range"],
     };
     for (const [id, codes] of Object.entries(conflicts))
-      for (const code of ["idempotency_conflict", ...codes]) expect(deref(doc, byId.get(id)!.op.responses["409"]).description, `${id} 409`).toContain(code);
+      for (const code of ["idempotency_conflict", ...codes])
+        expect(deref(doc, byId.get(id)!.op.responses["409"]).description, `${id} 409`).toContain(code);
   });
 
   it("declares the response headers: X-Request-Id, Retry-After, Idempotent-Replayed and the RateLimit fields", async () => {
     const doc = await getDocument();
     const headersOf = (response: Json): Record<string, Json> =>
-      Object.fromEntries(Object.entries((deref(doc, response).headers ?? {}) as Record<string, Json>).map(([k, v]) => [k, deref(doc, v)]));
+      Object.fromEntries(
+        Object.entries((deref(doc, response).headers ?? {}) as Record<string, Json>).map(([k, v]) => [
+          k,
+          deref(doc, v),
+        ]),
+      );
     for (const o of operationsOf(doc)) {
       for (const [status, response] of Object.entries(o.op.responses as Record<string, Json>)) {
         const headers = headersOf(response);
-        expect(headers["X-Request-Id"], `${o.where} ${status} X-Request-Id`).toMatchObject({ required: true, schema: { type: "string" } });
-        if (status === "429") expect(headers["Retry-After"], `${o.where} 429 Retry-After`).toMatchObject({ required: true, schema: { type: "integer" } });
+        expect(headers["X-Request-Id"], `${o.where} ${status} X-Request-Id`).toMatchObject({
+          required: true,
+          schema: { type: "string" },
+        });
+        if (status === "429")
+          expect(headers["Retry-After"], `${o.where} 429 Retry-After`).toMatchObject({
+            required: true,
+            schema: { type: "integer" },
+          });
         // what an Idempotency-Key replays: every answer of the account object, success, denial or named refusal
-        if (isMutating(o) && (/^2/.test(status) || status === "404" || status === "429" || (status === "409" && o.op.operationId !== "createGlobalReset")))
-          expect(headers["Idempotent-Replayed"], `${o.where} ${status} Idempotent-Replayed`).toMatchObject({ schema: { enum: ["true"] } });
-        if (!isMutating(o) || /^(400|401|403|413|500)$/.test(status)) expect(headers["Idempotent-Replayed"], `${o.where} ${status}`).toBeUndefined();
+        if (
+          isMutating(o) &&
+          (/^2/.test(status) ||
+            status === "404" ||
+            status === "429" ||
+            (status === "409" && o.op.operationId !== "createGlobalReset"))
+        )
+          expect(headers["Idempotent-Replayed"], `${o.where} ${status} Idempotent-Replayed`).toMatchObject({
+            schema: { enum: ["true"] },
+          });
+        if (!isMutating(o) || /^(400|401|403|413|500)$/.test(status))
+          expect(headers["Idempotent-Replayed"], `${o.where} ${status}`).toBeUndefined();
       }
     }
     const byId = new Map(operationsOf(doc).map((o) => [o.op.operationId, o]));
-    for (const [id, statuses] of [["consume", ["200", "429"]], ["createHold", ["201", "429"]]] as const)
+    for (const [id, statuses] of [
+      ["consume", ["200", "429"]],
+      ["createHold", ["201", "429"]],
+    ] as const)
       for (const s of statuses) {
         const headers = headersOf(byId.get(id)!.op.responses[s]);
         expect(headers["RateLimit-Policy"]?.schema?.type, `${id} ${s} RateLimit-Policy`).toBe("string");
@@ -186,9 +248,16 @@ describe("the OpenAPI document", () => {
     expect(mutating.length).toBeGreaterThanOrEqual(13);
     for (const o of mutating) {
       const key = (o.op.parameters as Json[]).map((p) => deref(doc, p)).find((p) => p.name === "Idempotency-Key");
-      expect(key, o.where).toMatchObject({ in: "header", required: true, schema: { type: "string", minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7e]+$" } });
+      expect(key, o.where).toMatchObject({
+        in: "header",
+        required: true,
+        schema: { type: "string", minLength: 1, maxLength: 255, pattern: "^[\\x21-\\x7e]+$" },
+      });
       const pattern = new RegExp(key.schema.pattern);
-      expect(["k", "order-17:retry", "~!"].every((k) => pattern.test(k)) && !["", "a b", "é", "tab\t"].some((k) => pattern.test(k))).toBe(true);
+      expect(
+        ["k", "order-17:retry", "~!"].every((k) => pattern.test(k)) &&
+          !["", "a b", "é", "tab\t"].some((k) => pattern.test(k)),
+      ).toBe(true);
     }
   });
 
@@ -197,17 +266,52 @@ describe("the OpenAPI document", () => {
     const all = schemasOf(doc);
     const numbers = all.filter(({ schema }) => types(schema).includes("number"));
     expect(numbers.map((s) => s.at)).toEqual([]);
-    const AMOUNTS = ["amount", "cost", "charged", "released", "writtenOff", "limit", "used", "remaining", "balance", "credits", "threshold", "dailyLimit", "spentToday", "expected", "actual", "retryAfterSeconds"];
+    const AMOUNTS = [
+      "amount",
+      "cost",
+      "charged",
+      "released",
+      "writtenOff",
+      "limit",
+      "used",
+      "remaining",
+      "balance",
+      "credits",
+      "threshold",
+      "dailyLimit",
+      "spentToday",
+      "expected",
+      "actual",
+      "retryAfterSeconds",
+    ];
     // typed leaves only: a union's or nullable's branches are visited on their own, and `null` is not an amount
-    const amounts = all.filter(({ name, schema }) => name && AMOUNTS.includes(name) && types(schema).some((t) => t !== "null" && t !== "object"));
+    const amounts = all.filter(
+      ({ name, schema }) => name && AMOUNTS.includes(name) && types(schema).some((t) => t !== "null" && t !== "object"),
+    );
     for (const { at, schema } of amounts) expect(types(schema), at).toContain("integer");
     // the response amounts are there to be checked (not a vacuous pass)
-    for (const name of ["cost", "charged", "released", "writtenOff", "limit", "used", "balance", "spentToday", "expected"])
-      expect(amounts.some((a) => a.name === name), `an integer ${name}`).toBe(true);
+    for (const name of [
+      "cost",
+      "charged",
+      "released",
+      "writtenOff",
+      "limit",
+      "used",
+      "balance",
+      "spentToday",
+      "expected",
+    ])
+      expect(
+        amounts.some((a) => a.name === name),
+        `an integer ${name}`,
+      ).toBe(true);
     const times = all.filter(({ name, schema }) => name && /(At|From)$/.test(name) && types(schema).includes("string"));
     for (const { at, schema } of times) expect(schema.format, at).toBe("date-time");
     for (const name of ["resetsAt", "expiresAt", "createdAt", "requestedAt", "effectiveAt", "effectiveFrom"])
-      expect(times.some((t) => t.name === name), `a date-time ${name}`).toBe(true);
+      expect(
+        times.some((t) => t.name === name),
+        `a date-time ${name}`,
+      ).toBe(true);
   });
 
   it("makes cost and usage a oneOf of two closed objects in consume, hold and settle", async () => {
@@ -238,7 +342,9 @@ describe("the OpenAPI document", () => {
     const bad = await call("POST", `/v1/accounts/${id}/holds`, { product: "nope", cost: 1 });
     expect(bad.status).toBe(400);
     expect(bad.body.error.message).toMatch(/^product: /);
-    const settle = await call("POST", `/v1/accounts/${id}/holds/h1/settle`, { usage: { model: "gpt-5-codex", inputTokens: -1 } });
+    const settle = await call("POST", `/v1/accounts/${id}/holds/h1/settle`, {
+      usage: { model: "gpt-5-codex", inputTokens: -1 },
+    });
     expect(settle.status).toBe(400);
     expect(settle.body.error.message).toMatch(/usage\.inputTokens/);
   });

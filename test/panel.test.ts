@@ -14,18 +14,30 @@ async function panelLink(id: string, now: number) {
 }
 
 async function page(token: string, now: number, query = "") {
-  const res = await exports.default.fetch(`https://engine.test/panel?token=${encodeURIComponent(token)}${query}`, { headers: { "X-Test-Now": String(now) } });
+  const res = await exports.default.fetch(`https://engine.test/panel?token=${encodeURIComponent(token)}${query}`, {
+    headers: { "X-Test-Now": String(now) },
+  });
   return { status: res.status, html: await res.text() };
 }
 
 /** The panel rendered by the app with other configuration (BILLING_URL, PANEL_BASE_URL) than the test worker's. */
 async function pageWith(vars: Partial<Env>, token: string, now: number, query = "") {
-  const res = await createApp().request(`https://engine.test/panel?token=${encodeURIComponent(token)}${query}`, { headers: { "X-Test-Now": String(now) } }, { ...env, ...vars });
+  const res = await createApp().request(
+    `https://engine.test/panel?token=${encodeURIComponent(token)}${query}`,
+    { headers: { "X-Test-Now": String(now) } },
+    { ...env, ...vars },
+  );
   return { status: res.status, html: await res.text() };
 }
 
-const unescape = (s: string) =>
-  s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&#x27;/g, "'").replace(/&amp;/g, "&");
+const unescapeHtml = (s: string) =>
+  s
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&#x27;/g, "'")
+    .replace(/&amp;/g, "&");
 
 /** The text of every element carrying `data-testid="<id>"` (tags stripped, entities decoded, white space collapsed). */
 function texts(html: string, id: string): string[] {
@@ -44,7 +56,13 @@ function texts(html: string, id: string): string[] {
         break;
       }
     }
-    out.push(unescape(html.slice(m.index + m[0].length, end).replace(/<[^>]*>/g, " ")).replace(/\s+/g, " ").replace(/\s+([.,;:)])/g, "$1").replace(/\(\s+/g, "(").trim());
+    out.push(
+      unescapeHtml(html.slice(m.index + m[0].length, end).replace(/<[^>]*>/g, " "))
+        .replace(/\s+/g, " ")
+        .replace(/\s+([.,;:)])/g, "$1")
+        .replace(/\(\s+/g, "(")
+        .trim(),
+    );
   }
   return out;
 }
@@ -53,7 +71,7 @@ function texts(html: string, id: string): string[] {
 function attrOf(html: string, id: string, attr: string): string | null {
   const tag = new RegExp(`<[a-zA-Z][^>]*\\sdata-testid="${id}"[^>]*>`).exec(html)?.[0];
   const value = tag ? new RegExp(`\\s${attr}="([^"]*)"`).exec(tag)?.[1] : undefined;
-  return value === undefined ? null : unescape(value);
+  return value === undefined ? null : unescapeHtml(value);
 }
 
 const BILLING = { BILLING_URL: "https://billing.test/buy?src=panel", PANEL_BASE_URL: "" };
@@ -82,7 +100,10 @@ describe("usage panel", () => {
     const a = uid();
     const link = await panelLink(a, T0);
     const [payload, mac] = link.token.split(".");
-    const forged = btoa(JSON.stringify({ a: "someone-else", exp: 9_999_999_999 })).replace(/=+$/, "").replace(/\+/g, "-").replace(/\//g, "_");
+    const forged = btoa(JSON.stringify({ a: "someone-else", exp: 9_999_999_999 }))
+      .replace(/=+$/, "")
+      .replace(/\+/g, "-")
+      .replace(/\//g, "_");
     expect((await page(`${forged}.${mac}`, T0)).status).toBe(401);
     expect((await page(`${payload}.${mac.slice(0, -2)}AA`, T0)).status).toBe(401);
     expect((await page(link.token, T0 + 16 * 60 * 1000)).status).toBe(401);
@@ -109,7 +130,10 @@ describe("usage panel", () => {
     const nonce = /name="nonce" value="([^"]+)"/.exec(before.html)![1];
     const form = new URLSearchParams({ token: link.token, product: "codex", nonce });
     const res = await exports.default.fetch("https://engine.test/panel/resets", {
-      method: "POST", body: form, headers: { "Content-Type": "application/x-www-form-urlencoded", "X-Test-Now": String(later) }, redirect: "manual",
+      method: "POST",
+      body: form,
+      headers: { "Content-Type": "application/x-www-form-urlencoded", "X-Test-Now": String(later) },
+      redirect: "manual",
     });
     expect(res.status).toBe(303);
     expect(res.headers.get("Location")).toContain("notice=reset_used");
@@ -121,7 +145,8 @@ describe("usage panel", () => {
 
 describe("usage panel: limits, credits, holds and activity", () => {
   const holdFor = (id: string, body: unknown, now: number) => call("POST", `/v1/accounts/${id}/holds`, body, { now });
-  const spendCap = (id: string, dailyLimit: number | null, now: number) => call("PUT", `/v1/accounts/${id}/spend-cap`, { dailyLimit }, { now });
+  const spendCap = (id: string, dailyLimit: number | null, now: number) =>
+    call("PUT", `/v1/accounts/${id}/spend-cap`, { dailyLimit }, { now });
 
   it("names the exhausted window and when it resets, and asks for credits with the account and a return URL", async () => {
     const a = uid();
@@ -147,7 +172,9 @@ describe("usage panel: limits, credits, holds and activity", () => {
 
     // PANEL_BASE_URL, when set, is where the billing page sends the user back
     const based = await pageWith({ ...BILLING, PANEL_BASE_URL: "https://usage.example.com/" }, link.token, now);
-    expect(new URL(attrOf(based.html, "add-credits", "href")!).searchParams.get("return")).toBe("https://usage.example.com/panel");
+    expect(new URL(attrOf(based.html, "add-credits", "href")!).searchParams.get("return")).toBe(
+      "https://usage.example.com/panel",
+    );
 
     // only an http(s) BILLING_URL becomes a link
     for (const bad of ["javascript:alert(1)", "data:text/html,hi", "ftp://billing.test/x", "not a url", ""]) {
@@ -178,7 +205,11 @@ describe("usage panel: limits, credits, holds and activity", () => {
 
     // credits limited to another product do not help this one
     const other = uid();
-    await addCredits(other, { amount: 5 * CREDIT, kind: "promo", expiresAt: new Date(T0 + 30 * DAY).toISOString(), products: ["sora"] }, { now: T0 });
+    await addCredits(
+      other,
+      { amount: 5 * CREDIT, kind: "promo", expiresAt: new Date(T0 + 30 * DAY).toISOString(), products: ["sora"] },
+      { now: T0 },
+    );
     await consume(other, { product: "codex", cost: 2 * CREDIT }, { now: T0 });
     html = (await pageWith(BILLING, (await panelLink(other, now)).token, now)).html;
     expect(new URL(attrOf(html, "add-credits", "href")!).searchParams.get("account")).toBe(other);
@@ -199,7 +230,9 @@ describe("usage panel: limits, credits, holds and activity", () => {
     // paused with no window used up: the banner still shows
     const pausedOnly = uid();
     await addCredits(pausedOnly, { amount: 100 * CREDIT, kind: "purchase" }, { now: T0 });
-    expect((await consume(pausedOnly, { product: "codex", cost: 60 * CREDIT }, { now: T0 })).body.reason).toBe("credits_paused");
+    expect((await consume(pausedOnly, { product: "codex", cost: 60 * CREDIT }, { now: T0 })).body.reason).toBe(
+      "credits_paused",
+    );
     html = (await pageWith(BILLING, (await panelLink(pausedOnly, now)).token, now)).html;
     expect(texts(html, "paused")).toHaveLength(1);
     expect(texts(html, "limit")).toEqual([]);
@@ -210,7 +243,9 @@ describe("usage panel: limits, credits, holds and activity", () => {
     await spendCap(capped, CREDIT, T0);
     await consume(capped, { product: "codex", cost: 3 * CREDIT }, { now: T0 });
     html = (await pageWith(BILLING, (await panelLink(capped, now)).token, now)).html;
-    expect(texts(html, "limit-help").join(" ")).toMatch(/daily spend cap .* reached; credit spending resumes at 2026-11-02 00:00 UTC/);
+    expect(texts(html, "limit-help").join(" ")).toMatch(
+      /daily spend cap .* reached; credit spending resumes at 2026-11-02 00:00 UTC/,
+    );
     expect(attrOf(html, "add-credits", "href")).toBeNull();
 
     // no limit hit: nothing to ask
@@ -266,10 +301,21 @@ describe("usage panel: limits, credits, holds and activity", () => {
     const a = uid();
     const other = uid();
     const kinds = ["charge", "grant", "hold", "release", "refund"];
-    const insert = env.DB.prepare("INSERT INTO ledger (id, account_id, kind, amount, layer, product, created_at, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+    const insert = env.DB.prepare(
+      "INSERT INTO ledger (id, account_id, kind, amount, layer, product, created_at, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+    );
     await env.DB.batch(
       Array.from({ length: 25 }, (_, i) =>
-        insert.bind(`${a}-e${i}`, a, kinds[i % kinds.length], (i + 1) * 10_000, i % 5 === 0 ? "grant" : null, i % 2 ? "sora" : "codex", T0 + i * MINUTE, T0 + i * MINUTE),
+        insert.bind(
+          `${a}-e${i}`,
+          a,
+          kinds[i % kinds.length],
+          (i + 1) * 10_000,
+          i % 5 === 0 ? "grant" : null,
+          i % 2 ? "sora" : "codex",
+          T0 + i * MINUTE,
+          T0 + i * MINUTE,
+        ),
       ).concat([insert.bind(`${other}-e0`, other, "write_off", 987_654_321, null, "codex", T0, T0)]),
     );
     const html = (await page((await panelLink(a, T0 + HOUR)).token, T0 + HOUR)).html;
@@ -288,7 +334,10 @@ describe("usage panel: limits, credits, holds and activity", () => {
     // a real entry: a purchase settles into the ledger and shows up
     const b = uid();
     await addCredits(b, { amount: 7 * CREDIT, kind: "purchase" }, { now: T0 });
-    await waitFor(() => ledgerAll(b), (e) => e.length >= 1);
+    await waitFor(
+      () => ledgerAll(b),
+      (e) => e.length >= 1,
+    );
     const bRows = texts((await page((await panelLink(b, T0 + 1000)).token, T0 + 1000)).html, "activity");
     expect(bRows).toHaveLength(1);
     expect(bRows[0]).toMatch(/grant/);
@@ -359,11 +408,20 @@ describe("usage panel hardening", () => {
   }
   const post = (body: BodyInit, contentType: string | null, now: number) =>
     exports.default.fetch("https://engine.test/panel/resets", {
-      method: "POST", body, headers: { ...(contentType === null ? {} : { "Content-Type": contentType }), "X-Test-Now": String(now) }, redirect: "manual",
+      method: "POST",
+      body,
+      headers: { ...(contentType === null ? {} : { "Content-Type": contentType }), "X-Test-Now": String(now) },
+      redirect: "manual",
     });
   /** The response's Content-Security-Policy as directive → sources. */
   const csp = (res: Response) =>
-    new Map((res.headers.get("Content-Security-Policy") ?? "").split(";").map((d) => d.trim().split(/\s+/)).filter((d) => d[0]).map(([name, ...v]) => [name.toLowerCase(), v]));
+    new Map(
+      (res.headers.get("Content-Security-Policy") ?? "")
+        .split(";")
+        .map((d) => d.trim().split(/\s+/))
+        .filter((d) => d[0])
+        .map(([name, ...v]) => [name.toLowerCase(), v]),
+    );
 
   it("answers a malformed reset form with a 400 HTML page and changes nothing", async () => {
     const { a, later, token } = await withBankedReset();
@@ -379,8 +437,16 @@ describe("usage panel hardening", () => {
       ["a form sent as text/plain", fields, "text/plain"],
       ["a form sent as JSON", JSON.stringify({ token, product: "codex", nonce: "n-bad-1" }), "application/json"],
       ["a form with no content type", new TextEncoder().encode(fields), null],
-      ["garbage fields with a good token", `token=${encodeURIComponent(token)}&product=%ff%zz&nonce=%%%00`, "application/x-www-form-urlencoded"],
-      ["a good token with no nonce", `token=${encodeURIComponent(token)}&product=codex`, "application/x-www-form-urlencoded"],
+      [
+        "garbage fields with a good token",
+        `token=${encodeURIComponent(token)}&product=%ff%zz&nonce=%%%00`,
+        "application/x-www-form-urlencoded",
+      ],
+      [
+        "a good token with no nonce",
+        `token=${encodeURIComponent(token)}&product=codex`,
+        "application/x-www-form-urlencoded",
+      ],
     ];
     for (const [what, body, type] of cases) {
       const res = await post(body, type, later);
@@ -414,16 +480,27 @@ describe("usage panel hardening", () => {
 
   it("every panel response is a standards-mode page that no other site can frame", async () => {
     const { token, later } = await withBankedReset();
-    const get = (q: string) => exports.default.fetch(`https://engine.test/panel${q}`, { headers: { "X-Test-Now": String(later) } });
+    const get = (q: string) =>
+      exports.default.fetch(`https://engine.test/panel${q}`, { headers: { "X-Test-Now": String(later) } });
     const responses: [string, Response][] = [
       ["the page", await get(`?token=${encodeURIComponent(token)}`)],
       ["the page with a notice", await get(`?token=${encodeURIComponent(token)}&notice=reset_used`)],
       ["a bad link", await get("?token=nope")],
       ["no link", await get("")],
       ["a bad query", await get(`?token=${encodeURIComponent(token)}&notice=${"x".repeat(41)}`)],
-      ["the form with a bad link", await post("token=nope&product=codex&nonce=n1", "application/x-www-form-urlencoded", later)],
+      [
+        "the form with a bad link",
+        await post("token=nope&product=codex&nonce=n1", "application/x-www-form-urlencoded", later),
+      ],
       ["a malformed form", await post("x", "multipart/form-data", later)],
-      ["the form", await post(`token=${encodeURIComponent(token)}&product=codex&nonce=n-frame-1`, "application/x-www-form-urlencoded", later)],
+      [
+        "the form",
+        await post(
+          `token=${encodeURIComponent(token)}&product=codex&nonce=n-frame-1`,
+          "application/x-www-form-urlencoded",
+          later,
+        ),
+      ],
     ];
     const statuses = responses.map(([, r]) => r.status);
     expect(statuses).toEqual([200, 200, 401, 401, 400, 401, 400, 303]);
@@ -452,11 +529,27 @@ describe("openapi", () => {
     const doc = (await call("GET", "/openapi.json", undefined, { token: null })).body;
     const paths = Object.keys(doc.paths);
     for (const p of [
-      "/v1/accounts/{id}", "/v1/accounts/{id}/consume", "/v1/accounts/{id}/holds", "/v1/accounts/{id}/holds/{holdId}/settle",
-      "/v1/accounts/{id}/holds/{holdId}/release", "/v1/accounts/{id}/resets", "/v1/accounts/{id}/credits", "/v1/accounts/{id}/plan",
-      "/v1/accounts/{id}/auto-top-up", "/v1/accounts/{id}/spend-cap", "/v1/catalog", "/v1/accounts/{id}/ledger", "/v1/accounts/{id}/panel-token",
-      "/v1/admin/resets", "/v1/admin/accounts/{id}/resume", "/v1/admin/accounts/{id}/refunds", "/v1/admin/reconciliation", "/health", "/panel",
-    ]) expect(paths).toContain(p);
+      "/v1/accounts/{id}",
+      "/v1/accounts/{id}/consume",
+      "/v1/accounts/{id}/holds",
+      "/v1/accounts/{id}/holds/{holdId}/settle",
+      "/v1/accounts/{id}/holds/{holdId}/release",
+      "/v1/accounts/{id}/resets",
+      "/v1/accounts/{id}/credits",
+      "/v1/accounts/{id}/plan",
+      "/v1/accounts/{id}/auto-top-up",
+      "/v1/accounts/{id}/spend-cap",
+      "/v1/catalog",
+      "/v1/accounts/{id}/ledger",
+      "/v1/accounts/{id}/panel-token",
+      "/v1/admin/resets",
+      "/v1/admin/accounts/{id}/resume",
+      "/v1/admin/accounts/{id}/refunds",
+      "/v1/admin/reconciliation",
+      "/health",
+      "/panel",
+    ])
+      expect(paths).toContain(p);
   });
 
   it("serves an API reference page at /docs built from /openapi.json", async () => {

@@ -9,7 +9,7 @@
 import { describe, expect, it } from "vitest";
 import { listDurableObjectIds, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import type { AccountDO } from "../durable-objects/account";
+import type { AccountDO } from "../durable-objects/account/object";
 import type { GlobalResetRequest, ResetControlDO } from "../durable-objects/reset-control";
 import { currentResets, forgetCachedResets } from "../worker/resets";
 import { account, ADMIN, call, consume, CREDIT, HOUR, SERVICE, setPlan, T0, uid, type CallOptions } from "./helpers";
@@ -25,8 +25,10 @@ const freshBase = () => (clock += 100 * DAY);
 
 const adminReset = (body: unknown, opts: CallOptions = {}) => call("POST", "/v1/admin/resets", body, opts);
 const resetHistory = (opts: CallOptions = {}) => call("GET", "/v1/admin/resets?limit=500", undefined, opts);
-const redeem = (id: string, product: string, now: number, opts: CallOptions = {}) => call("POST", `/v1/accounts/${id}/resets`, { product }, { now, ...opts });
-const spend = (id: string, credits: number, now: number, product = "codex") => consume(id, { product, cost: credits * CREDIT }, { now });
+const redeem = (id: string, product: string, now: number, opts: CallOptions = {}) =>
+  call("POST", `/v1/accounts/${id}/resets`, { product }, { now, ...opts });
+const spend = (id: string, credits: number, now: number, product = "codex") =>
+  consume(id, { product, cost: credits * CREDIT }, { now });
 
 function controlStub(): DurableObjectStub<ResetControlDO> {
   return env.RESET_CONTROL.get(env.RESET_CONTROL.idFromName("global")) as DurableObjectStub<ResetControlDO>;
@@ -34,14 +36,20 @@ function controlStub(): DurableObjectStub<ResetControlDO> {
 
 /** Rows in the reset control object: one per global reset ever recorded. */
 const controlRows = () =>
-  runInDurableObject(controlStub(), (_i: ResetControlDO, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM resets").one().n);
-
-const seqOf = (resetId: string) =>
-  runInDurableObject(controlStub(), (_i: ResetControlDO, state) =>
-    state.storage.sql.exec<{ seq: number }>("SELECT seq FROM resets WHERE reset_id = ?", resetId).one().seq,
+  runInDurableObject(
+    controlStub(),
+    (_i: ResetControlDO, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM resets").one().n,
   );
 
-const auditCount = async () => (await env.DB.prepare("SELECT COUNT(*) AS n FROM admin_resets").first<{ n: number }>())!.n;
+const seqOf = (resetId: string) =>
+  runInDurableObject(
+    controlStub(),
+    (_i: ResetControlDO, state) =>
+      state.storage.sql.exec<{ seq: number }>("SELECT seq FROM resets WHERE reset_id = ?", resetId).one().seq,
+  );
+
+const auditCount = async () =>
+  (await env.DB.prepare("SELECT COUNT(*) AS n FROM admin_resets").first<{ n: number }>())!.n;
 
 /**
  * Fills this isolate's epoch cache (2 s for routing, 1 s on the deny path) with the epochs as they are now (the worker and the tests share the module),
@@ -54,10 +62,17 @@ async function primeEpochCache(): Promise<number> {
 }
 
 /** Records a reset straight in the control object, as another isolate's admin call would: this isolate's cache stays stale. */
-async function createResetElsewhere(req: GlobalResetRequest, now: number): Promise<{ resetId: string; effectiveAt: string }> {
-  const created = await controlStub().createReset(req, { now, actor: "test", idempotency: { key: uid("key"), fingerprint: uid("fp") } });
-  if (!("resetId" in created)) throw new Error("unexpected idempotency conflict");
-  return created;
+async function createResetElsewhere(
+  req: GlobalResetRequest,
+  now: number,
+): Promise<{ resetId: string; effectiveAt: string }> {
+  const created = await controlStub().createReset(req, {
+    now,
+    actor: "test",
+    idempotency: { key: uid("key"), fingerprint: uid("fp") },
+  });
+  if (created.kind === "conflict") throw new Error("unexpected idempotency conflict");
+  return created.answer;
 }
 
 /** Ids of every account object that exists, sorted. */
@@ -109,7 +124,12 @@ describe("admin global reset unblocks at once", () => {
     expect(denied.status).toBe(429);
     expect(denied.body.reason).toBe("limit_reached");
 
-    const r = await ok(adminReset({ reason: "incident: limits drained", scope: { plans: ["go"] } }, { now: t + 2 * MIN, key: uid("key") }));
+    const r = await ok(
+      adminReset(
+        { reason: "incident: limits drained", scope: { plans: ["go"] } },
+        { now: t + 2 * MIN, key: uid("key") },
+      ),
+    );
     expect(r.body.resetId).toEqual(expect.any(String));
     expect(r.body.effectiveAt).toBe(iso(t + 2 * MIN));
 
@@ -128,7 +148,10 @@ describe("admin global reset unblocks at once", () => {
     // This isolate's epoch cache now holds the epochs as they are; a reset written straight to the control
     // object, as another isolate's admin call would, does not clear it.
     const started = await primeEpochCache();
-    const created = await createResetElsewhere({ reason: "from another isolate", scope: { plans: ["go"] } }, t + 2 * MIN);
+    const created = await createResetElsewhere(
+      { reason: "from another isolate", scope: { plans: ["go"] } },
+      t + 2 * MIN,
+    );
     // Denied requests retried in a loop: the deny path refreshes epochs older than 1 s, so one is allowed by then.
     let next = await consume(id, { product: "codex", cost: CREDIT }, { now: t + 2 * MIN + 1 });
     for (let i = 2; next.status === 429 && Date.now() - started < 3_000; i++) {
@@ -153,7 +176,9 @@ describe("admin global reset unblocks at once", () => {
     // 300 denied requests, 20 at a time, from two accounts whose windows have usage (so a reset could help).
     let denied = 0;
     for (let round = 0; round < 15; round++) {
-      const answers = await Promise.all(Array.from({ length: 20 }, (_, j) => spend(ids[j % 2], 1, t + MIN + round * 20 + j)));
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, (_, j) => spend(ids[j % 2], 1, t + MIN + round * 20 + j)),
+      );
       denied += answers.filter((a) => a.status === 429).length;
     }
     const seconds = (Date.now() - started) / 1000;
@@ -164,7 +189,7 @@ describe("admin global reset unblocks at once", () => {
 });
 
 describe("scoped global resets", () => {
-  it("scope.products: [\"sora\"] forgives sora windows only; codex usage is untouched", async () => {
+  it('scope.products: ["sora"] forgives sora windows only; codex usage is untouched', async () => {
     const t = freshBase();
     const id = uid();
     await ok(spend(id, 2, t, "codex"));
@@ -174,14 +199,18 @@ describe("scoped global resets", () => {
     const a = await ok(account(id, t + 2 * MIN));
     expect(a.body.products.sora.fiveHour).toMatchObject({ used: 0, resetsAt: null });
     expect(a.body.products.sora.weekly).toMatchObject({ used: 0, resetsAt: null });
-    expect(a.body.products.codex.fiveHour).toMatchObject({ used: 2 * CREDIT, remaining: 0, resetsAt: iso(t + 5 * HOUR) });
+    expect(a.body.products.codex.fiveHour).toMatchObject({
+      used: 2 * CREDIT,
+      remaining: 0,
+      resetsAt: iso(t + 5 * HOUR),
+    });
     expect(a.body.products.codex.weekly).toMatchObject({ used: 2 * CREDIT, resetsAt: iso(t + 7 * DAY) });
     // codex is still blocked; sora is open again.
     expect((await spend(id, 1, t + 3 * MIN, "codex")).status).toBe(429);
     expect((await spend(id, 1, t + 3 * MIN, "sora")).status).toBe(200);
   });
 
-  it("scope.plans: [\"pro\"] forgives pro accounts only; a plus account's usage is untouched", async () => {
+  it('scope.plans: ["pro"] forgives pro accounts only; a plus account\'s usage is untouched', async () => {
     const t = freshBase();
     const pro = uid("pro");
     const plus = uid("plus");
@@ -204,7 +233,7 @@ describe("scoped global resets", () => {
 });
 
 describe("banked resets and global reset options", () => {
-  it("bankedResets: \"restore\" refills an in-scope account to its plan maximum; out-of-scope and no-accrual plans are unchanged", async () => {
+  it('bankedResets: "restore" refills an in-scope account to its plan maximum; out-of-scope and no-accrual plans are unchanged', async () => {
     const t = freshBase();
     const { id, at } = await accountWithThreeBanked(t);
     await redeemAll(id, at);
@@ -218,7 +247,12 @@ describe("banked resets and global reset options", () => {
     const ent = uid("ent");
     await ok(setPlan(ent, "enterprise", { now: t }));
 
-    await ok(adminReset({ reason: "restore banked", scope: { plans: ["go", "enterprise"] }, bankedResets: "restore" }, { now: at + HOUR }));
+    await ok(
+      adminReset(
+        { reason: "restore banked", scope: { plans: ["go", "enterprise"] }, bankedResets: "restore" },
+        { now: at + HOUR },
+      ),
+    );
 
     const a = await ok(account(id, at + HOUR + MIN));
     expect(a.body.bankedResets).toMatchObject({ available: 3, max: 3 });
@@ -234,7 +268,12 @@ describe("banked resets and global reset options", () => {
     const t = freshBase();
     const { id, at } = await accountWithThreeBanked(t);
     const effectiveAt = at + MIN;
-    const r = await ok(adminReset({ reason: "bonus", scope: { plans: ["go"] }, grantBankedResets: { count: 1, expiresInHours: 2 } }, { now: effectiveAt }));
+    const r = await ok(
+      adminReset(
+        { reason: "bonus", scope: { plans: ["go"] }, grantBankedResets: { count: 1, expiresInHours: 2 } },
+        { now: effectiveAt },
+      ),
+    );
     expect(r.body.effectiveAt).toBe(iso(effectiveAt));
 
     const a = await ok(account(id, effectiveAt + MIN));
@@ -305,12 +344,34 @@ describe("banked resets and global reset options", () => {
     const accrualId = accrued.body.bankedResets.items[0].id;
 
     // Two bonuses granted after the accrued one: the later grant expires sooner.
-    await ok(adminReset({ reason: "bonus 72h", scope: { plans: ["go"], products: ["sora"] }, grantBankedResets: { count: 1, expiresInHours: 72 } }, { now: at + MIN }));
-    await ok(adminReset({ reason: "bonus 24h", scope: { plans: ["go"], products: ["sora"] }, grantBankedResets: { count: 1, expiresInHours: 24 } }, { now: at + 2 * MIN }));
+    await ok(
+      adminReset(
+        {
+          reason: "bonus 72h",
+          scope: { plans: ["go"], products: ["sora"] },
+          grantBankedResets: { count: 1, expiresInHours: 72 },
+        },
+        { now: at + MIN },
+      ),
+    );
+    await ok(
+      adminReset(
+        {
+          reason: "bonus 24h",
+          scope: { plans: ["go"], products: ["sora"] },
+          grantBankedResets: { count: 1, expiresInHours: 24 },
+        },
+        { now: at + 2 * MIN },
+      ),
+    );
     const three = await ok(account(id, at + 3 * MIN));
     expect(three.body.bankedResets.available).toBe(3);
-    const soonest = three.body.bankedResets.items.find((i: { expiresAt: string | null }) => i.expiresAt === iso(at + 2 * MIN + 24 * HOUR));
-    const later = three.body.bankedResets.items.find((i: { expiresAt: string | null }) => i.expiresAt === iso(at + MIN + 72 * HOUR));
+    const soonest = three.body.bankedResets.items.find(
+      (i: { expiresAt: string | null }) => i.expiresAt === iso(at + 2 * MIN + 24 * HOUR),
+    );
+    const later = three.body.bankedResets.items.find(
+      (i: { expiresAt: string | null }) => i.expiresAt === iso(at + MIN + 72 * HOUR),
+    );
     expect(soonest).toBeDefined();
     expect(later).toBeDefined();
 
@@ -341,7 +402,12 @@ describe("banked resets and global reset options", () => {
     const effectiveAt = t + MIN;
     await ok(
       adminReset(
-        { reason: "forgive + bonus", scope: { plans: ["go"] }, bankedResets: "restore", grantBankedResets: { count: 2, expiresInHours: 48 } },
+        {
+          reason: "forgive + bonus",
+          scope: { plans: ["go"] },
+          bankedResets: "restore",
+          grantBankedResets: { count: 2, expiresInHours: 48 },
+        },
         { now: effectiveAt },
       ),
     );
@@ -360,7 +426,11 @@ describe("banked resets and global reset options", () => {
     const e = await ok(account(early, effectiveAt + 3 * MIN));
     expect(e.body.products.codex.fiveHour.used).toBe(0);
     expect(e.body.bankedResets.available).toBe(5);
-    expect(e.body.bankedResets.items.filter((i: { expiresAt: string | null }) => i.expiresAt === iso(effectiveAt + 48 * HOUR))).toHaveLength(2);
+    expect(
+      e.body.bankedResets.items.filter(
+        (i: { expiresAt: string | null }) => i.expiresAt === iso(effectiveAt + 48 * HOUR),
+      ),
+    ).toHaveLength(2);
   });
 });
 
@@ -385,7 +455,9 @@ describe("global reset cost", () => {
     expect(a.body.products.codex.fiveHour.used).toBe(0);
     const after = await stored(id);
     expect(after.resetSeq).toBe(seq);
-    expect(after.windows.filter((w) => w.product === "codex").every((w) => w.used === 0 && w.opened_at === null)).toBe(true);
+    expect(after.windows.filter((w) => w.product === "codex").every((w) => w.used === 0 && w.opened_at === null)).toBe(
+      true,
+    );
   });
 
   it("costs O(1): one control-object row and one audit row, whether 1 or 30 accounts exist", async () => {
@@ -430,16 +502,23 @@ describe("admin reset route", () => {
     const t = freshBase();
     const key = uid("key");
     const rows0 = await controlRows();
-    const first = await ok(adminReset({ reason: "dup", scope: { plans: ["go"], products: ["codex"] } }, { now: t, key }));
+    const first = await ok(
+      adminReset({ reason: "dup", scope: { plans: ["go"], products: ["codex"] } }, { now: t, key }),
+    );
     expect(first.headers.get("Idempotent-Replayed")).toBeNull();
 
     // Same payload (keys in another order), later clock: the original answer.
-    const again = await ok(adminReset({ scope: { products: ["codex"], plans: ["go"] }, reason: "dup" }, { now: t + HOUR, key }));
+    const again = await ok(
+      adminReset({ scope: { products: ["codex"], plans: ["go"] }, reason: "dup" }, { now: t + HOUR, key }),
+    );
     expect(again.headers.get("Idempotent-Replayed")).toBe("true");
     expect(again.body).toEqual(first.body);
     expect(again.body.effectiveAt).toBe(iso(t));
 
-    const conflict = await adminReset({ reason: "dup but different", scope: { plans: ["go"], products: ["codex"] } }, { now: t + HOUR, key });
+    const conflict = await adminReset(
+      { reason: "dup but different", scope: { plans: ["go"], products: ["codex"] } },
+      { now: t + HOUR, key },
+    );
     expect(conflict.status).toBe(409);
     expect(conflict.body.error.code).toBe("idempotency_conflict");
 
@@ -453,7 +532,11 @@ describe("admin reset route", () => {
     const t = freshBase();
     const a = await ok(
       adminReset(
-        { reason: "incident-42", scope: { products: ["codex"], plans: ["plus", "pro"] }, grantBankedResets: { count: 1, expiresInHours: 12 } },
+        {
+          reason: "incident-42",
+          scope: { products: ["codex"], plans: ["plus", "pro"] },
+          grantBankedResets: { count: 1, expiresInHours: 12 },
+        },
         { now: t, headers: { "X-Operator": "alice@ops" } },
       ),
     );
@@ -529,13 +612,21 @@ describe("when a global reset meets an account", () => {
     // Both change plan before they have seen the reset (this isolate's epochs are stale).
     await ok(setPlan(wasGo, "pro", { now: t + 3 * MIN }));
     await ok(setPlan(wasPro, "go", { now: t + 3 * MIN }));
-    expect(Date.now() - started, "the epoch cache expired before the plan changes: the test could not set up its case").toBeLessThan(2_000);
+    expect(
+      Date.now() - started,
+      "the epoch cache expired before the plan changes: the test could not set up its case",
+    ).toBeLessThan(2_000);
     const seq = await seqOf(r.resetId);
     expect((await stored(wasGo)).resetSeq).toBeLessThan(seq);
     expect((await stored(wasPro)).resetSeq).toBeLessThan(seq);
 
     // Fresh epochs: the reset now reaches both.
-    await ok(adminReset({ reason: "clears the cache; in scope for no one here", scope: { plans: ["edu"] } }, { now: t + 4 * MIN }));
+    await ok(
+      adminReset(
+        { reason: "clears the cache; in scope for no one here", scope: { plans: ["edu"] } },
+        { now: t + 4 * MIN },
+      ),
+    );
     const a = await ok(account(wasGo, t + 5 * MIN));
     expect(a.body.plan).toBe("pro");
     expect(a.body.products.codex.fiveHour.used).toBe(0);
@@ -554,10 +645,18 @@ describe("when a global reset meets an account", () => {
     await createResetElsewhere({ reason: "forgive before t+1m", scope: { plans: ["go"] } }, effectiveAt);
     // Allowed against the old window: with stale epochs the account has not applied the reset yet.
     const after = await ok(spend(id, 1, t + 2 * MIN));
-    expect(Date.now() - started, "the epoch cache expired before the charge: the test could not set up its case").toBeLessThan(2_000);
+    expect(
+      Date.now() - started,
+      "the epoch cache expired before the charge: the test could not set up its case",
+    ).toBeLessThan(2_000);
     expect(after.body.account.products.codex.fiveHour.used).toBe(2 * CREDIT);
 
-    await ok(adminReset({ reason: "clears the cache; in scope for no one here", scope: { plans: ["edu"] } }, { now: t + 3 * MIN }));
+    await ok(
+      adminReset(
+        { reason: "clears the cache; in scope for no one here", scope: { plans: ["edu"] } },
+        { now: t + 3 * MIN },
+      ),
+    );
     const a = await ok(account(id, t + 4 * MIN));
     // SPEC §5: "window usage recorded before the reset's effectiveAt no longer counts"; the charge at t+2m was after it.
     expect(a.body.products.codex.fiveHour.used).toBe(CREDIT);
@@ -570,9 +669,17 @@ describe("when a global reset meets an account", () => {
     const id = uid();
     await ok(spend(id, 1, t, "sora"));
     const r = await ok(
-      adminReset({ reason: "sora bonus", scope: { plans: ["go"], products: ["sora"] }, grantBankedResets: { count: 1, expiresInHours: 24 * 30 } }, { now: t + MIN }),
+      adminReset(
+        {
+          reason: "sora bonus",
+          scope: { plans: ["go"], products: ["sora"] },
+          grantBankedResets: { count: 1, expiresInHours: 24 * 30 },
+        },
+        { now: t + MIN },
+      ),
     );
-    for (let i = 0; i < 50; i++) await ok(adminReset({ reason: `edu reset ${i}`, scope: { plans: ["edu"] } }, { now: t + 2 * MIN + i }));
+    for (let i = 0; i < 50; i++)
+      await ok(adminReset({ reason: `edu reset ${i}`, scope: { plans: ["edu"] } }, { now: t + 2 * MIN + i }));
     const a = await ok(account(id, t + HOUR));
     expect(a.body.products.sora.fiveHour.used, `reset ${r.body.resetId} was not applied`).toBe(0);
     expect(a.body.bankedResets.items).toEqual([{ id: expect.any(String), expiresAt: iso(t + MIN + 24 * 30 * HOUR) }]);

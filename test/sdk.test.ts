@@ -2,7 +2,14 @@
 // `exports.default.fetch`, with a fetch wrapper that records each attempt and injects faults.
 import { exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
-import { EngineClient, EngineError, isDenial, type EngineClientOptions, type FetchLike, type LedgerEntry } from "../sdk/src/index";
+import {
+  EngineClient,
+  EngineError,
+  isDenial,
+  type EngineClientOptions,
+  type FetchLike,
+  type LedgerEntry,
+} from "../sdk/src/index";
 import { ADMIN, CREDIT, SERVICE, uid } from "./helpers";
 import { drainAccount } from "./settle-helpers";
 
@@ -48,12 +55,17 @@ function faulty(faults: (Fault | undefined)[] = []) {
         throw new TypeError("Network connection lost.");
       }
       case "status":
-        return new Response(fault.body ?? JSON.stringify({ error: { code: "unavailable", message: "injected", requestId: "injected" } }), {
-          status: fault.status,
-          headers: { "Content-Type": "application/json", ...fault.headers },
-        });
+        return new Response(
+          fault.body ?? JSON.stringify({ error: { code: "unavailable", message: "injected", requestId: "injected" } }),
+          {
+            status: fault.status,
+            headers: { "Content-Type": "application/json", ...fault.headers },
+          },
+        );
       case "hang":
-        return new Promise<Response>((_, reject) => request.signal?.addEventListener("abort", () => reject(request.signal.reason)));
+        return new Promise<Response>((_, reject) =>
+          request.signal?.addEventListener("abort", () => reject(request.signal.reason)),
+        );
       case "late": {
         const res = await worker(request);
         const body = await res.arrayBuffer();
@@ -101,7 +113,9 @@ async function expectChargedOnce(id: string, decisionId: string) {
   const charges: LedgerEntry[] = [];
   for await (const e of engine.ledgerEntries(id)) if (e.kind === "charge") charges.push(e);
   // one grant charge; window parts, where the ledger lists them, belong to the same decision
-  expect(charges.filter((e) => e.layer === "grant")).toEqual([expect.objectContaining({ amount: 1 * CREDIT, decisionId })]);
+  expect(charges.filter((e) => e.layer === "grant")).toEqual([
+    expect.objectContaining({ amount: 1 * CREDIT, decisionId }),
+  ]);
   const windowCharges = charges.filter((e) => e.layer === "window");
   for (const e of windowCharges) expect(e.decisionId).toBe(decisionId);
   if (windowCharges.length > 0) expect(windowCharges.reduce((n, e) => n + e.amount, 0)).toBe(2 * CREDIT);
@@ -134,7 +148,14 @@ describe("decisions are typed answers", () => {
     expect(d.lastResponse.idempotencyKey).toMatch(/^sdk:/);
     // the metadata is not part of the body
     expect(Object.keys(d)).not.toContain("lastResponse");
-    expect(attempts).toEqual([expect.objectContaining({ method: "POST", url: `${BASE}/v1/accounts/${id}/consume`, auth: `Bearer ${SERVICE}`, key: d.lastResponse.idempotencyKey })]);
+    expect(attempts).toEqual([
+      expect.objectContaining({
+        method: "POST",
+        url: `${BASE}/v1/accounts/${id}/consume`,
+        auth: `Bearer ${SERVICE}`,
+        key: d.lastResponse.idempotencyKey,
+      }),
+    ]);
   });
 
   it("a denial resolves with allowed: false (HTTP 429) and is never retried, though it carries Retry-After", async () => {
@@ -154,7 +175,11 @@ describe("decisions are typed answers", () => {
   it("query parameters the document declares pass through (?include=account)", async () => {
     const id = await funded();
     const { fetch, attempts } = faulty();
-    const d = await client({ fetch }).engine.consume(id, { product: "codex", cost: CREDIT }, { query: { include: "account" } });
+    const d = await client({ fetch }).engine.consume(
+      id,
+      { product: "codex", cost: CREDIT },
+      { query: { include: "account" } },
+    );
     expect(attempts[0].url).toBe(`${BASE}/v1/accounts/${id}/consume?include=account`);
     expect(d.account?.accountId).toBe(id);
   });
@@ -257,9 +282,17 @@ describe("one Idempotency-Key per call, reused on every retry: charged exactly o
     expect(second.lastResponse.replayed).toBe(true);
     expect(second).toEqual(first);
     // the same request id on another operation or account is another key, not a conflict
-    const grant = await client({ fetch: a.fetch }).engine.addCredits(id, { amount: CREDIT, kind: "promo", expiresAt: "2099-01-01T00:00:00Z" }, { requestId });
+    const grant = await client({ fetch: a.fetch }).engine.addCredits(
+      id,
+      { amount: CREDIT, kind: "promo", expiresAt: "2099-01-01T00:00:00Z" },
+      { requestId },
+    );
     expect(grant.lastResponse.idempotencyKey).not.toBe(a.attempts[0].key);
-    const other = await client({ fetch: a.fetch }).engine.consume(uid("sdk"), { product: "codex", cost: CREDIT }, { requestId });
+    const other = await client({ fetch: a.fetch }).engine.consume(
+      uid("sdk"),
+      { product: "codex", cost: CREDIT },
+      { requestId },
+    );
     expect(other.lastResponse.idempotencyKey).not.toBe(a.attempts[0].key);
     expect(other.lastResponse.replayed).toBe(false);
   });
@@ -268,7 +301,11 @@ describe("one Idempotency-Key per call, reused on every retry: charged exactly o
     const id = await funded();
     const fail = { kind: "status", status: 503 } as const;
     const { fetch, attempts } = faulty([fail, fail, fail, fail]);
-    const { engine, delays } = client({ fetch, random: () => 0.5, retry: { maxAttempts: 4, baseDelayMs: 100, maxDelayMs: 300 } });
+    const { engine, delays } = client({
+      fetch,
+      random: () => 0.5,
+      retry: { maxAttempts: 4, baseDelayMs: 100, maxDelayMs: 300 },
+    });
     const e = await engineError(engine.consume(id, THREE));
     expect(e).toMatchObject({ status: 503, code: "unavailable", attempts: 4 });
     expect(new Set(attempts.map((a) => a.key)).size).toBe(1);
@@ -325,7 +362,13 @@ describe("429 with Retry-After", () => {
       const { fetch, attempts } = faulty([fault]);
       const { engine, delays } = client({ fetch, retry });
       const e = await engineError(engine.getAccount(uid("sdk")));
-      expect(e).toMatchObject({ status: 429, code: "rate_limited", message: "slow down", requestId: "edge", attempts: 1 });
+      expect(e).toMatchObject({
+        status: 429,
+        code: "rate_limited",
+        message: "slow down",
+        requestId: "edge",
+        attempts: 1,
+      });
       expect(attempts).toHaveLength(1);
       expect(delays).toEqual([]);
     }
@@ -397,8 +440,14 @@ describe("errors are EngineError with the API's code", () => {
   });
 
   it("a wrong token is 401 unauthorized; the service token on an admin route is 403 forbidden", async () => {
-    expect(await engineError(client({ token: "wrong" }).engine.getAccount(uid("sdk")))).toMatchObject({ status: 401, code: "unauthorized" });
-    expect(await engineError(client({ adminToken: SERVICE }).engine.admin.listGlobalResets())).toMatchObject({ status: 403, code: "forbidden" });
+    expect(await engineError(client({ token: "wrong" }).engine.getAccount(uid("sdk")))).toMatchObject({
+      status: 401,
+      code: "unauthorized",
+    });
+    expect(await engineError(client({ adminToken: SERVICE }).engine.admin.listGlobalResets())).toMatchObject({
+      status: 403,
+      code: "forbidden",
+    });
   });
 
   it("validation details come through", async () => {
@@ -408,7 +457,12 @@ describe("errors are EngineError with the API's code", () => {
   });
 
   it("an answer that is not the API's (a proxy's HTML 502) is retried, then unexpected_response", async () => {
-    const html = { kind: "status", status: 502, headers: { "Content-Type": "text/html" }, body: "<html>Bad gateway</html>" } as const;
+    const html = {
+      kind: "status",
+      status: 502,
+      headers: { "Content-Type": "text/html" },
+      body: "<html>Bad gateway</html>",
+    } as const;
     const { fetch, attempts } = faulty([html, html]);
     const e = await engineError(client({ fetch, retry: { maxAttempts: 2 } }).engine.getAccount(uid("sdk")));
     expect(e).toMatchObject({ status: 502, code: "unexpected_response", attempts: 2 });
@@ -435,11 +489,23 @@ describe("every operation", () => {
     const id = await funded();
     const { engine } = client();
     expect((await engine.setPlan(id, { plan: "plus" })).plan).toBe("plus");
-    expect((await engine.setSpendCap(id, { dailyLimit: 5 * CREDIT })).spendCap).toMatchObject({ dailyLimit: 5 * CREDIT });
+    expect((await engine.setSpendCap(id, { dailyLimit: 5 * CREDIT })).spendCap).toMatchObject({
+      dailyLimit: 5 * CREDIT,
+    });
     expect((await engine.setSpendCap(id, { dailyLimit: null })).spendCap).toBeNull();
-    const topUp = await engine.setAutoTopUp(id, { enabled: true, threshold: CREDIT, amount: 5 * CREDIT, maxPerMonth: 2 });
+    const topUp = await engine.setAutoTopUp(id, {
+      enabled: true,
+      threshold: CREDIT,
+      amount: 5 * CREDIT,
+      maxPerMonth: 2,
+    });
     expect(topUp.credits.autoTopUp).toMatchObject({ enabled: true, threshold: CREDIT });
-    const grant = await engine.addCredits(id, { amount: CREDIT, kind: "promo", expiresAt: "2099-01-01T00:00:00Z", products: ["sora"] });
+    const grant = await engine.addCredits(id, {
+      amount: CREDIT,
+      kind: "promo",
+      expiresAt: "2099-01-01T00:00:00Z",
+      products: ["sora"],
+    });
     expect(grant).toMatchObject({ kind: "promo", amount: CREDIT, products: ["sora"] });
     const catalog = await engine.catalog();
     expect(catalog).toHaveProperty("plans");
@@ -474,9 +540,15 @@ describe("every operation", () => {
     const { engine } = client();
     const reason = `sdk test ${uid("r")}`;
     // scoped to a plan no other test here uses, so their windows are untouched
-    const reset = await engine.admin.createGlobalReset({ reason, scope: { plans: ["edu"] } }, { headers: { "X-Operator": "sdk-test" } });
+    const reset = await engine.admin.createGlobalReset(
+      { reason, scope: { plans: ["edu"] } },
+      { headers: { "X-Operator": "sdk-test" } },
+    );
     expect(reset.resetId).toBeTruthy();
-    const again = await engine.admin.createGlobalReset({ reason, scope: { plans: ["edu"] } }, { idempotencyKey: reset.lastResponse.idempotencyKey });
+    const again = await engine.admin.createGlobalReset(
+      { reason, scope: { plans: ["edu"] } },
+      { idempotencyKey: reset.lastResponse.idempotencyKey },
+    );
     expect(again.lastResponse.replayed).toBe(true);
     expect(again.resetId).toBe(reset.resetId);
     const list = await engine.admin.listGlobalResets({ limit: 10 });

@@ -27,15 +27,23 @@ async function raw(method: string, path: string, headers: Record<string, string>
   const h: Record<string, string> = { "X-Test-Now": String(NOW), ...headers };
   if (body !== undefined && !("Content-Type" in h)) h["Content-Type"] = "application/json";
   if ((method === "POST" || method === "PUT") && !("Idempotency-Key" in h)) h["Idempotency-Key"] = uid("seckey");
-  const res = await exports.default.fetch(`https://engine.test${path}`, { method, headers: h, body: body === undefined ? undefined : JSON.stringify(body) });
+  const res = await exports.default.fetch(`https://engine.test${path}`, {
+    method,
+    headers: h,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
   const text = await res.text();
   return { status: res.status, text, headers: res.headers };
 }
 
 async function seeded() {
   const id = uid("sec");
-  expect((await call("POST", `/v1/accounts/${id}/credits`, { kind: "purchase", amount: 5 * C }, { now: T0 })).status).toBe(201);
-  expect((await call("POST", `/v1/accounts/${id}/consume`, { product: "codex", cost: C / 2 }, { now: T0 })).status).toBe(200);
+  expect(
+    (await call("POST", `/v1/accounts/${id}/credits`, { kind: "purchase", amount: 5 * C }, { now: T0 })).status,
+  ).toBe(201);
+  expect(
+    (await call("POST", `/v1/accounts/${id}/consume`, { product: "codex", cost: C / 2 }, { now: T0 })).status,
+  ).toBe(200);
   return id;
 }
 const summary = async (id: string) => (await call("GET", `/v1/accounts/${id}`, undefined, { now: NOW })).body;
@@ -46,7 +54,14 @@ describe("token comparison is constant-time", () => {
   it("every check compares two SHA-256 digests with timingSafeEqual, whatever the length sent", async () => {
     const tse = vi.spyOn(crypto.subtle, "timingSafeEqual");
     const id = uid("ct");
-    const sent = ["x", SERVICE.slice(0, 5), SERVICE, `${SERVICE}-and-much-longer-than-the-real-one`, "A".repeat(512), ADMIN];
+    const sent = [
+      "x",
+      SERVICE.slice(0, 5),
+      SERVICE,
+      `${SERVICE}-and-much-longer-than-the-real-one`,
+      "A".repeat(512),
+      ADMIN,
+    ];
     for (const token of sent) {
       tse.mockClear();
       const r = await raw("GET", `/v1/accounts/${id}`, { Authorization: `Bearer ${token}` });
@@ -98,7 +113,11 @@ describe("token comparison is constant-time", () => {
     for (let i = 0; i < cases.length; i += 40) {
       const results = await Promise.all(
         cases.slice(i, i + 40).map(async ([method, path, token]) => {
-          const body = path.endsWith("/consume") ? { product: "codex", cost: C } : path.endsWith("/refunds") ? { amount: C, reason: "ct" } : undefined;
+          const body = path.endsWith("/consume")
+            ? { product: "codex", cost: C }
+            : path.endsWith("/refunds")
+              ? { amount: C, reason: "ct" }
+              : undefined;
           return { token, r: await raw(method, path, { Authorization: `Bearer ${token}` }, body) };
         }),
       );
@@ -123,7 +142,11 @@ function byteLength(x: unknown): number {
 async function captureLogs(fn: () => Promise<void>): Promise<string[]> {
   const lines: string[] = [];
   const record = (...args: unknown[]) => {
-    lines.push(args.map((a) => (typeof a === "string" ? a : a instanceof Error ? `${a.message}\n${a.stack}` : JSON.stringify(a))).join(" "));
+    lines.push(
+      args
+        .map((a) => (typeof a === "string" ? a : a instanceof Error ? `${a.message}\n${a.stack}` : JSON.stringify(a)))
+        .join(" "),
+    );
   };
   for (const m of ["log", "info", "warn", "error", "debug"] as const) vi.spyOn(console, m).mockImplementation(record);
   await fn();
@@ -136,7 +159,8 @@ function expectNoSecret(texts: string[], what: string) {
   for (const t of texts)
     for (const s of SECRETS) {
       // the secrets and any 12-character piece of them
-      for (let i = 0; i + 12 <= s.length; i += 4) expect(t.includes(s.slice(i, i + 12)), `${what} contains part of a secret: ${t.slice(0, 300)}`).toBe(false);
+      for (let i = 0; i + 12 <= s.length; i += 4)
+        expect(t.includes(s.slice(i, i + 12)), `${what} contains part of a secret: ${t.slice(0, 300)}`).toBe(false);
     }
 }
 
@@ -154,8 +178,18 @@ describe("tokens never reach the logs or the answers", () => {
         ["POST", `/v1/accounts/${id}/consume`, { product: "codex", cost: 1000 * C }, auth], // denial
         ["POST", `/v1/accounts/${id}/consume`, { product: "codex", cost: -1 }, auth], // invalid
         ["POST", `/v1/accounts/${id}/consume`, { product: "codex", cost: C }, { Authorization: `Bearer ${ADMIN}` }], // other role
-        ["POST", `/v1/admin/accounts/${id}/refunds`, { amount: C, reason: "log test" }, { Authorization: `Bearer ${ADMIN}` }],
-        ["POST", "/v1/admin/resets", { reason: "log test", scope: { plans: ["edu"] } }, { Authorization: `Bearer ${ADMIN}`, "X-Operator": "ops@example" }],
+        [
+          "POST",
+          `/v1/admin/accounts/${id}/refunds`,
+          { amount: C, reason: "log test" },
+          { Authorization: `Bearer ${ADMIN}` },
+        ],
+        [
+          "POST",
+          "/v1/admin/resets",
+          { reason: "log test", scope: { plans: ["edu"] } },
+          { Authorization: `Bearer ${ADMIN}`, "X-Operator": "ops@example" },
+        ],
         ["GET", "/v1/admin/reconciliation?limit=5", undefined, { Authorization: `Bearer ${ADMIN}` }],
         ["POST", `/v1/accounts/${id}/panel-token`, undefined, auth],
       ] as [string, string, unknown, Record<string, string>][]) {
@@ -164,7 +198,10 @@ describe("tokens never reach the logs or the answers", () => {
         answers.push(r.text, JSON.stringify([...r.headers]));
       }
     });
-    expect(logs.some((l) => l.includes('"event":"decision"')), "the decision log line was captured").toBe(true);
+    expect(
+      logs.some((l) => l.includes('"event":"decision"')),
+      "the decision log line was captured",
+    ).toBe(true);
     expectNoSecret(logs, "a log line");
     // the panel link is a credential too, but it is the answer to that request: everything else must not carry secrets
     expectNoSecret(answers, "an answer");
@@ -192,7 +229,18 @@ describe("tokens never reach the logs or the answers", () => {
           ["GET", "/v1/admin/resets", undefined, { Authorization: `Bearer ${SERVICE}` }],
         ];
         for (const [m, p, b, h] of probes) {
-          const r = await raw(m, p, { Authorization: `Bearer ${SERVICE}`, Cookie: `session=${token}`, "X-Api-Key": token, Referer: `https://x.test/?t=${token}`, ...h }, b);
+          const r = await raw(
+            m,
+            p,
+            {
+              Authorization: `Bearer ${SERVICE}`,
+              Cookie: `session=${token}`,
+              "X-Api-Key": token,
+              Referer: `https://x.test/?t=${token}`,
+              ...h,
+            },
+            b,
+          );
           expect(r.status, `${m} ${p}: ${r.text}`).toBeGreaterThanOrEqual(400);
           expect(r.status, `${m} ${p}: ${r.text}`).toBeLessThan(500);
           answers.push(r.text, JSON.stringify([...r.headers]));
@@ -207,7 +255,10 @@ describe("tokens never reach the logs or the answers", () => {
     const id = await seeded();
     const reflected: string[] = [];
     const logs = await captureLogs(async () => {
-      for (const [token, other] of [[SERVICE, ADMIN], [ADMIN, SERVICE]]) {
+      for (const [token, other] of [
+        [SERVICE, ADMIN],
+        [ADMIN, SERVICE],
+      ]) {
         const probes: [string, string, unknown][] = [
           ["POST", `/v1/accounts/${id}/consume`, { product: token, cost: C }],
           ["POST", `/v1/accounts/${id}/consume`, { product: "codex", cost: token }],
@@ -222,7 +273,8 @@ describe("tokens never reach the logs or the answers", () => {
           const r = await raw(m, p, { Authorization: `Bearer ${SERVICE}` }, b);
           expect(r.status, `${m} ${p}: ${r.text}`).toBe(400);
           expect(r.text.includes(other) && other !== SERVICE, r.text).toBe(false);
-          if (r.text.includes(token)) reflected.push(JSON.parse(r.text).error.details?.field ?? JSON.parse(r.text).error.message);
+          if (r.text.includes(token))
+            reflected.push(JSON.parse(r.text).error.details?.field ?? JSON.parse(r.text).error.message);
         }
       }
     });
@@ -238,9 +290,18 @@ describe("tokens never reach the logs or the answers", () => {
       throw new Error(`injected ${what} failure`);
     };
     const envs: [string, Env][] = [
-      ["account binding", { ...env, ACCOUNT: { idFromName: () => broken("ACCOUNT"), get: () => broken("ACCOUNT") } } as unknown as Env],
+      [
+        "account binding",
+        { ...env, ACCOUNT: { idFromName: () => broken("ACCOUNT"), get: () => broken("ACCOUNT") } } as unknown as Env,
+      ],
       ["D1", { ...env, DB: { prepare: () => broken("D1"), batch: () => broken("D1") } } as unknown as Env],
-      ["reset control", { ...env, RESET_CONTROL: { idFromName: () => broken("RESET_CONTROL"), get: () => broken("RESET_CONTROL") } } as unknown as Env],
+      [
+        "reset control",
+        {
+          ...env,
+          RESET_CONTROL: { idFromName: () => broken("RESET_CONTROL"), get: () => broken("RESET_CONTROL") },
+        } as unknown as Env,
+      ],
     ];
     const answers: string[] = [];
     let fivehundreds = 0;
@@ -256,7 +317,12 @@ describe("tokens never reach the logs or the answers", () => {
           const res = await app.fetch(
             new Request(`https://engine.test${path}`, {
               method,
-              headers: { Authorization: `Bearer ${token}`, "Idempotency-Key": uid("k"), "X-Test-Now": String(NOW), ...(body ? { "Content-Type": "application/json" } : {}) },
+              headers: {
+                Authorization: `Bearer ${token}`,
+                "Idempotency-Key": uid("k"),
+                "X-Test-Now": String(NOW),
+                ...(body ? { "Content-Type": "application/json" } : {}),
+              },
               body: body ? JSON.stringify(body) : undefined,
             }),
             e,
@@ -266,7 +332,9 @@ describe("tokens never reach the logs or the answers", () => {
           if (res.status !== 500) continue;
           fivehundreds++;
           const parsed = JSON.parse(text);
-          expect(parsed, `${name}: ${method} ${path}`).toEqual({ error: { code: "internal_error", message: "internal error", requestId: res.headers.get("X-Request-Id") } });
+          expect(parsed, `${name}: ${method} ${path}`).toEqual({
+            error: { code: "internal_error", message: "internal error", requestId: res.headers.get("X-Request-Id") },
+          });
           expect(text).not.toContain("injected");
         }
       }
@@ -310,7 +378,11 @@ describe("admin routes refuse the service token", () => {
           expect(JSON.parse(r.text).error.code).toBe("forbidden");
         }
     // both tokens in one Authorization header is not a token at all
-    for (const both of [`Bearer ${SERVICE} ${ADMIN}`, `Bearer ${SERVICE},Bearer ${ADMIN}`, `Bearer ${ADMIN}${SERVICE}`]) {
+    for (const both of [
+      `Bearer ${SERVICE} ${ADMIN}`,
+      `Bearer ${SERVICE},Bearer ${ADMIN}`,
+      `Bearer ${ADMIN}${SERVICE}`,
+    ]) {
       const r = await raw("GET", "/v1/admin/resets", { Authorization: both });
       expect(r.status, both).toBe(401);
     }
@@ -346,7 +418,9 @@ describe("panel links are scoped to one account and expire", () => {
     return r.body as { token: string; expiresAt: string };
   }
   const page = async (q: string, now: number) => {
-    const res = await exports.default.fetch(`https://engine.test/panel?${q}`, { headers: { "X-Test-Now": String(now) } });
+    const res = await exports.default.fetch(`https://engine.test/panel?${q}`, {
+      headers: { "X-Test-Now": String(now) },
+    });
     return { status: res.status, html: await res.text() };
   };
   const form = async (fields: Record<string, string>, now: number) =>
@@ -374,8 +448,12 @@ describe("panel links are scoped to one account and expire", () => {
     const b = uid("pb");
     const later = NOW + 8 * 86_400_000;
     for (const id of [a, b]) {
-      expect((await call("POST", `/v1/accounts/${id}/consume`, { product: "codex", cost: C }, { now: NOW })).status).toBe(200);
-      expect((await call("POST", `/v1/accounts/${id}/consume`, { product: "codex", cost: C / 2 }, { now: later })).status).toBe(200);
+      expect(
+        (await call("POST", `/v1/accounts/${id}/consume`, { product: "codex", cost: C }, { now: NOW })).status,
+      ).toBe(200);
+      expect(
+        (await call("POST", `/v1/accounts/${id}/consume`, { product: "codex", cost: C / 2 }, { now: later })).status,
+      ).toBe(200);
     }
     const bBefore = (await call("GET", `/v1/accounts/${b}`, undefined, { now: later })).body;
     expect(bBefore.bankedResets.available).toBe(1);
@@ -389,8 +467,12 @@ describe("panel links are scoped to one account and expire", () => {
   it("a link works until its expiry and not at or after it, for the page and the form", async () => {
     const a = uid("pe");
     const later = NOW + 8 * 86_400_000;
-    expect((await call("POST", `/v1/accounts/${a}/consume`, { product: "codex", cost: C }, { now: NOW })).status).toBe(200);
-    expect((await call("POST", `/v1/accounts/${a}/consume`, { product: "codex", cost: C / 2 }, { now: later })).status).toBe(200);
+    expect((await call("POST", `/v1/accounts/${a}/consume`, { product: "codex", cost: C }, { now: NOW })).status).toBe(
+      200,
+    );
+    expect(
+      (await call("POST", `/v1/accounts/${a}/consume`, { product: "codex", cost: C / 2 }, { now: later })).status,
+    ).toBe(200);
     const { token, expiresAt } = await link(a, later);
     const exp = Date.parse(expiresAt);
     expect(exp - later).toBe(15 * 60_000);
@@ -408,13 +490,22 @@ describe("panel links are scoped to one account and expire", () => {
     const a = await seeded();
     const { token } = await link(a, NOW);
     const app = createApp();
-    const get = (e: Env) => app.fetch(new Request(`https://engine.test/panel?token=${encodeURIComponent(token)}`, { headers: { "X-Test-Now": String(NOW) } }), e);
+    const get = (e: Env) =>
+      app.fetch(
+        new Request(`https://engine.test/panel?token=${encodeURIComponent(token)}`, {
+          headers: { "X-Test-Now": String(NOW) },
+        }),
+        e,
+      );
     expect((await get(env)).status).toBe(200);
     expect((await get({ ...env, PANEL_SECRET: "rotated-secret" } as Env)).status).toBe(401);
     expect((await get({ ...env, PANEL_SECRET: "" } as Env)).status).toBe(401);
     // and no link can be minted without a secret
     const mint = await app.fetch(
-      new Request(`https://engine.test/v1/accounts/${a}/panel-token`, { method: "POST", headers: { Authorization: `Bearer ${SERVICE}`, "Idempotency-Key": uid("k") } }),
+      new Request(`https://engine.test/v1/accounts/${a}/panel-token`, {
+        method: "POST",
+        headers: { Authorization: `Bearer ${SERVICE}`, "Idempotency-Key": uid("k") },
+      }),
       { ...env, PANEL_SECRET: "" } as Env,
     );
     expect(mint.status).toBe(403);
@@ -429,7 +520,11 @@ describe("X-Test-Now is refused unless TEST_CLOCK is exactly 'enabled'", () => {
     app.fetch(
       new Request(`https://engine.test${path}`, {
         method,
-        headers: { ...headers, ...(body !== undefined ? { "Content-Type": "application/json" } : {}), ...(method !== "GET" ? { "Idempotency-Key": uid("k") } : {}) },
+        headers: {
+          ...headers,
+          ...(body !== undefined ? { "Content-Type": "application/json" } : {}),
+          ...(method !== "GET" ? { "Idempotency-Key": uid("k") } : {}),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
       }),
       e,
@@ -460,7 +555,13 @@ describe("X-Test-Now is refused unless TEST_CLOCK is exactly 'enabled'", () => {
     for (const clock of ["disabled", "Enabled", "ENABLED", "true", "1", "yes", "enabled ", "", undefined]) {
       const e = { ...env, TEST_CLOCK: clock } as Env;
       for (const [method, path, token, body] of routes) {
-        const res = await send(e, method, path, { ...(token ? { Authorization: `Bearer ${token}` } : {}), "X-Test-Now": String(NOW + 86_400_000) }, body);
+        const res = await send(
+          e,
+          method,
+          path,
+          { ...(token ? { Authorization: `Bearer ${token}` } : {}), "X-Test-Now": String(NOW + 86_400_000) },
+          body,
+        );
         const text = await res.text();
         expect(res.status, `TEST_CLOCK=${JSON.stringify(clock)} ${method} ${path}: ${text}`).toBe(400);
         const parsed = JSON.parse(text);
@@ -476,13 +577,22 @@ describe("X-Test-Now is refused unless TEST_CLOCK is exactly 'enabled'", () => {
     const e = { ...env, TEST_CLOCK: "disabled" } as Env;
     const id = uid("clock");
     const started = Date.now();
-    const res = await send(e, "POST", `/v1/accounts/${id}/consume`, { Authorization: `Bearer ${SERVICE}` }, { product: "codex", cost: C / 4 });
+    const res = await send(
+      e,
+      "POST",
+      `/v1/accounts/${id}/consume`,
+      { Authorization: `Bearer ${SERVICE}` },
+      { product: "codex", cost: C / 4 },
+    );
     expect(res.status).toBe(200);
     const body = (await res.json()) as any;
     const resetsAt = Date.parse(body.remaining.fiveHour.resetsAt);
     expect(resetsAt - 5 * 3_600_000).toBeGreaterThanOrEqual(started - 1000);
     expect(resetsAt - 5 * 3_600_000).toBeLessThanOrEqual(Date.now() + 1000);
-    const iso = await send(e, "GET", `/v1/accounts/${id}`, { Authorization: `Bearer ${SERVICE}`, "X-Test-Now": new Date(T0).toISOString() });
+    const iso = await send(e, "GET", `/v1/accounts/${id}`, {
+      Authorization: `Bearer ${SERVICE}`,
+      "X-Test-Now": new Date(T0).toISOString(),
+    });
     expect(iso.status).toBe(400);
     expect(((await iso.json()) as any).error.code).toBe("test_clock_disabled");
   });

@@ -4,7 +4,7 @@
  */
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import type { AccountDO } from "../durable-objects/account";
+import type { AccountDO } from "../durable-objects/account/object";
 import type { SettlementMessage } from "../worker/settlement/messages";
 import { call } from "./helpers";
 
@@ -17,7 +17,12 @@ export function stubFor(id: string): DurableObjectStub<AccountDO> {
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** Polls `probe` until `done` holds or `timeoutMs` passes; returns the last value either way. */
-export async function waitFor<T>(probe: () => Promise<T>, done: (v: T) => boolean, timeoutMs = 10_000, intervalMs = 100): Promise<T> {
+export async function waitFor<T>(
+  probe: () => Promise<T>,
+  done: (v: T) => boolean,
+  timeoutMs = 10_000,
+  intervalMs = 100,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let v = await probe();
   while (!done(v) && Date.now() < deadline) {
@@ -56,8 +61,14 @@ export async function ledgerAll(id: string, limit = 500): Promise<LedgerEntryJso
 }
 
 /** Raw D1 ledger rows of one account. */
-export async function d1Rows(id: string): Promise<{ id: string; kind: string; amount: number; layer: string | null; hold_id: string | null }[]> {
-  const { results } = await env.DB.prepare("SELECT id, kind, amount, layer, hold_id FROM ledger WHERE account_id = ? ORDER BY seq").bind(id).all<any>();
+export async function d1Rows(
+  id: string,
+): Promise<{ id: string; kind: string; amount: number; layer: string | null; hold_id: string | null }[]> {
+  const { results } = await env.DB.prepare(
+    "SELECT id, kind, amount, layer, hold_id FROM ledger WHERE account_id = ? ORDER BY seq",
+  )
+    .bind(id)
+    .all<any>();
   return results;
 }
 
@@ -68,7 +79,9 @@ export async function outboxOf(id: string): Promise<{ pending: number; ledgerIds
     const pending = sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL").one().n;
     const total = sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n;
     const ledgerIds = sql
-      .exec<{ entry_id: string }>("SELECT entry_id FROM outbox WHERE json_extract(message, '$.type') = 'ledger' ORDER BY seq")
+      .exec<{ entry_id: string }>(
+        "SELECT entry_id FROM outbox WHERE json_extract(message, '$.type') = 'ledger' ORDER BY seq",
+      )
       .toArray()
       .map((r) => r.entry_id);
     return { pending, ledgerIds, total };
@@ -92,7 +105,11 @@ export async function drainAccount(id: string, timeoutMs = 15_000) {
     box = await outboxOf(id);
     if (box.pending > 0) await sleep(200);
   }
-  const rows = await waitFor(() => d1Rows(id), (r) => r.length >= box.ledgerIds.length, timeoutMs);
+  const rows = await waitFor(
+    () => d1Rows(id),
+    (r) => r.length >= box.ledgerIds.length,
+    timeoutMs,
+  );
   return { box, rows };
 }
 

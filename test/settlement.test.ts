@@ -15,12 +15,22 @@ import {
   runInDurableObject,
 } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import type { AccountDO } from "../durable-objects/account";
+import type { AccountDO } from "../durable-objects/account/object";
 import worker from "../worker/index";
 import { settleBatch } from "../worker/settlement/consumer";
 import type { SettlementMessage } from "../worker/settlement/messages";
 import { account, addCredits, ADMIN, call, consume, CREDIT, HOUR, T0, uid } from "./helpers";
-import { d1Rows, drainAccount, LEDGER_KINDS, ledgerAll, outboxOf, reconciliation, sleep, stubFor, waitFor } from "./settle-helpers";
+import {
+  d1Rows,
+  drainAccount,
+  LEDGER_KINDS,
+  ledgerAll,
+  outboxOf,
+  reconciliation,
+  sleep,
+  stubFor,
+  waitFor,
+} from "./settle-helpers";
 
 const SEC = 1000;
 type Sender = AccountDO["settlement"];
@@ -121,9 +131,19 @@ async function someActivity(id: string, t0 = T0) {
   expect((await addCredits(id, { amount: 3 * CREDIT, kind: "purchase" }, { now: t0 })).status).toBe(201);
   expect((await consume(id, { product: "codex", cost: CREDIT }, { now: t0 + SEC })).status).toBe(200);
   expect((await consume(id, { product: "codex", cost: 1.5 * CREDIT }, { now: t0 + 2 * SEC })).status).toBe(200); // window 1 + grant 0.5
-  const h = await call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost: 2 * CREDIT }, { now: t0 + 3 * SEC });
+  const h = await call(
+    "POST",
+    `/v1/accounts/${id}/holds`,
+    { product: "codex", cost: 2 * CREDIT },
+    { now: t0 + 3 * SEC },
+  );
   expect(h.status).toBe(201);
-  const s = await call("POST", `/v1/accounts/${id}/holds/${h.body.holdId}/settle`, { cost: 0.5 * CREDIT }, { now: t0 + 4 * SEC });
+  const s = await call(
+    "POST",
+    `/v1/accounts/${id}/holds/${h.body.holdId}/settle`,
+    { cost: 0.5 * CREDIT },
+    { now: t0 + 4 * SEC },
+  );
   expect(s.status).toBe(200);
 }
 
@@ -208,7 +228,8 @@ describe("a queue send that throws", () => {
         return original.sendBatch(msgs, opts);
       },
     }));
-    for (let i = 0; i < 12; i++) expect((await consume(id, { product: "codex", cost: 0.1 * CREDIT }, { now: T0 + i * SEC })).status).toBe(200);
+    for (let i = 0; i < 12; i++)
+      expect((await consume(id, { product: "codex", cost: 0.1 * CREDIT }, { now: T0 + i * SEC })).status).toBe(200);
     await restore();
     const { rows } = await expectLedgerComplete(id);
     expect(rows.filter((r) => r.kind === "charge")).toHaveLength(12);
@@ -222,19 +243,45 @@ describe("the outbox alarm", () => {
     const stub = stubFor(id);
     expect((await consume(id, { product: "codex", cost: CREDIT }, { now: T0 })).status).toBe(200);
     // the first charge is sent and settled
-    expect((await waitFor(() => outboxOf(id), (b) => b.pending === 0)).pending).toBe(0);
-    expect((await waitFor(() => d1Rows(id), (r) => r.length === 1)).length).toBe(1);
+    expect(
+      (
+        await waitFor(
+          () => outboxOf(id),
+          (b) => b.pending === 0,
+        )
+      ).pending,
+    ).toBe(0);
+    expect(
+      (
+        await waitFor(
+          () => d1Rows(id),
+          (r) => r.length === 1,
+        )
+      ).length,
+    ).toBe(1);
     // the object's alarm comes round (it is set for every write) and finds the outbox empty
     expect(await runDurableObjectAlarm(stub)).toBe(true);
 
     // a later charge must still reach the ledger: on its own, or at the latest by the next alarm
     const second = await consume(id, { product: "codex", cost: 0.5 * CREDIT }, { now: T0 + SEC });
     expect(second.status).toBe(200);
-    await waitFor(() => outboxOf(id), (b) => b.pending === 0, 3_000);
+    await waitFor(
+      () => outboxOf(id),
+      (b) => b.pending === 0,
+      3_000,
+    );
     await runDurableObjectAlarm(stub);
-    const box = await waitFor(() => outboxOf(id), (b) => b.pending === 0, 3_000);
+    const box = await waitFor(
+      () => outboxOf(id),
+      (b) => b.pending === 0,
+      3_000,
+    );
     expect(box.pending, "outbox rows left unsent while the object stays alive").toBe(0);
-    const rows = await waitFor(() => d1Rows(id), (r) => r.length === 2, 5_000);
+    const rows = await waitFor(
+      () => d1Rows(id),
+      (r) => r.length === 2,
+      5_000,
+    );
     expect(rows.map((r) => r.amount).sort((a, b) => a - b)).toEqual([0.5 * CREDIT, CREDIT]);
   });
 });
@@ -261,12 +308,18 @@ describe("the consumer", () => {
     expect(r2.retryMessages).toEqual([]);
     expect(r2.explicitAcks.sort()).toEqual(second.messages.map((m) => m.id).sort());
 
-    const { results: dupes } = await env.DB.prepare("SELECT id, COUNT(*) AS n FROM ledger WHERE account_id = ? GROUP BY id HAVING n > 1").bind(id).all();
+    const { results: dupes } = await env.DB.prepare(
+      "SELECT id, COUNT(*) AS n FROM ledger WHERE account_id = ? GROUP BY id HAVING n > 1",
+    )
+      .bind(id)
+      .all();
     expect(dupes).toEqual([]);
     const rows = await d1Rows(id);
     expect(rows.map((r) => r.id).sort()).toEqual(ledgerMsgs.map(msgId).sort());
     const events = captured.filter((m) => m.type === "event");
-    const { results: ev } = await env.DB.prepare("SELECT COUNT(*) AS n FROM events WHERE account_id = ?").bind(id).all<{ n: number }>();
+    const { results: ev } = await env.DB.prepare("SELECT COUNT(*) AS n FROM events WHERE account_id = ?")
+      .bind(id)
+      .all<{ n: number }>();
     expect(ev[0].n).toBe(events.length);
     await expectReconciled(id);
   });
@@ -293,7 +346,9 @@ describe("the consumer", () => {
     const captured = await capturedActivity(id);
     const batch = batchOf(captured);
     // the failing message: the second ledger entry in the batch
-    const failIndex = captured.findIndex((m, i) => m.type === "ledger" && captured.slice(0, i).some((x) => x.type === "ledger"));
+    const failIndex = captured.findIndex(
+      (m, i) => m.type === "ledger" && captured.slice(0, i).some((x) => x.type === "ledger"),
+    );
     expect(failIndex).toBeGreaterThan(0);
     // call 1 is the whole batch; call k + 2 is message k on its own
     const flaky = flakyEnv((n) => (n === 1 || n === failIndex + 2 ? "fail" : "ok"));
@@ -304,11 +359,18 @@ describe("the consumer", () => {
     // retried with a backoff delay, which grows with the attempts
     const firstDelay = r.delays.get(failedId) ?? 0;
     expect(firstDelay).toBeGreaterThan(0);
-    const later = createMessageBatch<SettlementMessage>("settlement", [{ id: failedId, timestamp: new Date(), attempts: 4, body: captured[failIndex] }]);
+    const later = createMessageBatch<SettlementMessage>("settlement", [
+      { id: failedId, timestamp: new Date(), attempts: 4, body: captured[failIndex] },
+    ]);
     const rLater = await deliver(later, flakyEnv(() => "fail").env);
     expect(rLater.retryMessages.map((m) => m.msgId)).toEqual([failedId]);
     expect(rLater.delays.get(failedId) ?? 0).toBeGreaterThan(firstDelay);
-    expect(r.explicitAcks.sort()).toEqual(batch.messages.filter((m) => m.id !== failedId).map((m) => m.id).sort());
+    expect(r.explicitAcks.sort()).toEqual(
+      batch.messages
+        .filter((m) => m.id !== failedId)
+        .map((m) => m.id)
+        .sort(),
+    );
 
     // everything but the failed entry is settled
     const ledgerIds = captured.filter((m) => m.type === "ledger").map(msgId);
@@ -355,7 +417,9 @@ describe("the consumer", () => {
     const flaky = flakyEnv((n) => (n <= 2 ? "fail-after-commit" : "ok"));
     const r = await deliver(batch, flaky.env);
     expect(r.retryMessages.map((m) => m.msgId)).toEqual([batch.messages[0].id]);
-    const again = createMessageBatch<SettlementMessage>("settlement", [{ id: batch.messages[0].id, timestamp: new Date(), attempts: 2, body: captured[0] }]);
+    const again = createMessageBatch<SettlementMessage>("settlement", [
+      { id: batch.messages[0].id, timestamp: new Date(), attempts: 2, body: captured[0] },
+    ]);
     expect((await deliver(again)).explicitAcks).toEqual([batch.messages[0].id]);
     const rows = await d1Rows(id);
     expect(rows.length).toBe(captured.filter((m) => m.type === "ledger").length);
@@ -432,7 +496,12 @@ describe("an object evicted between commit and send", () => {
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     await expectLedgerComplete(id);
     const entries = await ledgerAll(id);
-    expect(entries.filter((e) => e.kind === "charge").map((e) => e.decisionId).sort()).toEqual([r.body.decisionId, c.body.decisionId].sort());
+    expect(
+      entries
+        .filter((e) => e.kind === "charge")
+        .map((e) => e.decisionId)
+        .sort(),
+    ).toEqual([r.body.decisionId, c.body.decisionId].sort());
     await expectReconciled(id);
   });
 });
@@ -479,7 +548,10 @@ describe("a random workload", () => {
       const holds: string[] = [];
       const expectStatus = (op: string, r: { status: number; body: any }, ok: number[]) => {
         count(`${op}:${r.status}`);
-        if (!ok.includes(r.status)) unexpected.push(`${id} ${op} at ${new Date(now).toISOString()} → ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`);
+        if (!ok.includes(r.status))
+          unexpected.push(
+            `${id} ${op} at ${new Date(now).toISOString()} → ${r.status} ${JSON.stringify(r.body).slice(0, 300)}`,
+          );
       };
       for (let i = 0; i < OPS; i++) {
         now += int(0, 120) * SEC;
@@ -495,16 +567,29 @@ describe("a random workload", () => {
           if (kind === "entitlement" && rng() < 0.5) body.products = [product];
           expectStatus("credits", await addCredits(id, body, { now }), [201]);
         } else if (dice < 0.62) {
-          const r = await call("POST", `/v1/accounts/${id}/holds`, { product, cost: int(50_000, 2_000_000), ttlSeconds: int(30, 3600) }, { now });
+          const r = await call(
+            "POST",
+            `/v1/accounts/${id}/holds`,
+            { product, cost: int(50_000, 2_000_000), ttlSeconds: int(30, 3600) },
+            { now },
+          );
           expectStatus("hold", r, [201, 429]);
           if (r.status === 201) holds.push(r.body.holdId);
         } else if (dice < 0.77 && holds.length > 0) {
           const h = holds.splice(Math.floor(rng() * holds.length), 1)[0];
           // 409 when the hold already expired at its TTL
-          expectStatus("settle", await call("POST", `/v1/accounts/${id}/holds/${h}/settle`, { cost: int(10_000, 3_000_000) }, { now }), [200, 409]);
+          expectStatus(
+            "settle",
+            await call("POST", `/v1/accounts/${id}/holds/${h}/settle`, { cost: int(10_000, 3_000_000) }, { now }),
+            [200, 409],
+          );
         } else if (dice < 0.83 && holds.length > 0) {
           const h = holds.splice(Math.floor(rng() * holds.length), 1)[0];
-          expectStatus("release", await call("POST", `/v1/accounts/${id}/holds/${h}/release`, undefined, { now }), [200, 409]);
+          expectStatus(
+            "release",
+            await call("POST", `/v1/accounts/${id}/holds/${h}/release`, undefined, { now }),
+            [200, 409],
+          );
         } else if (dice < 0.86) {
           // the object's alarm comes round at any time (expiries, pruning, outbox retries)
           await runDurableObjectAlarm(stubFor(id));
@@ -516,14 +601,25 @@ describe("a random workload", () => {
           await evictDurableObject(stubFor(id));
           count("evict");
         } else if (dice < 0.92) {
-          expectStatus("refund", await call("POST", `/v1/admin/accounts/${id}/refunds`, { amount: int(10_000, 1_000_000), reason: "workload" }, { now, token: ADMIN }), [201]);
+          expectStatus(
+            "refund",
+            await call(
+              "POST",
+              `/v1/admin/accounts/${id}/refunds`,
+              { amount: int(10_000, 1_000_000), reason: "workload" },
+              { now, token: ADMIN },
+            ),
+            [201],
+          );
         } else {
           const r = await account(id, now);
           expectStatus("account", r, [200]);
           if (r.status === 200) {
             if (r.body.credits.balance < 0) unexpected.push(`${id} negative balance ${r.body.credits.balance}`);
             for (const p of Object.values(r.body.products) as any[])
-              for (const w of [p.fiveHour, p.weekly]) if (w.used > w.limit || w.remaining < 0) unexpected.push(`${id} window over limit ${JSON.stringify(w)}`);
+              for (const w of [p.fiveHour, p.weekly])
+                if (w.used > w.limit || w.remaining < 0)
+                  unexpected.push(`${id} window over limit ${JSON.stringify(w)}`);
           }
         }
         count("ops");
@@ -562,7 +658,11 @@ describe("GET /v1/accounts/{id}/ledger", () => {
     const g = await addCredits(id, { amount: 5 * CREDIT, kind: "purchase" }, { now: T0 });
     expect(g.status).toBe(201);
     const c1 = await consume(id, { product: "codex", cost: CREDIT }, { now: T0 + SEC });
-    const c2 = await consume(id, { product: "codex", usage: { model: "gpt-5-codex", outputTokens: 200_000 } }, { now: T0 + 2 * SEC }); // 2 credits: window 1 + grant 1
+    const c2 = await consume(
+      id,
+      { product: "codex", usage: { model: "gpt-5-codex", outputTokens: 200_000 } },
+      { now: T0 + 2 * SEC },
+    ); // 2 credits: window 1 + grant 1
     expect([c1.status, c2.status]).toEqual([200, 200]);
     expect(c2.body.sources).toEqual([
       { layer: "window", amount: CREDIT },
@@ -570,8 +670,16 @@ describe("GET /v1/accounts/{id}/ledger", () => {
     ]);
     const h = await call("POST", `/v1/accounts/${id}/holds`, { product: "codex", cost: CREDIT }, { now: T0 + 3 * SEC });
     expect(h.status).toBe(201);
-    expect((await call("POST", `/v1/accounts/${id}/holds/${h.body.holdId}/release`, undefined, { now: T0 + 4 * SEC })).status).toBe(200);
-    const rf = await call("POST", `/v1/admin/accounts/${id}/refunds`, { amount: 300_000, reason: "goodwill" }, { now: T0 + 5 * SEC });
+    expect(
+      (await call("POST", `/v1/accounts/${id}/holds/${h.body.holdId}/release`, undefined, { now: T0 + 4 * SEC }))
+        .status,
+    ).toBe(200);
+    const rf = await call(
+      "POST",
+      `/v1/admin/accounts/${id}/refunds`,
+      { amount: 300_000, reason: "goodwill" },
+      { now: T0 + 5 * SEC },
+    );
     expect(rf.status).toBe(201);
 
     const { box } = await expectLedgerComplete(id);
@@ -589,7 +697,19 @@ describe("GET /v1/accounts/{id}/ledger", () => {
       expect(e.amount).toBeGreaterThan(0);
       expect(typeof e.id).toBe("string");
       expect(new Date(e.createdAt).toISOString()).toBe(e.createdAt);
-      for (const k of Object.keys(e)) expect(["id", "kind", "amount", "layer", "product", "grantId", "decisionId", "holdId", "rateCardVersion", "createdAt"]).toContain(k);
+      for (const k of Object.keys(e))
+        expect([
+          "id",
+          "kind",
+          "amount",
+          "layer",
+          "product",
+          "grantId",
+          "decisionId",
+          "holdId",
+          "rateCardVersion",
+          "createdAt",
+        ]).toContain(k);
       if (e.kind === "charge") expect(["window", "grant", "flex"]).toContain(e.layer);
       if (e.layer === "grant") expect(e.grantId).toBe(g.body.id);
     }
@@ -598,9 +718,15 @@ describe("GET /v1/accounts/{id}/ledger", () => {
     expect(times).toEqual([...times].sort((a, b) => a - b));
     // one charge entry per layer that paid, tied to its decision
     const c2Charges = entries.filter((e) => e.kind === "charge" && e.decisionId === c2.body.decisionId);
-    expect(c2Charges.map((e) => [e.layer, e.amount]).sort()).toEqual([["grant", CREDIT], ["window", CREDIT]]);
+    expect(c2Charges.map((e) => [e.layer, e.amount]).sort()).toEqual([
+      ["grant", CREDIT],
+      ["window", CREDIT],
+    ]);
     expect(c2Charges.every((e) => e.rateCardVersion === c2.body.rateCardVersion)).toBe(true);
-    expect(entries.filter((e) => e.kind === "grant").map((e) => [e.grantId, e.amount])).toContainEqual([g.body.id, 5 * CREDIT]);
+    expect(entries.filter((e) => e.kind === "grant").map((e) => [e.grantId, e.amount])).toContainEqual([
+      g.body.id,
+      5 * CREDIT,
+    ]);
     expect(entries.filter((e) => e.kind === "refund").map((e) => e.amount)).toEqual([300_000]);
     expect(sumOf(entries.filter((e) => e.kind === "hold"))).toBe(CREDIT);
     expect(sumOf(entries.filter((e) => e.kind === "release" && e.holdId === h.body.holdId))).toBe(CREDIT);

@@ -5,8 +5,8 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { catalog, FIVE_HOURS_MS, WEEK_MS, type Product } from "../worker/catalog";
-import { ApiError } from "../worker/errors";
-import { priceUsage } from "../worker/core/pricing";
+import { ERROR_STATUS } from "../worker/http/errors";
+import { type Priced, type Pricing, priceUsage as pricing } from "../worker/core/pricing";
 import {
   allocate,
   burnDownOrder,
@@ -38,7 +38,11 @@ function win(kind: "fiveHour" | "weekly", limit: number, used: number, openedAt:
 }
 
 /** go-plan codex windows: 2 credits / 5 h, 10 credits / week. */
-function goWindows(fiveUsed = 0, weeklyUsed = fiveUsed, openedAt: number | null = fiveUsed || weeklyUsed ? NOW - HOUR : null) {
+function goWindows(
+  fiveUsed = 0,
+  weeklyUsed = fiveUsed,
+  openedAt: number | null = fiveUsed || weeklyUsed ? NOW - HOUR : null,
+) {
   return { fiveHour: win("fiveHour", 2 * C, fiveUsed, openedAt), weekly: win("weekly", 10 * C, weeklyUsed, openedAt) };
 }
 
@@ -47,11 +51,29 @@ const exhausted = () => goWindows(2 * C, 2 * C);
 
 let gid = 0;
 function grant(p: Partial<GrantState> = {}): GrantState {
-  return { id: `g${gid++}`, kind: "purchase", priority: 30, products: null, remaining: C, expiresAt: null, createdAt: NOW - DAY, ...p };
+  return {
+    id: `g${gid++}`,
+    kind: "purchase",
+    priority: 30,
+    products: null,
+    remaining: C,
+    expiresAt: null,
+    createdAt: NOW - DAY,
+    ...p,
+  };
 }
 
 function input(p: Partial<WaterfallInput> = {}): WaterfallInput {
-  return { now: NOW, product: "codex", windows: goWindows(), grants: [], flex: null, creditsPaused: false, spendCapRemaining: null, ...p };
+  return {
+    now: NOW,
+    product: "codex",
+    windows: goWindows(),
+    grants: [],
+    flex: null,
+    creditsPaused: false,
+    spendCapRemaining: null,
+    ...p,
+  };
 }
 
 const sum = (xs: readonly { amount: number }[]) => xs.reduce((s, x) => s + x.amount, 0);
@@ -64,7 +86,8 @@ function allowed(d: Decision): Extract<Decision, { allowed: true }> {
   expect(d.allowed, JSON.stringify(d)).toBe(true);
   return d as Extract<Decision, { allowed: true }>;
 }
-const nextMidnight = (ms: number) => Date.UTC(new Date(ms).getUTCFullYear(), new Date(ms).getUTCMonth(), new Date(ms).getUTCDate() + 1);
+const nextMidnight = (ms: number) =>
+  Date.UTC(new Date(ms).getUTCFullYear(), new Date(ms).getUTCMonth(), new Date(ms).getUTCDate() + 1);
 
 // ───────────────────────── burn-down order ─────────────────────────
 
@@ -102,7 +125,12 @@ describe("burn-down order (SPEC §4.2)", () => {
     const old = grant({ expiresAt: exp, createdAt: NOW - 2 * HOUR });
     const oldNever = grant({ expiresAt: null, createdAt: NOW - 5 * HOUR });
     const youngNever = grant({ expiresAt: null, createdAt: NOW - 4 * HOUR });
-    expect(spendableGrants([youngNever, young, oldNever, old], "codex", NOW).map((g) => g.id)).toEqual([old.id, young.id, oldNever.id, youngNever.id]);
+    expect(spendableGrants([youngNever, young, oldNever, old], "codex", NOW).map((g) => g.id)).toEqual([
+      old.id,
+      young.id,
+      oldNever.id,
+      youngNever.id,
+    ]);
   });
 
   it("burnDownOrder is a consistent total order (antisymmetric, transitive through sorting)", () => {
@@ -138,7 +166,9 @@ describe("burn-down order (SPEC §4.2)", () => {
     const empty = grant({ remaining: 0 });
     const soraOnly = grant({ products: ["sora"] });
     const live = grant({ expiresAt: NOW + 1 });
-    expect(spendableGrants([expiredNow, expiredBefore, empty, soraOnly, live], "codex", NOW).map((g) => g.id)).toEqual([live.id]);
+    expect(spendableGrants([expiredNow, expiredBefore, empty, soraOnly, live], "codex", NOW).map((g) => g.id)).toEqual([
+      live.id,
+    ]);
   });
 });
 
@@ -159,7 +189,11 @@ describe("product-restricted grants", () => {
     const d = denied(decide(input({ windows: exhausted(), grants: [soraOnly] }), C));
     expect(d.reason).toBe("limit_reached");
     // and the same grant serves sora
-    const soraIn = input({ product: "sora", windows: { fiveHour: win("fiveHour", C, C, NOW - HOUR), weekly: win("weekly", 5 * C, C, NOW - HOUR) }, grants: [soraOnly] });
+    const soraIn = input({
+      product: "sora",
+      windows: { fiveHour: win("fiveHour", C, C, NOW - HOUR), weekly: win("weekly", 5 * C, C, NOW - HOUR) },
+      grants: [soraOnly],
+    });
     expect(allowed(decide(soraIn, C)).sources).toEqual([{ layer: "grant", grantId: soraOnly.id, amount: C }]);
   });
 
@@ -176,15 +210,24 @@ describe("product-restricted grants", () => {
 
 describe("window capacity = min(5h remaining, weekly remaining)", () => {
   it("the tighter window binds", () => {
-    const w = { fiveHour: win("fiveHour", 2 * C, cr(0.5), NOW - HOUR), weekly: win("weekly", 10 * C, cr(9.2), NOW - DAY) };
+    const w = {
+      fiveHour: win("fiveHour", 2 * C, cr(0.5), NOW - HOUR),
+      weekly: win("weekly", 10 * C, cr(9.2), NOW - DAY),
+    };
     expect(windowCapacity(w)).toBe(cr(0.8));
-    const w2 = { fiveHour: win("fiveHour", 2 * C, cr(1.9), NOW - HOUR), weekly: win("weekly", 10 * C, 3 * C, NOW - DAY) };
+    const w2 = {
+      fiveHour: win("fiveHour", 2 * C, cr(1.9), NOW - HOUR),
+      weekly: win("weekly", 10 * C, 3 * C, NOW - DAY),
+    };
     expect(windowCapacity(w2)).toBe(cr(0.1));
   });
 
   it("a charge takes the window part first, then credits", () => {
     const g = grant();
-    const w = { fiveHour: win("fiveHour", 2 * C, cr(0.5), NOW - HOUR), weekly: win("weekly", 10 * C, cr(9.2), NOW - DAY) };
+    const w = {
+      fiveHour: win("fiveHour", 2 * C, cr(0.5), NOW - HOUR),
+      weekly: win("weekly", 10 * C, cr(9.2), NOW - DAY),
+    };
     const d = allowed(decide(input({ windows: w, grants: [g] }), C));
     expect(d.sources).toEqual([
       { layer: "window", amount: cr(0.8) },
@@ -202,7 +245,9 @@ describe("window capacity = min(5h remaining, weekly remaining)", () => {
     expect(w.fiveHour.remaining).toBe(0);
     expect(windowCapacity(w)).toBe(0);
     const g = grant();
-    expect(allowed(decide(input({ windows: w, grants: [g] }), cr(0.5))).sources).toEqual([{ layer: "grant", grantId: g.id, amount: cr(0.5) }]);
+    expect(allowed(decide(input({ windows: w, grants: [g] }), cr(0.5))).sources).toEqual([
+      { layer: "grant", grantId: g.id, amount: cr(0.5) },
+    ]);
   });
 
   it("currentWindow: open until openedAt + length, closed and empty from then on", () => {
@@ -210,14 +255,32 @@ describe("window capacity = min(5h remaining, weekly remaining)", () => {
     expect(currentWindow({ openedAt: opened, used: 7 }, "fiveHour", NOW)).toEqual({ openedAt: opened, used: 7 });
     expect(currentWindow({ openedAt: opened, used: 7 }, "fiveHour", NOW + 1)).toEqual({ openedAt: null, used: 0 });
     expect(currentWindow({ openedAt: opened, used: 7 }, "weekly", NOW + 1)).toEqual({ openedAt: opened, used: 7 });
-    expect(currentWindow({ openedAt: opened, used: 7 }, "weekly", opened + WEEK_MS)).toEqual({ openedAt: null, used: 0 });
+    expect(currentWindow({ openedAt: opened, used: 7 }, "weekly", opened + WEEK_MS)).toEqual({
+      openedAt: null,
+      used: 0,
+    });
   });
 
   it("viewWindow: resetsAt = openedAt + length, null while closed", () => {
     const opened = NOW - HOUR;
-    expect(viewWindow({ openedAt: opened, used: C }, "fiveHour", 2 * C, NOW)).toEqual({ limit: 2 * C, used: C, remaining: C, resetsAt: opened + FIVE_HOURS_MS });
-    expect(viewWindow({ openedAt: opened, used: C }, "weekly", 10 * C, NOW)).toEqual({ limit: 10 * C, used: C, remaining: 9 * C, resetsAt: opened + WEEK_MS });
-    expect(viewWindow({ openedAt: opened, used: C }, "fiveHour", 2 * C, opened + FIVE_HOURS_MS)).toEqual({ limit: 2 * C, used: 0, remaining: 2 * C, resetsAt: null });
+    expect(viewWindow({ openedAt: opened, used: C }, "fiveHour", 2 * C, NOW)).toEqual({
+      limit: 2 * C,
+      used: C,
+      remaining: C,
+      resetsAt: opened + FIVE_HOURS_MS,
+    });
+    expect(viewWindow({ openedAt: opened, used: C }, "weekly", 10 * C, NOW)).toEqual({
+      limit: 10 * C,
+      used: C,
+      remaining: 9 * C,
+      resetsAt: opened + WEEK_MS,
+    });
+    expect(viewWindow({ openedAt: opened, used: C }, "fiveHour", 2 * C, opened + FIVE_HOURS_MS)).toEqual({
+      limit: 2 * C,
+      used: 0,
+      remaining: 2 * C,
+      resetsAt: null,
+    });
   });
 
   it("chargeWindow opens a closed window at now and accumulates in an open one", () => {
@@ -255,7 +318,9 @@ describe("all-or-nothing and denial reasons", () => {
   });
 
   it("limit_reached when the windows are exhausted and there are no credits at all", () => {
-    const d = denied(decide(input({ windows: exhausted(), grants: [grant({ expiresAt: NOW - 1 }), grant({ remaining: 0 })] }), 1));
+    const d = denied(
+      decide(input({ windows: exhausted(), grants: [grant({ expiresAt: NOW - 1 }), grant({ remaining: 0 })] }), 1),
+    );
     expect(d.reason).toBe("limit_reached");
     expect(d.offer).toBe("add_credits");
   });
@@ -298,7 +363,9 @@ describe("all-or-nothing and denial reasons", () => {
       { layer: "grant", grantId: g.id, amount: cr(0.5) },
       { layer: "flex", amount: C },
     ]);
-    expect(denied(decide(input({ windows: exhausted(), grants: [g], flex }), cr(1.5) + 1)).reason).toBe("insufficient_credits");
+    expect(denied(decide(input({ windows: exhausted(), grants: [g], flex }), cr(1.5) + 1)).reason).toBe(
+      "insufficient_credits",
+    );
   });
 });
 
@@ -334,7 +401,10 @@ describe("resetsAt and retryAfterSeconds: the earliest window end that frees eno
 
   it("a 5-hour end that frees too little is skipped for the weekly end", () => {
     // 5h exhausted, weekly has 1 C left: at the 5h end capacity is min(2, 1) = 1 C < 1.5 C
-    const w = { fiveHour: win("fiveHour", 2 * C, 2 * C, NOW - HOUR), weekly: win("weekly", 10 * C, 9 * C, NOW - 2 * DAY) };
+    const w = {
+      fiveHour: win("fiveHour", 2 * C, 2 * C, NOW - HOUR),
+      weekly: win("weekly", 10 * C, 9 * C, NOW - 2 * DAY),
+    };
     const d = denied(decide(input({ windows: w }), cr(1.5)));
     expect(d.resetsAt).toBe(NOW - 2 * DAY + WEEK_MS);
     // but 1 C is relieved by the 5h end
@@ -368,7 +438,10 @@ describe("resetsAt and retryAfterSeconds: the earliest window end that frees eno
     expect(early.resetsAt).toBe(NOW - HOUR + FIVE_HOURS_MS);
     // at 22:00 UTC the 5h window ends after midnight: midnight wins
     const late = NOW + 12 * HOUR;
-    const w = { fiveHour: win("fiveHour", 2 * C, 2 * C, late - HOUR, late), weekly: win("weekly", 10 * C, 2 * C, late - HOUR, late) };
+    const w = {
+      fiveHour: win("fiveHour", 2 * C, 2 * C, late - HOUR, late),
+      weekly: win("weekly", 10 * C, 2 * C, late - HOUR, late),
+    };
     const d = denied(decide(input({ now: late, windows: w, grants: [g], spendCapRemaining: 0 }), C));
     expect(d.reason).toBe("spend_cap");
     expect(d.resetsAt).toBe(nextMidnight(late));
@@ -411,7 +484,11 @@ describe("settleReservation", () => {
     const arbSources = fc.array(
       fc.oneof(
         fc.record({ layer: fc.constant("window" as const), amount: fc.integer({ min: 1, max: 10 * C }) }),
-        fc.record({ layer: fc.constant("grant" as const), grantId: fc.string({ minLength: 1, maxLength: 4 }), amount: fc.integer({ min: 1, max: 10 * C }) }),
+        fc.record({
+          layer: fc.constant("grant" as const),
+          grantId: fc.string({ minLength: 1, maxLength: 4 }),
+          amount: fc.integer({ min: 1, max: 10 * C }),
+        }),
         fc.record({ layer: fc.constant("flex" as const), amount: fc.integer({ min: 1, max: 10 * C }) }),
       ),
       { maxLength: 6 },
@@ -443,13 +520,20 @@ describe("pricing: cost = ceil(Σ units × rate / 1e6)", () => {
 
   it("prices exact and fractional amounts, rounding the sum up once (not each meter)", () => {
     const u1 = { inputTokens: 1000 };
-    expect(priceUsage(rc, "codex", { model: "gpt-5-codex", ...u1 })).toEqual({ cost: expected(rates, u1), rateCardVersion: rc.version });
+    expect(priceUsage(rc, "codex", { model: "gpt-5-codex", ...u1 })).toEqual({
+      cost: expected(rates, u1),
+      rateCardVersion: rc.version,
+    });
     // 1 input + 1 cached input token: each below 1 µcr but summing to one fraction, ceil once
     const u2 = { inputTokens: 1, cachedInputTokens: 1 };
     const p2 = priceUsage(rc, "codex", { model: "gpt-5-codex", ...u2 });
     expect(p2.cost).toBe(expected(rates, u2));
     const perMeterCeil = Math.ceil(rates.inputTokens / 1e6) + Math.ceil(rates.cachedInputTokens / 1e6);
-    if ((rates.inputTokens % 1e6) + (rates.cachedInputTokens % 1e6) <= 1e6 && rates.inputTokens % 1e6 !== 0 && rates.cachedInputTokens % 1e6 !== 0)
+    if (
+      (rates.inputTokens % 1e6) + (rates.cachedInputTokens % 1e6) <= 1e6 &&
+      rates.inputTokens % 1e6 !== 0 &&
+      rates.cachedInputTokens % 1e6 !== 0
+    )
       expect(p2.cost).toBeLessThan(perMeterCeil);
   });
 
@@ -458,10 +542,20 @@ describe("pricing: cost = ceil(Σ units × rate / 1e6)", () => {
   });
 
   it("property: matches the formula for every model and meter mix", () => {
-    const models = Object.entries(rc.products).flatMap(([product, ms]) => Object.entries(ms).map(([model, r]) => ({ product: product as Product, model, r: r as Record<string, number> })));
-    const arb = fc.constantFrom(...models).chain((m) =>
-      fc.record(Object.fromEntries(Object.keys(m.r).map((meter) => [meter, fc.integer({ min: 0, max: 50_000_000 })])) as Record<string, fc.Arbitrary<number>>).map((u) => ({ ...m, u })),
+    const models = Object.entries(rc.products).flatMap(([product, ms]) =>
+      Object.entries(ms).map(([model, r]) => ({ product: product as Product, model, r: r as Record<string, number> })),
     );
+    const arb = fc
+      .constantFrom(...models)
+      .chain((m) =>
+        fc
+          .record(
+            Object.fromEntries(
+              Object.keys(m.r).map((meter) => [meter, fc.integer({ min: 0, max: 50_000_000 })]),
+            ) as Record<string, fc.Arbitrary<number>>,
+          )
+          .map((u) => ({ ...m, u })),
+      );
     fc.assert(
       fc.property(arb, ({ product, model, r, u }) => {
         fc.pre(Object.values(u).some((n) => n > 0));
@@ -472,37 +566,39 @@ describe("pricing: cost = ceil(Σ units × rate / 1e6)", () => {
     );
   });
 
-  const rejects = (f: () => unknown) => {
-    try {
-      f();
-    } catch (e) {
-      expect(e).toBeInstanceOf(ApiError);
-      expect((e as ApiError).code).toBe("invalid_request");
-      expect((e as ApiError).status).toBe(400);
-      return;
-    }
-    throw new Error("expected an invalid_request ApiError");
+  /** The price, where the usage can be priced. */
+  const priceUsage = (...args: Parameters<typeof pricing>): Priced => {
+    const p = pricing(...args);
+    if (!p.ok) throw new Error(`expected a price, got ${p.refusal.code}: ${p.refusal.message}`);
+    return p.value;
+  };
+  /** Pricing refuses (a value, never a throw) with invalid_request, which the API answers as 400. */
+  const rejects = (f: () => Pricing<Priced>) => {
+    const p = f();
+    if (p.ok) throw new Error("expected an invalid_request refusal");
+    expect(p.refusal.code).toBe("invalid_request");
+    expect(ERROR_STATUS[p.refusal.code]).toBe(400);
   };
 
   it("an unknown model, a model of another product, or an unknown product is invalid_request", () => {
-    rejects(() => priceUsage(rc, "codex", { model: "gpt-0-nope", inputTokens: 10 }));
-    rejects(() => priceUsage(rc, "codex", { model: "sora-2", videoSeconds: 10 }));
-    rejects(() => priceUsage(rc, "gemini" as Product, { model: "gpt-5-codex", inputTokens: 10 }));
+    rejects(() => pricing(rc, "codex", { model: "gpt-0-nope", inputTokens: 10 }));
+    rejects(() => pricing(rc, "codex", { model: "sora-2", videoSeconds: 10 }));
+    rejects(() => pricing(rc, "gemini" as Product, { model: "gpt-5-codex", inputTokens: 10 }));
   });
 
   it("a meter the model does not accept, or an unknown meter, is invalid_request", () => {
-    rejects(() => priceUsage(rc, "codex", { model: "gpt-5-codex", videoSeconds: 10 }));
-    rejects(() => priceUsage(rc, "sora", { model: "sora-2", outputTokens: 10 }));
-    rejects(() => priceUsage(rc, "codex", { model: "gpt-5-codex", audioSeconds: 10 } as never));
+    rejects(() => pricing(rc, "codex", { model: "gpt-5-codex", videoSeconds: 10 }));
+    rejects(() => pricing(rc, "sora", { model: "sora-2", outputTokens: 10 }));
+    rejects(() => pricing(rc, "codex", { model: "gpt-5-codex", audioSeconds: 10 } as never));
   });
 
   it("negative, fractional or unsafe units, no units, or a price above the safe range are invalid_request", () => {
-    rejects(() => priceUsage(rc, "codex", { model: "gpt-5-codex", inputTokens: -1 }));
-    rejects(() => priceUsage(rc, "codex", { model: "gpt-5-codex", inputTokens: 1.5 }));
-    rejects(() => priceUsage(rc, "codex", { model: "gpt-5-codex", inputTokens: 2 ** 53 }));
-    rejects(() => priceUsage(rc, "codex", { model: "gpt-5-codex" }));
-    rejects(() => priceUsage(rc, "codex", { model: "gpt-5-codex", inputTokens: 0 }));
-    rejects(() => priceUsage(rc, "sora", { model: "sora-2-pro", videoSeconds: Number.MAX_SAFE_INTEGER }));
+    rejects(() => pricing(rc, "codex", { model: "gpt-5-codex", inputTokens: -1 }));
+    rejects(() => pricing(rc, "codex", { model: "gpt-5-codex", inputTokens: 1.5 }));
+    rejects(() => pricing(rc, "codex", { model: "gpt-5-codex", inputTokens: 2 ** 53 }));
+    rejects(() => pricing(rc, "codex", { model: "gpt-5-codex" }));
+    rejects(() => pricing(rc, "codex", { model: "gpt-5-codex", inputTokens: 0 }));
+    rejects(() => pricing(rc, "sora", { model: "sora-2-pro", videoSeconds: Number.MAX_SAFE_INTEGER }));
   });
 });
 
@@ -536,14 +632,19 @@ describe("decide: properties", () => {
     product: fc.constantFrom("codex" as const, "sora" as const),
     windows: fc.record({ fiveHour: arbWindow("fiveHour"), weekly: arbWindow("weekly") }),
     grants: arbGrants,
-    flex: fc.option(fc.record({ limit: fc.integer({ min: 0, max: 5 * C }), used: fc.integer({ min: 0, max: 6 * C }) }), { nil: null }),
+    flex: fc.option(
+      fc.record({ limit: fc.integer({ min: 0, max: 5 * C }), used: fc.integer({ min: 0, max: 6 * C }) }),
+      { nil: null },
+    ),
     creditsPaused: fc.integer({ min: 0, max: 4 }).map((n) => n === 0),
     spendCapRemaining: fc.option(fc.integer({ min: 0, max: 10 * C }), { nil: null }),
   }) as fc.Arbitrary<WaterfallInput>;
   const arbCost = fc.integer({ min: 1, max: 25 * C });
 
   const usable = (g: GrantState, inp: WaterfallInput) =>
-    g.remaining > 0 && (g.expiresAt === null || g.expiresAt > inp.now) && (g.products === null || g.products.includes(inp.product));
+    g.remaining > 0 &&
+    (g.expiresAt === null || g.expiresAt > inp.now) &&
+    (g.products === null || g.products.includes(inp.product));
 
   it("allowed exactly when window + guarded credits cover the cost; sources then sum to the cost within every layer's limit", () => {
     fc.assert(
@@ -554,8 +655,12 @@ describe("decide: properties", () => {
 
         const winCap = Math.max(0, Math.min(inp.windows.fiveHour.remaining, inp.windows.weekly.remaining));
         const need = Math.max(0, cost - winCap);
-        const credits = inp.grants.filter((g) => usable(g, inp)).reduce((s, g) => s + g.remaining, 0) + (inp.flex ? Math.max(0, inp.flex.limit - inp.flex.used) : 0);
-        const feasible = need === 0 || (!inp.creditsPaused && credits >= need && (inp.spendCapRemaining === null || need <= inp.spendCapRemaining));
+        const credits =
+          inp.grants.filter((g) => usable(g, inp)).reduce((s, g) => s + g.remaining, 0) +
+          (inp.flex ? Math.max(0, inp.flex.limit - inp.flex.used) : 0);
+        const feasible =
+          need === 0 ||
+          (!inp.creditsPaused && credits >= need && (inp.spendCapRemaining === null || need <= inp.spendCapRemaining));
         expect(d.allowed).toBe(feasible);
 
         if (d.allowed) {
@@ -578,7 +683,10 @@ describe("decide: properties", () => {
             if (s.layer === "flex") expect(s.amount).toBeLessThanOrEqual(inp.flex!.limit - inp.flex!.used);
           }
           // every grant before the last one used is drained
-          ids.slice(0, -1).forEach((id) => expect(d.sources.find((s) => s.layer === "grant" && s.grantId === id)!.amount).toBe(inp.grants.find((g) => g.id === id)!.remaining));
+          for (const id of ids.slice(0, -1))
+            expect(d.sources.find((s) => s.layer === "grant" && s.grantId === id)!.amount).toBe(
+              inp.grants.find((g) => g.id === id)!.remaining,
+            );
           const creditPart = cost - sum(ws);
           if (creditPart > 0) expect(inp.creditsPaused).toBe(false);
           if (inp.spendCapRemaining !== null) expect(creditPart).toBeLessThanOrEqual(inp.spendCapRemaining);
@@ -598,11 +706,19 @@ describe("decide: properties", () => {
             // resetsAt is the earliest window end after which the windows (refreshed) plus the credits cover the cost
             const avail = d.reason === "credits_paused" ? 0 : credits;
             const reliefAt = (t: number) => {
-              const five = inp.windows.fiveHour.resetsAt !== null && inp.windows.fiveHour.resetsAt <= t ? inp.windows.fiveHour.limit : inp.windows.fiveHour.remaining;
-              const week = inp.windows.weekly.resetsAt !== null && inp.windows.weekly.resetsAt <= t ? inp.windows.weekly.limit : inp.windows.weekly.remaining;
+              const five =
+                inp.windows.fiveHour.resetsAt !== null && inp.windows.fiveHour.resetsAt <= t
+                  ? inp.windows.fiveHour.limit
+                  : inp.windows.fiveHour.remaining;
+              const week =
+                inp.windows.weekly.resetsAt !== null && inp.windows.weekly.resetsAt <= t
+                  ? inp.windows.weekly.limit
+                  : inp.windows.weekly.remaining;
               return Math.min(five, week) + avail >= cost;
             };
-            const ends = [inp.windows.fiveHour.resetsAt, inp.windows.weekly.resetsAt].filter((t): t is number => t !== null);
+            const ends = [inp.windows.fiveHour.resetsAt, inp.windows.weekly.resetsAt].filter(
+              (t): t is number => t !== null,
+            );
             const best = ends.filter(reliefAt).sort((a, b) => a - b)[0];
             expect(d.resetsAt).toBe(best);
           }
@@ -620,7 +736,9 @@ describe("decide: properties", () => {
         expect(uncovered).toBeGreaterThanOrEqual(0);
         const credit = sources.filter((s) => s.layer !== "window");
         expect(sum(credit)).toBeLessThanOrEqual(budget);
-        for (const s of sources) if (s.layer === "grant") expect(s.amount).toBeLessThanOrEqual(inp.grants.find((g) => g.id === s.grantId)!.remaining);
+        for (const s of sources)
+          if (s.layer === "grant")
+            expect(s.amount).toBeLessThanOrEqual(inp.grants.find((g) => g.id === s.grantId)!.remaining);
       }),
       { numRuns: 300 },
     );

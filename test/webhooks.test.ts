@@ -18,7 +18,8 @@ const C = CREDIT;
 const SEC = 1000;
 
 /** A Standard Webhooks secret: `whsec_` + base64 of the key bytes (32 bytes here). */
-const secretOf = (seed: number) => `whsec_${btoa(String.fromCharCode(...Array.from({ length: 32 }, (_, i) => (seed * 31 + i * 7) & 0xff)))}`;
+const secretOf = (seed: number) =>
+  `whsec_${btoa(String.fromCharCode(...Array.from({ length: 32 }, (_, i) => (seed * 31 + i * 7) & 0xff)))}`;
 const SECRET = secretOf(1);
 const OTHER_SECRET = secretOf(2);
 
@@ -41,14 +42,22 @@ async function deliveriesOf(eventId: string): Promise<Delivery[]> {
 
 let msgSeq = 0;
 async function settleEvents(events: AccountEvent[], path: "ok" | "fail", attempts = 1, secret: string | null = SECRET) {
-  const messages = events.map((event) => ({ id: `msg-${event.id}-${msgSeq++}`, timestamp: new Date(), attempts, body: { type: "event", event } as SettlementMessage }));
+  const messages = events.map((event) => ({
+    id: `msg-${event.id}-${msgSeq++}`,
+    timestamp: new Date(),
+    attempts,
+    body: { type: "event", event } as SettlementMessage,
+  }));
   const batch = createMessageBatch<SettlementMessage>("settlement", messages);
   const ctx = createExecutionContext();
   await settleBatch(batch, webhookEnv(path, secret));
   return { ids: messages.map((m) => m.id), result: await getQueueResult(batch, ctx) };
 }
 
-const eventRow = (id: string) => env.DB.prepare("SELECT id, type, webhook_delivered_at FROM events WHERE id = ?").bind(id).first<{ id: string; type: string; webhook_delivered_at: number | null }>();
+const eventRow = (id: string) =>
+  env.DB.prepare("SELECT id, type, webhook_delivered_at FROM events WHERE id = ?")
+    .bind(id)
+    .first<{ id: string; type: string; webhook_delivered_at: number | null }>();
 
 /** What a receiver does: the library verifies and parses, or throws. */
 const verify = (secret: string, d: Pick<Delivery, "body" | "headers">) => new Webhook(secret).verify(d.body, d.headers);
@@ -70,7 +79,9 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
     expect((await consume(id, { product: "codex", cost: 2 * C }, { now: t })).status).toBe(200);
     const p = await consume(id, { product: "codex", cost: 60 * C }, { now: t + SEC });
     expect(p.body.reason).toBe("credits_paused");
-    const [event] = (await outboxMessages(id)).flatMap((m) => (m.type === "event" && m.event.type === "account.credits_paused" ? [m.event] : []));
+    const [event] = (await outboxMessages(id)).flatMap((m) =>
+      m.type === "event" && m.event.type === "account.credits_paused" ? [m.event] : [],
+    );
     expect(event).toBeDefined();
 
     const before = nowSeconds();
@@ -100,7 +111,10 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
     rejects(OTHER_SECRET, d);
     rejects(SECRET, { ...d, body: d.body.replace(id, `${id}x`) });
     rejects(SECRET, { ...d, headers: { ...d.headers, "webhook-id": `${event.id}x` } });
-    rejects(SECRET, { ...d, headers: { ...d.headers, "webhook-timestamp": String(Number(d.headers["webhook-timestamp"]) - 1) } });
+    rejects(SECRET, {
+      ...d,
+      headers: { ...d.headers, "webhook-timestamp": String(Number(d.headers["webhook-timestamp"]) - 1) },
+    });
     const { "webhook-timestamp": _ts, ...noTimestamp } = d.headers;
     rejects(SECRET, { ...d, headers: noTimestamp });
 
@@ -110,7 +124,13 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
   });
 
   it("retries the message when the receiver answers 500; the retry keeps the webhook-id, is re-signed with a fresh timestamp, and verifies", async () => {
-    const event: AccountEvent = { id: uid("evt"), accountId: uid("whfail"), type: "credits.low", createdAt: T0, data: { balance: 1 } };
+    const event: AccountEvent = {
+      id: uid("evt"),
+      accountId: uid("whfail"),
+      type: "credits.low",
+      createdAt: T0,
+      data: { balance: 1 },
+    };
     // Attempt 1 two minutes ago (the receiver is down), attempt 2 now: only Date is faked.
     vi.useFakeTimers({ toFake: ["Date"] });
     const realNow = Date.now();
@@ -136,26 +156,49 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
     expect(retried.headers["webhook-id"]).toBe(event.id);
     expect(retried.headers["webhook-id"]).toBe(failed.headers["webhook-id"]);
     expect(retried.body).toBe(failed.body);
-    expect(Number(retried.headers["webhook-timestamp"]) - Number(failed.headers["webhook-timestamp"])).toBeGreaterThanOrEqual(120);
+    expect(
+      Number(retried.headers["webhook-timestamp"]) - Number(failed.headers["webhook-timestamp"]),
+    ).toBeGreaterThanOrEqual(120);
     expect(retried.headers["webhook-signature"]).not.toBe(failed.headers["webhook-signature"]);
     expect(verify(SECRET, retried)).toMatchObject({ id: event.id, type: "credits.low" });
     rejects(OTHER_SECRET, retried);
     // The first attempt's headers cannot be replayed now with the retried body: its timestamp is signed.
-    rejects(SECRET, { body: retried.body, headers: { ...retried.headers, "webhook-signature": failed.headers["webhook-signature"] } });
+    rejects(SECRET, {
+      body: retried.body,
+      headers: { ...retried.headers, "webhook-signature": failed.headers["webhook-signature"] },
+    });
     expect((await eventRow(event.id))?.webhook_delivered_at).not.toBeNull();
   });
 
   it("a retried webhook backs off longer with each attempt", async () => {
-    const event: AccountEvent = { id: uid("evt"), accountId: uid("whbackoff"), type: "credits.low", createdAt: T0, data: {} };
+    const event: AccountEvent = {
+      id: uid("evt"),
+      accountId: uid("whbackoff"),
+      type: "credits.low",
+      createdAt: T0,
+      data: {},
+    };
     const delays: (number | undefined)[] = [];
     for (const attempts of [1, 3, 5]) {
       let acked = false;
       const message = {
-        id: `rec-${event.id}-${attempts}`, timestamp: new Date(), attempts, body: { type: "event", event } as SettlementMessage,
-        ack: () => { acked = true; },
-        retry: (o?: { delaySeconds?: number }) => { delays.push(o?.delaySeconds); },
+        id: `rec-${event.id}-${attempts}`,
+        timestamp: new Date(),
+        attempts,
+        body: { type: "event", event } as SettlementMessage,
+        ack: () => {
+          acked = true;
+        },
+        retry: (o?: { delaySeconds?: number }) => {
+          delays.push(o?.delaySeconds);
+        },
       };
-      const batch = { queue: "settlement", messages: [message], ackAll() {}, retryAll() {} } as unknown as MessageBatch<SettlementMessage>;
+      const batch = {
+        queue: "settlement",
+        messages: [message],
+        ackAll() {},
+        retryAll() {},
+      } as unknown as MessageBatch<SettlementMessage>;
       await settleBatch(batch, webhookEnv("fail"));
       expect(acked).toBe(false);
     }
@@ -174,7 +217,13 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
   });
 
   it("does not POST a redelivered event that was already delivered", async () => {
-    const event: AccountEvent = { id: uid("evt"), accountId: uid("whdup"), type: "topup.requested", createdAt: T0, data: { topUpId: "tu_x", amount: C } };
+    const event: AccountEvent = {
+      id: uid("evt"),
+      accountId: uid("whdup"),
+      type: "topup.requested",
+      createdAt: T0,
+      data: { topUpId: "tu_x", amount: C },
+    };
     const first = await settleEvents([event], "ok");
     expect(first.result.explicitAcks).toEqual(first.ids);
     const deliveredAt = (await eventRow(event.id))?.webhook_delivered_at;
@@ -194,7 +243,13 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
     ["whsec_ with a key shorter than 24 bytes", `whsec_${btoa("sixteen byte key")}`],
     ["whsec_ with a key longer than 64 bytes", `whsec_${btoa("k".repeat(65))}`],
   ])("sends nothing and retries the message when WEBHOOK_SECRET is %s", async (_label, secret) => {
-    const event: AccountEvent = { id: uid("evt"), accountId: uid("whsecret"), type: "credits.low", createdAt: T0, data: {} };
+    const event: AccountEvent = {
+      id: uid("evt"),
+      accountId: uid("whsecret"),
+      type: "credits.low",
+      createdAt: T0,
+      data: {},
+    };
     const { result } = await settleEvents([event], "ok", 1, secret);
     expect(result.explicitAcks).toEqual([]);
     expect(result.retryMessages).toHaveLength(1);

@@ -1,8 +1,8 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
 import { bodyLimit } from "hono/body-limit";
 import { HTTPException } from "hono/http-exception";
-import { idempotencyKey, requestScope, requireToken, type AppEnv } from "./context";
-import { ApiError, errorBody } from "./errors";
+import { idempotencyKey, requestScope, requireToken, type AppEnv } from "./http/context";
+import { ApiError, errorBody } from "./http/errors";
 import { API_DOCUMENT, describeApi } from "./openapi";
 import { accountRoutes } from "./routes/accounts";
 import { consoleRoutes } from "./routes/console";
@@ -23,8 +23,15 @@ export function createApp(): OpenAPIHono<AppEnv> {
   const app = new OpenAPIHono<AppEnv>({
     defaultHook: (result) => {
       if (!result.success) {
-        const issues = (result.error as { issues: ZodIssueLike[] }).issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message }));
-        throw new ApiError("invalid_request", issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join("; "), { issues });
+        const issues = (result.error as { issues: ZodIssueLike[] }).issues.map((i) => ({
+          path: i.path.map(String).join("."),
+          message: i.message,
+        }));
+        throw new ApiError(
+          "invalid_request",
+          issues.map((i) => (i.path ? `${i.path}: ${i.message}` : i.message)).join("; "),
+          { issues },
+        );
       }
     },
   });
@@ -63,13 +70,21 @@ export function createApp(): OpenAPIHono<AppEnv> {
     const requestId = c.get("requestId") ?? crypto.randomUUID();
     c.header("X-Request-Id", requestId);
     if (err instanceof ApiError) return c.json(errorBody(err.code, err.message, requestId, err.details), err.status);
-    if (err instanceof HTTPException && err.status === 413) return c.json(errorBody("payload_too_large", "request body too large", requestId), 413);
+    if (err instanceof HTTPException && err.status === 413)
+      return c.json(errorBody("payload_too_large", "request body too large", requestId), 413);
     if (err instanceof HTTPException && err.status < 500) {
       const message = err.status === 400 ? "the request body is not valid JSON" : "the request is not valid";
       return c.json(errorBody("invalid_request", message, requestId), 400);
     }
     // Unknown errors are logged with the request id and answered without internals.
-    console.error(JSON.stringify({ event: "internal_error", requestId, error: err instanceof Error ? `${err.name}: ${err.message}` : String(err), stack: err instanceof Error ? err.stack : undefined }));
+    console.error(
+      JSON.stringify({
+        event: "internal_error",
+        requestId,
+        error: err instanceof Error ? `${err.name}: ${err.message}` : String(err),
+        stack: err instanceof Error ? err.stack : undefined,
+      }),
+    );
     return c.json(errorBody("internal_error", "internal error", requestId), 500);
   });
   return app;

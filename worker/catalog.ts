@@ -64,12 +64,48 @@ const accrual = { everyDays: 7, max: 3 };
 /** Catalog version 2026-11-01. Change it only by adding a new version; charges record the rate-card version they used. */
 const rawCatalog = {
   plans: [
-    { id: "go", windows: windows([2, 10], [1, 5]), bankedResets: accrual, autoTopUpAllowed: false, flexMonthlyLimit: null },
-    { id: "plus", windows: windows([10, 50], [5, 25]), bankedResets: accrual, autoTopUpAllowed: true, flexMonthlyLimit: null },
-    { id: "pro", windows: windows([60, 300], [30, 150]), bankedResets: accrual, autoTopUpAllowed: true, flexMonthlyLimit: null },
-    { id: "business", windows: windows([10, 50], [5, 25]), bankedResets: accrual, autoTopUpAllowed: false, flexMonthlyLimit: c(200) },
-    { id: "enterprise", windows: windows([60, 300], [30, 150]), bankedResets: null, autoTopUpAllowed: false, flexMonthlyLimit: c(2000) },
-    { id: "edu", windows: windows([10, 50], [5, 25]), bankedResets: null, autoTopUpAllowed: false, flexMonthlyLimit: c(100) },
+    {
+      id: "go",
+      windows: windows([2, 10], [1, 5]),
+      bankedResets: accrual,
+      autoTopUpAllowed: false,
+      flexMonthlyLimit: null,
+    },
+    {
+      id: "plus",
+      windows: windows([10, 50], [5, 25]),
+      bankedResets: accrual,
+      autoTopUpAllowed: true,
+      flexMonthlyLimit: null,
+    },
+    {
+      id: "pro",
+      windows: windows([60, 300], [30, 150]),
+      bankedResets: accrual,
+      autoTopUpAllowed: true,
+      flexMonthlyLimit: null,
+    },
+    {
+      id: "business",
+      windows: windows([10, 50], [5, 25]),
+      bankedResets: accrual,
+      autoTopUpAllowed: false,
+      flexMonthlyLimit: c(200),
+    },
+    {
+      id: "enterprise",
+      windows: windows([60, 300], [30, 150]),
+      bankedResets: null,
+      autoTopUpAllowed: false,
+      flexMonthlyLimit: c(2000),
+    },
+    {
+      id: "edu",
+      windows: windows([10, 50], [5, 25]),
+      bankedResets: null,
+      autoTopUpAllowed: false,
+      flexMonthlyLimit: c(100),
+    },
   ],
   rateCard: {
     version: "2026-11-01",

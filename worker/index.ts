@@ -3,7 +3,7 @@ import { settleBatch } from "./settlement/consumer";
 import type { SettlementMessage } from "./settlement/messages";
 import { reconcile } from "./settlement/reconciliation";
 
-export { AccountDO } from "../durable-objects/account";
+export { AccountDO } from "../durable-objects/account/object";
 export { ResetControlDO } from "../durable-objects/reset-control";
 
 const app = createApp();

@@ -1,5 +1,5 @@
 import { z, type OpenAPIHono } from "@hono/zod-openapi";
-import type { AppEnv } from "./context";
+import type { AppEnv } from "./http/context";
 import { baseErrors, requestIdHeaders } from "./routes/common";
 
 /**
@@ -24,17 +24,31 @@ export const API_DOCUMENT = {
     license: { name: "Proprietary", identifier: "LicenseRef-Proprietary" },
   },
   // Relative: the engine that serves this document (so Swagger UI at /docs calls the same origin, deployed or local).
-  servers: [{ url: "/", description: "The engine serving this document; `npm start` runs one locally at http://localhost:8787" }],
+  servers: [
+    {
+      url: "/",
+      description: "The engine serving this document; `npm start` runs one locally at http://localhost:8787",
+    },
+  ],
   tags: [
     { name: "metering", description: "Decide a request: charge it now through the waterfall, or deny it with 429." },
-    { name: "holds", description: "Reserve an estimate before long work, then settle at the actual cost or release it." },
+    {
+      name: "holds",
+      description: "Reserve an estimate before long work, then settle at the actual cost or release it.",
+    },
     { name: "accounts", description: "Read an account: windows, credits, banked resets, holds, guards." },
-    { name: "billing", description: "Credit grants, plan changes, auto top-up and the daily spend cap, for the billing system." },
+    {
+      name: "billing",
+      description: "Credit grants, plan changes, auto top-up and the daily spend cap, for the billing system.",
+    },
     { name: "resets", description: "Banked resets an account redeems to empty one product's windows." },
     { name: "ledger", description: "Settled ledger entries, from the D1 ledger." },
     { name: "catalog", description: "Plans and the current rate card." },
     { name: "panel", description: "The signed, server-rendered usage panel for end users." },
-    { name: "admin", description: "Operator routes: global resets, resuming paused accounts, refunds, reconciliation." },
+    {
+      name: "admin",
+      description: "Operator routes: global resets, resuming paused accounts, refunds, reconciliation.",
+    },
     { name: "public", description: "Unauthenticated routes: health and this document." },
   ],
 };
@@ -45,24 +59,29 @@ export function describeApi(app: OpenAPIHono<AppEnv>): void {
   registry.registerComponent("securitySchemes", "service", {
     type: "http",
     scheme: "bearer",
-    description: "`SERVICE_TOKEN`: product backends and the billing system. Unset, every service route answers 401; the admin token gets 403.",
+    description:
+      "`SERVICE_TOKEN`: product backends and the billing system. Unset, every service route answers 401; the admin token gets 403.",
   });
   registry.registerComponent("securitySchemes", "admin", {
     type: "http",
     scheme: "bearer",
-    description: "`ADMIN_TOKEN`: operators (`/v1/admin/*`). Unset, every admin route answers 401; the service token gets 403.",
+    description:
+      "`ADMIN_TOKEN`: operators (`/v1/admin/*`). Unset, every admin route answers 401; the service token gets 403.",
   });
   registry.registerComponent("headers", "X-Request-Id", {
-    description: "The request's id, on every answer; errors carry it as `error.requestId` and the logs under `requestId`.",
+    description:
+      "The request's id, on every answer; errors carry it as `error.requestId` and the logs under `requestId`.",
     required: true,
     schema: { type: "string", format: "uuid" },
   });
   registry.registerComponent("headers", "Idempotent-Replayed", {
-    description: "`true` when this answer replays the first answer given to the same `Idempotency-Key` and payload; absent otherwise.",
+    description:
+      "`true` when this answer replays the first answer given to the same `Idempotency-Key` and payload; absent otherwise.",
     schema: { type: "string", enum: ["true"] },
   });
   registry.registerComponent("headers", "Retry-After", {
-    description: "Seconds until a window end would admit the request; 60 when no window end would (a pause, or a cost above every window).",
+    description:
+      "Seconds until a window end would admit the request; 60 when no window end would (a pause, or a cost above every window).",
     required: true,
     schema: { type: "integer", minimum: 0 },
   });
@@ -83,11 +102,16 @@ export function describeApi(app: OpenAPIHono<AppEnv>): void {
     path: "/openapi.json",
     operationId: "getOpenApiDocument",
     summary: "This API description",
-    description: "The OpenAPI 3.1 document, generated from the same zod schemas that validate requests. `docs/openapi.json` is its committed copy.",
+    description:
+      "The OpenAPI 3.1 document, generated from the same zod schemas that validate requests. `docs/openapi.json` is its committed copy.",
     tags: ["public"],
     security: [],
     responses: {
-      200: { description: "the OpenAPI document", headers: requestIdHeaders, content: { "application/json": { schema: z.record(z.string(), z.unknown()) } } },
+      200: {
+        description: "the OpenAPI document",
+        headers: requestIdHeaders,
+        content: { "application/json": { schema: z.record(z.string(), z.unknown()) } },
+      },
       ...baseErrors,
     },
   });

@@ -1,5 +1,8 @@
-import type { ResetControlDO } from "../durable-objects/reset-control";
-import type { ResetEpoch } from "../durable-objects/types";
+import { resetControl } from "../durable-objects/stubs";
+import type { ResetEpoch } from "./core/account/state";
+
+/** The reset control object's stub; made in `durable-objects/stubs.ts`, re-exported for this module's importers. */
+export { resetControl };
 
 /** How stale this isolate's epochs may be when routing a request (SPEC §5: within 5 s everywhere). */
 export const ROUTING_EPOCH_MAX_AGE_MS = 2_000;
@@ -12,10 +15,6 @@ export const DENY_PATH_EPOCH_MAX_AGE_MS = 1_000;
  * it serves or denies: a storm of denials does not become a storm of calls to the one global object.
  */
 const cache = new WeakMap<object, { epochs: Promise<ResetEpoch[]>; fetchedAt: number }>();
-
-export function resetControl(env: Env): DurableObjectStub<ResetControlDO> {
-  return env.RESET_CONTROL.get(env.RESET_CONTROL.idFromName("global")) as DurableObjectStub<ResetControlDO>;
-}
 
 /** The latest global resets, at most `maxAgeMs` old (wall clock). */
 export function currentResets(env: Env, maxAgeMs = ROUTING_EPOCH_MAX_AGE_MS): Promise<ResetEpoch[]> {

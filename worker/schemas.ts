@@ -1,5 +1,6 @@
 import { z } from "@hono/zod-openapi";
 import { GRANT_KINDS, METERS, PLANS, PRODUCTS, planSchema, rateCardSchema, type Meter } from "./catalog";
+import { ERROR_CODES } from "./http/errors";
 import { LEDGER_KINDS } from "./settlement/messages";
 
 /** A positive safe integer of micro-credits (SPEC §2). */
@@ -11,14 +12,24 @@ export const IsoTime = z.iso.datetime({ offset: true }).openapi({ example: "2026
 const Count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
 
 export const AccountId = z.string().regex(/^[A-Za-z0-9_.:-]{1,128}$/, "account ids match ^[A-Za-z0-9_.:-]{1,128}$");
-export const AccountParams = z.object({ id: AccountId.openapi({ param: { name: "id", in: "path" }, example: "acct_1" }) });
+export const AccountParams = z.object({
+  id: AccountId.openapi({ param: { name: "id", in: "path" }, example: "acct_1" }),
+});
 export const HoldParams = AccountParams.extend({
-  holdId: z.string().min(1).max(64).regex(/^[A-Za-z0-9_-]+$/).openapi({ param: { name: "holdId", in: "path" } }),
+  holdId: z
+    .string()
+    .min(1)
+    .max(64)
+    .regex(/^[A-Za-z0-9_-]+$/)
+    .openapi({ param: { name: "holdId", in: "path" } }),
 });
 
 export const Product = z.enum(PRODUCTS);
 /** One optional field per meter: `.strict()` then refuses every other own key, `__proto__` included (a catchall copy drops it silently). */
-const meterFields = Object.fromEntries(METERS.map((m) => [m, Units.optional()])) as Record<Meter, z.ZodOptional<typeof Units>>;
+const meterFields = Object.fromEntries(METERS.map((m) => [m, Units.optional()])) as Record<
+  Meter,
+  z.ZodOptional<typeof Units>
+>;
 export const Usage = z
   .object({ model: z.string().min(1).max(128), ...meterFields })
   .strict()
@@ -29,23 +40,39 @@ export const Usage = z
  * names what is wrong with it: "give exactly one of cost or usage", or the problems of the one it gave.
  */
 function costOrUsage<S extends z.ZodRawShape>(name: string, shape: S) {
-  const byCost = z.object({ ...shape, cost: Amount }).strict().openapi(`${name}ByCost`);
-  const byUsage = z.object({ ...shape, usage: Usage }).strict().openapi(`${name}ByUsage`);
+  const byCost = z
+    .object({ ...shape, cost: Amount })
+    .strict()
+    .openapi(`${name}ByCost`);
+  const byUsage = z
+    .object({ ...shape, usage: Usage })
+    .strict()
+    .openapi(`${name}ByUsage`);
   return z
     .union([byCost, byUsage], {
       error: (issue) => {
         const input: unknown = issue.input;
-        if (issue.code !== "invalid_union" || typeof input !== "object" || input === null || Array.isArray(input)) return undefined;
+        if (issue.code !== "invalid_union" || typeof input !== "object" || input === null || Array.isArray(input))
+          return undefined;
         const given = [Object.hasOwn(input, "cost"), Object.hasOwn(input, "usage")];
         if (given[0] === given[1]) return "give exactly one of cost or usage";
-        return issue.errors[given[0] ? 0 : 1].map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message)).join("; ");
+        return issue.errors[given[0] ? 0 : 1]
+          .map((i) => (i.path.length > 0 ? `${i.path.join(".")}: ${i.message}` : i.message))
+          .join("; ");
       },
     })
-    .openapi(name, { description: "Give exactly one of `cost` (micro-credits) or `usage` (priced with the current rate card)." }, { unionPreferredType: "oneOf" });
+    .openapi(
+      name,
+      { description: "Give exactly one of `cost` (micro-credits) or `usage` (priced with the current rate card)." },
+      { unionPreferredType: "oneOf" },
+    );
 }
 
 export const ConsumeBody = costOrUsage("ConsumeRequest", { product: Product });
-export const HoldBody = costOrUsage("HoldRequest", { product: Product, ttlSeconds: z.number().int().positive().max(3600).optional() });
+export const HoldBody = costOrUsage("HoldRequest", {
+  product: Product,
+  ttlSeconds: z.number().int().positive().max(3600).optional(),
+});
 export const SettleBody = costOrUsage("SettleRequest", {});
 
 export const GrantBody = z
@@ -58,26 +85,51 @@ export const GrantBody = z
   })
   .strict();
 export const PlanBody = z.object({ plan: z.enum(PLANS) }).strict();
-export const AutoTopUpBody = z.object({ enabled: z.boolean(), threshold: Amount, amount: Amount, maxPerMonth: z.number().int().positive().max(1000) }).strict();
+export const AutoTopUpBody = z
+  .object({
+    enabled: z.boolean(),
+    threshold: Amount,
+    amount: Amount,
+    maxPerMonth: z.number().int().positive().max(1000),
+  })
+  .strict();
 export const SpendCapBody = z.object({ dailyLimit: Amount.nullable() }).strict();
 export const BankedResetBody = z.object({ product: Product }).strict();
 export const EmptyBody = z.object({}).strict().optional();
 
 export const GlobalResetBody = z
   .object({
-    scope: z.object({ products: z.array(Product).min(1).optional(), plans: z.array(z.enum(PLANS)).min(1).optional() }).strict().optional(),
+    scope: z
+      .object({ products: z.array(Product).min(1).optional(), plans: z.array(z.enum(PLANS)).min(1).optional() })
+      .strict()
+      .optional(),
     bankedResets: z.enum(["keep", "restore"]).optional(),
-    grantBankedResets: z.object({ count: z.number().int().positive().max(10), expiresInHours: z.number().int().positive().max(24 * 365) }).strict().optional(),
+    grantBankedResets: z
+      .object({
+        count: z.number().int().positive().max(10),
+        expiresInHours: z
+          .number()
+          .int()
+          .positive()
+          .max(24 * 365),
+      })
+      .strict()
+      .optional(),
     reason: z.string().min(1).max(500),
   })
   .strict();
-export const RefundBody = z.object({ amount: Amount, reason: z.string().min(1).max(500), entryId: z.string().min(1).max(128).optional() }).strict();
+export const RefundBody = z
+  .object({ amount: Amount, reason: z.string().min(1).max(500), entryId: z.string().min(1).max(128).optional() })
+  .strict();
 
 /** Decisions carry the full account summary only when asked (SPEC §8). */
 export const IncludeQuery = z.object({ include: z.enum(["account"]).optional() });
 export const LedgerQuery = z.object({
   limit: z.coerce.number().int().min(1).max(500).optional(),
-  cursor: z.string().regex(/^\d{1,15}$/).optional(),
+  cursor: z
+    .string()
+    .regex(/^\d{1,15}$/)
+    .optional(),
 });
 export const ReconciliationQuery = z.object({
   accountId: AccountId.optional(),
@@ -111,13 +163,21 @@ export const AccountSummary = z
       }),
       flex: z.object({ limit: Count, used: Count }).nullable(),
     }),
-    bankedResets: z.object({ available: Count, max: Count, items: z.array(z.object({ id: z.string(), expiresAt: IsoTime.nullable() })) }),
+    bankedResets: z.object({
+      available: Count,
+      max: Count,
+      items: z.array(z.object({ id: z.string(), expiresAt: IsoTime.nullable() })),
+    }),
     holds: z.array(z.object({ holdId: z.string(), product: Product, amount: Count, expiresAt: IsoTime })),
     paused: z.boolean(),
     spendCap: z.object({ dailyLimit: Count, spentToday: Count }).nullable(),
   })
   .openapi("AccountSummary");
-const SourceSchema = z.object({ layer: z.enum(["window", "grant", "flex"]), grantId: z.string().optional(), amount: Count });
+const SourceSchema = z.object({
+  layer: z.enum(["window", "grant", "flex"]),
+  grantId: z.string().optional(),
+  amount: Count,
+});
 /** SPEC §8: what a decision leaves for its product, always present; the full account only with `?include=account`. */
 const RemainingWindow = z.object({ remaining: Count, resetsAt: IsoTime.nullable() });
 export const Remaining = z
@@ -145,11 +205,28 @@ export const Decision = z
     ...withAccount,
   })
   .openapi("Decision");
-export const HoldCreated = z.object({ holdId: z.string(), amount: Count, sources: z.array(SourceSchema), expiresAt: IsoTime, ...withAccount });
-export const HoldSettled = z.object({ holdId: z.string(), charged: Count, released: Count, writtenOff: Count, sources: z.array(SourceSchema), ...withAccount });
+export const HoldCreated = z.object({
+  holdId: z.string(),
+  amount: Count,
+  sources: z.array(SourceSchema),
+  expiresAt: IsoTime,
+  ...withAccount,
+});
+export const HoldSettled = z.object({
+  holdId: z.string(),
+  charged: Count,
+  released: Count,
+  writtenOff: Count,
+  sources: z.array(SourceSchema),
+  ...withAccount,
+});
 export const HoldReleased = z.object({ holdId: z.string(), released: Count, ...withAccount });
 export const GrantCreated = Grant.extend({ amount: Count, createdAt: IsoTime, topUpId: z.string().optional() });
-export const BankedResetRedeemed = z.object({ resetId: z.string(), bankedResets: AccountSummary.shape.bankedResets, account: AccountSummary });
+export const BankedResetRedeemed = z.object({
+  resetId: z.string(),
+  bankedResets: AccountSummary.shape.bankedResets,
+  account: AccountSummary,
+});
 export const LedgerEntry = z.object({
   id: z.string(),
   kind: z.enum(LEDGER_KINDS),
@@ -163,7 +240,15 @@ export const LedgerEntry = z.object({
   createdAt: IsoTime,
 });
 export const LedgerPage = z.object({ entries: z.array(LedgerEntry), nextCursor: z.string().nullable() });
-export const Drift = z.object({ accountId: z.string(), expected: z.number().int(), actual: z.number().int(), chargedExpected: z.number().int(), chargedActual: z.number().int(), pendingOutbox: Count, sentLastMinute: Count });
+export const Drift = z.object({
+  accountId: z.string(),
+  expected: z.number().int(),
+  actual: z.number().int(),
+  chargedExpected: z.number().int(),
+  chargedActual: z.number().int(),
+  pendingOutbox: Count,
+  sentLastMinute: Count,
+});
 export const ReconciliationReport = z.object({ checked: Count, drifted: z.array(Drift) });
 export const ResetCreated = z.object({ resetId: z.string(), effectiveAt: IsoTime });
 export const GlobalReset = z.object({
@@ -177,10 +262,24 @@ export const GlobalReset = z.object({
 });
 export const GlobalResetList = z.object({ resets: z.array(GlobalReset) });
 export const Resumed = z.object({ resumed: z.boolean(), account: AccountSummary });
-export const RefundCreated = z.object({ refundId: z.string(), grant: Grant, reason: z.string(), refundedEntryId: z.string().nullable(), account: AccountSummary });
+export const RefundCreated = z.object({
+  refundId: z.string(),
+  grant: Grant,
+  reason: z.string(),
+  refundedEntryId: z.string().nullable(),
+  account: AccountSummary,
+});
 export const PanelLink = z.object({ token: z.string(), url: z.string(), expiresAt: IsoTime });
 export const CatalogView = z.object({ plans: z.array(planSchema), rateCard: rateCardSchema }).openapi("Catalog");
 export const Health = z.object({ ok: z.boolean() });
+/** The one error shape (SPEC §8); `code` is one of worker/http/errors.ts's codes, each with its status. */
 export const ErrorShape = z
-  .object({ error: z.object({ code: z.string(), message: z.string(), requestId: z.string(), details: z.unknown().optional() }) })
+  .object({
+    error: z.object({
+      code: z.enum(ERROR_CODES).openapi("ErrorCode", { description: "What went wrong: each code has one HTTP status" }),
+      message: z.string(),
+      requestId: z.string(),
+      details: z.unknown().optional(),
+    }),
+  })
   .openapi("Error");

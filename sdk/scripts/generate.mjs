@@ -29,7 +29,9 @@ if (check) {
     // missing: stale
   }
   if (current !== generated) {
-    console.error(`${rel(output)} is not what openapi-typescript generates from ${rel(input)}: run \`npm run sdk:generate\` and commit the result.`);
+    console.error(
+      `${rel(output)} is not what openapi-typescript generates from ${rel(input)}: run \`npm run sdk:generate\` and commit the result.`,
+    );
     process.exit(1);
   }
   console.log(`${rel(output)} is up to date with ${rel(input)}.`);

@@ -24,7 +24,11 @@ export type { components, paths } from "./schema.js";
 
 type Operation<P extends keyof paths, M extends keyof paths[P]> = paths[P][M];
 type JsonContent<R> = R extends { content: { "application/json": infer B } } ? B : never;
-type ResponseBody<O, S extends number> = O extends { responses: infer R } ? (S extends keyof R ? JsonContent<R[S]> : never) : never;
+type ResponseBody<O, S extends number> = O extends { responses: infer R }
+  ? S extends keyof R
+    ? JsonContent<R[S]>
+    : never
+  : never;
 type Success<O> = ResponseBody<O, 200> | ResponseBody<O, 201>;
 type RequestBody<O> = O extends { requestBody?: { content: { "application/json": infer B } } } ? B : never;
 type Query<O> = O extends { parameters: { query?: infer Q } } ? Exclude<Q, undefined> : never;
@@ -246,7 +250,11 @@ type Send = <T>(spec: CallSpec, options?: RequestOptions) => Promise<WithMeta<T>
 
 /** openapi-fetch's client, seen loosely: the public methods below carry the types. */
 interface LooseClient {
-  request(method: string, url: string, init: Record<string, unknown>): Promise<{ data?: unknown; error?: unknown; response: Response }>;
+  request(
+    method: string,
+    url: string,
+    init: Record<string, unknown>,
+  ): Promise<{ data?: unknown; error?: unknown; response: Response }>;
 }
 
 const MAX_ERROR_TEXT = 200;
@@ -268,52 +276,140 @@ export class EngineClient {
 
   /** `GET /v1/accounts/{id}`: the account summary. */
   getAccount(accountId: string, options?: RequestOptions): Promise<WithMeta<AccountSummary>> {
-    return this.#request({ method: "GET", path: "/v1/accounts/{id}", pathParams: { id: accountId }, auth: "service" }, options);
+    return this.#request(
+      { method: "GET", path: "/v1/accounts/{id}", pathParams: { id: accountId }, auth: "service" },
+      options,
+    );
   }
 
   /** `POST /v1/accounts/{id}/consume`: decide and charge. Resolves with `allowed: true` (charged) or `allowed: false` (denied, 429). */
-  consume(accountId: string, body: ConsumeRequest, options?: RequestOptions & { query?: ConsumeQuery }): Promise<WithMeta<Decision | Denial>> {
-    return this.#request({ method: "POST", path: "/v1/accounts/{id}/consume", pathParams: { id: accountId }, query: options?.query, body, auth: "service", decision: true }, options);
+  consume(
+    accountId: string,
+    body: ConsumeRequest,
+    options?: RequestOptions & { query?: ConsumeQuery },
+  ): Promise<WithMeta<Decision | Denial>> {
+    return this.#request(
+      {
+        method: "POST",
+        path: "/v1/accounts/{id}/consume",
+        pathParams: { id: accountId },
+        query: options?.query,
+        body,
+        auth: "service",
+        decision: true,
+      },
+      options,
+    );
   }
 
   /** `POST /v1/accounts/{id}/holds`: reserve an estimate. Resolves with the hold, or a `Denial` (429). */
-  createHold(accountId: string, body: HoldRequest, options?: RequestOptions & { query?: HoldQuery }): Promise<WithMeta<HoldCreated | Denial>> {
-    return this.#request({ method: "POST", path: "/v1/accounts/{id}/holds", pathParams: { id: accountId }, query: options?.query, body, auth: "service", decision: true }, options);
+  createHold(
+    accountId: string,
+    body: HoldRequest,
+    options?: RequestOptions & { query?: HoldQuery },
+  ): Promise<WithMeta<HoldCreated | Denial>> {
+    return this.#request(
+      {
+        method: "POST",
+        path: "/v1/accounts/{id}/holds",
+        pathParams: { id: accountId },
+        query: options?.query,
+        body,
+        auth: "service",
+        decision: true,
+      },
+      options,
+    );
   }
 
   /** `POST /v1/accounts/{id}/holds/{holdId}/settle`: charge the actual cost. */
-  settleHold(accountId: string, holdId: string, body: SettleRequest, options?: RequestOptions & { query?: SettleQuery }): Promise<WithMeta<HoldSettled>> {
-    return this.#request({ method: "POST", path: "/v1/accounts/{id}/holds/{holdId}/settle", pathParams: { id: accountId, holdId }, query: options?.query, body, auth: "service" }, options);
+  settleHold(
+    accountId: string,
+    holdId: string,
+    body: SettleRequest,
+    options?: RequestOptions & { query?: SettleQuery },
+  ): Promise<WithMeta<HoldSettled>> {
+    return this.#request(
+      {
+        method: "POST",
+        path: "/v1/accounts/{id}/holds/{holdId}/settle",
+        pathParams: { id: accountId, holdId },
+        query: options?.query,
+        body,
+        auth: "service",
+      },
+      options,
+    );
   }
 
   /** `POST /v1/accounts/{id}/holds/{holdId}/release`: free the reservation. */
-  releaseHold(accountId: string, holdId: string, options?: RequestOptions & { query?: ReleaseQuery }): Promise<WithMeta<HoldReleased>> {
-    return this.#request({ method: "POST", path: "/v1/accounts/{id}/holds/{holdId}/release", pathParams: { id: accountId, holdId }, query: options?.query, auth: "service" }, options);
+  releaseHold(
+    accountId: string,
+    holdId: string,
+    options?: RequestOptions & { query?: ReleaseQuery },
+  ): Promise<WithMeta<HoldReleased>> {
+    return this.#request(
+      {
+        method: "POST",
+        path: "/v1/accounts/{id}/holds/{holdId}/release",
+        pathParams: { id: accountId, holdId },
+        query: options?.query,
+        auth: "service",
+      },
+      options,
+    );
   }
 
   /** `POST /v1/accounts/{id}/resets`: use one banked reset for a product. */
-  redeemBankedReset(accountId: string, body: BankedResetRequest, options?: RequestOptions): Promise<WithMeta<BankedResetRedeemed>> {
-    return this.#request({ method: "POST", path: "/v1/accounts/{id}/resets", pathParams: { id: accountId }, body, auth: "service" }, options);
+  redeemBankedReset(
+    accountId: string,
+    body: BankedResetRequest,
+    options?: RequestOptions,
+  ): Promise<WithMeta<BankedResetRedeemed>> {
+    return this.#request(
+      { method: "POST", path: "/v1/accounts/{id}/resets", pathParams: { id: accountId }, body, auth: "service" },
+      options,
+    );
   }
 
   /** `POST /v1/accounts/{id}/credits`: add a grant (purchase, promo, entitlement). */
   addCredits(accountId: string, body: CreditsRequest, options?: RequestOptions): Promise<WithMeta<GrantCreated>> {
-    return this.#request({ method: "POST", path: "/v1/accounts/{id}/credits", pathParams: { id: accountId }, body, auth: "service" }, options);
+    return this.#request(
+      { method: "POST", path: "/v1/accounts/{id}/credits", pathParams: { id: accountId }, body, auth: "service" },
+      options,
+    );
   }
 
   /** `PUT /v1/accounts/{id}/plan`. */
   setPlan(accountId: string, body: PlanRequest, options?: RequestOptions): Promise<WithMeta<Success<PlanOp>>> {
-    return this.#request({ method: "PUT", path: "/v1/accounts/{id}/plan", pathParams: { id: accountId }, body, auth: "service" }, options);
+    return this.#request(
+      { method: "PUT", path: "/v1/accounts/{id}/plan", pathParams: { id: accountId }, body, auth: "service" },
+      options,
+    );
   }
 
   /** `PUT /v1/accounts/{id}/auto-top-up`. */
-  setAutoTopUp(accountId: string, body: AutoTopUpRequest, options?: RequestOptions): Promise<WithMeta<Success<AutoTopUpOp>>> {
-    return this.#request({ method: "PUT", path: "/v1/accounts/{id}/auto-top-up", pathParams: { id: accountId }, body, auth: "service" }, options);
+  setAutoTopUp(
+    accountId: string,
+    body: AutoTopUpRequest,
+    options?: RequestOptions,
+  ): Promise<WithMeta<Success<AutoTopUpOp>>> {
+    return this.#request(
+      { method: "PUT", path: "/v1/accounts/{id}/auto-top-up", pathParams: { id: accountId }, body, auth: "service" },
+      options,
+    );
   }
 
   /** `PUT /v1/accounts/{id}/spend-cap`: `{ dailyLimit: null }` removes the cap. */
-  setSpendCap(accountId: string, body: SpendCapRequest, options?: RequestOptions): Promise<WithMeta<Success<SpendCapOp>>> {
-    return this.#request({ method: "PUT", path: "/v1/accounts/{id}/spend-cap", pathParams: { id: accountId }, body, auth: "service" }, options);
+  setSpendCap(
+    accountId: string,
+    body: SpendCapRequest,
+    options?: RequestOptions,
+  ): Promise<WithMeta<Success<SpendCapOp>>> {
+    return this.#request(
+      { method: "PUT", path: "/v1/accounts/{id}/spend-cap", pathParams: { id: accountId }, body, auth: "service" },
+      options,
+    );
   }
 
   /** `GET /v1/catalog`: plans and the current rate card. */
@@ -323,11 +419,18 @@ export class EngineClient {
 
   /** `GET /v1/accounts/{id}/ledger`: one page of settled entries, oldest first. */
   ledger(accountId: string, query?: LedgerQuery, options?: RequestOptions): Promise<WithMeta<LedgerPage>> {
-    return this.#request({ method: "GET", path: "/v1/accounts/{id}/ledger", pathParams: { id: accountId }, query, auth: "service" }, options);
+    return this.#request(
+      { method: "GET", path: "/v1/accounts/{id}/ledger", pathParams: { id: accountId }, query, auth: "service" },
+      options,
+    );
   }
 
   /** Every page of the ledger from `query.cursor` (or the start), following `nextCursor`. */
-  async *ledgerPages(accountId: string, query: LedgerQuery = {}, options?: RequestOptions): AsyncGenerator<WithMeta<LedgerPage>, void, undefined> {
+  async *ledgerPages(
+    accountId: string,
+    query: LedgerQuery = {},
+    options?: RequestOptions,
+  ): AsyncGenerator<WithMeta<LedgerPage>, void, undefined> {
     let cursor = query.cursor;
     for (;;) {
       const page = await this.ledger(accountId, { ...query, cursor }, options);
@@ -338,13 +441,20 @@ export class EngineClient {
   }
 
   /** Every ledger entry from `query.cursor` (or the start), fetched a page (`query.limit`) at a time. */
-  async *ledgerEntries(accountId: string, query: LedgerQuery = {}, options?: RequestOptions): AsyncGenerator<LedgerEntry, void, undefined> {
+  async *ledgerEntries(
+    accountId: string,
+    query: LedgerQuery = {},
+    options?: RequestOptions,
+  ): AsyncGenerator<LedgerEntry, void, undefined> {
     for await (const page of this.ledgerPages(accountId, query, options)) yield* page.entries;
   }
 
   /** `POST /v1/accounts/{id}/panel-token`: a signed usage-panel link, valid 15 minutes. */
   createPanelLink(accountId: string, options?: RequestOptions): Promise<WithMeta<PanelLink>> {
-    return this.#request({ method: "POST", path: "/v1/accounts/{id}/panel-token", pathParams: { id: accountId }, auth: "service" }, options);
+    return this.#request(
+      { method: "POST", path: "/v1/accounts/{id}/panel-token", pathParams: { id: accountId }, auth: "service" },
+      options,
+    );
   }
 
   /** `GET /health` (no token). */
@@ -367,7 +477,14 @@ export class EngineClient {
     const fail = (init: Omit<EngineErrorInit, "idempotencyKey">) => new EngineError({ ...init, idempotencyKey });
 
     for (let attempt = 1; ; attempt++) {
-      if (options.signal?.aborted) throw fail({ status: 0, code: "aborted", message: "the call was aborted", attempts: attempt - 1, cause: options.signal.reason });
+      if (options.signal?.aborted)
+        throw fail({
+          status: 0,
+          code: "aborted",
+          message: "the call was aborted",
+          attempts: attempt - 1,
+          cause: options.signal.reason,
+        });
       const outcome = await this.#attempt(spec, auth, idempotencyKey, timeoutMs, options);
       let retryAfterMs: number | null = null;
       let error: EngineError;
@@ -392,19 +509,36 @@ export class EngineClient {
         retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"));
         const retryable =
           status >= 500 ||
-          (status === 429 && policy.retryRateLimited && retryAfterMs !== null) ||
-          (status === 409 && error.code === "idempotency_in_progress");
+          (status === 429 && policy.retryRateLimited && retryAfterMs !== null);
         // A Retry-After longer than we may wait: stop now rather than ask again too early.
         if (!retryable || (retryAfterMs !== null && retryAfterMs > policy.maxRetryAfterMs)) throw error;
       } else if (outcome.kind === "aborted") {
-        throw fail({ status: 0, code: "aborted", message: "the call was aborted", attempts: attempt, cause: outcome.cause });
+        throw fail({
+          status: 0,
+          code: "aborted",
+          message: "the call was aborted",
+          attempts: attempt,
+          cause: outcome.cause,
+        });
       } else if (outcome.kind === "unexpected") {
-        throw fail({ status: outcome.status, code: "unexpected_response", message: outcome.message, attempts: attempt, cause: outcome.cause });
+        throw fail({
+          status: outcome.status,
+          code: "unexpected_response",
+          message: outcome.message,
+          attempts: attempt,
+          cause: outcome.cause,
+        });
       } else {
         error =
           outcome.kind === "timeout"
             ? fail({ status: 0, code: "timeout", message: `no answer within ${timeoutMs} ms`, attempts: attempt })
-            : fail({ status: 0, code: "network_error", message: `the request failed: ${describe(outcome.cause)}`, attempts: attempt, cause: outcome.cause });
+            : fail({
+                status: 0,
+                code: "network_error",
+                message: `the request failed: ${describe(outcome.cause)}`,
+                attempts: attempt,
+                cause: outcome.cause,
+              });
       }
 
       if (attempt >= maxAttempts) throw error;
@@ -418,7 +552,13 @@ export class EngineClient {
   }
 
   /** One attempt, bounded by its own timer; the caller's signal aborts it too. */
-  async #attempt(spec: CallSpec, auth: Auth, idempotencyKey: string | undefined, timeoutMs: number, options: RequestOptions): Promise<AttemptOutcome> {
+  async #attempt(
+    spec: CallSpec,
+    auth: Auth,
+    idempotencyKey: string | undefined,
+    timeoutMs: number,
+    options: RequestOptions,
+  ): Promise<AttemptOutcome> {
     const controller = new AbortController();
     let timedOut = false;
     const onCallerAbort = () => controller.abort(options.signal?.reason);
@@ -443,7 +583,11 @@ export class EngineClient {
     const headers: Record<string, string> = { Accept: "application/json" };
     const token = auth === "admin" ? this.#opts.adminToken : auth === "service" ? this.#opts.token : undefined;
     if (token !== undefined) headers.Authorization = `Bearer ${token}`;
-    Object.assign(headers, typeof this.#opts.headers === "function" ? this.#opts.headers() : this.#opts.headers, options.headers);
+    Object.assign(
+      headers,
+      typeof this.#opts.headers === "function" ? this.#opts.headers() : this.#opts.headers,
+      options.headers,
+    );
     if (idempotencyKey !== undefined) headers["Idempotency-Key"] = idempotencyKey;
 
     const call = this.#client.request(spec.method, spec.path, {
@@ -459,13 +603,23 @@ export class EngineClient {
       const result = await Promise.race([call, stopped]);
       if (result === "stopped") throw controller.signal.reason;
       const { response } = result;
-      return { kind: "answer", status: response.status, body: result.error !== undefined ? result.error : result.data, response };
+      return {
+        kind: "answer",
+        status: response.status,
+        body: result.error !== undefined ? result.error : result.data,
+        response,
+      };
     } catch (cause) {
       if (timedOut) return { kind: "timeout" };
       if (options.signal?.aborted) return { kind: "aborted", cause };
       if (answered === null) return { kind: "network", cause };
       // The engine answered, but not with what openapi-fetch could read (a 2xx that is not JSON).
-      return { kind: "unexpected", status: answered, message: `the answer could not be read: ${describe(cause)}`, cause };
+      return {
+        kind: "unexpected",
+        status: answered,
+        message: `the answer could not be read: ${describe(cause)}`,
+        cause,
+      };
     } finally {
       clearTimeout(timer);
       stop();
@@ -494,12 +648,18 @@ export class AdminApi {
 
   /** `POST /v1/admin/accounts/{id}/resume`: lift an anomaly pause. */
   resume(accountId: string, options?: RequestOptions): Promise<WithMeta<Resumed>> {
-    return this.#request({ method: "POST", path: "/v1/admin/accounts/{id}/resume", pathParams: { id: accountId }, auth: "admin" }, options);
+    return this.#request(
+      { method: "POST", path: "/v1/admin/accounts/{id}/resume", pathParams: { id: accountId }, auth: "admin" },
+      options,
+    );
   }
 
   /** `POST /v1/admin/accounts/{id}/refunds`: a compensating grant, against an entry or as goodwill. */
   refund(accountId: string, body: RefundRequest, options?: RequestOptions): Promise<WithMeta<Refunded>> {
-    return this.#request({ method: "POST", path: "/v1/admin/accounts/{id}/refunds", pathParams: { id: accountId }, body, auth: "admin" }, options);
+    return this.#request(
+      { method: "POST", path: "/v1/admin/accounts/{id}/refunds", pathParams: { id: accountId }, body, auth: "admin" },
+      options,
+    );
   }
 
   /** `GET /v1/admin/reconciliation`: accounts whose ledger differs from their object. */
@@ -531,13 +691,22 @@ function concretePath(spec: CallSpec): string {
 async function keyFor(spec: CallSpec, options: RequestOptions): Promise<string> {
   if (options.idempotencyKey !== undefined) return options.idempotencyKey;
   if (options.requestId !== undefined) {
-    const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`${spec.method} ${concretePath(spec)}\n${options.requestId}`));
+    const digest = await crypto.subtle.digest(
+      "SHA-256",
+      new TextEncoder().encode(`${spec.method} ${concretePath(spec)}\n${options.requestId}`),
+    );
     return `sdk:${[...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("")}`;
   }
   return `sdk:${crypto.randomUUID()}`;
 }
 
-function errorFromAnswer(status: number, body: unknown, response: Response, attempts: number, idempotencyKey: string | undefined): EngineError {
+function errorFromAnswer(
+  status: number,
+  body: unknown,
+  response: Response,
+  attempts: number,
+  idempotencyKey: string | undefined,
+): EngineError {
   const headerId = response.headers.get("X-Request-Id");
   const e = isObject(body) && isObject(body.error) ? body.error : null;
   if (e && typeof e.code === "string" && typeof e.message === "string") {
@@ -551,8 +720,17 @@ function errorFromAnswer(status: number, body: unknown, response: Response, atte
       idempotencyKey,
     });
   }
-  const text = typeof body === "string" ? body.slice(0, MAX_ERROR_TEXT) : JSON.stringify(body ?? null).slice(0, MAX_ERROR_TEXT);
-  return new EngineError({ status, code: "unexpected_response", message: `HTTP ${status}: ${text}`, requestId: headerId, details: body, attempts, idempotencyKey });
+  const text =
+    typeof body === "string" ? body.slice(0, MAX_ERROR_TEXT) : JSON.stringify(body ?? null).slice(0, MAX_ERROR_TEXT);
+  return new EngineError({
+    status,
+    code: "unexpected_response",
+    message: `HTTP ${status}: ${text}`,
+    requestId: headerId,
+    details: body,
+    attempts,
+    idempotencyKey,
+  });
 }
 
 /** `Retry-After` as milliseconds: delta-seconds or an HTTP date; null when absent or unreadable. */

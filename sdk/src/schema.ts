@@ -414,12 +414,17 @@ export interface components {
     schemas: {
         Error: {
             error: {
-                code: string;
+                code: components["schemas"]["ErrorCode"];
                 message: string;
                 requestId: string;
                 details?: unknown;
             };
         };
+        /**
+         * @description What went wrong: each code has one HTTP status
+         * @enum {string}
+         */
+        ErrorCode: "invalid_request" | "not_found" | "entry_not_found" | "idempotency_conflict" | "hold_not_active" | "no_banked_reset" | "nothing_to_reset" | "auto_top_up_not_allowed" | "topup_unknown" | "refund_exceeds_entry" | "goodwill_limit_exceeded" | "amount_out_of_range" | "test_clock_disabled" | "unauthorized" | "forbidden" | "payload_too_large" | "internal_error";
         Catalog: {
             plans: {
                 /** @enum {string} */

@@ -8,14 +8,24 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import type { Browser, Page } from "playwright-core";
 import { EngineClient, isDenial } from "../../sdk/src/index.ts";
-import { ARTIFACTS, axeViolations, type Engine, launchChromium, portFor, sleep, startEngine, watchCsp } from "./harness.ts";
+import {
+  ARTIFACTS,
+  axeViolations,
+  type Engine,
+  launchChromium,
+  portFor,
+  sleep,
+  startEngine,
+  watchCsp,
+} from "./harness.ts";
 
 // Its own port (the panel test uses E2E_PORT, the docs test E2E_PORT + 1), so no two engines race for one port.
 const PORT = portFor("E2E_CONSOLE_PORT", 2);
 const BASE = `http://localhost:${PORT}`;
 const CREDIT = 1_000_000;
 /** As the panel and the console print credits: two decimals, grouped. */
-const credits = (micro: number) => (micro / CREDIT).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+const credits = (micro: number) =>
+  (micro / CREDIT).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 
 let engine: Engine | undefined;
 let browser: Browser;
@@ -75,11 +85,12 @@ test("an incident in the console: find the paused account, resume it, refund a c
   await page.waitForURL(`${BASE}/console`);
   const cookies = await context.cookies(`${BASE}/console`);
   const session = cookies.find((c) => c.name === "console_session");
-  assert.ok(session && session.httpOnly && session.sameSite === "Strict" && session.path === "/console", JSON.stringify(cookies));
+  assert.ok(session?.httpOnly && session.sameSite === "Strict" && session.path === "/console", JSON.stringify(cookies));
   assert.equal(await page.evaluate(() => document.cookie), "", "no console cookie is readable by script");
 
   // The pause event settles into D1 through the queue; the overview reads D1.
-  const row = (testId: string) => page.locator(`tr[data-testid="${testId}"]`).filter({ has: page.locator(`a[href="/console/accounts/${id}"]`) });
+  const row = (testId: string) =>
+    page.locator(`tr[data-testid="${testId}"]`).filter({ has: page.locator(`a[href="/console/accounts/${id}"]`) });
   const deadline = Date.now() + 30_000;
   while ((await row("paused-row").count()) === 0 || (await row("top-hour-row").count()) === 0) {
     assert.ok(Date.now() < deadline, "the paused account and its spend reached the overview within 30 s");
@@ -88,7 +99,11 @@ test("an incident in the console: find the paused account, resume it, refund a c
   }
   assert.equal(await row("top-day-row").count(), 1, "a top spender of the last day too");
   const spentHour = (await row("top-hour-row").locator("td").nth(1).innerText()).trim();
-  assert.equal(spentHour, credits(pausedAfter * 5 * CREDIT - 2 * CREDIT), "the hour's credit spend is the grant part of the loop (not the window's 2 credits)");
+  assert.equal(
+    spentHour,
+    credits(pausedAfter * 5 * CREDIT - 2 * CREDIT),
+    "the hour's credit spend is the grant part of the loop (not the window's 2 credits)",
+  );
   assert.match(await row("paused-row").innerText(), /threshold of 50\.00 credits/);
   await checkPage(page, "overview");
   await shot("overview");
@@ -97,7 +112,10 @@ test("an incident in the console: find the paused account, resume it, refund a c
   await row("paused-row").locator(`a[href="/console/accounts/${id}"]`).click();
   await page.waitForURL(`${BASE}/console/accounts/${id}`);
   assert.equal((await page.getByTestId("account-paused").innerText()).trim(), "Paused");
-  assert.ok((await page.locator('tr[data-testid="ledger-row"]').count()) >= pausedAfter, "the ledger lists the loop's charges");
+  assert.ok(
+    (await page.locator('tr[data-testid="ledger-row"]').count()) >= pausedAfter,
+    "the ledger lists the loop's charges",
+  );
   await checkPage(page, "account");
   await shot("account");
 
@@ -110,7 +128,9 @@ test("an incident in the console: find the paused account, resume it, refund a c
 
   // The same form without its CSRF token is refused, and nothing changes.
   await page.evaluate(() => document.querySelector('main form input[name="csrf"]')!.remove());
-  const refused = page.waitForResponse((r) => r.url().endsWith(`/console/accounts/${id}/resume`) && r.request().method() === "POST");
+  const refused = page.waitForResponse(
+    (r) => r.url().endsWith(`/console/accounts/${id}/resume`) && r.request().method() === "POST",
+  );
   await page.getByRole("button", { name: "Confirm: resume credit spending" }).click();
   const refusal = await refused;
   assert.equal(refusal.status(), 403);
@@ -190,7 +210,10 @@ test("an incident in the console: find the paused account, resume it, refund a c
   const activity = page.getByTestId("activity");
   if ((await activity.count()) > 0) {
     const items = await activity.allInnerTexts();
-    assert.ok(items.some((t) => /refund/i.test(t)), `the refund is in the recent activity: ${JSON.stringify(items)}`);
+    assert.ok(
+      items.some((t) => /refund/i.test(t)),
+      `the refund is in the recent activity: ${JSON.stringify(items)}`,
+    );
   }
   await shot("panel-after");
 
@@ -198,7 +221,10 @@ test("an incident in the console: find the paused account, resume it, refund a c
   await page.goto(`${BASE}/console`);
   await page.getByRole("button", { name: "Sign out" }).click();
   await page.waitForURL(`${BASE}/console/sign-in?notice=signed_out`);
-  assert.equal((await context.cookies(`${BASE}/console`)).find((c) => c.name === "console_session"), undefined);
+  assert.equal(
+    (await context.cookies(`${BASE}/console`)).find((c) => c.name === "console_session"),
+    undefined,
+  );
   await page.goto(`${BASE}/console`);
   assert.match(page.url(), /\/console\/sign-in$/);
   assert.deepEqual(violations, [], "no Content-Security-Policy violation on any console page");
@@ -209,7 +235,11 @@ test("an incident in the console: find the paused account, resume it, refund a c
 async function checkPage(page: Page, what: string): Promise<void> {
   assert.equal(await page.evaluate(() => document.compatMode), "CSS1Compat", `${what}: standards mode`);
   // The stylesheet applied (it is allowed by its hash, not by 'unsafe-inline').
-  assert.equal(await page.evaluate(() => getComputedStyle(document.body).marginTop), "0px", `${what}: the stylesheet applies`);
+  assert.equal(
+    await page.evaluate(() => getComputedStyle(document.body).marginTop),
+    "0px",
+    `${what}: the stylesheet applies`,
+  );
   assert.deepEqual(await axeViolations(page), [], `${what}: axe-core violations`);
 }
 

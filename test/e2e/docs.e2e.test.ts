@@ -64,9 +64,14 @@ test("/docs renders every operation with its summary from the engine alone, unde
 
   // Swagger UI has rendered the document: one block per operation (and per tag it carries).
   try {
-    await page.waitForFunction((n) => document.querySelectorAll(".opblock").length >= n, expected.length, { timeout: 30_000 });
+    await page.waitForFunction((n) => document.querySelectorAll(".opblock").length >= n, expected.length, {
+      timeout: 30_000,
+    });
   } catch (e) {
-    throw new Error(`Swagger UI did not render ${expected.length} operations (blocked: ${JSON.stringify(external)}; problems: ${JSON.stringify(problems)})`, { cause: e });
+    throw new Error(
+      `Swagger UI did not render ${expected.length} operations (blocked: ${JSON.stringify(external)}; problems: ${JSON.stringify(problems)})`,
+      { cause: e },
+    );
   }
   const rendered = await page.$$eval(".opblock", (blocks) =>
     blocks.map((b) => ({
@@ -82,7 +87,10 @@ test("/docs renders every operation with its summary from the engine alone, unde
     const blocks = rendered.filter((r) => r.method === op.method && r.path === op.path);
     const label = `${op.method.toUpperCase()} ${op.path}`;
     if (blocks.length === 0) missing.push(`${label}: not rendered`);
-    else if (op.summary !== undefined && !blocks.every((b) => b.description === op.summary)) missing.push(`${label}: summary ${JSON.stringify(op.summary)} shown as ${JSON.stringify(blocks.map((b) => b.description))}`);
+    else if (op.summary !== undefined && !blocks.every((b) => b.description === op.summary))
+      missing.push(
+        `${label}: summary ${JSON.stringify(op.summary)} shown as ${JSON.stringify(blocks.map((b) => b.description))}`,
+      );
     const shown = op.summary ?? op.path;
     if (!text.includes(shown)) missing.push(`${label}: ${JSON.stringify(shown)} is not in the page`);
   }
@@ -90,7 +98,10 @@ test("/docs renders every operation with its summary from the engine alone, unde
   await page.screenshot({ path: `${ARTIFACTS}/docs.png`, fullPage: false });
 
   // "Try it out" reaches the engine from the page (connect-src 'self').
-  const health = page.locator(".opblock").filter({ has: page.locator('.opblock-summary-path[data-path="/health"]') }).first();
+  const health = page
+    .locator(".opblock")
+    .filter({ has: page.locator('.opblock-summary-path[data-path="/health"]') })
+    .first();
   await health.locator(".opblock-summary-control").click();
   await health.getByRole("button", { name: "Try it out" }).click();
   const called = page.waitForResponse((r) => r.url() === `${BASE}/health`);
@@ -105,18 +116,23 @@ test("/docs renders every operation with its summary from the engine alone, unde
   const scheme = Object.keys(requirement[0] ?? {})[0];
   assert.ok(scheme, "GET /v1/catalog names a security scheme");
   await page.locator(".auth-wrapper .authorize").click();
-  const box = page.locator(".auth-container").filter({ has: page.locator("h4 code", { hasText: new RegExp(`^${scheme}$`) }) });
+  const box = page
+    .locator(".auth-container")
+    .filter({ has: page.locator("h4 code", { hasText: new RegExp(`^${scheme}$`) }) });
   await box.locator("#auth-bearer-value").fill(vars.SERVICE_TOKEN);
   await box.getByRole("button", { name: "Apply credentials" }).click();
   await page.locator(".btn-done").first().click();
-  const catalog = page.locator(".opblock").filter({ has: page.locator('.opblock-summary-path[data-path="/v1/catalog"]') }).first();
+  const catalog = page
+    .locator(".opblock")
+    .filter({ has: page.locator('.opblock-summary-path[data-path="/v1/catalog"]') })
+    .first();
   await catalog.locator(".opblock-summary-control").click();
   await catalog.getByRole("button", { name: "Try it out" }).click();
   const authorized = page.waitForResponse((r) => r.url() === `${BASE}/v1/catalog`);
   await catalog.getByRole("button", { name: "Execute" }).click();
   const answer = await authorized;
   assert.equal(answer.status(), 200, "the token from Authorize is sent");
-  assert.equal(answer.request().headers()["authorization"], `Bearer ${vars.SERVICE_TOKEN}`);
+  assert.equal(answer.request().headers().authorization, `Bearer ${vars.SERVICE_TOKEN}`);
 
   assert.deepEqual(external, [], "the page tried to reach nothing but the engine");
   assert.deepEqual(problems, [], "no CSP violation, console error, page error or failed request");
@@ -131,7 +147,8 @@ test("/docs renders every operation with its summary from the engine alone, unde
 async function watchProblems(page: Page): Promise<string[]> {
   const problems: string[] = [];
   page.on("console", (m) => {
-    if (m.type() === "error" || /Content Security Policy|Refused to/i.test(m.text())) problems.push(`console ${m.type()}: ${m.text()}`);
+    if (m.type() === "error" || /Content Security Policy|Refused to/i.test(m.text()))
+      problems.push(`console ${m.type()}: ${m.text()}`);
   });
   page.on("pageerror", (e) => problems.push(`page error: ${e.message}`));
   page.on("requestfailed", (r) => problems.push(`request failed: ${r.url()} (${r.failure()?.errorText})`));
@@ -140,7 +157,11 @@ async function watchProblems(page: Page): Promise<string[]> {
   });
   await page.exposeBinding("__cspViolation", (_source, v: string) => void problems.push(`CSP: ${v}`));
   await page.addInitScript(() =>
-    document.addEventListener("securitypolicyviolation", (e) => (window as unknown as { __cspViolation(v: string): void }).__cspViolation(`${e.effectiveDirective} blocked ${e.blockedURI}`)),
+    document.addEventListener("securitypolicyviolation", (e) =>
+      (window as unknown as { __cspViolation(v: string): void }).__cspViolation(
+        `${e.effectiveDirective} blocked ${e.blockedURI}`,
+      ),
+    ),
   );
   return problems;
 }

@@ -37,13 +37,23 @@ export async function startEngine(port: string, args: string[] = []): Promise<En
   mkdirSync(ARTIFACTS, { recursive: true });
   const base = `http://localhost:${port}`;
   assert.equal(await answers(base), false, `something already answers on ${base}; give this test a free port`);
-  const child: ChildProcess = spawn("node", ["worker/tools/start.mjs", ...args], { env: { ...process.env, PORT: port }, stdio: ["ignore", "ignore", "inherit"], detached: true });
+  const child: ChildProcess = spawn("node", ["worker/tools/start.mjs", ...args], {
+    env: { ...process.env, PORT: port },
+    stdio: ["ignore", "ignore", "inherit"],
+    detached: true,
+  });
   const deadline = Date.now() + 90_000;
   while (!(await answers(base))) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error("the engine did not start within the deadline");
+    if (Date.now() > deadline || child.exitCode !== null)
+      throw new Error("the engine did not start within the deadline");
     await sleep(300);
   }
-  const vars = Object.fromEntries(readFileSync(".dev.vars", "utf8").split("\n").filter(Boolean).map((l) => l.split(/=(.*)/s).slice(0, 2)));
+  const vars = Object.fromEntries(
+    readFileSync(".dev.vars", "utf8")
+      .split("\n")
+      .filter(Boolean)
+      .map((l) => l.split(/=(.*)/s).slice(0, 2)),
+  );
   return {
     base,
     vars,
@@ -59,7 +69,15 @@ export async function startEngine(port: string, args: string[] = []): Promise<En
 export function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--no-first-run", "--disable-sync"],
+    args: [
+      "--headless",
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--no-first-run",
+      "--disable-sync",
+    ],
   });
 }
 
@@ -71,7 +89,11 @@ export async function watchCsp(page: Page): Promise<string[]> {
   });
   await page.exposeBinding("__cspViolation", (_source, v: string) => void violations.push(v));
   await page.addInitScript(() =>
-    document.addEventListener("securitypolicyviolation", (e) => (window as unknown as { __cspViolation(v: string): void }).__cspViolation(`${e.effectiveDirective} blocked ${e.blockedURI}`)),
+    document.addEventListener("securitypolicyviolation", (e) =>
+      (window as unknown as { __cspViolation(v: string): void }).__cspViolation(
+        `${e.effectiveDirective} blocked ${e.blockedURI}`,
+      ),
+    ),
   );
   return violations;
 }
@@ -82,10 +104,20 @@ export async function watchCsp(page: Page): Promise<string[]> {
  */
 export async function axeViolations(page: Page): Promise<string[]> {
   if (!(await page.evaluate(() => "axe" in window))) await page.evaluate(AXE_SOURCE);
-  const result = (await page.evaluate(() => (window as unknown as { axe: { run(ctx: Document, o: object): Promise<unknown> } }).axe.run(document, { resultTypes: ["violations"] }))) as {
+  const result = (await page.evaluate(() =>
+    (window as unknown as { axe: { run(ctx: Document, o: object): Promise<unknown> } }).axe.run(document, {
+      resultTypes: ["violations"],
+    }),
+  )) as {
     violations: { id: string; impact: string; help: string; nodes: { target: string[] }[] }[];
     passes: unknown[];
   };
   assert.ok(result.passes.length >= 10, `axe-core ran its rules (${result.passes.length} passed)`);
-  return result.violations.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.slice(0, 5).map((n) => n.target.join(" ")).join(", ")}`);
+  return result.violations.map(
+    (v) =>
+      `${v.id} (${v.impact}): ${v.help} at ${v.nodes
+        .slice(0, 5)
+        .map((n) => n.target.join(" "))
+        .join(", ")}`,
+  );
 }

@@ -19,7 +19,11 @@ let engineClient: EngineClient;
 
 before(async () => {
   engine = await startEngine(PORT, ["--var", `BILLING_URL:${BILLING}`]);
-  engineClient = new EngineClient({ baseUrl: BASE, token: engine.vars.SERVICE_TOKEN, adminToken: engine.vars.ADMIN_TOKEN });
+  engineClient = new EngineClient({
+    baseUrl: BASE,
+    token: engine.vars.SERVICE_TOKEN,
+    adminToken: engine.vars.ADMIN_TOKEN,
+  });
   browser = await launchChromium();
 });
 
@@ -32,11 +36,20 @@ test("the panel matches GET account, redeems a banked reset by a click, and show
   const id = `e2e_${Date.now().toString(36)}`;
   // A first charge makes the account exist; a bonus banked reset is granted to existing accounts.
   assert.ok(!isDenial(await engineClient.consume(id, { product: "codex", cost: 100_000 })));
-  await engineClient.admin.createGlobalReset({ reason: "e2e bonus", scope: { products: ["codex"] }, grantBankedResets: { count: 1, expiresInHours: 48 } });
+  await engineClient.admin.createGlobalReset({
+    reason: "e2e bonus",
+    scope: { products: ["codex"] },
+    grantBankedResets: { count: 1, expiresInHours: 48 },
+  });
   // Usage in both windows of codex, some grants, and sora at its limit.
   assert.ok(!isDenial(await engineClient.consume(id, { product: "codex", cost: 1_500_000 })));
   await engineClient.addCredits(id, { amount: 3_000_000, kind: "purchase" });
-  await engineClient.addCredits(id, { amount: 1_000_000, kind: "promo", expiresAt: new Date(Date.now() + 30 * 86_400_000).toISOString(), products: ["sora"] });
+  await engineClient.addCredits(id, {
+    amount: 1_000_000,
+    kind: "promo",
+    expiresAt: new Date(Date.now() + 30 * 86_400_000).toISOString(),
+    products: ["sora"],
+  });
   assert.ok(!isDenial(await engineClient.consume(id, { product: "sora", cost: 1_500_000 })));
 
   const acct = await engineClient.getAccount(id);
@@ -55,7 +68,10 @@ test("the panel matches GET account, redeems a banked reset by a click, and show
     return bar.firstElementChild!.getBoundingClientRect().width / bar.getBoundingClientRect().width;
   });
   const codex5h = acct.products.codex.fiveHour;
-  assert.ok(Math.abs(fill - Math.min(1, codex5h.used / codex5h.limit)) < 0.02, `the codex 5-hour bar is drawn to its share (was ${fill})`);
+  assert.ok(
+    Math.abs(fill - Math.min(1, codex5h.used / codex5h.limit)) < 0.02,
+    `the codex 5-hour bar is drawn to its share (was ${fill})`,
+  );
   const text = async (testId: string) => (await page.getByTestId(testId).textContent())?.trim() ?? "";
 
   const pct = (u: number, l: number) => `${Math.min(100, Math.round((u / l) * 100))}% used`;
@@ -80,7 +96,9 @@ test("the panel matches GET account, redeems a banked reset by a click, and show
   await page.screenshot({ path: `${ARTIFACTS}/panel-desktop.png`, fullPage: true });
 
   await page.setViewportSize({ width: 360, height: 1600 });
-  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  const overflow = await page.evaluate(
+    () => document.documentElement.scrollWidth - document.documentElement.clientWidth,
+  );
   assert.ok(overflow <= 0, `no horizontal overflow at 360 px (was ${overflow})`);
   await page.screenshot({ path: `${ARTIFACTS}/panel-360.png`, fullPage: true });
 
@@ -112,7 +130,9 @@ test("another site cannot frame the panel, and its error page is locked down too
   const messages: string[] = [];
   page.on("console", (m) => messages.push(m.text()));
   // another site: a page on 127.0.0.1 (another origin than localhost, and local, so the browser lets it reach the engine)
-  const framer = createServer((_req, res) => res.writeHead(200, { "Content-Type": "text/html" }).end(`<!doctype html><iframe src="${url}"></iframe>`));
+  const framer = createServer((_req, res) =>
+    res.writeHead(200, { "Content-Type": "text/html" }).end(`<!doctype html><iframe src="${url}"></iframe>`),
+  );
   await new Promise<void>((resolve) => framer.listen(0, "127.0.0.1", resolve));
   try {
     await page.goto(`http://127.0.0.1:${(framer.address() as AddressInfo).port}/`);
@@ -121,7 +141,10 @@ test("another site cannot frame the panel, and its error page is locked down too
     await child.waitForLoadState();
     const inFrame = await child.evaluate(() => document.body?.innerText ?? "").catch((e) => `not readable: ${e}`);
     assert.doesNotMatch(inFrame, /Your usage/, "the panel did not render inside the frame");
-    assert.ok(messages.some((m) => m.includes("frame-ancestors")), `the browser refused the frame by CSP (console: ${JSON.stringify(messages)})`);
+    assert.ok(
+      messages.some((m) => m.includes("frame-ancestors")),
+      `the browser refused the frame by CSP (console: ${JSON.stringify(messages)})`,
+    );
   } finally {
     framer.close();
   }
@@ -154,7 +177,10 @@ test("a used-up window with no credits: what is used up, until when, an add-cred
   assertLockedDown(res?.headers() ?? {});
   const limit = page.getByTestId("limit");
   assert.equal(await limit.count(), 1);
-  assert.match((await limit.textContent()) ?? "", /^Codex: your 5-hour limit is used up; it resets at .+ \(in [45]h \d+m\)\.$/);
+  assert.match(
+    (await limit.textContent()) ?? "",
+    /^Codex: your 5-hour limit is used up; it resets at .+ \(in [45]h \d+m\)\.$/,
+  );
   assert.equal(await limit.locator("time").getAttribute("datetime"), resetsAt);
   const add = page.getByRole("link", { name: "Add credits" });
   const href = new URL((await add.getAttribute("href")) ?? "");
@@ -165,12 +191,19 @@ test("a used-up window with no credits: what is used up, until when, an add-cred
   assert.equal(await page.getByTestId("paused").count(), 0);
   // the chart: a y-axis with labelled ticks, both series and a legend
   assert.ok((await page.getByTestId("y-tick").count()) >= 3);
-  assert.deepEqual(await page.getByTestId("legend").allTextContents(), ["Window usage (included in your plan)", "Credits spent"]);
+  assert.deepEqual(await page.getByTestId("legend").allTextContents(), [
+    "Window usage (included in your plan)",
+    "Credits spent",
+  ]);
   assert.deepEqual(await axeViolations(page), [], "axe-core: no violations with a limit hit");
   await page.screenshot({ path: `${ARTIFACTS}/panel-limits.png`, fullPage: true });
 
   await page.setViewportSize({ width: 360, height: 1600 });
-  assert.equal(await horizontalOverflow(page), 0, "no horizontal overflow at 360 px with a long account id and a limit hit");
+  assert.equal(
+    await horizontalOverflow(page),
+    0,
+    "no horizontal overflow at 360 px with a long account id and a limit hit",
+  );
   assert.deepEqual(await axeViolations(page), [], "axe-core: no violations at 360 px");
   await page.screenshot({ path: `${ARTIFACTS}/panel-limits-360.png`, fullPage: true });
   assert.deepEqual(violations, [], "no Content-Security-Policy violation");
@@ -198,7 +231,10 @@ test("paused credit spending: a banner, no add-credits prompt, and the activity 
   assert.equal(await page.getByRole("link", { name: "Add credits" }).count(), 0);
   await reloadUntil(page, async () => (await page.getByTestId("activity").count()) >= 2);
   const activity = await page.getByTestId("activity").allTextContents();
-  assert.ok(activity.some((t) => /grant/.test(t) && /100\.00/.test(t)), `the purchase is listed (${JSON.stringify(activity)})`);
+  assert.ok(
+    activity.some((t) => /grant/.test(t) && /100\.00/.test(t)),
+    `the purchase is listed (${JSON.stringify(activity)})`,
+  );
   assert.deepEqual(await axeViolations(page), [], "axe-core: no violations while paused");
   await page.screenshot({ path: `${ARTIFACTS}/panel-paused.png`, fullPage: true });
   await page.setViewportSize({ width: 360, height: 1600 });

@@ -11,7 +11,12 @@ const HOUR_MS = 3_600_000;
 const DAY_MS = 24 * HOUR_MS;
 
 /** Events the overview lists: the anomaly guard's, auto top-up requests and depleted balances (and resumes, for context). */
-export const INCIDENT_EVENT_TYPES = ["account.credits_paused", "account.credits_resumed", "topup.requested", "credits.depleted"] as const;
+export const INCIDENT_EVENT_TYPES = [
+  "account.credits_paused",
+  "account.credits_resumed",
+  "topup.requested",
+  "credits.depleted",
+] as const;
 
 export interface PausedAccount {
   accountId: string;
@@ -101,7 +106,9 @@ export async function topSpenders(db: D1Database, now: number, spanMs: number, l
 export async function recentEvents(db: D1Database, limit = 50): Promise<EventView[]> {
   const types = INCIDENT_EVENT_TYPES.map(() => "?").join(", ");
   const { results } = await db
-    .prepare(`SELECT id, account_id, type, data, created_at FROM events WHERE type IN (${types}) ORDER BY created_at DESC, id DESC LIMIT ?`)
+    .prepare(
+      `SELECT id, account_id, type, data, created_at FROM events WHERE type IN (${types}) ORDER BY created_at DESC, id DESC LIMIT ?`,
+    )
     .bind(...INCIDENT_EVENT_TYPES, limit)
     .all<{ id: string; account_id: string; type: string; data: string; created_at: number }>();
   return results.map(toEvent);
@@ -109,7 +116,9 @@ export async function recentEvents(db: D1Database, limit = 50): Promise<EventVie
 
 export async function accountEvents(db: D1Database, accountId: string, limit = 50): Promise<EventView[]> {
   const { results } = await db
-    .prepare("SELECT id, account_id, type, data, created_at FROM events WHERE account_id = ? ORDER BY created_at DESC, id DESC LIMIT ?")
+    .prepare(
+      "SELECT id, account_id, type, data, created_at FROM events WHERE account_id = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+    )
     .bind(accountId, limit)
     .all<{ id: string; account_id: string; type: string; data: string; created_at: number }>();
   return results.map(toEvent);
@@ -125,7 +134,9 @@ const toEvent = (r: { id: string; account_id: string; type: string; data: string
 
 /** The latest reconciliation run (cron, the admin API or the console), or null if none ran yet. */
 export async function latestReconciliation(db: D1Database): Promise<DriftRun | null> {
-  const r = await db.prepare("SELECT ran_at, checked, drifted FROM reconciliation_runs ORDER BY ran_at DESC LIMIT 1").first<{ ran_at: number; checked: number; drifted: string }>();
+  const r = await db
+    .prepare("SELECT ran_at, checked, drifted FROM reconciliation_runs ORDER BY ran_at DESC LIMIT 1")
+    .first<{ ran_at: number; checked: number; drifted: string }>();
   if (!r) return null;
   let drifted: Drift[] = [];
   try {
@@ -142,14 +153,30 @@ export const SPANS = { hour: HOUR_MS, day: DAY_MS } as const;
  * One page of an account's D1 ledger, newest first: entries with `seq` below `before` (the cursor), and the cursor
  * of the next (older) page, or null at the oldest.
  */
-export async function ledgerPage(db: D1Database, accountId: string, before: number | null, limit: number): Promise<{ entries: LedgerRowView[]; nextCursor: number | null }> {
+export async function ledgerPage(
+  db: D1Database,
+  accountId: string,
+  before: number | null,
+  limit: number,
+): Promise<{ entries: LedgerRowView[]; nextCursor: number | null }> {
   const { results } = await db
     .prepare(
       `SELECT seq, id, kind, amount, layer, product, grant_id, hold_id, note, created_at FROM ledger
        WHERE account_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
     )
     .bind(accountId, before ?? Number.MAX_SAFE_INTEGER, limit + 1)
-    .all<{ seq: number; id: string; kind: LedgerKind; amount: number; layer: LedgerRowView["layer"]; product: string | null; grant_id: string | null; hold_id: string | null; note: string | null; created_at: number }>();
+    .all<{
+      seq: number;
+      id: string;
+      kind: LedgerKind;
+      amount: number;
+      layer: LedgerRowView["layer"];
+      product: string | null;
+      grant_id: string | null;
+      hold_id: string | null;
+      note: string | null;
+      created_at: number;
+    }>();
   const page = results.slice(0, limit).map((r) => ({
     seq: r.seq,
     id: r.id,
@@ -175,7 +202,11 @@ export async function hasLedger(db: D1Database, accountId: string): Promise<bool
  * `{"reason", "refunds": entryId}`). Refunds still in flight to D1 are not counted yet; the account object, which
  * counts them, has the last word.
  */
-export async function refundedAgainst(db: D1Database, accountId: string, entryIds: string[]): Promise<Map<string, number>> {
+export async function refundedAgainst(
+  db: D1Database,
+  accountId: string,
+  entryIds: string[],
+): Promise<Map<string, number>> {
   const out = new Map<string, number>();
   if (entryIds.length === 0) return out;
   const { results } = await db
@@ -192,13 +223,41 @@ export async function refundedAgainst(db: D1Database, accountId: string, entryId
 }
 
 /** A `charge` or `write_off` entry of this account in D1, with what is refunded against it so far and what is left. */
-export async function refundableEntry(db: D1Database, accountId: string, entryId: string): Promise<{ entry: LedgerRowView; refunded: number; left: number } | null> {
+export async function refundableEntry(
+  db: D1Database,
+  accountId: string,
+  entryId: string,
+): Promise<{ entry: LedgerRowView; refunded: number; left: number } | null> {
   const r = await db
-    .prepare("SELECT seq, id, kind, amount, layer, product, grant_id, hold_id, note, created_at FROM ledger WHERE id = ? AND account_id = ? AND kind IN ('charge', 'write_off')")
+    .prepare(
+      "SELECT seq, id, kind, amount, layer, product, grant_id, hold_id, note, created_at FROM ledger WHERE id = ? AND account_id = ? AND kind IN ('charge', 'write_off')",
+    )
     .bind(entryId, accountId)
-    .first<{ seq: number; id: string; kind: LedgerKind; amount: number; layer: LedgerRowView["layer"]; product: string | null; grant_id: string | null; hold_id: string | null; note: string | null; created_at: number }>();
+    .first<{
+      seq: number;
+      id: string;
+      kind: LedgerKind;
+      amount: number;
+      layer: LedgerRowView["layer"];
+      product: string | null;
+      grant_id: string | null;
+      hold_id: string | null;
+      note: string | null;
+      created_at: number;
+    }>();
   if (!r) return null;
   const refunded = (await refundedAgainst(db, accountId, [entryId])).get(entryId) ?? 0;
-  const entry: LedgerRowView = { seq: r.seq, id: r.id, kind: r.kind, amount: r.amount, layer: r.layer, product: r.product, grantId: r.grant_id, holdId: r.hold_id, note: r.note, createdAt: r.created_at };
+  const entry: LedgerRowView = {
+    seq: r.seq,
+    id: r.id,
+    kind: r.kind,
+    amount: r.amount,
+    layer: r.layer,
+    product: r.product,
+    grantId: r.grant_id,
+    holdId: r.hold_id,
+    note: r.note,
+    createdAt: r.created_at,
+  };
   return { entry, refunded, left: Math.max(0, r.amount - refunded) };
 }

@@ -21,7 +21,9 @@ export const credits = (micro: number): string => creditFormat.format(micro / 1_
 /** Micro-credits as a form value in credits, without grouping or trailing zeros: 3_500_000 → "3.5". */
 export function creditsInput(micro: number): string {
   const whole = Math.floor(micro / 1_000_000);
-  const frac = String(micro % 1_000_000).padStart(6, "0").replace(/0+$/, "");
+  const frac = String(micro % 1_000_000)
+    .padStart(6, "0")
+    .replace(/0+$/, "");
   return frac ? `${whole}.${frac}` : String(whole);
 }
 /** A form value in credits as micro-credits, exactly (no floating point), or null if it is not a positive amount. */
@@ -124,7 +126,10 @@ const Nonce: FC = () => <input type="hidden" name="nonce" value={crypto.randomUU
 const NOTICES = new Map<string, string>([
   ["resumed", "Credit spending was resumed. The anomaly guard's trailing window counts from now."],
   ["not_paused", "The account was not paused: nothing changed."],
-  ["refunded", "The refund was recorded: a compensating purchase grant was added, and a refund entry (in the ledger below within a second or two)."],
+  [
+    "refunded",
+    "The refund was recorded: a compensating purchase grant was added, and a refund entry (in the ledger below within a second or two).",
+  ],
   ["reset_recorded", "The global reset was recorded. It is in effect everywhere within a few seconds."],
   ["reconciled", "Reconciliation ran: the drift report below is the new one."],
   ["signed_out", "You are signed out."],
@@ -147,7 +152,13 @@ const ErrorBox: FC<{ error?: string | null }> = ({ error }) =>
   ) : null;
 
 /** Every signed-in page: the banner (navigation, account lookup, sign-out) and the main landmark with the page's h1. */
-const Shell: FC<{ title: string; op: Operator; notice?: string; error?: string | null; children?: Child }> = ({ title, op, notice, error, children }) => (
+const Shell: FC<{ title: string; op: Operator; notice?: string; error?: string | null; children?: Child }> = ({
+  title,
+  op,
+  notice,
+  error,
+  children,
+}) => (
   <Document title={title}>
     <header class="top">
       <div class="top-inner">
@@ -162,6 +173,7 @@ const Shell: FC<{ title: string; op: Operator; notice?: string; error?: string |
             </li>
           </ul>
         </nav>
+        {/* biome-ignore lint/a11y/useSemanticElements: the <search> element is not in every browser operators use; the role says the same */}
         <form role="search" method="get" action="/console/accounts">
           <label for="lookup">Account id</label>
           <input id="lookup" name="id" type="search" required maxlength={128} autocomplete="off" />
@@ -204,7 +216,11 @@ const Bare: FC<{ title: string; children?: Child }> = ({ title, children }) => (
 
 // ───────────────────────────── sign-in and plain pages ─────────────────────────────
 
-export const SignInPage: FC<{ csrf: string | null; error?: string | null; notice?: string }> = ({ csrf, error, notice }) => (
+export const SignInPage: FC<{ csrf: string | null; error?: string | null; notice?: string }> = ({
+  csrf,
+  error,
+  notice,
+}) => (
   <Bare title="Sign in">
     <Notice notice={notice} />
     <ErrorBox error={error} />
@@ -230,7 +246,11 @@ export const SignInPage: FC<{ csrf: string | null; error?: string | null; notice
 );
 
 /** A refusal or a plain message: no session needed. */
-export const MessagePage: FC<{ title: string; message: string; link?: { href: string; text: string } }> = ({ title, message, link }) => (
+export const MessagePage: FC<{ title: string; message: string; link?: { href: string; text: string } }> = ({
+  title,
+  message,
+  link,
+}) => (
   <Bare title={title}>
     <p role="alert" class="error">
       {message}
@@ -302,10 +322,21 @@ const SpendersTable: FC<{ rows: Spender[]; span: "hour" | "day"; caption: string
 const scopeText = (scope: { products?: string[] | null; plans?: string[] | null }) =>
   `${scope.products?.length ? scope.products.join(", ") : "all products"} · ${scope.plans?.length ? scope.plans.join(", ") : "all plans"}`;
 
-export const OverviewPage: FC<OverviewProps> = ({ op, now, notice, paused, topHour, topDay, events, drift, resets }) => (
+export const OverviewPage: FC<OverviewProps> = ({
+  op,
+  now,
+  notice,
+  paused,
+  topHour,
+  topDay,
+  events,
+  drift,
+  resets,
+}) => (
   <Shell title="Incident overview" op={op} notice={notice}>
     <p class="small">
-      As of {utc(now)}. Cross-account figures come from the D1 ledger and events, which trail the accounts by the settlement queue (a second or two).
+      As of {utc(now)}. Cross-account figures come from the D1 ledger and events, which trail the accounts by the
+      settlement queue (a second or two).
     </p>
     <section aria-labelledby="h-paused">
       <h2 id="h-paused">Paused by the anomaly guard</h2>
@@ -343,7 +374,9 @@ export const OverviewPage: FC<OverviewProps> = ({ op, now, notice, paused, topHo
     </section>
     <section aria-labelledby="h-top">
       <h2 id="h-top">Top credit spenders</h2>
-      <p class="small">Charges paid by credit grants or flex overage, summed per account. Window usage is not credit spend.</p>
+      <p class="small">
+        Charges paid by credit grants or flex overage, summed per account. Window usage is not credit spend.
+      </p>
       <div class="grid2">
         <div>
           <h3>Last hour</h3>
@@ -390,15 +423,20 @@ export const OverviewPage: FC<OverviewProps> = ({ op, now, notice, paused, topHo
     <section aria-labelledby="h-drift" id="drift">
       <h2 id="h-drift">Reconciliation drift</h2>
       {drift === null ? (
-        <p class="small" data-testid="drift-summary">No reconciliation has run yet.</p>
+        <p class="small" data-testid="drift-summary">
+          No reconciliation has run yet.
+        </p>
       ) : (
         <>
           <p data-testid="drift-summary">
-            Last check {utc(drift.ranAt)}: checked {drift.checked} {drift.checked === 1 ? "account" : "accounts"}, {drift.drifted.length} drifted.
+            Last check {utc(drift.ranAt)}: checked {drift.checked} {drift.checked === 1 ? "account" : "accounts"},{" "}
+            {drift.drifted.length} drifted.
           </p>
           {drift.drifted.length > 0 ? (
             <table>
-              <caption>Accounts whose object and ledger differ (entries still in flight can show here until they settle)</caption>
+              <caption>
+                Accounts whose object and ledger differ (entries still in flight can show here until they settle)
+              </caption>
               <thead>
                 <tr>
                   <th scope="col">Account</th>
@@ -465,7 +503,9 @@ export const OverviewPage: FC<OverviewProps> = ({ op, now, notice, paused, topHo
                 <td>{scopeText(r.scope)}</td>
                 <td>
                   {r.bankedResets}
-                  {r.grantBankedResets ? `, +${r.grantBankedResets.count} for ${r.grantBankedResets.expiresInHours} h` : ""}
+                  {r.grantBankedResets
+                    ? `, +${r.grantBankedResets.count} for ${r.grantBankedResets.expiresInHours} h`
+                    : ""}
                 </td>
                 <td>{r.reason}</td>
                 <td>{r.actor}</td>
@@ -487,7 +527,13 @@ export interface AccountPageProps {
   op: Operator;
   notice?: string;
   summary: Summary;
-  ledger: { entries: LedgerRowView[]; nextCursor: number | null; cursor: number | null; limit: number; defaultLimit: number };
+  ledger: {
+    entries: LedgerRowView[];
+    nextCursor: number | null;
+    cursor: number | null;
+    limit: number;
+    defaultLimit: number;
+  };
   refunded: Map<string, number>;
   events: EventView[];
   settled: boolean;
@@ -528,15 +574,25 @@ export const AccountPage: FC<AccountPageProps> = ({ op, notice, summary: s, ledg
             <span data-testid="account-balance">{credits(s.credits.balance)}</span> credits
           </dd>
           <dt>Spend cap</dt>
-          <dd>{s.spendCap ? `${credits(s.spendCap.spentToday)} of ${credits(s.spendCap.dailyLimit)} credits spent today (UTC)` : "none"}</dd>
+          <dd>
+            {s.spendCap
+              ? `${credits(s.spendCap.spentToday)} of ${credits(s.spendCap.dailyLimit)} credits spent today (UTC)`
+              : "none"}
+          </dd>
           <dt>Flex overage</dt>
-          <dd>{s.credits.flex ? `${credits(s.credits.flex.used)} of ${credits(s.credits.flex.limit)} credits this month` : "not on this plan"}</dd>
+          <dd>
+            {s.credits.flex
+              ? `${credits(s.credits.flex.used)} of ${credits(s.credits.flex.limit)} credits this month`
+              : "not on this plan"}
+          </dd>
           <dt>Auto top-up</dt>
           <dd>
             {s.credits.autoTopUp.enabled
               ? `on: ${credits(s.credits.autoTopUp.amount)} credits below ${credits(s.credits.autoTopUp.threshold)}, at most ${s.credits.autoTopUp.maxPerMonth} a month`
               : "off"}
-            {s.credits.autoTopUp.pending ? `; pending ${s.credits.autoTopUp.pending.topUpId} since ${utcIso(s.credits.autoTopUp.pending.requestedAt)}` : ""}
+            {s.credits.autoTopUp.pending
+              ? `; pending ${s.credits.autoTopUp.pending.topUpId} since ${utcIso(s.credits.autoTopUp.pending.requestedAt)}`
+              : ""}
           </dd>
           <dt>Banked resets</dt>
           <dd>
@@ -648,9 +704,13 @@ export const AccountPage: FC<AccountPageProps> = ({ op, notice, summary: s, ledg
       </section>
       <section aria-labelledby="h-ledger">
         <h2 id="h-ledger">Ledger</h2>
-        <p class="small">Settled entries from D1, newest first. A charge paid by credits, or a write-off, can be refunded against.</p>
+        <p class="small">
+          Settled entries from D1, newest first. A charge paid by credits, or a write-off, can be refunded against.
+        </p>
         {ledger.entries.length === 0 ? (
-          <p class="small">{settled ? "No more ledger entries." : "No ledger entries: this account has settled nothing yet."}</p>
+          <p class="small">
+            {settled ? "No more ledger entries." : "No ledger entries: this account has settled nothing yet."}
+          </p>
         ) : (
           <table>
             <caption>Ledger entries{ledger.cursor === null ? ", newest" : ", older"}</caption>
@@ -707,8 +767,12 @@ export const AccountPage: FC<AccountPageProps> = ({ op, notice, summary: s, ledg
         )}
         {ledger.cursor !== null || ledger.nextCursor !== null ? (
           <nav class="pager" aria-label="Ledger pages">
-            {ledger.cursor !== null ? <a href={`${base}${limitQ ? `?${limitQ.slice(1)}` : ""}`}>Newest entries</a> : null}
-            {ledger.nextCursor !== null ? <a href={`${base}?cursor=${ledger.nextCursor}${limitQ}`}>Older entries</a> : null}
+            {ledger.cursor !== null ? (
+              <a href={`${base}${limitQ ? `?${limitQ.slice(1)}` : ""}`}>Newest entries</a>
+            ) : null}
+            {ledger.nextCursor !== null ? (
+              <a href={`${base}?cursor=${ledger.nextCursor}${limitQ}`}>Older entries</a>
+            ) : null}
           </nav>
         ) : null}
       </section>
@@ -746,7 +810,13 @@ export const AccountPage: FC<AccountPageProps> = ({ op, notice, summary: s, ledg
 
 // ───────────────────────────── confirmation screens ─────────────────────────────
 
-export const ResumeConfirmPage: FC<{ op: Operator; accountId: string; paused: boolean; pausedEvent: EventView | null; error?: string | null }> = ({ op, accountId, paused, pausedEvent, error }) => (
+export const ResumeConfirmPage: FC<{
+  op: Operator;
+  accountId: string;
+  paused: boolean;
+  pausedEvent: EventView | null;
+  error?: string | null;
+}> = ({ op, accountId, paused, pausedEvent, error }) => (
   <Shell title="Resume credit spending" op={op} error={error}>
     <section aria-labelledby="h-what">
       <h2 id="h-what">What will happen</h2>
@@ -792,7 +862,16 @@ export interface RefundConfirmProps {
   error?: string | null;
 }
 
-export const RefundConfirmPage: FC<RefundConfirmProps> = ({ op, accountId, entry, refunded, left, amount, reason, error }) => (
+export const RefundConfirmPage: FC<RefundConfirmProps> = ({
+  op,
+  accountId,
+  entry,
+  refunded,
+  left,
+  amount,
+  reason,
+  error,
+}) => (
   <Shell title="Refund against a ledger entry" op={op} error={error}>
     <section aria-labelledby="h-entry">
       <h2 id="h-entry">The entry</h2>
@@ -820,7 +899,8 @@ export const RefundConfirmPage: FC<RefundConfirmProps> = ({ op, accountId, entry
       </dl>
       {entry.layer === "window" ? (
         <p class="error" data-testid="window-charge">
-          This charge was covered by the plan's window, not by credits: a refund would give the account credits it never paid.
+          This charge was covered by the plan's window, not by credits: a refund would give the account credits it never
+          paid.
         </p>
       ) : null}
     </section>
@@ -831,15 +911,24 @@ export const RefundConfirmPage: FC<RefundConfirmProps> = ({ op, accountId, entry
       ) : (
         <>
           <p>
-            The account gets a compensating purchase grant of the amount (it expires in 12 months) and a refund entry that names this entry. Nothing earlier is
-            edited. All refunds against this entry together can never exceed its amount: the account object checks, whatever this page shows.
+            The account gets a compensating purchase grant of the amount (it expires in 12 months) and a refund entry
+            that names this entry. Nothing earlier is edited. All refunds against this entry together can never exceed
+            its amount: the account object checks, whatever this page shows.
           </p>
           <form class="stack" method="post" action={`${accountHref(accountId)}/refund`}>
             <Csrf op={op} />
             <Nonce />
             <input type="hidden" name="entry" value={entry.id} />
             <label for="refund-amount">Amount (credits)</label>
-            <input id="refund-amount" name="amount" type="text" inputmode="decimal" required value={amount ?? creditsInput(left)} aria-describedby="refund-amount-hint" />
+            <input
+              id="refund-amount"
+              name="amount"
+              type="text"
+              inputmode="decimal"
+              required
+              value={amount ?? creditsInput(left)}
+              aria-describedby="refund-amount-hint"
+            />
             <p class="small" id="refund-amount-hint">
               Up to {credits(left)} credits, at most 6 decimals.
             </p>
@@ -863,13 +952,18 @@ export interface ResetChoice {
   reason: string;
 }
 
-export const ResetFormPage: FC<{ op: Operator; choice?: ResetChoice; error?: string | null }> = ({ op, choice, error }) => (
+export const ResetFormPage: FC<{ op: Operator; choice?: ResetChoice; error?: string | null }> = ({
+  op,
+  choice,
+  error,
+}) => (
   <Shell title="Run a global reset" op={op} error={error}>
     <section aria-labelledby="h-scope">
       <h2 id="h-scope">Scope and reason</h2>
       <p>
-        A global reset makes window usage recorded before it stop counting, for every account in scope that exists when it runs. Leave a group unticked to
-        include all of it. The next screen shows what will happen; nothing is done until you confirm there.
+        A global reset makes window usage recorded before it stop counting, for every account in scope that exists when
+        it runs. Leave a group unticked to include all of it. The next screen shows what will happen; nothing is done
+        until you confirm there.
       </p>
       <form method="get" action="/console/resets/confirm" class="stack">
         <fieldset>
@@ -891,10 +985,17 @@ export const ResetFormPage: FC<{ op: Operator; choice?: ResetChoice; error?: str
         <fieldset>
           <legend>Banked resets</legend>
           <label>
-            <input type="radio" name="bankedResets" value="keep" checked={(choice?.bankedResets ?? "keep") === "keep"} /> keep as they are
+            <input
+              type="radio"
+              name="bankedResets"
+              value="keep"
+              checked={(choice?.bankedResets ?? "keep") === "keep"}
+            />{" "}
+            keep as they are
           </label>
           <label>
-            <input type="radio" name="bankedResets" value="restore" checked={choice?.bankedResets === "restore"} /> restore to the plan's maximum
+            <input type="radio" name="bankedResets" value="restore" checked={choice?.bankedResets === "restore"} />{" "}
+            restore to the plan's maximum
           </label>
         </fieldset>
         <label for="reset-reason">Reason (recorded in the audit trail)</label>
@@ -908,15 +1009,23 @@ export const ResetFormPage: FC<{ op: Operator; choice?: ResetChoice; error?: str
   </Shell>
 );
 
-export const ResetConfirmPage: FC<{ op: Operator; choice: ResetChoice; error?: string | null }> = ({ op, choice, error }) => (
+export const ResetConfirmPage: FC<{ op: Operator; choice: ResetChoice; error?: string | null }> = ({
+  op,
+  choice,
+  error,
+}) => (
   <Shell title="Confirm the global reset" op={op} error={error}>
     <section aria-labelledby="h-what">
       <h2 id="h-what">What will happen</h2>
       <dl class="facts">
         <dt>Products</dt>
-        <dd data-testid="reset-scope">{choice.products.length ? choice.products.join(", ") : `all products (${PRODUCTS.join(", ")})`}</dd>
+        <dd data-testid="reset-scope">
+          {choice.products.length ? choice.products.join(", ") : `all products (${PRODUCTS.join(", ")})`}
+        </dd>
         <dt>Plans</dt>
-        <dd data-testid="reset-plans">{choice.plans.length ? choice.plans.join(", ") : `all plans (${PLANS.join(", ")})`}</dd>
+        <dd data-testid="reset-plans">
+          {choice.plans.length ? choice.plans.join(", ") : `all plans (${PLANS.join(", ")})`}
+        </dd>
         <dt>Banked resets</dt>
         <dd>{choice.bankedResets === "restore" ? "restored to each plan's maximum" : "kept as they are"}</dd>
         <dt>Reason</dt>
@@ -925,9 +1034,10 @@ export const ResetConfirmPage: FC<{ op: Operator; choice: ResetChoice; error?: s
         <dd>{op.name ?? "console"}</dd>
       </dl>
       <p>
-        The 5-hour and weekly windows of {choice.products.length ? choice.products.join(", ") : "every product"} start from zero, as of the moment you confirm,
-        for every account on {choice.plans.length ? `the ${choice.plans.join(", ")} plan${choice.plans.length > 1 ? "s" : ""}` : "any plan"} that exists then.
-        It is one record, in effect everywhere within a few seconds, and it cannot be undone.
+        The 5-hour and weekly windows of {choice.products.length ? choice.products.join(", ") : "every product"} start
+        from zero, as of the moment you confirm, for every account on{" "}
+        {choice.plans.length ? `the ${choice.plans.join(", ")} plan${choice.plans.length > 1 ? "s" : ""}` : "any plan"}{" "}
+        that exists then. It is one record, in effect everywhere within a few seconds, and it cannot be undone.
       </p>
       <form method="post" action="/console/resets" class="actions">
         <Csrf op={op} />

@@ -42,7 +42,12 @@ function keysFor(adminToken: string): Promise<Record<Purpose, CryptoKey>> {
       const base = await crypto.subtle.importKey("raw", encoder.encode(adminToken), "HKDF", false, ["deriveKey"]);
       const derive = (purpose: Purpose) =>
         crypto.subtle.deriveKey(
-          { name: "HKDF", hash: "SHA-256", salt: encoder.encode("usage-engine operator console v1"), info: encoder.encode(purpose) },
+          {
+            name: "HKDF",
+            hash: "SHA-256",
+            salt: encoder.encode("usage-engine operator console v1"),
+            info: encoder.encode(purpose),
+          },
           base,
           { name: "HMAC", hash: "SHA-256", length: 256 },
           false,
@@ -64,7 +69,12 @@ async function mac(adminToken: string, purpose: Purpose, data: string): Promise<
 async function macValid(adminToken: string, purpose: Purpose, data: string, given: string): Promise<boolean> {
   if (!MAC.test(given)) return false;
   try {
-    return await crypto.subtle.verify("HMAC", (await keysFor(adminToken))[purpose], fromB64url(given), encoder.encode(data));
+    return await crypto.subtle.verify(
+      "HMAC",
+      (await keysFor(adminToken))[purpose],
+      fromB64url(given),
+      encoder.encode(data),
+    );
   } catch {
     return false;
   }
@@ -78,7 +88,11 @@ export async function signSession(adminToken: string, session: Session): Promise
 }
 
 /** The session a cookie value holds, or null when it is malformed, tampered with, signed under another token or expired at `now`. */
-export async function verifySession(adminToken: string, value: string | undefined, now: number): Promise<Session | null> {
+export async function verifySession(
+  adminToken: string,
+  value: string | undefined,
+  now: number,
+): Promise<Session | null> {
   const m = /^([A-Za-z0-9_-]{1,600})\.([A-Za-z0-9_-]{43})$/.exec(value ?? "");
   if (!m || !(await macValid(adminToken, "session", m[1], m[2]))) return null;
   try {
@@ -93,11 +107,15 @@ export async function verifySession(adminToken: string, value: string | undefine
 }
 
 /** The CSRF token of every form of a session. */
-export const csrfToken = (adminToken: string, sid: string): Promise<string> => mac(adminToken, "csrf", `session:${sid}`);
+export const csrfToken = (adminToken: string, sid: string): Promise<string> =>
+  mac(adminToken, "csrf", `session:${sid}`);
 export const csrfValid = (adminToken: string, sid: string, given: unknown): Promise<boolean> =>
   typeof given === "string" ? macValid(adminToken, "csrf", `session:${sid}`, given) : Promise.resolve(false);
 
 /** The sign-in form's token, bound to the random value of its `console_login` cookie. */
-export const loginCsrfToken = (adminToken: string, loginId: string): Promise<string> => mac(adminToken, "csrf", `login:${loginId}`);
+export const loginCsrfToken = (adminToken: string, loginId: string): Promise<string> =>
+  mac(adminToken, "csrf", `login:${loginId}`);
 export const loginCsrfValid = (adminToken: string, loginId: string | undefined, given: unknown): Promise<boolean> =>
-  typeof given === "string" && loginId && /^[A-Za-z0-9_-]{22}$/.test(loginId) ? macValid(adminToken, "csrf", `login:${loginId}`, given) : Promise.resolve(false);
+  typeof given === "string" && loginId && /^[A-Za-z0-9_-]{22}$/.test(loginId)
+    ? macValid(adminToken, "csrf", `login:${loginId}`, given)
+    : Promise.resolve(false);

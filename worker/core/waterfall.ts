@@ -54,7 +54,12 @@ export function burnDownOrder(a: GrantState, b: GrantState): number {
 /** Grants this product may spend at `now`, in burn-down order. */
 export function spendableGrants(grants: readonly GrantState[], product: Product, now: number): GrantState[] {
   return grants
-    .filter((g) => g.remaining > 0 && (g.expiresAt === null || g.expiresAt > now) && (g.products === null || g.products.includes(product)))
+    .filter(
+      (g) =>
+        g.remaining > 0 &&
+        (g.expiresAt === null || g.expiresAt > now) &&
+        (g.products === null || g.products.includes(product)),
+    )
     .sort(burnDownOrder);
 }
 
@@ -71,7 +76,11 @@ function creditCapacity(input: WaterfallInput): number {
  * Takes up to `cost` from each layer in order, never more than `creditBudget` from grants and flex together.
  * Returns the parts and what no layer covered.
  */
-export function allocate(input: WaterfallInput, cost: number, creditBudget: number): { sources: Source[]; uncovered: number } {
+export function allocate(
+  input: WaterfallInput,
+  cost: number,
+  creditBudget: number,
+): { sources: Source[]; uncovered: number } {
   const sources: Source[] = [];
   const fromWindow = Math.min(cost, windowCapacity(input.windows));
   if (fromWindow > 0) sources.push({ layer: "window", amount: fromWindow });
@@ -120,7 +129,9 @@ function deny(input: WaterfallInput, reason: DenialReason, resetsAt: number | un
   return {
     allowed: false,
     reason,
-    ...(resetsAt === undefined ? {} : { resetsAt, retryAfterSeconds: Math.max(1, Math.ceil((resetsAt - input.now) / 1000)) }),
+    ...(resetsAt === undefined
+      ? {}
+      : { resetsAt, retryAfterSeconds: Math.max(1, Math.ceil((resetsAt - input.now) / 1000)) }),
     ...(offer ? { offer } : {}),
   };
 }

@@ -42,10 +42,21 @@ export function chargeWindow(w: WindowState, kind: WindowKind, amount: number, n
 }
 
 /** Gives back reserved usage, but only to the same window instance it was taken from. */
-export function releaseWindow(w: WindowState, kind: WindowKind, amount: number, openedAt: number, now: number): WindowState {
+export function releaseWindow(
+  w: WindowState,
+  kind: WindowKind,
+  amount: number,
+  openedAt: number,
+  now: number,
+): WindowState {
   const cur = currentWindow(w, kind, now);
   if (cur.openedAt !== openedAt) return cur;
   return { openedAt: cur.openedAt, used: Math.max(0, cur.used - amount) };
 }
 
-export const windowJson = (v: WindowView) => ({ limit: v.limit, used: v.used, remaining: v.remaining, resetsAt: isoOrNull(v.resetsAt) });
+export const windowJson = (v: WindowView) => ({
+  limit: v.limit,
+  used: v.used,
+  remaining: v.remaining,
+  resetsAt: isoOrNull(v.resetsAt),
+});

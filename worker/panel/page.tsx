@@ -5,7 +5,7 @@ import type { AccountSummary } from "../schemas";
 import { PRODUCTS, type Product } from "../catalog";
 import { WINDOW_KINDS, type WindowKind } from "../core/windows";
 import { iso, nextUtcMidnight, utcDayStart } from "../core/time";
-import type { AccountDO } from "../../durable-objects/account";
+import type { AccountDO } from "../../durable-objects/account/object";
 
 type Summary = z.infer<typeof AccountSummary>;
 type WindowView = Summary["products"]["codex"]["fiveHour"];
@@ -33,7 +33,8 @@ export interface PanelProps {
 }
 
 /** Micro-credits as credits with two decimals: 1_234_567 → "1.23". */
-export const credits = (micro: number) => (micro / 1_000_000).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+export const credits = (micro: number) =>
+  (micro / 1_000_000).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 
 const productName = (p: string) => p.charAt(0).toUpperCase() + p.slice(1);
 const WINDOW_NAMES: Record<WindowKind, string> = { fiveHour: "5-hour", weekly: "weekly" };
@@ -76,7 +77,14 @@ const WindowBar: FC<{ label: string; w: WindowView; now: number; id: string }> =
         <span id={id}>{label}</span>
         <span data-testid={`${id}-pct`}>{pct}% used</span>
       </div>
-      <div class={`bar ${pct >= 100 ? "full" : ""}`} role="progressbar" aria-labelledby={id} aria-valuemin={0} aria-valuemax={100} aria-valuenow={pct}>
+      <div
+        class={`bar ${pct >= 100 ? "full" : ""}`}
+        role="progressbar"
+        aria-labelledby={id}
+        aria-valuemin={0}
+        aria-valuemax={100}
+        aria-valuenow={pct}
+      >
         <div style={{ width: `${pct}%` }} />
       </div>
       <div class="row small">
@@ -99,7 +107,9 @@ const WindowBar: FC<{ label: string; w: WindowView; now: number; id: string }> =
 
 /** Credits that can pay for `product` now: unexpired grant remainders for all products or for this one. */
 const creditsFor = (summary: Summary, product: Product) =>
-  summary.credits.grants.filter((g) => g.products === null || g.products.includes(product)).reduce((s, g) => s + g.remaining, 0);
+  summary.credits.grants
+    .filter((g) => g.products === null || g.products.includes(product))
+    .reduce((s, g) => s + g.remaining, 0);
 
 /**
  * The used-up windows and what helps. "Add credits" is offered only when credits would help: a window of a product
@@ -107,7 +117,13 @@ const creditsFor = (summary: Summary, product: Product) =>
  * daily spend cap is not reached (bought credits could not be spent before the UTC day ends).
  */
 const Limits: FC<{ summary: Summary; now: number; href: string | null }> = ({ summary, now, href }) => {
-  const used = PRODUCTS.flatMap((p) => WINDOW_KINDS.filter((k) => summary.products[p][k].remaining === 0).map((k) => ({ p, k, w: summary.products[p][k] })));
+  const used = PRODUCTS.flatMap((p) =>
+    WINDOW_KINDS.filter((k) => summary.products[p][k].remaining === 0).map((k) => ({
+      p,
+      k,
+      w: summary.products[p][k],
+    })),
+  );
   if (used.length === 0) return null;
   const products = [...new Set(used.map((u) => u.p))];
   const flex = summary.credits.flex;
@@ -134,22 +150,32 @@ const Limits: FC<{ summary: Summary; now: number; href: string | null }> = ({ su
           </li>
         ))}
       </ul>
-      {summary.paused ? <p data-testid="limit-help">Credit spending is paused, so only a window reset or a banked reset frees capacity now.</p> : null}
+      {summary.paused ? (
+        <p data-testid="limit-help">
+          Credit spending is paused, so only a window reset or a banked reset frees capacity now.
+        </p>
+      ) : null}
       {!summary.paused && capReached ? (
         <p data-testid="limit-help">
-          Your daily spend cap ({credits(cap.dailyLimit)} credits) is reached; credit spending resumes at <When ms={nextUtcMidnight(now)} now={now} />.
+          Your daily spend cap ({credits(cap.dailyLimit)} credits) is reached; credit spending resumes at{" "}
+          <When ms={nextUtcMidnight(now)} now={now} />.
         </p>
       ) : null}
       {!summary.paused && !capReached
         ? covered.map((p) => {
             const own = creditsFor(summary, p);
-            const payer = own > 0 ? `your credits (${credits(own)}) pay` : `flexible billing (${credits(flexLeft)} credits left this month) pays`;
+            const payer =
+              own > 0
+                ? `your credits (${credits(own)}) pay`
+                : `flexible billing (${credits(flexLeft)} credits left this month) pays`;
             return <p data-testid="limit-help">{`Until then, ${payer} for ${productName(p)}.`}</p>;
           })
         : null}
       {offer ? (
         <p data-testid="limit-help">
-          {href ? "Add credits to keep working now, or wait for the reset." : "Add credits in the product to keep working now, or wait for the reset."}
+          {href
+            ? "Add credits to keep working now, or wait for the reset."
+            : "Add credits in the product to keep working now, or wait for the reset."}
         </p>
       ) : null}
       {summary.bankedResets.available > 0 ? (
@@ -204,14 +230,22 @@ const SpendChart: FC<{ days: PanelView["days"] }> = ({ days }) => {
       <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-labelledby="spend-title spend-desc" class="chart">
         <title id="spend-title">Window usage and credits spent per UTC day, last {days.length} days</title>
         <desc id="spend-desc">
-          In total, window usage {total("window")} credits and credits spent {total("credits")}. The table below the chart gives each day.
+          In total, window usage {total("window")} credits and credits spent {total("credits")}. The table below the
+          chart gives each day.
         </desc>
         <text x={0} y={11} font-size="12" fill="#3d4451" data-testid="y-axis-label">
           credits
         </text>
         {ticks.map((t) => (
           <g>
-            <line x1={left} x2={W - right} y1={y(t)} y2={y(t)} stroke={t === 0 ? "#3d4451" : "#d0d4da"} stroke-width="1" />
+            <line
+              x1={left}
+              x2={W - right}
+              y1={y(t)}
+              y2={y(t)}
+              stroke={t === 0 ? "#3d4451" : "#d0d4da"}
+              stroke-width="1"
+            />
             <text x={left - 5} y={y(t) + 4} text-anchor="end" font-size="12" fill="#3d4451" data-testid="y-tick">
               {tickLabel(t)}
             </text>
@@ -223,7 +257,14 @@ const SpendChart: FC<{ days: PanelView["days"] }> = ({ days }) => {
           return (
             <g>
               {SERIES.map((s, j) => (
-                <rect x={x0 + j * (barW + 2)} y={y(d[s.key])} width={barW} height={Math.max(0, top + plotH - y(d[s.key]))} fill={s.color} data-series={s.key}>
+                <rect
+                  x={x0 + j * (barW + 2)}
+                  y={y(d[s.key])}
+                  width={barW}
+                  height={Math.max(0, top + plotH - y(d[s.key]))}
+                  fill={s.color}
+                  data-series={s.key}
+                >
                   <title>{`${d.day}, ${s.label}: ${credits(d[s.key])} credits`}</title>
                 </rect>
               ))}
@@ -243,8 +284,8 @@ const SpendChart: FC<{ days: PanelView["days"] }> = ({ days }) => {
         ))}
       </ul>
       <figcaption class="small">
-        Per UTC day, last {days.length} days. Window usage is what your plan's windows covered (usage a reset forgave is left out); credits
-        spent is what credits and flexible billing paid.
+        Per UTC day, last {days.length} days. Window usage is what your plan's windows covered (usage a reset forgave is
+        left out); credits spent is what credits and flexible billing paid.
       </figcaption>
       <details>
         <summary>The numbers per day</summary>
@@ -281,7 +322,8 @@ const BankedNext: FC<{ rule: PanelView["bankedResets"]; now: number }> = ({ rule
   const next = Date.parse(rule.nextAt);
   return rule.atMax ? (
     <p data-testid="banked-next">
-      You are at the maximum ({rule.max}), so none accrues now. After you use one, the next accrues at <When ms={next} now={now} />.
+      You are at the maximum ({rule.max}), so none accrues now. After you use one, the next accrues at{" "}
+      <When ms={next} now={now} />.
     </p>
   ) : (
     <p data-testid="banked-next">
@@ -291,8 +333,12 @@ const BankedNext: FC<{ rule: PanelView["bankedResets"]; now: number }> = ({ rule
 };
 
 const Activity: FC<{ activity: ActivityEntry[] | null; now: number }> = ({ activity, now }) => {
-  if (activity === null) return <p data-testid="activity-unavailable">Recent activity cannot be shown right now. Reload the page to try again.</p>;
-  if (activity.length === 0) return <p data-testid="no-activity">Nothing has been recorded yet. New entries appear within a few seconds.</p>;
+  if (activity === null)
+    return (
+      <p data-testid="activity-unavailable">Recent activity cannot be shown right now. Reload the page to try again.</p>
+    );
+  if (activity.length === 0)
+    return <p data-testid="no-activity">Nothing has been recorded yet. New entries appear within a few seconds.</p>;
   return (
     <div class="table-box">
       <table>
@@ -394,7 +440,10 @@ export const PanelPage: FC<PanelProps> = ({ summary, view, activity, token, now,
         {summary.paused ? (
           <section class="alert" role="alert" aria-labelledby="h-paused" data-testid="paused">
             <h2 id="h-paused">Credit spending is paused</h2>
-            <p>Credit spending is paused for your safety; contact support to have it resumed. Usage included in your plan still works.</p>
+            <p>
+              Credit spending is paused for your safety; contact support to have it resumed. Usage included in your plan
+              still works.
+            </p>
           </section>
         ) : null}
         <Limits summary={summary} now={now} href={addCreditsHref} />
@@ -472,11 +521,14 @@ export const PanelPage: FC<PanelProps> = ({ summary, view, activity, token, now,
           )}
           <p class="small" data-testid="auto-top-up">
             Auto top-up:{" "}
-            {a.enabled ? `on: ${credits(a.amount)} credits when below ${credits(a.threshold)}, at most ${a.maxPerMonth} a month${a.pending ? " (one pending)" : ""}` : "off"}
+            {a.enabled
+              ? `on: ${credits(a.amount)} credits when below ${credits(a.threshold)}, at most ${a.maxPerMonth} a month${a.pending ? " (one pending)" : ""}`
+              : "off"}
           </p>
           {summary.credits.flex ? (
             <p class="small">
-              Flexible billing this month: {credits(summary.credits.flex.used)} of {credits(summary.credits.flex.limit)} credits
+              Flexible billing this month: {credits(summary.credits.flex.used)} of {credits(summary.credits.flex.limit)}{" "}
+              credits
             </p>
           ) : null}
           <h3 class="small">Daily spend cap</h3>
@@ -486,7 +538,8 @@ export const PanelPage: FC<PanelProps> = ({ summary, view, activity, token, now,
                 {credits(cap.spentToday)} of {credits(cap.dailyLimit)} credits spent today (UTC)
               </p>
               <p class="small">
-                {cap.spentToday >= cap.dailyLimit ? "Reached: credit spending resumes" : "The count starts again"} at <When ms={nextUtcMidnight(now)} now={now} />.
+                {cap.spentToday >= cap.dailyLimit ? "Reached: credit spending resumes" : "The count starts again"} at{" "}
+                <When ms={nextUtcMidnight(now)} now={now} />.
               </p>
             </>
           ) : (
@@ -497,7 +550,9 @@ export const PanelPage: FC<PanelProps> = ({ summary, view, activity, token, now,
           <h2 id="h-holds">Work in progress</h2>
           {summary.holds.length > 0 ? (
             <>
-              <p class="small">Holds reserve usage for work whose cost is known when it finishes; what it does not use is released.</p>
+              <p class="small">
+                Holds reserve usage for work whose cost is known when it finishes; what it does not use is released.
+              </p>
               <div class="table-box">
                 <table>
                   <caption class="sr-only">Active holds</caption>
@@ -534,7 +589,9 @@ export const PanelPage: FC<PanelProps> = ({ summary, view, activity, token, now,
         </section>
         <section aria-labelledby="h-activity">
           <h2 id="h-activity">Recent activity</h2>
-          <p class="small">Your last 20 ledger entries, newest first. An entry appears a few seconds after it happens.</p>
+          <p class="small">
+            Your last 20 ledger entries, newest first. An entry appears a few seconds after it happens.
+          </p>
           <Activity activity={activity} now={now} />
         </section>
       </main>
@@ -542,7 +599,10 @@ export const PanelPage: FC<PanelProps> = ({ summary, view, activity, token, now,
   );
 };
 
-export const PanelError: FC<{ message: string; heading?: string }> = ({ message, heading = "This link does not work" }) => (
+export const PanelError: FC<{ message: string; heading?: string }> = ({
+  message,
+  heading = "This link does not work",
+}) => (
   <Document title="Usage panel">
     <main>
       <section class="alert" role="alert">

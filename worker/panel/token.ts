@@ -5,7 +5,8 @@ export const PANEL_TOKEN_TTL_SECONDS = 15 * 60;
 
 const encoder = new TextEncoder();
 
-const hmacKey = (secret: string, use: "sign" | "verify") => crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [use]);
+const hmacKey = (secret: string, use: "sign" | "verify") =>
+  crypto.subtle.importKey("raw", encoder.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, [use]);
 
 export async function signPanelToken(secret: string, accountId: string, expiresAtMs: number): Promise<string> {
   const payload = b64url(encoder.encode(JSON.stringify({ a: accountId, exp: Math.floor(expiresAtMs / 1000) })));
@@ -19,7 +20,8 @@ export async function verifyPanelToken(secret: string, token: string, nowMs: num
   if (!m) return null;
   try {
     // crypto.subtle.verify compares the MAC in constant time.
-    if (!(await crypto.subtle.verify("HMAC", await hmacKey(secret, "verify"), fromB64url(m[2]), encoder.encode(m[1])))) return null;
+    if (!(await crypto.subtle.verify("HMAC", await hmacKey(secret, "verify"), fromB64url(m[2]), encoder.encode(m[1]))))
+      return null;
     const claims = JSON.parse(new TextDecoder().decode(fromB64url(m[1]))) as { a?: unknown; exp?: unknown };
     if (typeof claims.a !== "string" || typeof claims.exp !== "number" || claims.exp * 1000 <= nowMs) return null;
     return claims.a;

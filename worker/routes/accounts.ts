@@ -1,9 +1,33 @@
 import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
-import type { Outcome } from "../../durable-objects/types";
-import type { AppEnv } from "../context";
-import { accountStub, callContext, respond } from "../context";
-import { AccountParams, AccountSummary, IncludeQuery, AutoTopUpBody, BankedResetBody, BankedResetRedeemed, ConsumeBody, Decision, Denial, GrantBody, GrantCreated, PlanBody, SpendCapBody } from "../schemas";
-import { chargeOf, conflicts, decisionHeaders, denialHeaders, errorResponses, idempotencyHeader, jsonBody, jsonResponse as json, replayHeaders, serviceAuth } from "./common";
+import { account, chargeFrom, grantFrom } from "../http/account";
+import type { AppEnv } from "../http/context";
+import { reply } from "../http/reply";
+import {
+  AccountParams,
+  AccountSummary,
+  IncludeQuery,
+  AutoTopUpBody,
+  BankedResetBody,
+  BankedResetRedeemed,
+  ConsumeBody,
+  Decision,
+  Denial,
+  GrantBody,
+  GrantCreated,
+  PlanBody,
+  SpendCapBody,
+} from "../schemas";
+import {
+  conflicts,
+  decisionHeaders,
+  denialHeaders,
+  errorResponses,
+  idempotencyHeader,
+  jsonBody,
+  jsonResponse as json,
+  replayHeaders,
+  serviceAuth,
+} from "./common";
 
 const mutating = { ...serviceAuth, parameters: [idempotencyHeader] };
 
@@ -11,23 +35,30 @@ export const accountRoutes = new OpenAPIHono<AppEnv>();
 
 accountRoutes.openapi(
   createRoute({
-    method: "get", path: "/v1/accounts/{id}", tags: ["accounts"], ...serviceAuth,
-    operationId: "getAccount", summary: "Read an account",
-    description: "The account summary: plan, both windows of each product, credits and grants, banked resets, active holds, pause and spend cap. An account never written answers as a fresh `go` account, without being created.",
+    method: "get",
+    path: "/v1/accounts/{id}",
+    tags: ["accounts"],
+    ...serviceAuth,
+    operationId: "getAccount",
+    summary: "Read an account",
+    description:
+      "The account summary: plan, both windows of each product, credits and grants, banked resets, active holds, pause and spend cap. An account never written answers as a fresh `go` account, without being created.",
     request: { params: AccountParams },
     responses: { 200: json(AccountSummary, "account summary"), ...errorResponses },
   }),
-  async (c) => {
-    const { id } = c.req.valid("param");
-    return respond(c, await accountStub(c, id).summary(await callContext(c, id))) as never;
-  },
+  async (c) => reply(c, await account(c, c.req.valid("param").id).summary()),
 );
 
 accountRoutes.openapi(
   createRoute({
-    method: "post", path: "/v1/accounts/{id}/consume", tags: ["metering"], ...mutating,
-    operationId: "consume", summary: "Decide and charge a request",
-    description: "Prices `usage` with the current rate card (or takes `cost`) and charges it through the waterfall: the product's windows, then credit grants, then flex. Allowed: 200 with each layer's part. Denied: 429 with the reason and `Retry-After`; nothing is charged. The same `Idempotency-Key` and payload replay the first answer.",
+    method: "post",
+    path: "/v1/accounts/{id}/consume",
+    tags: ["metering"],
+    ...mutating,
+    operationId: "consume",
+    summary: "Decide and charge a request",
+    description:
+      "Prices `usage` with the current rate card (or takes `cost`) and charges it through the waterfall: the product's windows, then credit grants, then flex. Allowed: 200 with each layer's part. Denied: 429 with the reason and `Retry-After`; nothing is charged. The same `Idempotency-Key` and payload replay the first answer.",
     request: { params: AccountParams, query: IncludeQuery, body: jsonBody(ConsumeBody) },
     responses: {
       200: json(Decision, "allowed: each layer's part is charged", decisionHeaders),
@@ -36,90 +67,105 @@ accountRoutes.openapi(
       ...conflicts("amount_out_of_range"),
     },
   }),
-  async (c) => {
-    const { id } = c.req.valid("param");
-    const body = c.req.valid("json");
-    const charge = chargeOf(body.product, body);
-    const outcome: Outcome = await accountStub(c, id).consume(await callContext(c, id), charge);
-    const decision = outcome.body as { decisionId?: string; allowed?: boolean; reason?: string; sources?: unknown } | null;
-    // One structured line per decision; ids and amounts only, never headers or tokens.
-    console.log(JSON.stringify({
-      event: "decision", requestId: c.get("requestId"), accountId: id, decisionId: decision?.decisionId, product: charge.product,
-      cost: charge.cost, allowed: decision?.allowed ?? false, reason: decision?.reason ?? outcome.error?.code, sources: decision?.sources,
-      replayed: outcome.replayed ?? false,
-    }));
-    return respond(c, outcome) as never;
-  },
+  async (c) => reply(c, await account(c, c.req.valid("param").id).consume(chargeFrom(c.req.valid("json")))),
 );
 
 accountRoutes.openapi(
   createRoute({
-    method: "post", path: "/v1/accounts/{id}/credits", tags: ["billing"], ...mutating,
-    operationId: "addCredits", summary: "Grant credits",
-    description: "Adds a promo, entitlement or purchase grant. Purchases expire after 12 months unless `expiresAt` says otherwise; promos must carry `expiresAt`. With `topUpId` it confirms that pending auto top-up (once).",
+    method: "post",
+    path: "/v1/accounts/{id}/credits",
+    tags: ["billing"],
+    ...mutating,
+    operationId: "addCredits",
+    summary: "Grant credits",
+    description:
+      "Adds a promo, entitlement or purchase grant. Purchases expire after 12 months unless `expiresAt` says otherwise; promos must carry `expiresAt`. With `topUpId` it confirms that pending auto top-up (once).",
     request: { params: AccountParams, body: jsonBody(GrantBody) },
-    responses: { 201: json(GrantCreated, "the grant", replayHeaders), ...errorResponses, ...conflicts("topup_unknown", "amount_out_of_range") },
+    responses: {
+      201: json(GrantCreated, "the grant", replayHeaders),
+      ...errorResponses,
+      ...conflicts("topup_unknown", "amount_out_of_range"),
+    },
   }),
-  async (c) => {
-    const { id } = c.req.valid("param");
-    const body = c.req.valid("json");
-    const req = { ...body, expiresAt: body.expiresAt === undefined ? undefined : Date.parse(body.expiresAt) };
-    return respond(c, await accountStub(c, id).addCredits(await callContext(c, id), req)) as never;
-  },
+  async (c) => reply(c, await account(c, c.req.valid("param").id).addCredits(grantFrom(c.req.valid("json")))),
 );
 
 accountRoutes.openapi(
   createRoute({
-    method: "put", path: "/v1/accounts/{id}/plan", tags: ["billing"], ...mutating,
-    operationId: "setPlan", summary: "Change the plan",
-    description: "Moves the account to another plan; window limits, banked-reset accrual and flex follow the new plan from now on.",
+    method: "put",
+    path: "/v1/accounts/{id}/plan",
+    tags: ["billing"],
+    ...mutating,
+    operationId: "setPlan",
+    summary: "Change the plan",
+    description:
+      "Moves the account to another plan; window limits, banked-reset accrual and flex follow the new plan from now on.",
     request: { params: AccountParams, body: jsonBody(PlanBody) },
-    responses: { 200: json(AccountSummary, "the account after the change", replayHeaders), ...errorResponses, ...conflicts() },
+    responses: {
+      200: json(AccountSummary, "the account after the change", replayHeaders),
+      ...errorResponses,
+      ...conflicts(),
+    },
   }),
-  async (c) => {
-    const { id } = c.req.valid("param");
-    return respond(c, await accountStub(c, id).setPlan(await callContext(c, id), c.req.valid("json").plan)) as never;
-  },
+  async (c) => reply(c, await account(c, c.req.valid("param").id).setPlan(c.req.valid("json").plan)),
 );
 
 accountRoutes.openapi(
   createRoute({
-    method: "put", path: "/v1/accounts/{id}/auto-top-up", tags: ["billing"], ...mutating,
-    operationId: "setAutoTopUp", summary: "Configure auto top-up",
-    description: "Plans `plus` and `pro` only. When a credit spend leaves the balance below `threshold`, one `topup.requested` event asks the billing system for `amount`, at most `maxPerMonth` times per UTC month.",
+    method: "put",
+    path: "/v1/accounts/{id}/auto-top-up",
+    tags: ["billing"],
+    ...mutating,
+    operationId: "setAutoTopUp",
+    summary: "Configure auto top-up",
+    description:
+      "Plans `plus` and `pro` only. When a credit spend leaves the balance below `threshold`, one `topup.requested` event asks the billing system for `amount`, at most `maxPerMonth` times per UTC month.",
     request: { params: AccountParams, body: jsonBody(AutoTopUpBody) },
-    responses: { 200: json(AccountSummary, "the account after the change", replayHeaders), ...errorResponses, ...conflicts("auto_top_up_not_allowed") },
+    responses: {
+      200: json(AccountSummary, "the account after the change", replayHeaders),
+      ...errorResponses,
+      ...conflicts("auto_top_up_not_allowed"),
+    },
   }),
-  async (c) => {
-    const { id } = c.req.valid("param");
-    return respond(c, await accountStub(c, id).setAutoTopUp(await callContext(c, id), c.req.valid("json"))) as never;
-  },
+  async (c) => reply(c, await account(c, c.req.valid("param").id).setAutoTopUp(c.req.valid("json"))),
 );
 
 accountRoutes.openapi(
   createRoute({
-    method: "put", path: "/v1/accounts/{id}/spend-cap", tags: ["billing"], ...mutating,
-    operationId: "setSpendCap", summary: "Set the daily spend cap",
-    description: "Caps credit spend (grants and flex, held credits included) per UTC day; requests beyond it are denied `spend_cap`. `null` removes the cap.",
+    method: "put",
+    path: "/v1/accounts/{id}/spend-cap",
+    tags: ["billing"],
+    ...mutating,
+    operationId: "setSpendCap",
+    summary: "Set the daily spend cap",
+    description:
+      "Caps credit spend (grants and flex, held credits included) per UTC day; requests beyond it are denied `spend_cap`. `null` removes the cap.",
     request: { params: AccountParams, body: jsonBody(SpendCapBody) },
-    responses: { 200: json(AccountSummary, "the account after the change", replayHeaders), ...errorResponses, ...conflicts() },
+    responses: {
+      200: json(AccountSummary, "the account after the change", replayHeaders),
+      ...errorResponses,
+      ...conflicts(),
+    },
   }),
-  async (c) => {
-    const { id } = c.req.valid("param");
-    return respond(c, await accountStub(c, id).setSpendCap(await callContext(c, id), c.req.valid("json").dailyLimit)) as never;
-  },
+  async (c) => reply(c, await account(c, c.req.valid("param").id).setSpendCap(c.req.valid("json").dailyLimit)),
 );
 
 accountRoutes.openapi(
   createRoute({
-    method: "post", path: "/v1/accounts/{id}/resets", tags: ["resets"], ...mutating,
-    operationId: "redeemBankedReset", summary: "Use a banked reset",
-    description: "Redeems the soonest-expiring banked reset and empties both windows of `product`. Refused when none is available, or when the windows are already empty (the reset is kept).",
+    method: "post",
+    path: "/v1/accounts/{id}/resets",
+    tags: ["resets"],
+    ...mutating,
+    operationId: "redeemBankedReset",
+    summary: "Use a banked reset",
+    description:
+      "Redeems the soonest-expiring banked reset and empties both windows of `product`. Refused when none is available, or when the windows are already empty (the reset is kept).",
     request: { params: AccountParams, body: jsonBody(BankedResetBody) },
-    responses: { 200: json(BankedResetRedeemed, "a banked reset was used", replayHeaders), ...errorResponses, ...conflicts("no_banked_reset", "nothing_to_reset") },
+    responses: {
+      200: json(BankedResetRedeemed, "a banked reset was used", replayHeaders),
+      ...errorResponses,
+      ...conflicts("no_banked_reset", "nothing_to_reset"),
+    },
   }),
-  async (c) => {
-    const { id } = c.req.valid("param");
-    return respond(c, await accountStub(c, id).redeemBankedReset(await callContext(c, id), c.req.valid("json").product)) as never;
-  },
+  async (c) => reply(c, await account(c, c.req.valid("param").id).redeemBankedReset(c.req.valid("json").product)),
 );

@@ -1,13 +1,37 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import type { CallContext, Outcome } from "../../durable-objects/types";
+import type { CallContext, RefundRequest } from "../../durable-objects/types";
 import type { GlobalResetRequest } from "../../durable-objects/reset-control";
-import type { AppContext, AppEnv } from "../context";
-import { ApiError } from "../errors";
-import { accountStub, callContext, respond } from "../context";
-import { forgetCachedResets, resetControl } from "../resets";
+import type { RefundResult, ResumeResult } from "../core/account/answers";
+import { type Answered, ok } from "../core/account/state";
+import { account } from "../http/account";
+import type { AppContext, AppEnv } from "../http/context";
+import { ApiError } from "../http/errors";
+import { reply } from "../http/reply";
+import { resetControl } from "../../durable-objects/stubs";
+import { forgetCachedResets } from "../resets";
 import { reconcile } from "../settlement/reconciliation";
-import { AccountParams, GlobalResetBody, GlobalResetList, ReconciliationQuery, ReconciliationReport, RefundBody, RefundCreated, ResetCreated, Resumed } from "../schemas";
-import { adminAuth, conflicts, errorResponses, idempotencyHeader, jsonBody, jsonResponse as json, keyConflict, notFound, replayHeaders } from "./common";
+import {
+  AccountParams,
+  GlobalResetBody,
+  GlobalResetList,
+  ReconciliationQuery,
+  ReconciliationReport,
+  RefundBody,
+  RefundCreated,
+  ResetCreated,
+  Resumed,
+} from "../schemas";
+import {
+  adminAuth,
+  conflicts,
+  errorResponses,
+  idempotencyHeader,
+  jsonBody,
+  jsonResponse as json,
+  keyConflict,
+  notFound,
+  replayHeaders,
+} from "./common";
 
 const admin = { tags: ["admin"], ...adminAuth };
 const mutating = { ...admin, parameters: [idempotencyHeader] };
@@ -21,7 +45,8 @@ const operatorHeader = {
 const audited = { ...admin, parameters: [idempotencyHeader, operatorHeader] };
 
 /** Who did it, for the audit trail: an operator name the caller may give (printable ASCII, 1–100), never the token. */
-export const operatorOf = (name: string | undefined, fallback = "admin") => (name && /^[\x20-\x7e]{1,100}$/.test(name) ? name : fallback);
+export const operatorOf = (name: string | undefined, fallback = "admin") =>
+  name && /^[\x20-\x7e]{1,100}$/.test(name) ? name : fallback;
 
 interface AdminResetRow {
   reset_id: string;
@@ -42,16 +67,35 @@ type Idempotency = NonNullable<CallContext["idempotency"]>;
  * Records a global reset once per idempotency key (a replay answers the first one), writes its audit row to D1 and
  * makes this isolate see it at once. A key reused with another request is `idempotency_conflict`.
  */
-export async function recordGlobalReset(c: AppContext, body: GlobalResetRequest, actor: string, idempotency: Idempotency): Promise<{ resetId: string; effectiveAt: string; replayed: boolean }> {
+export async function recordGlobalReset(
+  c: AppContext,
+  body: GlobalResetRequest,
+  actor: string,
+  idempotency: Idempotency,
+): Promise<{ resetId: string; effectiveAt: string; replayed: boolean }> {
   const created = await resetControl(c.env).createReset(body, { now: c.get("now"), actor, idempotency });
-  if ("conflict" in created) throw new ApiError("idempotency_conflict", "this Idempotency-Key was used with a different request");
-  const { resetId, effectiveAt, replayed } = created;
+  if (created.kind === "conflict")
+    throw new ApiError("idempotency_conflict", "this Idempotency-Key was used with a different request");
+  const {
+    answer: { resetId, effectiveAt },
+    replayed,
+  } = created;
   const row = (await resetControl(c.env).byId(resetId))!;
   // The audit row is written on every attempt, replays included, so a failed first write heals on retry.
   await c.env.DB.prepare(
     "INSERT OR IGNORE INTO admin_resets (reset_id, seq, effective_at, scope, banked_resets, grant_banked_resets, reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-  ).bind(resetId, row.seq, row.effectiveAt, JSON.stringify({ products: row.products, plans: row.plans }), row.bankedResets,
-    row.grantBankedResets ? JSON.stringify(row.grantBankedResets) : null, row.reason, row.actor).run();
+  )
+    .bind(
+      resetId,
+      row.seq,
+      row.effectiveAt,
+      JSON.stringify({ products: row.products, plans: row.plans }),
+      row.bankedResets,
+      row.grantBankedResets ? JSON.stringify(row.grantBankedResets) : null,
+      row.reason,
+      row.actor,
+    )
+    .run();
   forgetCachedResets(c.env);
   console.log(JSON.stringify({ event: "admin.global_reset", requestId: c.get("requestId"), resetId, actor, replayed }));
   return { resetId, effectiveAt, replayed };
@@ -59,48 +103,79 @@ export async function recordGlobalReset(c: AppContext, body: GlobalResetRequest,
 
 /** The audit trail of global resets from D1, newest first. */
 export async function listGlobalResets(db: D1Database, limit: number): Promise<GlobalResetView[]> {
-  const { results } = await db.prepare("SELECT * FROM admin_resets ORDER BY seq DESC LIMIT ?").bind(limit).all<AdminResetRow>();
+  const { results } = await db
+    .prepare("SELECT * FROM admin_resets ORDER BY seq DESC LIMIT ?")
+    .bind(limit)
+    .all<AdminResetRow>();
   return results.map((r) => ({
     resetId: r.reset_id,
     effectiveAt: new Date(r.effective_at).toISOString(),
     scope: JSON.parse(r.scope) as GlobalResetView["scope"],
     bankedResets: r.banked_resets,
-    grantBankedResets: r.grant_banked_resets ? (JSON.parse(r.grant_banked_resets) as { count: number; expiresInHours: number }) : null,
+    grantBankedResets: r.grant_banked_resets
+      ? (JSON.parse(r.grant_banked_resets) as { count: number; expiresInHours: number })
+      : null,
     reason: r.reason,
     actor: r.actor,
   }));
 }
 
 /** Lifts an anomaly pause (`resumed: false` if the account was not paused), under the caller's idempotency key. */
-export async function resumeAccount(c: AppContext, accountId: string, operator: string, idempotency: Idempotency): Promise<Outcome> {
-  return accountStub(c, accountId).resume({ ...(await callContext(c, accountId)), idempotency }, operator);
+export function resumeAccount(
+  c: AppContext,
+  accountId: string,
+  operator: string,
+  idempotency: Idempotency,
+): Promise<Answered<ResumeResult>> {
+  return account(c, accountId, { idempotency }).resume(operator);
 }
 
 /** A compensating refund (against `entryId`, or goodwill), under the caller's idempotency key; the account object enforces the limits. */
-export async function refundAccount(c: AppContext, accountId: string, body: z.infer<typeof RefundBody>, idempotency: Idempotency): Promise<Outcome> {
-  return accountStub(c, accountId).refund({ ...(await callContext(c, accountId)), idempotency }, body);
+export function refundAccount(
+  c: AppContext,
+  accountId: string,
+  body: RefundRequest,
+  idempotency: Idempotency,
+): Promise<Answered<RefundResult>> {
+  return account(c, accountId, { idempotency }).refund(body);
 }
 
 export const adminRoutes = new OpenAPIHono<AppEnv>();
 
 adminRoutes.openapi(
   createRoute({
-    method: "post", path: "/v1/admin/resets", ...audited,
-    operationId: "createGlobalReset", summary: "Reset everyone's windows",
-    description: "Records one reset epoch for every account in `scope` (all by default): their windows count from zero as of now. `bankedResets: restore` refills available banked resets to the plan's maximum; `grantBankedResets` adds bonus ones that expire. O(1): no account is touched; each applies the epoch lazily, so it is in effect everywhere within about 2 s.",
+    method: "post",
+    path: "/v1/admin/resets",
+    ...audited,
+    operationId: "createGlobalReset",
+    summary: "Reset everyone's windows",
+    description:
+      "Records one reset epoch for every account in `scope` (all by default): their windows count from zero as of now. `bankedResets: restore` refills available banked resets to the plan's maximum; `grantBankedResets` adds bonus ones that expire. O(1): no account is touched; each applies the epoch lazily, so it is in effect everywhere within about 2 s.",
     request: { body: jsonBody(GlobalResetBody) },
-    responses: { 200: json(ResetCreated, "the reset is recorded and in effect", replayHeaders), ...errorResponses, ...keyConflict },
+    responses: {
+      200: json(ResetCreated, "the reset is recorded and in effect", replayHeaders),
+      ...errorResponses,
+      ...keyConflict,
+    },
   }),
   async (c) => {
-    const { resetId, effectiveAt, replayed } = await recordGlobalReset(c, c.req.valid("json"), operatorOf(c.req.header("X-Operator")), c.get("idempotency")!);
-    return respond(c, { status: 200, body: { resetId, effectiveAt }, replayed }) as never;
+    const { resetId, effectiveAt, replayed } = await recordGlobalReset(
+      c,
+      c.req.valid("json"),
+      operatorOf(c.req.header("X-Operator")),
+      c.get("idempotency")!,
+    );
+    return reply(c, { result: ok({ resetId, effectiveAt }), replayed });
   },
 );
 
 adminRoutes.openapi(
   createRoute({
-    method: "get", path: "/v1/admin/resets", ...admin,
-    operationId: "listGlobalResets", summary: "List global resets",
+    method: "get",
+    path: "/v1/admin/resets",
+    ...admin,
+    operationId: "listGlobalResets",
+    summary: "List global resets",
     description: "The audit trail of global resets, newest first: scope, banked-reset handling, reason and operator.",
     request: { query: z.object({ limit: z.coerce.number().int().min(1).max(500).optional() }) },
     responses: { 200: json(GlobalResetList, "the audit trail, newest first"), ...errorResponses },
@@ -112,23 +187,31 @@ adminRoutes.openapi(
 
 adminRoutes.openapi(
   createRoute({
-    method: "post", path: "/v1/admin/accounts/{id}/resume", ...audited,
-    operationId: "resumeAccount", summary: "Lift an anomaly pause",
-    description: "Resumes credit spending on an account the anomaly guard paused (`resumed: false` if it was not paused). The trailing window then counts from this instant.",
+    method: "post",
+    path: "/v1/admin/accounts/{id}/resume",
+    ...audited,
+    operationId: "resumeAccount",
+    summary: "Lift an anomaly pause",
+    description:
+      "Resumes credit spending on an account the anomaly guard paused (`resumed: false` if it was not paused). The trailing window then counts from this instant.",
     request: { params: AccountParams },
     responses: { 200: json(Resumed, "credit spending resumed", replayHeaders), ...errorResponses, ...conflicts() },
   }),
   async (c) => {
     const { id } = c.req.valid("param");
-    return respond(c, await resumeAccount(c, id, operatorOf(c.req.header("X-Operator")), c.get("idempotency")!)) as never;
+    return reply(c, await resumeAccount(c, id, operatorOf(c.req.header("X-Operator")), c.get("idempotency")!));
   },
 );
 
 adminRoutes.openapi(
   createRoute({
-    method: "post", path: "/v1/admin/accounts/{id}/refunds", ...mutating,
-    operationId: "refundAccount", summary: "Refund credits",
-    description: "Adds a compensating purchase grant (12 months) and a `refund` entry; nothing earlier is edited. With `entryId`, against that `charge` or `write_off` of this account, never beyond its amount across all refunds; without, a goodwill credit of at most 100 credits.",
+    method: "post",
+    path: "/v1/admin/accounts/{id}/refunds",
+    ...mutating,
+    operationId: "refundAccount",
+    summary: "Refund credits",
+    description:
+      "Adds a compensating purchase grant (12 months) and a `refund` entry; nothing earlier is edited. With `entryId`, against that `charge` or `write_off` of this account, never beyond its amount across all refunds; without, a goodwill credit of at most 100 credits.",
     request: { params: AccountParams, body: jsonBody(RefundBody) },
     responses: {
       201: json(RefundCreated, "the compensating grant and entry", replayHeaders),
@@ -139,17 +222,24 @@ adminRoutes.openapi(
   }),
   async (c) => {
     const { id } = c.req.valid("param");
-    return respond(c, await refundAccount(c, id, c.req.valid("json"), c.get("idempotency")!)) as never;
+    return reply(c, await refundAccount(c, id, c.req.valid("json"), c.get("idempotency")!));
   },
 );
 
 adminRoutes.openapi(
   createRoute({
-    method: "get", path: "/v1/admin/reconciliation", ...admin,
-    operationId: "getReconciliation", summary: "Compare accounts with the ledger",
-    description: "Checks each account object's credit position and charged total against the D1 ledger and lists those that differ, with the outbox entries still in flight.",
+    method: "get",
+    path: "/v1/admin/reconciliation",
+    ...admin,
+    operationId: "getReconciliation",
+    summary: "Compare accounts with the ledger",
+    description:
+      "Checks each account object's credit position and charged total against the D1 ledger and lists those that differ, with the outbox entries still in flight.",
     request: { query: ReconciliationQuery },
-    responses: { 200: json(ReconciliationReport, "accounts whose ledger differs from their object"), ...errorResponses },
+    responses: {
+      200: json(ReconciliationReport, "accounts whose ledger differs from their object"),
+      ...errorResponses,
+    },
   }),
   async (c) => {
     const { accountId, limit } = c.req.valid("query");

@@ -14,12 +14,14 @@ import { Hono, type Context } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
-import type { Outcome } from "../../durable-objects/types";
+import type { Refusal } from "../core/refusals";
 import { PLANS, PRODUCTS, type PlanId, type Product } from "../catalog";
-import type { AppContext, AppEnv } from "../context";
-import { accountStub, callContext, tokenMatches } from "../context";
+import type { AppContext, AppEnv } from "../http/context";
+import { account } from "../http/account";
+import { tokenMatches } from "../http/context";
+import { bodyOf } from "../http/reply";
 import { base64 } from "../core/encoding";
-import { ERROR_STATUS } from "../errors";
+import { ERROR_STATUS } from "../http/errors";
 import { AccountId, GlobalResetBody } from "../schemas";
 import { reconcile } from "../settlement/reconciliation";
 import { listGlobalResets, operatorOf, recordGlobalReset, refundAccount, resumeAccount } from "./admin";
@@ -69,7 +71,9 @@ const LEDGER_PAGE = 25;
 let styleHash: Promise<string> | undefined;
 function consoleCsp(): Promise<string> {
   styleHash ??= crypto.subtle.digest("SHA-256", new TextEncoder().encode(STYLE)).then((d) => `'sha256-${base64(d)}'`);
-  return styleHash.then((h) => `default-src 'none'; style-src ${h}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'`);
+  return styleHash.then(
+    (h) => `default-src 'none'; style-src ${h}; form-action 'self'; base-uri 'none'; frame-ancestors 'none'`,
+  );
 }
 
 // "/console/*" also matches "/console". Set after next(), so refusals, redirects and errors carry them too.
@@ -81,7 +85,13 @@ consoleRoutes.use("/console/*", async (c, next) => {
     const requestId = c.get("requestId");
     c.res = undefined;
     c.res = new Response(
-      await renderText(<MessagePage title={status >= 500 ? "Something went wrong" : "This request was refused"} message={`Nothing was done. Request id ${requestId}.`} link={{ href: "/console", text: "Back to the overview" }} />),
+      await renderText(
+        <MessagePage
+          title={status >= 500 ? "Something went wrong" : "This request was refused"}
+          message={`Nothing was done. Request id ${requestId}.`}
+          link={{ href: "/console", text: "Back to the overview" }}
+        />,
+      ),
       { status, headers: { "Content-Type": "text/html; charset=UTF-8", "X-Request-Id": requestId } },
     );
   }
@@ -98,9 +108,16 @@ const page = (c: C, status: ContentfulStatusCode, el: JSX.Element) => c.html(el,
 /** A 303 with a small page, so that even a redirect is a standards-mode document. */
 const seeOther = (c: C, location: string) => c.html(<RedirectPage location={location} />, 303, { Location: location });
 
-const cookieOptions = (c: C, maxAge: number) => ({ path: COOKIE_PATH, httpOnly: true, sameSite: "Strict" as const, secure: new URL(c.req.url).protocol === "https:", maxAge });
+const cookieOptions = (c: C, maxAge: number) => ({
+  path: COOKIE_PATH,
+  httpOnly: true,
+  sameSite: "Strict" as const,
+  secure: new URL(c.req.url).protocol === "https:",
+  maxAge,
+});
 
-const log = (c: C, event: string, fields: Record<string, unknown> = {}) => console.log(JSON.stringify({ event: `console.${event}`, requestId: c.get("requestId"), ...fields }));
+const log = (c: C, event: string, fields: Record<string, unknown> = {}) =>
+  console.log(JSON.stringify({ event: `console.${event}`, requestId: c.get("requestId"), ...fields }));
 
 /** An urlencoded or multipart form, strings only, or null when the body is not a readable form. */
 async function readForm(c: C): Promise<FormFields | null> {
@@ -133,7 +150,10 @@ const nonceOf = (form: FormFields): string | null => {
 };
 
 async function fingerprint(action: string, scope: string, payload: unknown): Promise<string> {
-  const digest = await crypto.subtle.digest("SHA-256", new TextEncoder().encode(`console ${action} ${scope}\n${JSON.stringify(payload)}`));
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    new TextEncoder().encode(`console ${action} ${scope}\n${JSON.stringify(payload)}`),
+  );
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
@@ -157,11 +177,28 @@ consoleRoutes.post("/console/sign-in", async (c) => {
     return page(c, 401, CLOSED());
   }
   const form = await readForm(c);
-  if (!form) return page(c, 400, <MessagePage title="This form could not be read" message="Nothing was done. Reload the sign-in page and try again." link={{ href: "/console/sign-in", text: "Sign in" }} />);
+  if (!form)
+    return page(
+      c,
+      400,
+      <MessagePage
+        title="This form could not be read"
+        message="Nothing was done. Reload the sign-in page and try again."
+        link={{ href: "/console/sign-in", text: "Sign in" }}
+      />,
+    );
   const loginId = getCookie(c, LOGIN_COOKIE);
   if (!(await loginCsrfValid(token, loginId, one(form, "csrf")))) {
     log(c, "csrf_refused", { path: c.req.path });
-    return page(c, 403, <MessagePage title="Sign-in refused" message="This sign-in form's security token is missing or not valid, or the form is older than 30 minutes. Reload the sign-in page and try again." link={{ href: "/console/sign-in", text: "Sign in" }} />);
+    return page(
+      c,
+      403,
+      <MessagePage
+        title="Sign-in refused"
+        message="This sign-in form's security token is missing or not valid, or the form is older than 30 minutes. Reload the sign-in page and try again."
+        link={{ href: "/console/sign-in", text: "Sign in" }}
+      />,
+    );
   }
   const csrf = await loginCsrfToken(token, loginId!);
   if (!(await tokenMatches(one(form, "token") ?? "", token))) {
@@ -169,7 +206,12 @@ consoleRoutes.post("/console/sign-in", async (c) => {
     return page(c, 401, <SignInPage csrf={csrf} error="That token is not valid." />);
   }
   const name = (one(form, "name") ?? "").trim();
-  if (name !== "" && !/^[\x20-\x7e]{1,64}$/.test(name)) return page(c, 400, <SignInPage csrf={csrf} error="A name is 1 to 64 printable ASCII characters. You are not signed in." />);
+  if (name !== "" && !/^[\x20-\x7e]{1,64}$/.test(name))
+    return page(
+      c,
+      400,
+      <SignInPage csrf={csrf} error="A name is 1 to 64 printable ASCII characters. You are not signed in." />,
+    );
   const session: Session = { sid: randomId(), exp: c.get("now") + SESSION_TTL_MS, ...(name ? { op: name } : {}) };
   setCookie(c, SESSION_COOKIE, await signSession(token, session), cookieOptions(c, SESSION_TTL_MS / 1000));
   setCookie(c, LOGIN_COOKIE, "", cookieOptions(c, 0));
@@ -195,18 +237,47 @@ consoleRoutes.use("/console/*", async (c, next) => {
   const session = token ? await verifySession(token, getCookie(c, SESSION_COOKIE), c.get("now")) : null;
   if (!token || !session) {
     if (c.req.method === "GET" || c.req.method === "HEAD") return seeOther(c, "/console/sign-in");
-    return page(c, 401, <MessagePage title="You are not signed in" message="Your session has ended, or you are not signed in, so nothing was done. Sign in again, then retry." link={{ href: "/console/sign-in", text: "Sign in" }} />);
+    return page(
+      c,
+      401,
+      <MessagePage
+        title="You are not signed in"
+        message="Your session has ended, or you are not signed in, so nothing was done. Sign in again, then retry."
+        link={{ href: "/console/sign-in", text: "Sign in" }}
+      />,
+    );
   }
   let form: FormFields | null = null;
   if (c.req.method === "POST") {
     form = await readForm(c);
-    if (!form) return page(c, 400, <MessagePage title="This form could not be read" message="Nothing was done. Go back, reload the page and try again." link={{ href: "/console", text: "Back to the overview" }} />);
+    if (!form)
+      return page(
+        c,
+        400,
+        <MessagePage
+          title="This form could not be read"
+          message="Nothing was done. Go back, reload the page and try again."
+          link={{ href: "/console", text: "Back to the overview" }}
+        />,
+      );
     if (!(await csrfValid(token, session.sid, one(form, "csrf")))) {
       log(c, "csrf_refused", { path: c.req.path });
-      return page(c, 403, <MessagePage title="Refused: security token" message="This form's security token is missing or not valid, so nothing was done. Go back, reload the page and try again." link={{ href: "/console", text: "Back to the overview" }} />);
+      return page(
+        c,
+        403,
+        <MessagePage
+          title="Refused: security token"
+          message="This form's security token is missing or not valid, so nothing was done. Go back, reload the page and try again."
+          link={{ href: "/console", text: "Back to the overview" }}
+        />,
+      );
     }
   }
-  signedIn.set(c.req.raw, { session, form, op: { csrf: await csrfToken(token, session.sid), name: session.op ?? null, expiresAt: session.exp } });
+  signedIn.set(c.req.raw, {
+    session,
+    form,
+    op: { csrf: await csrfToken(token, session.sid), name: session.op ?? null, expiresAt: session.exp },
+  });
   await next();
 });
 
@@ -229,7 +300,21 @@ consoleRoutes.get("/console", async (c) => {
     data.latestReconciliation(db),
     listGlobalResets(db, 20),
   ]);
-  return page(c, 200, <OverviewPage op={signed(c).op} now={now} notice={c.req.query("notice")} paused={paused} topHour={topHour} topDay={topDay} events={events} drift={drift} resets={resets} />);
+  return page(
+    c,
+    200,
+    <OverviewPage
+      op={signed(c).op}
+      now={now}
+      notice={c.req.query("notice")}
+      paused={paused}
+      topHour={topHour}
+      topDay={topDay}
+      events={events}
+      drift={drift}
+      resets={resets}
+    />,
+  );
 });
 
 consoleRoutes.post("/console/reconciliation", async (c) => {
@@ -241,12 +326,18 @@ consoleRoutes.post("/console/reconciliation", async (c) => {
 // ───────────────────────────── accounts ─────────────────────────────
 
 const accountHref = (id: string) => `/console/accounts/${encodeURIComponent(id)}`;
-const problem = (c: C, status: ContentfulStatusCode, title: string, message: string, link = { href: "/console", text: "Back to the overview" }) =>
-  page(c, status, <MessagePage title={title} message={message} link={link} />);
+const problem = (
+  c: C,
+  status: ContentfulStatusCode,
+  title: string,
+  message: string,
+  link = { href: "/console", text: "Back to the overview" },
+) => page(c, status, <MessagePage title={title} message={message} link={link} />);
 
 consoleRoutes.get("/console/accounts", (c) => {
   const id = (c.req.query("id") ?? "").trim();
-  if (!AccountId.safeParse(id).success) return problem(c, 400, "No such account id", "Account ids are 1 to 128 letters, digits and _ . : - characters.");
+  if (!AccountId.safeParse(id).success)
+    return problem(c, 400, "No such account id", "Account ids are 1 to 128 letters, digits and _ . : - characters.");
   return seeOther(c, accountHref(id));
 });
 
@@ -257,9 +348,7 @@ const accountIdOf = (c: C): string | null => {
 };
 
 async function summaryOf(c: C, id: string) {
-  const outcome: Outcome = await accountStub(c, id).summary(await callContext(c as AppContext, id));
-  if (outcome.error) throw new Error(`account summary failed: ${outcome.error.code}`);
-  return outcome.body as Parameters<typeof AccountPage>[0]["summary"];
+  return bodyOf((await account(c as AppContext, id).summary()).result);
 }
 
 consoleRoutes.get("/console/accounts/:id", async (c) => {
@@ -268,14 +357,32 @@ consoleRoutes.get("/console/accounts/:id", async (c) => {
   const cursorQ = c.req.query("cursor");
   const limitQ = c.req.query("limit");
   const cursor = cursorQ && /^\d{1,15}$/.test(cursorQ) ? Number(cursorQ) : null;
-  const limit = limitQ && /^\d{1,3}$/.test(limitQ) && Number(limitQ) >= 1 && Number(limitQ) <= 200 ? Number(limitQ) : LEDGER_PAGE;
+  const limit =
+    limitQ && /^\d{1,3}$/.test(limitQ) && Number(limitQ) >= 1 && Number(limitQ) <= 200 ? Number(limitQ) : LEDGER_PAGE;
   const db = c.env.DB;
-  const [summary, ledger, events, settled] = await Promise.all([summaryOf(c, id), data.ledgerPage(db, id, cursor, limit), data.accountEvents(db, id), data.hasLedger(db, id)]);
-  const refunded = await data.refundedAgainst(db, id, ledger.entries.filter((e) => e.kind === "charge" || e.kind === "write_off").map((e) => e.id));
+  const [summary, ledger, events, settled] = await Promise.all([
+    summaryOf(c, id),
+    data.ledgerPage(db, id, cursor, limit),
+    data.accountEvents(db, id),
+    data.hasLedger(db, id),
+  ]);
+  const refunded = await data.refundedAgainst(
+    db,
+    id,
+    ledger.entries.filter((e) => e.kind === "charge" || e.kind === "write_off").map((e) => e.id),
+  );
   return page(
     c,
     200,
-    <AccountPage op={signed(c).op} notice={c.req.query("notice")} summary={summary} ledger={{ ...ledger, cursor, limit, defaultLimit: LEDGER_PAGE }} refunded={refunded} events={events} settled={settled} />,
+    <AccountPage
+      op={signed(c).op}
+      notice={c.req.query("notice")}
+      summary={summary}
+      ledger={{ ...ledger, cursor, limit, defaultLimit: LEDGER_PAGE }}
+      refunded={refunded}
+      events={events}
+      settled={settled}
+    />,
   );
 });
 
@@ -283,8 +390,20 @@ consoleRoutes.get("/console/accounts/:id", async (c) => {
 
 async function resumeScreen(c: C, id: string, status: ContentfulStatusCode, error?: string) {
   const summary = await summaryOf(c, id);
-  const pausedEvent = summary.paused ? ((await data.accountEvents(c.env.DB, id)).find((e) => e.type === "account.credits_paused") ?? null) : null;
-  return page(c, status, <ResumeConfirmPage op={signed(c).op} accountId={id} paused={summary.paused} pausedEvent={pausedEvent} error={error} />);
+  const pausedEvent = summary.paused
+    ? ((await data.accountEvents(c.env.DB, id)).find((e) => e.type === "account.credits_paused") ?? null)
+    : null;
+  return page(
+    c,
+    status,
+    <ResumeConfirmPage
+      op={signed(c).op}
+      accountId={id}
+      paused={summary.paused}
+      pausedEvent={pausedEvent}
+      error={error}
+    />,
+  );
 }
 
 consoleRoutes.get("/console/accounts/:id/resume", async (c) => {
@@ -297,26 +416,32 @@ consoleRoutes.post("/console/accounts/:id/resume", async (c) => {
   const id = accountIdOf(c);
   if (!id) return problem(c, 404, "No such account", "That is not an account id.");
   const nonce = nonceOf(signed(c).form!);
-  if (!nonce) return resumeScreen(c, id, 400, "This form could not be read: nothing was done. Try again with the form below.");
+  if (!nonce)
+    return resumeScreen(c, id, 400, "This form could not be read: nothing was done. Try again with the form below.");
   const operator = operatorName(c);
-  const outcome = await resumeAccount(c as AppContext, id, operator, { key: `console:${nonce}`, fingerprint: await fingerprint("resume", id, {}) });
-  if (outcome.error) return resumeScreen(c, id, ERROR_STATUS[outcome.error.code], refusalText(outcome.error));
-  const resumed = (outcome.body as { resumed: boolean }).resumed;
-  log(c, "resume", { accountId: id, operator, resumed, replayed: outcome.replayed ?? false });
+  const outcome = await resumeAccount(c as AppContext, id, operator, {
+    key: `console:${nonce}`,
+    fingerprint: await fingerprint("resume", id, {}),
+  });
+  const result = outcome.result;
+  if (result.kind === "refused")
+    return resumeScreen(c, id, ERROR_STATUS[result.refusal.code], refusalText(result.refusal));
+  const resumed = result.body.resumed;
+  log(c, "resume", { accountId: id, operator, resumed, replayed: outcome.replayed });
   return seeOther(c, `${accountHref(id)}?notice=${resumed ? "resumed" : "not_paused"}`);
 });
 
 // ── refund ──
 
 /** A refusal from the account object, in words (its details where it gives them). */
-function refusalText(error: NonNullable<Outcome["error"]>): string {
-  const d = (error.details ?? {}) as { entryAmount?: number; refunded?: number };
+function refusalText(error: Refusal): string {
+  const d = error.details ?? {};
   switch (error.code) {
     case "entry_not_found":
       return "Refused: this account has no charge or write-off with that entry id. Nothing was done.";
     case "refund_exceeds_entry": {
-      const amount = d.entryAmount ?? 0;
-      const refunded = d.refunded ?? 0;
+      const amount = Number(d.entryAmount ?? 0);
+      const refunded = Number(d.refunded ?? 0);
       return `Refused: that is more than is left to refund on this entry. It charged ${credits(amount)} credits; ${credits(refunded)} already refunded, so ${credits(Math.max(0, amount - refunded))} are left. Nothing was done.`;
     }
     case "amount_out_of_range":
@@ -331,9 +456,16 @@ function refusalText(error: NonNullable<Outcome["error"]>): string {
 consoleRoutes.get("/console/accounts/:id/refund", async (c) => {
   const id = accountIdOf(c);
   const entryId = c.req.query("entry") ?? "";
-  const found = id && entryId.length >= 1 && entryId.length <= 128 ? await data.refundableEntry(c.env.DB, id, entryId) : null;
+  const found =
+    id && entryId.length >= 1 && entryId.length <= 128 ? await data.refundableEntry(c.env.DB, id, entryId) : null;
   if (!id || !found)
-    return problem(c, 404, "No such ledger entry", "This account has no charge or write-off with that entry id in the ledger.", id ? { href: accountHref(id), text: "Back to the account" } : undefined);
+    return problem(
+      c,
+      404,
+      "No such ledger entry",
+      "This account has no charge or write-off with that entry id in the ledger.",
+      id ? { href: accountHref(id), text: "Back to the account" } : undefined,
+    );
   return page(c, 200, <RefundConfirmPage op={signed(c).op} accountId={id} {...found} />);
 });
 
@@ -348,25 +480,63 @@ consoleRoutes.post("/console/accounts/:id/refund", async (c) => {
   // The page around a refusal: the entry as the ledger has it, or a plain message when the ledger does not have it.
   const refused = async (status: ContentfulStatusCode, error: string) => {
     const found = validEntry ? await data.refundableEntry(c.env.DB, id, entryId) : null;
-    if (!found) return problem(c, status, "Refund against a ledger entry", error, { href: accountHref(id), text: "Back to the account" });
-    return page(c, status, <RefundConfirmPage op={signed(c).op} accountId={id} {...found} amount={amountText} reason={reason} error={error} />);
+    if (!found)
+      return problem(c, status, "Refund against a ledger entry", error, {
+        href: accountHref(id),
+        text: "Back to the account",
+      });
+    return page(
+      c,
+      status,
+      <RefundConfirmPage
+        op={signed(c).op}
+        accountId={id}
+        {...found}
+        amount={amountText}
+        reason={reason}
+        error={error}
+      />,
+    );
   };
   const nonce = nonceOf(form);
-  if (!nonce || !validEntry) return refused(400, "This form could not be read: nothing was done. Reload the page and try again.");
+  if (!nonce || !validEntry)
+    return refused(400, "This form could not be read: nothing was done. Reload the page and try again.");
   const amount = parseCredits(amountText);
-  if (amount === null) return refused(400, "Enter an amount in credits above 0, with at most 6 decimals (for example 2.5). Nothing was done.");
-  if (reason === "" || reason.length > 500) return refused(400, "Give a reason of up to 500 characters: it is recorded with the refund. Nothing was done.");
+  if (amount === null)
+    return refused(
+      400,
+      "Enter an amount in credits above 0, with at most 6 decimals (for example 2.5). Nothing was done.",
+    );
+  if (reason === "" || reason.length > 500)
+    return refused(400, "Give a reason of up to 500 characters: it is recorded with the refund. Nothing was done.");
   const body = { amount, reason, entryId };
-  const outcome = await refundAccount(c as AppContext, id, body, { key: `console:${nonce}`, fingerprint: await fingerprint("refund", id, body) });
-  log(c, "refund", { accountId: id, entryId, amount, operator: operatorName(c), refused: outcome.error?.code ?? null, replayed: outcome.replayed ?? false });
-  if (outcome.error) return refused(ERROR_STATUS[outcome.error.code], refusalText(outcome.error));
+  const outcome = await refundAccount(c as AppContext, id, body, {
+    key: `console:${nonce}`,
+    fingerprint: await fingerprint("refund", id, body),
+  });
+  const result = outcome.result;
+  const refusal = result.kind === "refused" ? result.refusal : null;
+  log(c, "refund", {
+    accountId: id,
+    entryId,
+    amount,
+    operator: operatorName(c),
+    refused: refusal?.code ?? null,
+    replayed: outcome.replayed,
+  });
+  if (refusal) return refused(ERROR_STATUS[refusal.code], refusalText(refusal));
   return seeOther(c, `${accountHref(id)}?notice=refunded`);
 });
 
 // ── global reset ──
 
 /** The reset a form or query asks for, checked against the catalog and the admin API's schema. */
-function resetChoice(products: string[], plans: string[], banked: string | undefined, reasonRaw: string | undefined): { choice: ResetChoice; error: string | null } {
+function resetChoice(
+  products: string[],
+  plans: string[],
+  banked: string | undefined,
+  reasonRaw: string | undefined,
+): { choice: ResetChoice; error: string | null } {
   const reason = (reasonRaw ?? "").trim();
   const choice: ResetChoice = {
     products: PRODUCTS.filter((p) => products.includes(p)),
@@ -374,10 +544,14 @@ function resetChoice(products: string[], plans: string[], banked: string | undef
     bankedResets: banked === "restore" ? "restore" : "keep",
     reason,
   };
-  if (products.some((p) => !(PRODUCTS as readonly string[]).includes(p))) return { choice, error: `Products are ${PRODUCTS.join(", ")}.` };
-  if (plans.some((p) => !(PLANS as readonly string[]).includes(p))) return { choice, error: `Plans are ${PLANS.join(", ")}.` };
-  if (banked !== undefined && banked !== "keep" && banked !== "restore") return { choice, error: "Banked resets are kept or restored." };
-  if (reason === "" || reason.length > 500) return { choice, error: "Give a reason of up to 500 characters: it is recorded in the audit trail." };
+  if (products.some((p) => !(PRODUCTS as readonly string[]).includes(p)))
+    return { choice, error: `Products are ${PRODUCTS.join(", ")}.` };
+  if (plans.some((p) => !(PLANS as readonly string[]).includes(p)))
+    return { choice, error: `Plans are ${PLANS.join(", ")}.` };
+  if (banked !== undefined && banked !== "keep" && banked !== "restore")
+    return { choice, error: "Banked resets are kept or restored." };
+  if (reason === "" || reason.length > 500)
+    return { choice, error: "Give a reason of up to 500 characters: it is recorded in the audit trail." };
   return { choice, error: null };
 }
 
@@ -386,31 +560,66 @@ function resetBody(choice: ResetChoice) {
     ...(choice.products.length ? { products: choice.products as Product[] } : {}),
     ...(choice.plans.length ? { plans: choice.plans as PlanId[] } : {}),
   };
-  return GlobalResetBody.parse({ ...(Object.keys(scope).length ? { scope } : {}), bankedResets: choice.bankedResets, reason: choice.reason });
+  return GlobalResetBody.parse({
+    ...(Object.keys(scope).length ? { scope } : {}),
+    bankedResets: choice.bankedResets,
+    reason: choice.reason,
+  });
 }
 
 consoleRoutes.get("/console/resets/new", (c) => page(c, 200, <ResetFormPage op={signed(c).op} />));
 
 consoleRoutes.get("/console/resets/confirm", (c) => {
-  const { choice, error } = resetChoice(c.req.queries("products") ?? [], c.req.queries("plans") ?? [], c.req.query("bankedResets"), c.req.query("reason"));
+  const { choice, error } = resetChoice(
+    c.req.queries("products") ?? [],
+    c.req.queries("plans") ?? [],
+    c.req.query("bankedResets"),
+    c.req.query("reason"),
+  );
   if (error) return page(c, 400, <ResetFormPage op={signed(c).op} choice={choice} error={error} />);
   return page(c, 200, <ResetConfirmPage op={signed(c).op} choice={choice} />);
 });
 
 consoleRoutes.post("/console/resets", async (c) => {
   const form = signed(c).form!;
-  const { choice, error } = resetChoice(many(form, "products"), many(form, "plans"), one(form, "bankedResets"), one(form, "reason"));
-  if (error) return page(c, 400, <ResetFormPage op={signed(c).op} choice={choice} error={`${error} Nothing was done.`} />);
+  const { choice, error } = resetChoice(
+    many(form, "products"),
+    many(form, "plans"),
+    one(form, "bankedResets"),
+    one(form, "reason"),
+  );
+  if (error)
+    return page(c, 400, <ResetFormPage op={signed(c).op} choice={choice} error={`${error} Nothing was done.`} />);
   const nonce = nonceOf(form);
-  if (!nonce) return page(c, 400, <ResetConfirmPage op={signed(c).op} choice={choice} error="This form could not be read: nothing was done. Try again with the form below." />);
+  if (!nonce)
+    return page(
+      c,
+      400,
+      <ResetConfirmPage
+        op={signed(c).op}
+        choice={choice}
+        error="This form could not be read: nothing was done. Try again with the form below."
+      />,
+    );
   const body = resetBody(choice);
   const operator = operatorName(c);
   let recorded: Awaited<ReturnType<typeof recordGlobalReset>>;
   try {
-    recorded = await recordGlobalReset(c as AppContext, body, operator, { key: `console:${nonce}`, fingerprint: await fingerprint("global-reset", "global", body) });
+    recorded = await recordGlobalReset(c as AppContext, body, operator, {
+      key: `console:${nonce}`,
+      fingerprint: await fingerprint("global-reset", "global", body),
+    });
   } catch (err) {
     if (err instanceof Error && (err as { code?: string }).code === "idempotency_conflict")
-      return page(c, 409, <ResetConfirmPage op={signed(c).op} choice={choice} error={refusalText({ code: "idempotency_conflict", message: err.message })} />);
+      return page(
+        c,
+        409,
+        <ResetConfirmPage
+          op={signed(c).op}
+          choice={choice}
+          error={refusalText({ code: "idempotency_conflict", message: err.message })}
+        />,
+      );
     throw err;
   }
   log(c, "global_reset", { resetId: recorded.resetId, operator, replayed: recorded.replayed });
@@ -421,5 +630,13 @@ consoleRoutes.post("/console/resets", async (c) => {
 consoleRoutes.all("/console/*", (c) =>
   signedIn.has(c.req.raw)
     ? problem(c, 404, "Not found", "There is no such console page.")
-    : page(c, 404, <MessagePage title="Not found" message="There is no such console page." link={{ href: "/console/sign-in", text: "Sign in" }} />),
+    : page(
+        c,
+        404,
+        <MessagePage
+          title="Not found"
+          message="There is no such console page."
+          link={{ href: "/console/sign-in", text: "Sign in" }}
+        />,
+      ),
 );

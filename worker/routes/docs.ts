@@ -2,7 +2,7 @@ import { Hono, type Context } from "hono";
 import swaggerUiBundle from "swagger-ui-dist/swagger-ui-bundle.js";
 import swaggerUiCss from "swagger-ui-dist/swagger-ui.css";
 import swaggerUiPackage from "swagger-ui-dist/package.json";
-import type { AppEnv } from "../context";
+import type { AppEnv } from "../http/context";
 
 /**
  * The API reference: Swagger UI rendering /openapi.json, served entirely by the engine so it works with no

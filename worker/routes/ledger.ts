@@ -1,5 +1,5 @@
 import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
-import type { AppEnv } from "../context";
+import type { AppEnv } from "../http/context";
 import { iso } from "../core/time";
 import { AccountParams, LedgerPage, LedgerQuery } from "../schemas";
 import type { LedgerKind } from "../settlement/messages";
@@ -25,9 +25,14 @@ export const ledgerRoutes = new OpenAPIHono<AppEnv>();
 
 ledgerRoutes.openapi(
   createRoute({
-    method: "get", path: "/v1/accounts/{id}/ledger", tags: ["ledger"], ...serviceAuth,
-    operationId: "getLedger", summary: "List settled ledger entries",
-    description: "The account's entries in the D1 ledger, oldest first, `limit` per page (default 100); pass `nextCursor` as `cursor` for the next page. Entries land within a second or two of the decision that made them.",
+    method: "get",
+    path: "/v1/accounts/{id}/ledger",
+    tags: ["ledger"],
+    ...serviceAuth,
+    operationId: "getLedger",
+    summary: "List settled ledger entries",
+    description:
+      "The account's entries in the D1 ledger, oldest first, `limit` per page (default 100); pass `nextCursor` as `cursor` for the next page. Entries land within a second or two of the decision that made them.",
     request: { params: AccountParams, query: LedgerQuery },
     responses: { 200: json(LedgerPage, "settled entries, oldest first"), ...errorResponses },
   }),
@@ -36,7 +41,9 @@ ledgerRoutes.openapi(
     const { limit = DEFAULT_PAGE, cursor } = c.req.valid("query");
     const { results } = await c.env.DB.prepare(
       "SELECT seq, id, kind, amount, layer, product, grant_id, decision_id, hold_id, rate_card_version, created_at FROM ledger WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-    ).bind(id, Number(cursor ?? 0), limit + 1).all<LedgerRow>();
+    )
+      .bind(id, Number(cursor ?? 0), limit + 1)
+      .all<LedgerRow>();
     const page = results.slice(0, limit);
     const entries = page.map((r) => ({
       id: r.id,

@@ -1,15 +1,26 @@
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
-import type { Outcome } from "../../durable-objects/types";
-import type { AppEnv } from "../context";
-import { accountStub, callContext, respond } from "../context";
-import { ApiError } from "../errors";
+import { account } from "../http/account";
+import type { AppContext, AppEnv } from "../http/context";
+import { ApiError } from "../http/errors";
+import { bodyOf, reply } from "../http/reply";
+import type { PanelLink as PanelLinkBody } from "../core/account/answers";
 import { iso } from "../core/time";
 import { type ActivityEntry, PanelError, PanelPage } from "../panel/page";
 import { addCreditsUrl, panelReturnUrl } from "../panel/links";
 import { TIME_SCRIPT } from "../panel/time-script";
 import { PANEL_TOKEN_TTL_SECONDS, signPanelToken, verifyPanelToken } from "../panel/token";
 import { AccountParams, PanelLink, Product } from "../schemas";
-import { baseErrors, conflicts, errorResponses, idempotencyHeader, jsonResponse as json, publicAccess, replayHeaders, requestIdHeaders, serviceAuth } from "./common";
+import {
+  baseErrors,
+  conflicts,
+  errorResponses,
+  idempotencyHeader,
+  jsonResponse as json,
+  publicAccess,
+  replayHeaders,
+  requestIdHeaders,
+  serviceAuth,
+} from "./common";
 
 export const panelRoutes = new OpenAPIHono<AppEnv>();
 
@@ -18,7 +29,8 @@ export const panelRoutes = new OpenAPIHono<AppEnv>();
  * page works without it); no inline script, nothing else fetched (see Document in panel/page.tsx). They carry a
  * state-changing form, so no other site may frame them; the URL carries the link token, so no Referer, no cache.
  */
-const PANEL_CSP = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+const PANEL_CSP =
+  "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
 /** Recent activity: the account's last settled ledger entries (the ledger index is (account_id, seq)). */
 const ACTIVITY_LIMIT = 20;
@@ -40,33 +52,60 @@ function panelSecret(env: Env): string {
   return env.PANEL_SECRET;
 }
 
+/** A link to the account's panel, signed for PANEL_TOKEN_TTL_SECONDS from the request's clock. */
+async function panelLink(c: AppContext, accountId: string): Promise<PanelLinkBody> {
+  const expiresAt = c.get("now") + PANEL_TOKEN_TTL_SECONDS * 1000;
+  const token = await signPanelToken(panelSecret(c.env), accountId, expiresAt);
+  const base = c.env.PANEL_BASE_URL || new URL(c.req.url).origin;
+  return { token, url: `${base}/panel?token=${encodeURIComponent(token)}`, expiresAt: iso(expiresAt) };
+}
+
 panelRoutes.openapi(
   createRoute({
-    method: "post", path: "/v1/accounts/{id}/panel-token", tags: ["panel"], ...serviceAuth, parameters: [idempotencyHeader],
-    operationId: "createPanelLink", summary: "Sign a usage-panel link",
-    description: "A link to the account's usage panel, signed with `PANEL_SECRET` and valid for 15 minutes, for this account only. 403 while `PANEL_SECRET` is not set.",
+    method: "post",
+    path: "/v1/accounts/{id}/panel-token",
+    tags: ["panel"],
+    ...serviceAuth,
+    parameters: [idempotencyHeader],
+    operationId: "createPanelLink",
+    summary: "Sign a usage-panel link",
+    description:
+      "A link to the account's usage panel, signed with `PANEL_SECRET` and valid for 15 minutes, for this account only. 403 while `PANEL_SECRET` is not set.",
     request: { params: AccountParams },
-    responses: { 200: json(PanelLink, "a short-lived signed panel link", replayHeaders), ...errorResponses, ...conflicts() },
+    responses: {
+      200: json(PanelLink, "a short-lived signed panel link", replayHeaders),
+      ...errorResponses,
+      ...conflicts(),
+    },
   }),
   async (c) => {
     const { id } = c.req.valid("param");
-    const expiresAt = c.get("now") + PANEL_TOKEN_TTL_SECONDS * 1000;
-    const token = await signPanelToken(panelSecret(c.env), id, expiresAt);
-    const base = c.env.PANEL_BASE_URL || new URL(c.req.url).origin;
-    const link = { token, url: `${base}/panel?token=${encodeURIComponent(token)}`, expiresAt: iso(expiresAt) };
-    return respond(c, await accountStub(c, id).issuePanelLink(await callContext(c, id), link)) as never;
+    return reply(c, await account(c, id).issuePanelLink(await panelLink(c, id)));
   },
 );
 
 panelRoutes.openapi(
   createRoute({
-    method: "get", path: "/panel", tags: ["panel"], ...publicAccess,
-    operationId: "getPanel", summary: "The usage panel",
-    description: "Renders the account's usage panel server-side from the signed link's `token`: windows and which limit is hit, banked resets (with a form to use one) and the next accrual, credits, holds, the spend cap, a 7-day usage and spending chart and recent activity. Works without script (one same-origin script shows local times); never framed.",
+    method: "get",
+    path: "/panel",
+    tags: ["panel"],
+    ...publicAccess,
+    operationId: "getPanel",
+    summary: "The usage panel",
+    description:
+      "Renders the account's usage panel server-side from the signed link's `token`: windows and which limit is hit, banked resets (with a form to use one) and the next accrual, credits, holds, the spend cap, a 7-day usage and spending chart and recent activity. Works without script (one same-origin script shows local times); never framed.",
     request: { query: z.object({ token: z.string().max(1000).optional(), notice: z.string().max(40).optional() }) },
     responses: {
-      200: { description: "the HTML usage panel", headers: requestIdHeaders, content: { "text/html": { schema: z.string() } } },
-      401: { description: "expired or tampered link (HTML)", headers: requestIdHeaders, content: { "text/html": { schema: z.string() } } },
+      200: {
+        description: "the HTML usage panel",
+        headers: requestIdHeaders,
+        content: { "text/html": { schema: z.string() } },
+      },
+      401: {
+        description: "expired or tampered link (HTML)",
+        headers: requestIdHeaders,
+        content: { "text/html": { schema: z.string() } },
+      },
       ...baseErrors,
     },
   }),
@@ -80,19 +119,30 @@ panelRoutes.openapi(
           message="Usage pages open through short-lived personal links. Open your usage page again from the product, for example after adding credits."
         />,
         401,
-      ) as never;
+      );
     const accountId = c.env.PANEL_SECRET ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now")) : null;
-    if (!accountId) return c.html(<PanelError message={INVALID_LINK} />, 401) as never;
-    const stub = accountStub(c, accountId);
-    const ctx = await callContext(c, accountId);
+    if (!accountId) return c.html(<PanelError message={INVALID_LINK} />, 401);
+    const panel = account(c, accountId);
     const activity = recentActivity(c.env.DB, accountId, c.get("requestId"));
-    const outcome: Outcome = await stub.summary(ctx);
-    const view = await stub.panelView(ctx, 7);
-    const href = addCreditsUrl(c.env.BILLING_URL, accountId, panelReturnUrl(c.env.PANEL_BASE_URL, new URL(c.req.url).origin));
+    const { result } = await panel.summary();
+    const view = await panel.panelView(7);
+    const href = addCreditsUrl(
+      c.env.BILLING_URL,
+      accountId,
+      panelReturnUrl(c.env.PANEL_BASE_URL, new URL(c.req.url).origin),
+    );
     return c.html(
-      <PanelPage summary={outcome.body} view={view} activity={await activity} token={token} now={c.get("now")} addCreditsHref={href} notice={notice} />,
+      <PanelPage
+        summary={bodyOf(result)}
+        view={view}
+        activity={await activity}
+        token={token}
+        now={c.get("now")}
+        addCreditsHref={href}
+        notice={notice}
+      />,
       200,
-    ) as never;
+    );
   },
 );
 
@@ -100,25 +150,48 @@ panelRoutes.openapi(
 async function recentActivity(db: D1Database, accountId: string, requestId: string): Promise<ActivityEntry[] | null> {
   try {
     const { results } = await db
-      .prepare("SELECT kind, amount, layer, product, created_at FROM ledger WHERE account_id = ? ORDER BY seq DESC LIMIT ?")
+      .prepare(
+        "SELECT kind, amount, layer, product, created_at FROM ledger WHERE account_id = ? ORDER BY seq DESC LIMIT ?",
+      )
       .bind(accountId, ACTIVITY_LIMIT)
       .all<{ kind: string; amount: number; layer: string | null; product: string | null; created_at: number }>();
-    return results.map((r) => ({ kind: r.kind, amount: r.amount, layer: r.layer, product: r.product, createdAt: r.created_at }));
+    return results.map((r) => ({
+      kind: r.kind,
+      amount: r.amount,
+      layer: r.layer,
+      product: r.product,
+      createdAt: r.created_at,
+    }));
   } catch (err) {
-    console.error(JSON.stringify({ event: "panel_activity_unavailable", requestId, error: err instanceof Error ? err.message : String(err) }));
+    console.error(
+      JSON.stringify({
+        event: "panel_activity_unavailable",
+        requestId,
+        error: err instanceof Error ? err.message : String(err),
+      }),
+    );
     return null;
   }
 }
 
 /** The panel's progressive enhancement (local times); a plain route, left out of /openapi.json like the form. */
-panelRoutes.get("/panel/time.js", (c) => c.body(TIME_SCRIPT, 200, { "Content-Type": "text/javascript; charset=utf-8" }));
+panelRoutes.get("/panel/time.js", (c) =>
+  c.body(TIME_SCRIPT, 200, { "Content-Type": "text/javascript; charset=utf-8" }),
+);
 
 /**
  * The panel's same-origin form: the signed token is the credential, the form's nonce the idempotency key. A plain
  * route, left out of /openapi.json: the panel's own form posts it, and it answers with a redirect or an HTML page.
  */
 panelRoutes.post("/panel/resets", async (c) => {
-  const badForm = () => c.html(<PanelError heading="This form could not be read" message="Go back to your usage page, reload it and try again." />, 400);
+  const badForm = () =>
+    c.html(
+      <PanelError
+        heading="This form could not be read"
+        message="Go back to your usage page, reload it and try again."
+      />,
+      400,
+    );
   // parseBody() ignores other types (a text/plain form would read as "no token") and throws on a broken multipart body.
   const type = (c.req.header("Content-Type") ?? "").split(";")[0].trim().toLowerCase();
   if (type !== "application/x-www-form-urlencoded" && type !== "multipart/form-data") return badForm();
@@ -134,8 +207,8 @@ panelRoutes.post("/panel/resets", async (c) => {
   const product = Product.safeParse(form.product);
   const nonce = typeof form.nonce === "string" && /^[A-Za-z0-9-]{1,64}$/.test(form.nonce) ? form.nonce : null;
   if (!product.success || !nonce) return badForm();
-  const ctx = { ...(await callContext(c, accountId)), idempotency: { key: `panel:${nonce}`, fingerprint: `panel-reset:${product.data}` } };
-  const outcome = await accountStub(c, accountId).redeemBankedReset(ctx, product.data);
-  const notice = outcome.error ? outcome.error.code : "reset_used";
+  const idempotency = { key: `panel:${nonce}`, fingerprint: `panel-reset:${product.data}` };
+  const { result } = await account(c, accountId, { idempotency }).redeemBankedReset(product.data);
+  const notice = result.kind === "refused" ? result.refusal.code : "reset_used";
   return c.redirect(`/panel?token=${encodeURIComponent(token)}&notice=${notice}`, 303);
 });

@@ -1,32 +1,3 @@
-/** What the account object's outbox sends to the settlement queue. */
-
-export const LEDGER_KINDS = ["charge", "grant", "expiry", "refund", "write_off", "hold", "release", "reset"] as const;
-export type LedgerKind = (typeof LEDGER_KINDS)[number];
-export type Layer = "window" | "grant" | "flex";
-
-/** One ledger entry. `amount` is positive; `kind` gives the direction. */
-export interface LedgerEntry {
-  id: string;
-  accountId: string;
-  kind: LedgerKind;
-  amount: number;
-  layer?: Layer;
-  product?: string;
-  grantId?: string;
-  decisionId?: string;
-  holdId?: string;
-  idempotencyKey?: string;
-  rateCardVersion?: string;
-  createdAt: number;
-  note?: string;
-}
-
-export interface AccountEvent {
-  id: string;
-  accountId: string;
-  type: string;
-  createdAt: number;
-  data: Record<string, unknown>;
-}
-
-export type SettlementMessage = { type: "ledger"; entry: LedgerEntry } | { type: "event"; event: AccountEvent };
+/** What the account object's outbox sends to the settlement queue: its journal messages (worker/core/journal.ts). */
+export { type AccountEvent, LEDGER_KINDS, type LedgerEntry, type LedgerKind, type Layer } from "../core/journal";
+export type { JournalMessage as SettlementMessage } from "../core/journal";

@@ -1,4 +1,4 @@
-import type { AccountDO } from "../../durable-objects/account";
+import { accountObject } from "../../durable-objects/stubs";
 
 export interface Drift {
   accountId: string;
@@ -18,9 +18,14 @@ export interface Drift {
  * Ledger totals for one account. Credit position = grants + refunds − expiries − grant-layer charges
  * (hold and release entries cancel out, as a settled hold is written as release-all then charge).
  */
-export async function ledgerTotals(db: D1Database, accountId: string): Promise<{ creditPosition: number; charged: number }> {
+export async function ledgerTotals(
+  db: D1Database,
+  accountId: string,
+): Promise<{ creditPosition: number; charged: number }> {
   const { results } = await db
-    .prepare("SELECT kind, layer, SUM(amount) AS total FROM ledger WHERE account_id = ? AND kind IN ('grant', 'refund', 'expiry', 'charge') GROUP BY kind, layer")
+    .prepare(
+      "SELECT kind, layer, SUM(amount) AS total FROM ledger WHERE account_id = ? AND kind IN ('grant', 'refund', 'expiry', 'charge') GROUP BY kind, layer",
+    )
     .bind(accountId)
     .all<{ kind: string; layer: string | null; total: number }>();
   let creditPosition = 0;
@@ -37,7 +42,7 @@ export async function ledgerTotals(db: D1Database, accountId: string): Promise<{
 }
 
 export async function reconcileAccount(env: Env, accountId: string): Promise<Drift | null> {
-  const stub = env.ACCOUNT.get(env.ACCOUNT.idFromName(accountId)) as DurableObjectStub<AccountDO>;
+  const stub = accountObject(env, accountId);
   const [state, totals] = await Promise.all([stub.reconciliationState(), ledgerTotals(env.DB, accountId)]);
   if (state.creditPosition === totals.creditPosition && state.chargedTotal === totals.charged) return null;
   return {
@@ -52,10 +57,15 @@ export async function reconcileAccount(env: Env, accountId: string): Promise<Dri
 }
 
 /** Checks the given accounts, or every account the ledger knows (in pages), and records the run. */
-export async function reconcile(env: Env, opts: { accountIds?: string[]; limit?: number } = {}): Promise<{ checked: number; drifted: Drift[] }> {
+export async function reconcile(
+  env: Env,
+  opts: { accountIds?: string[]; limit?: number } = {},
+): Promise<{ checked: number; drifted: Drift[] }> {
   let ids = opts.accountIds;
   if (!ids) {
-    const { results } = await env.DB.prepare("SELECT account_id FROM accounts ORDER BY account_id LIMIT ?").bind(opts.limit ?? 1000).all<{ account_id: string }>();
+    const { results } = await env.DB.prepare("SELECT account_id FROM accounts ORDER BY account_id LIMIT ?")
+      .bind(opts.limit ?? 1000)
+      .all<{ account_id: string }>();
     ids = results.map((r) => r.account_id);
   }
   const drifted: Drift[] = [];

@@ -12,9 +12,17 @@ for (const [path, pkg] of Object.entries(lock.packages)) {
     const key = `${base}${name}`;
     if (lock.packages[key] || lock.packages[`node_modules/${name}`]?.version === version) continue;
     const os = name.includes("darwin") ? "darwin" : name.includes("windows") ? "win32" : "linux";
-    lock.packages[key] = { version, cpu: [name.endsWith("arm64") ? "arm64" : "x64"], dev: true, license: "Apache-2.0", optional: true, os: [os], engines: { node: ">=16" } };
+    lock.packages[key] = {
+      version,
+      cpu: [name.endsWith("arm64") ? "arm64" : "x64"],
+      dev: true,
+      license: "Apache-2.0",
+      optional: true,
+      os: [os],
+      engines: { node: ">=16" },
+    };
     added++;
   }
 }
-writeFileSync("package-lock.json", JSON.stringify(lock, null, 2) + "\n");
+writeFileSync("package-lock.json", `${JSON.stringify(lock, null, 2)}\n`);
 console.log(`package-lock.json: recorded ${added} platform build(s) of workerd`);

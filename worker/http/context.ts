@@ -1,13 +1,12 @@
 import type { Context, MiddlewareHandler } from "hono";
-import type { AccountDO } from "../durable-objects/account";
-import type { CallContext, Outcome } from "../durable-objects/types";
+import type { IdempotencyKey } from "../../durable-objects/idempotency";
+import type { CallContext } from "../../durable-objects/types";
+import { currentResets } from "../resets";
 import { ApiError } from "./errors";
-import { WINDOW_LENGTH_MS } from "./core/windows";
-import { currentResets } from "./resets";
 
 export type AppEnv = {
   Bindings: Env;
-  Variables: { requestId: string; now: number; idempotency?: { key: string; fingerprint: string } };
+  Variables: { requestId: string; now: number; idempotency?: IdempotencyKey };
 };
 export type AppContext = Context<AppEnv>;
 
@@ -19,10 +18,12 @@ export const requestScope: MiddlewareHandler<AppEnv> = async (c, next) => {
   const testNow = c.req.header("X-Test-Now");
   if (testNow === undefined) c.set("now", Date.now());
   else {
-    if (c.env.TEST_CLOCK !== "enabled") throw new ApiError("test_clock_disabled", "X-Test-Now is refused unless TEST_CLOCK is enabled");
+    if (c.env.TEST_CLOCK !== "enabled")
+      throw new ApiError("test_clock_disabled", "X-Test-Now is refused unless TEST_CLOCK is enabled");
     const iso = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?(Z|[+-]\d{2}:\d{2})$/;
     const ms = /^\d{1,15}$/.test(testNow) ? Number(testNow) : iso.test(testNow) ? Date.parse(testNow) : Number.NaN;
-    if (!Number.isFinite(ms) || ms <= 0) throw new ApiError("invalid_request", "X-Test-Now must be epoch milliseconds or an ISO-8601 time");
+    if (!Number.isFinite(ms) || ms <= 0)
+      throw new ApiError("invalid_request", "X-Test-Now must be epoch milliseconds or an ISO-8601 time");
     c.set("now", ms);
   }
   await next();
@@ -36,7 +37,10 @@ const sha256 = (t: string) => crypto.subtle.digest("SHA-256", encoder.encode(t))
 const configuredDigests = new Map<string, Promise<ArrayBuffer>>();
 function configuredDigest(token: string): Promise<ArrayBuffer> {
   let d = configuredDigests.get(token);
-  if (!d) configuredDigests.set(token, (d = sha256(token)));
+  if (!d) {
+    d = sha256(token);
+    configuredDigests.set(token, d);
+  }
   return d;
 }
 
@@ -59,7 +63,10 @@ export function requireToken(role: "service" | "admin"): MiddlewareHandler<AppEn
     if (!expected) throw new ApiError("unauthorized", `this route is closed: the ${role} token is not configured`);
     if (!match) throw new ApiError("unauthorized", "a Bearer token is required");
     const given = await sha256(match[1]);
-    const [ok, isOther] = await Promise.all([tokensEqual(given, expected), other ? tokensEqual(given, other) : Promise.resolve(false)]);
+    const [ok, isOther] = await Promise.all([
+      tokensEqual(given, expected),
+      other ? tokensEqual(given, other) : Promise.resolve(false),
+    ]);
     if (ok) return next();
     if (isOther) throw new ApiError("forbidden", `this route needs the ${role} token`);
     throw new ApiError("unauthorized", "the Bearer token is not valid");
@@ -98,27 +105,29 @@ function canonicalPath(pathname: string): string {
 export const idempotencyKey: MiddlewareHandler<AppEnv> = async (c, next) => {
   if (c.req.method !== "POST" && c.req.method !== "PUT") return next();
   const key = c.req.header("Idempotency-Key");
-  if (!key || !/^[\x21-\x7e]{1,255}$/.test(key)) throw new ApiError("invalid_request", "an Idempotency-Key header of 1 to 255 visible ASCII characters is required");
+  if (!key || !/^[\x21-\x7e]{1,255}$/.test(key))
+    throw new ApiError("invalid_request", "an Idempotency-Key header of 1 to 255 visible ASCII characters is required");
   const text = await c.req.text();
   // Bodies are JSON: one sent under another media type would otherwise skip validation.
   const type = c.req.header("Content-Type") ?? "";
-  if (text !== "" && !/^application\/json\b/i.test(type)) throw new ApiError("invalid_request", "request bodies must be sent as Content-Type: application/json");
+  if (text !== "" && !/^application\/json\b/i.test(type))
+    throw new ApiError("invalid_request", "request bodies must be sent as Content-Type: application/json");
   let payload: string;
   try {
     payload = text === "" ? "" : canonical(JSON.parse(text));
   } catch {
     payload = text;
   }
-  const digest = await crypto.subtle.digest("SHA-256", encoder.encode(`${c.req.method} ${canonicalPath(new URL(c.req.url).pathname)}\n${payload}`));
+  const digest = await crypto.subtle.digest(
+    "SHA-256",
+    encoder.encode(`${c.req.method} ${canonicalPath(new URL(c.req.url).pathname)}\n${payload}`),
+  );
   const fingerprint = [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, "0")).join("");
   c.set("idempotency", { key, fingerprint });
   await next();
 };
 
-export function accountStub(c: AppContext, accountId: string): DurableObjectStub<AccountDO> {
-  return c.env.ACCOUNT.get(c.env.ACCOUNT.idFromName(accountId)) as DurableObjectStub<AccountDO>;
-}
-
+/** What a call into an account object carries from this request: its clock, id, key, the known global resets and `?include`. */
 export async function callContext(c: AppContext, accountId: string): Promise<CallContext> {
   return {
     accountId,
@@ -128,35 +137,4 @@ export async function callContext(c: AppContext, accountId: string): Promise<Cal
     resets: await currentResets(c.env),
     includeAccount: c.req.query("include") === "account",
   };
-}
-
-/** Turns an account object's answer into the HTTP response. */
-export function respond(c: AppContext, outcome: Outcome): Response {
-  if (outcome.replayed) c.header("Idempotent-Replayed", "true");
-  if (outcome.error) throw new ApiError(outcome.error.code, outcome.error.message, outcome.error.details);
-  if (outcome.status === 429) {
-    const retry = (outcome.body as { retryAfterSeconds?: number }).retryAfterSeconds;
-    c.header("Retry-After", String(retry ?? DEFAULT_RETRY_AFTER_SECONDS));
-  }
-  if (outcome.rateLimit) for (const [name, value] of Object.entries(rateLimitFields(outcome.rateLimit, c.get("now")))) c.header(name, value);
-  return c.json(outcome.body as object, outcome.status as 200);
-}
-
-/** Retry-After for denials no window end relieves (a pause, or a cost beyond any window): check back in a minute. */
-const DEFAULT_RETRY_AFTER_SECONDS = 60;
-
-/**
- * The IETF RateLimit header fields (draft-ietf-httpapi-ratelimit-headers-10) for a decision's product windows:
- * one policy per window, quota and remaining in micro-credits, `t` only while the window is open.
- * e.g. `RateLimit-Policy: "codex.fiveHour";q=10000000;w=18000, "codex.weekly";q=50000000;w=604800`
- * and `RateLimit: "codex.fiveHour";r=2500000;t=1200, "codex.weekly";r=42500000;t=600000`.
- */
-export function rateLimitFields(windows: NonNullable<Outcome["rateLimit"]>, now: number): { "RateLimit-Policy": string; RateLimit: string } {
-  const kinds = ["fiveHour", "weekly"] as const;
-  const policy = kinds.map((k) => `"${windows.product}.${k}";q=${windows[k].limit};w=${WINDOW_LENGTH_MS[k] / 1000}`);
-  const state = kinds.map((k) => {
-    const { remaining, resetsAt } = windows[k];
-    return `"${windows.product}.${k}";r=${remaining}${resetsAt === null ? "" : `;t=${Math.max(0, Math.ceil((resetsAt - now) / 1000))}`}`;
-  });
-  return { "RateLimit-Policy": policy.join(", "), RateLimit: state.join(", ") };
 }

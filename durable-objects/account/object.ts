@@ -1,0 +1,247 @@
+import { DurableObject } from "cloudflare:workers";
+import type { PlanId, Product } from "../../worker/catalog";
+import * as core from "../../worker/core/account";
+import type * as A from "../../worker/core/account/answers";
+import { heldBy } from "../../worker/core/account/guards";
+import type { AccountState, Answered, AutoTopUpConfig, Refused } from "../../worker/core/account/state";
+import { ok, refused } from "../../worker/core/account/state";
+import { freshSummary, type PanelView, panelDays, panelOf, summaryOf } from "../../worker/core/account/summary";
+import type { Charge, Usage } from "../../worker/core/pricing";
+import { keepsKey } from "../../worker/core/refusals";
+import { utcDayStart } from "../../worker/core/time";
+import { idempotent } from "../idempotency";
+import { sqlOf } from "../sql";
+import type { CallContext, GrantRequest, RefundRequest, ResetEpoch } from "../types";
+import { newerEpochs, stepContext, withMissedEpochs } from "./epochs";
+import { OUTBOX_RETRY_MS, Outbox, type Sender } from "./outbox";
+import { AccountStore } from "./store";
+
+type Result = { kind: string };
+type Op<R> = (d: core.Draft) => R;
+
+/**
+ * One account. It loads its snapshot once; each call is one step of the functional core (worker/core/account),
+ * whose difference the store writes in one `transactionSync`; the snapshot is replaced only after the commit.
+ */
+export class AccountDO extends DurableObject<Env> {
+  private readonly store: AccountStore;
+  private readonly outbox: Outbox;
+  /** The queue the outbox drains to. A field so fault-injection tests can swap in a failing sender. */
+  settlement: Sender;
+  private snapshot: AccountState | undefined;
+  private schemaReady: boolean;
+  private alarmAt: number | null = null;
+
+  constructor(ctx: DurableObjectState, env: Env) {
+    super(ctx, env);
+    const db = sqlOf(ctx.storage.sql);
+    this.store = new AccountStore(db);
+    this.settlement = env.SETTLEMENT;
+    const [sender, retry, ready] = [
+      () => this.settlement,
+      (at: number) => this.ensureAlarm(at),
+      () => this.schemaReady,
+    ];
+    this.outbox = new Outbox(db, sender, retry, ready);
+    // A read of a never-written account leaves no storage behind; the first write creates the schema.
+    this.schemaReady = this.store.hasSchema();
+    if (this.schemaReady) ctx.storage.transactionSync(() => this.store.migrate());
+    void ctx.blockConcurrencyWhile(async () => {
+      this.alarmAt = await ctx.storage.getAlarm();
+    });
+  }
+
+  // ─────────────────────────── RPC ───────────────────────────
+
+  summary(ctx: CallContext): Promise<Answered<A.SummaryResult>> {
+    // A read of an account that was never written answers without touching storage.
+    if (!this.state().account)
+      return Promise.resolve({ result: ok(freshSummary(ctx.accountId, ctx.now)), replayed: false, resetSeq: 0 });
+    return this.transact(ctx, (d) => ok(core.summaryIn(d)), false);
+  }
+  consume(ctx: CallContext, charge: Charge): Promise<Answered<A.ConsumeResult>> {
+    return this.decision(ctx, (d) => core.consume(d, charge));
+  }
+  createHold(ctx: CallContext, charge: Charge, ttlSeconds: number): Promise<Answered<A.HoldResult>> {
+    return this.decision(ctx, (d) => core.createHold(d, charge, ttlSeconds));
+  }
+  settleHold(
+    ctx: CallContext,
+    holdId: string,
+    actual: { cost?: number; usage?: Usage },
+  ): Promise<Answered<A.SettleResult>> {
+    return this.decision(ctx, (d) => core.settleHold(d, holdId, actual));
+  }
+  releaseHold(ctx: CallContext, holdId: string): Promise<Answered<A.ReleaseResult>> {
+    return this.decision(ctx, (d) => core.releaseHold(d, holdId));
+  }
+  addCredits(ctx: CallContext, req: GrantRequest): Promise<Answered<A.GrantResult>> {
+    return this.transact(ctx, (d) => core.addCredits(d, req));
+  }
+  /** The entry a refund names is looked up first: in the outbox while there, else in the D1 ledger. */
+  async refund(ctx: CallContext, req: RefundRequest): Promise<Answered<A.RefundResult>> {
+    const entry =
+      req.entryId === undefined ? null : await this.outbox.refundableEntry(this.env.DB, ctx.accountId, req.entryId);
+    return this.transact(ctx, (d) => core.refund(d, req, entry));
+  }
+  setPlan(ctx: CallContext, plan: PlanId): Promise<Answered<A.AccountChangeResult>> {
+    return this.transact(ctx, (d) => core.setPlan(d, plan));
+  }
+  setAutoTopUp(ctx: CallContext, config: AutoTopUpConfig): Promise<Answered<A.AccountChangeResult>> {
+    return this.transact(ctx, (d) => core.setAutoTopUp(d, config));
+  }
+  setSpendCap(ctx: CallContext, dailyLimit: number | null): Promise<Answered<A.AccountChangeResult>> {
+    return this.transact(ctx, (d) => core.setSpendCap(d, dailyLimit));
+  }
+  resume(ctx: CallContext, operator: string): Promise<Answered<A.ResumeResult>> {
+    return this.transact(ctx, (d) => core.resume(d, operator));
+  }
+  redeemBankedReset(ctx: CallContext, product: Product): Promise<Answered<A.BankedResetResult>> {
+    return this.transact(ctx, (d) => core.redeemBankedReset(d, product));
+  }
+  /** Records a signed panel link under the call's key, so a replay returns the same link. */
+  issuePanelLink(ctx: CallContext, link: A.PanelLink): Promise<Answered<A.PanelLinkResult>> {
+    return this.transact(ctx, () => ok(link));
+  }
+
+  /** The object's own totals, for reconciliation against the D1 ledger. */
+  reconciliationState() {
+    const state = this.schemaReady ? this.state() : null;
+    const creditPosition = state ? this.store.grantRemainder() + heldBy(state, (s) => s.layer === "grant") : 0;
+    const { pending, sentLastMinute } = state ? this.outbox.inFlight() : { pending: 0, sentLastMinute: 0 };
+    const account = state?.account;
+    return {
+      accountId: account?.accountId ?? null,
+      creditPosition,
+      chargedTotal: account?.chargedTotal ?? 0,
+      pendingOutbox: pending,
+      sentLastMinute,
+    };
+  }
+
+  /** What the usage panel shows beside the summary (the object keeps 7 days of history). */
+  panelView(ctx: CallContext, days: number): PanelView {
+    const starts = panelDays(ctx.now, days);
+    const history = this.schemaReady ? this.store.panelHistory(starts[0]) : { spend: [], usage: [] };
+    return panelOf(this.state(), ctx.now, starts, history);
+  }
+
+  /** Sends every undelivered outbox row to the queue (see outbox.ts). */
+  flushOutbox(): Promise<void> {
+    return this.outbox.flush();
+  }
+
+  /** Applies expiries, prunes what aged out, re-sends undelivered rows, and sets the next alarm. */
+  override async alarm(): Promise<void> {
+    this.alarmAt = null;
+    const state = this.state();
+    if (!state.account) return;
+    const wallNow = Date.now();
+    const now = wallNow + state.account.clockOffset;
+    const ctx = { ...stepContext({ accountId: state.account.accountId, now, requestId: "alarm" }), wallNow };
+    const step = core.step(state, ctx, this.store.reads, () => ok(null), { creates: false });
+    this.ctx.storage.transactionSync(() => {
+      this.store.write(state, step.next, step.effects, now);
+      this.store.prune(now, wallNow);
+    });
+    this.snapshot = step.next;
+    await this.outbox.flush();
+    const times = this.store.dueAt(now, Date.now());
+    if (this.outbox.hasUndelivered()) times.push(Date.now() + OUTBOX_RETRY_MS);
+    if (times.length > 0) await this.ensureAlarm(Math.min(...times));
+  }
+
+  // ─────────────────────────── the shell ───────────────────────────
+
+  private state(): AccountState {
+    this.snapshot ??= this.schemaReady ? this.store.load() : core.EMPTY_STATE;
+    return this.snapshot;
+  }
+
+  /** A decision's answer: the account as `?include=account` asks now, and the product's windows for the headers. */
+  private async decision<R extends A.DecisionResult>(ctx: CallContext, op: Op<R>): Promise<Answered<R | Refused>> {
+    const answer = await this.transact(ctx, op);
+    const r = answer.result;
+    if (r.kind === "refused") return answer;
+    const state = this.state();
+    if (!ctx.includeAccount) delete r.body.account;
+    else if (!r.body.account && state.account) r.body.account = summaryOf(state, ctx.now, this.spentToday(ctx.now));
+    if (state.account) answer.rateLimit = core.windowsOf(state, r.body.remaining.product, ctx.now);
+    return answer;
+  }
+
+  /**
+   * One step in one transaction. Mutating calls check and keep the Idempotency-Key in the same transaction, so a
+   * duplicate never takes effect twice and a replay answers as the first call did. A denial a global reset could
+   * lift is first deferred (not committed, not kept): with epochs at most 1 s old holding a newer reset, it is decided
+   * again with it (SPEC §5: within 1 s).
+   */
+  private async transact<R extends Result>(
+    given: CallContext,
+    op: Op<R>,
+    mutating = true,
+  ): Promise<Answered<R | Refused>> {
+    let ctx = await withMissedEpochs(this.env, given, this.state().account?.resetSeq);
+    let attempt = this.attempt(ctx, op, mutating, true);
+    if (attempt.deferred) {
+      const fresh = await newerEpochs(this.env, this.state().account?.resetSeq ?? 0);
+      if (fresh) ctx = await withMissedEpochs(this.env, { ...ctx, resets: fresh }, this.state().account?.resetSeq);
+      attempt = this.attempt(ctx, op, mutating, false);
+    }
+    if (this.outbox.pending && this.schemaReady) {
+      // The outbox rows are already durable; the answer does not wait for the queue.
+      this.ctx.waitUntil(this.outbox.flush());
+      void this.ensureAlarm(Date.now() + OUTBOX_RETRY_MS);
+    }
+    const { result, replayed } = attempt;
+    return { result, replayed, resetSeq: this.state().account?.resetSeq ?? 0 };
+  }
+
+  private attempt<R extends Result>(ctx: CallContext, op: Op<R>, mutating: boolean, mayDefer: boolean) {
+    const state = this.state();
+    const stepCtx = stepContext(ctx);
+    let next: AccountState | undefined;
+    let deferred = false;
+    const run = (): R => {
+      const step = core.step(state, stepCtx, this.store.reads, op, { creates: mutating });
+      deferred = mayDefer && step.result.kind === "denied" && core.resetCouldHelp(step.next, ctx.now);
+      if (deferred) return step.result;
+      this.store.write(state, step.next, step.effects, ctx.now);
+      for (const e of step.effects) {
+        if (e.type === "wake") void this.ensureAlarm(Date.now() + Math.max(0, e.at - ctx.now));
+        if (e.type === "journal") this.outbox.pending = true;
+      }
+      next = step.next;
+      return step.result;
+    };
+    const outcome = this.ctx.storage.transactionSync(() => {
+      if (!mutating) return { kind: "answered" as const, answer: run(), replayed: false };
+      if (!this.schemaReady) this.store.migrate();
+      const key = ctx.idempotency;
+      if (!key) throw new Error("a mutating call without an Idempotency-Key");
+      // Answers in the book are results this object kept (JSON of R).
+      const book = this.store.answers((json) => JSON.parse(json) as R, ctx.now);
+      return idempotent(book, key, run, (a) => !deferred && (!isRefusal(a) || keepsKey(a.refusal.code)));
+    });
+    // Committed: only now does the snapshot change.
+    if (mutating) this.schemaReady = true;
+    if (next) this.snapshot = next;
+    if (outcome.kind === "conflict") {
+      const conflict = refused("idempotency_conflict", "this Idempotency-Key was used with a different request");
+      return { deferred, result: conflict, replayed: false };
+    }
+    return { deferred, result: outcome.answer, replayed: outcome.replayed };
+  }
+
+  private spentToday(now: number): number {
+    return this.schemaReady ? this.store.reads.spentSince(utcDayStart(now)) : 0;
+  }
+
+  private async ensureAlarm(at: number): Promise<void> {
+    if (this.alarmAt !== null && this.alarmAt <= at) return;
+    this.alarmAt = at;
+    await this.ctx.storage.setAlarm(at);
+  }
+}
+
+const isRefusal = (r: Result): r is Refused => r.kind === "refused";

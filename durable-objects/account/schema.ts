@@ -1,0 +1,106 @@
+/**
+ * The account object's SQLite schema as ordered migrations. The stored `schema_version` says how far an object's
+ * storage has come; only the migrations after it run, in order, inside the first write's transaction. Append a
+ * migration to change the schema; never edit one that has shipped.
+ */
+export interface Migration {
+  id: number;
+  description: string;
+  sql: string[];
+}
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    id: 1,
+    description: "the account, its windows, grants, holds, banked resets, top-ups, answers, decisions and outbox",
+    sql: [
+      `CREATE TABLE IF NOT EXISTS account (
+         singleton INTEGER PRIMARY KEY CHECK (singleton = 1),
+         account_id TEXT NOT NULL,
+         plan TEXT NOT NULL,
+         created_at INTEGER NOT NULL,
+         paused INTEGER NOT NULL DEFAULT 0,
+         spend_cap INTEGER,
+         auto_top_up TEXT,
+         flex_month TEXT,
+         flex_used INTEGER NOT NULL DEFAULT 0,
+         reset_seq INTEGER NOT NULL DEFAULT 0,
+         banked_accrued_at INTEGER NOT NULL,
+         clock_offset INTEGER NOT NULL DEFAULT 0,
+         charged_total INTEGER NOT NULL DEFAULT 0)`,
+      `CREATE TABLE IF NOT EXISTS plan_history (since INTEGER NOT NULL, plan TEXT NOT NULL)`,
+      `CREATE TABLE IF NOT EXISTS windows (
+         product TEXT NOT NULL, kind TEXT NOT NULL, opened_at INTEGER, used INTEGER NOT NULL,
+         PRIMARY KEY (product, kind))`,
+      `CREATE TABLE IF NOT EXISTS grants (
+         id TEXT PRIMARY KEY, kind TEXT NOT NULL, priority INTEGER NOT NULL, products TEXT,
+         amount INTEGER NOT NULL, remaining INTEGER NOT NULL, expires_at INTEGER, created_at INTEGER NOT NULL,
+         top_up_id TEXT, active INTEGER NOT NULL DEFAULT 1)`,
+      // Decisions read only live grants, so their cost does not grow with the account's history.
+      `CREATE INDEX IF NOT EXISTS grants_live ON grants (active, expires_at)`,
+      `CREATE TABLE IF NOT EXISTS holds (
+         id TEXT PRIMARY KEY, product TEXT NOT NULL, amount INTEGER NOT NULL, sources TEXT NOT NULL,
+         window_opened TEXT NOT NULL, flex_month TEXT, expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL,
+         state TEXT NOT NULL)`,
+      `CREATE INDEX IF NOT EXISTS holds_live ON holds (state, expires_at)`,
+      `CREATE TABLE IF NOT EXISTS idempotency (
+         key TEXT PRIMARY KEY, fingerprint TEXT NOT NULL, status INTEGER NOT NULL, body TEXT NOT NULL,
+         created_at INTEGER NOT NULL)`,
+      `CREATE INDEX IF NOT EXISTS idempotency_age ON idempotency (created_at)`,
+      `CREATE TABLE IF NOT EXISTS decisions (
+         id TEXT PRIMARY KEY, created_at INTEGER NOT NULL, product TEXT NOT NULL, cost INTEGER NOT NULL,
+         allowed INTEGER NOT NULL, reason TEXT, sources TEXT, idempotency_key TEXT)`,
+      `CREATE INDEX IF NOT EXISTS decisions_age ON decisions (created_at)`,
+      `CREATE TABLE IF NOT EXISTS outbox (
+         seq INTEGER PRIMARY KEY AUTOINCREMENT, entry_id TEXT NOT NULL UNIQUE, message TEXT NOT NULL,
+         created_at INTEGER NOT NULL, delivered_at INTEGER)`,
+      `CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, seq)`,
+      // Credit spend (grants + flex) per minute: the anomaly guard's and the spend cap's input.
+      `CREATE TABLE IF NOT EXISTS spend_minutes (minute INTEGER PRIMARY KEY, amount INTEGER NOT NULL)`,
+      `CREATE TABLE IF NOT EXISTS banked_resets (
+         id TEXT PRIMARY KEY, granted_at INTEGER NOT NULL, expires_at INTEGER, origin TEXT NOT NULL, used_at INTEGER)`,
+      `CREATE TABLE IF NOT EXISTS top_ups (
+         id TEXT PRIMARY KEY, requested_at INTEGER NOT NULL, amount INTEGER NOT NULL, state TEXT NOT NULL,
+         month TEXT NOT NULL)`,
+    ],
+  },
+  {
+    id: 2,
+    description:
+      "resume instant; window usage of the last week, so a global reset forgives exactly what came before it",
+    sql: [
+      `ALTER TABLE account ADD COLUMN resumed_at INTEGER`,
+      `CREATE TABLE IF NOT EXISTS window_charges (product TEXT NOT NULL, at INTEGER NOT NULL, amount INTEGER NOT NULL)`,
+      `CREATE INDEX IF NOT EXISTS window_charges_at ON window_charges (product, at)`,
+    ],
+  },
+  {
+    id: 3,
+    description: "spend in the resume's minute; lifetime credits granted; refunds per entry",
+    sql: [
+      `ALTER TABLE account ADD COLUMN resumed_spend INTEGER NOT NULL DEFAULT 0`,
+      // Kept at or below 2^53 − 1 so no stored total or ledger sum can pass it.
+      `ALTER TABLE account ADD COLUMN granted_total INTEGER NOT NULL DEFAULT 0`,
+      `UPDATE account SET granted_total = (SELECT COALESCE(SUM(amount), 0) FROM grants)`,
+      `CREATE TABLE IF NOT EXISTS entry_refunds (entry_id TEXT PRIMARY KEY, refunded INTEGER NOT NULL) WITHOUT ROWID`,
+    ],
+  },
+  {
+    id: 4,
+    description:
+      "kept answers become domain results ({ kind, body } or { kind: 'refused', refusal }), not HTTP replies",
+    sql: [
+      // Rewrites answers kept before this migration. They were stored as an HTTP status plus `{ body, error? }`;
+      // the numbers below are those legacy statuses (201 created, 429 denied), read here once and then dropped.
+      `UPDATE idempotency SET body = CASE
+         WHEN json_extract(body, '$.error') IS NOT NULL
+           THEN json_object('kind', 'refused', 'refusal', json(json_extract(body, '$.error')))
+         WHEN status = 201 THEN json_object('kind', 'created', 'body', json(json_extract(body, '$.body')))
+         WHEN status = 429 THEN json_object('kind', 'denied', 'body', json(json_extract(body, '$.body')))
+         ELSE json_object('kind', 'ok', 'body', json(json_extract(body, '$.body'))) END`,
+      `ALTER TABLE idempotency DROP COLUMN status`,
+    ],
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].id;

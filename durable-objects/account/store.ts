@@ -1,0 +1,352 @@
+/**
+ * All of the account's SQL. `load` reads the snapshot once; `write(prev, next, effects)` writes the difference and
+ * the step's effects inside the caller's `transactionSync`; `reads` answers the core's range questions.
+ */
+import { catalog, WEEK_MS } from "../../worker/catalog";
+import type {
+  AccountRecord,
+  AccountState,
+  BankedReset,
+  Effect,
+  GrantRecord,
+  HoldRecord,
+  Reads,
+} from "../../worker/core/account/state";
+import { EMPTY_STATE } from "../../worker/core/account/state";
+import type { AnswerBook, IdempotencyKey } from "../idempotency";
+import type { Sql } from "../sql";
+import {
+  type AccountRow,
+  accountOf,
+  type GrantRow,
+  grantOf,
+  type HoldRow,
+  holdOf,
+  holdStatusOf,
+  planOf,
+  productOf,
+  sameRecord,
+  windowEntries,
+  windowKey,
+} from "./rows";
+import { MIGRATIONS, SCHEMA_VERSION } from "./schema";
+
+type Sum = { s: number | null };
+
+const DAY_MS = 86_400_000;
+export const RETENTION = {
+  idempotencyMs: catalog.guards.idempotencyRetentionHours * 3_600_000,
+  decisionsMs: 7 * DAY_MS,
+  deliveredOutboxMs: DAY_MS,
+};
+
+const plus = (t: number | null, ms: number): number | null => (t === null ? null : t + ms);
+
+/** SQLite allows a limited number of bound values per statement; multi-row statements are cut to fit. */
+const MAX_BOUND = 96;
+
+export class AccountStore {
+  constructor(private readonly db: Sql) {}
+
+  hasSchema(): boolean {
+    return this.db.first`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'` !== undefined;
+  }
+
+  /** Creates the schema, or runs the migrations the stored version is behind; inside the caller's transaction. */
+  migrate(): void {
+    this.db.run`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`;
+    const stored = this.db.first<{ version: number }>`SELECT version FROM schema_version`;
+    if (stored?.version === SCHEMA_VERSION) return;
+    // Storage from before any version was kept already has migration 1's tables.
+    for (const m of MIGRATIONS) if (m.id > (stored?.version ?? 0)) for (const sql of m.sql) this.db.exec(sql);
+    if (stored) this.db.run`UPDATE schema_version SET version = ${SCHEMA_VERSION}`;
+    else this.db.run`INSERT INTO schema_version (version) VALUES (${SCHEMA_VERSION})`;
+  }
+
+  // ─────────────────────────── load ───────────────────────────
+
+  load(): AccountState {
+    const row = this.db.first<AccountRow>`SELECT * FROM account WHERE singleton = 1`;
+    if (!row) return EMPTY_STATE;
+    const windows: AccountState["windows"] = {};
+    for (const w of this.db.all<{ product: string; kind: string; opened_at: number | null; used: number }>`
+      SELECT product, kind, opened_at, used FROM windows`)
+      windows[windowKey(w.product, w.kind)] = { openedAt: w.opened_at, used: w.used };
+    const pending = this.db.first<{ id: string; requested_at: number }>`
+      SELECT id, requested_at FROM top_ups WHERE state = 'pending' LIMIT 1`;
+    return {
+      account: accountOf(row),
+      windows,
+      grants: this.db.all<GrantRow>`SELECT * FROM grants WHERE active = 1`.map(grantOf),
+      holds: this.db.all<HoldRow>`SELECT * FROM holds WHERE state = 'active' ORDER BY created_at, rowid`.map(holdOf),
+      bankedResets: this.db.all<{ id: string; granted_at: number; expires_at: number | null; origin: string }>`
+        SELECT id, granted_at, expires_at, origin FROM banked_resets WHERE used_at IS NULL
+        ORDER BY expires_at IS NULL, expires_at, granted_at, rowid`.map(
+        (b): BankedReset => ({ id: b.id, grantedAt: b.granted_at, expiresAt: b.expires_at, origin: b.origin }),
+      ),
+      pendingTopUp: pending ? { id: pending.id, requestedAt: pending.requested_at } : null,
+    };
+  }
+
+  // ─────────────────────────── reads ───────────────────────────
+
+  readonly reads: Reads = {
+    spentSince: (fromMs) =>
+      this.db.first<Sum>`SELECT SUM(amount) AS s FROM spend_minutes WHERE minute >= ${Math.floor(fromMs / 60_000)}`
+        ?.s ?? 0,
+    spentInMinute: (minute) =>
+      this.db.first<{ amount: number }>`SELECT amount FROM spend_minutes WHERE minute = ${minute}`?.amount ?? 0,
+    windowUsageAfter: (product, afterMs) =>
+      this.db.first<Sum>`SELECT SUM(amount) AS s FROM window_charges WHERE product = ${product} AND at > ${afterMs}`
+        ?.s ?? 0,
+    planAt: (ms) =>
+      planOf(
+        this.db.first<{ plan: string }>`
+          SELECT plan FROM plan_history WHERE since <= ${ms} ORDER BY since DESC, rowid DESC LIMIT 1`?.plan,
+      ),
+    lastTopUpAt: () =>
+      this.db.first<{ t: number }>`SELECT requested_at AS t FROM top_ups ORDER BY requested_at DESC LIMIT 1`?.t,
+    topUpsInMonth: (month) =>
+      this.db.first<{ n: number }>`SELECT COUNT(*) AS n FROM top_ups WHERE month = ${month}`?.n ?? 0,
+    topUpStatus: (id) => {
+      const s = this.db.first<{ state: string }>`SELECT state FROM top_ups WHERE id = ${id}`?.state;
+      return s === "pending" || s === "confirmed" || s === "failed" ? s : undefined;
+    },
+    refundedAgainst: (entryId) =>
+      this.db.first<{ refunded: number }>`SELECT refunded FROM entry_refunds WHERE entry_id = ${entryId}`?.refunded ??
+      0,
+    holdStatus: (holdId) => {
+      const h = this.db.first<{
+        state: string;
+        product: string;
+      }>`SELECT state, product FROM holds WHERE id = ${holdId}`;
+      return h ? { status: holdStatusOf(h.state), product: productOf(h.product) } : undefined;
+    },
+    grant: (id) => {
+      const g = this.db.first<GrantRow>`SELECT * FROM grants WHERE id = ${id}`;
+      return g ? grantOf(g) : undefined;
+    },
+  };
+
+  // ─────────────────────────── write ───────────────────────────
+
+  /** Writes what changed from `prev` to `next`, and the step's effects. Inside the caller's transaction. */
+  write(prev: AccountState, next: AccountState, effects: readonly Effect[], now: number): void {
+    if (next.account && next.account !== prev.account) this.writeAccount(prev.account, next.account);
+    this.writeWindows(prev.windows, next.windows);
+    this.writeGrants(prev.grants, next.grants);
+    const prevHolds = new Set(prev.holds.map((h) => h.id));
+    for (const h of next.holds) if (!prevHolds.has(h.id)) this.insertHold(h);
+    const nextBanked = new Set(next.bankedResets.map((b) => b.id));
+    const prevBanked = new Set(prev.bankedResets.map((b) => b.id));
+    for (const b of prev.bankedResets)
+      if (!nextBanked.has(b.id)) this.db.run`UPDATE banked_resets SET used_at = ${now} WHERE id = ${b.id}`;
+    for (const b of next.bankedResets)
+      if (!prevBanked.has(b.id))
+        this.db
+          .run`INSERT INTO banked_resets (id, granted_at, expires_at, origin) VALUES (${b.id}, ${b.grantedAt}, ${b.expiresAt}, ${b.origin})`;
+    this.writeEffects(effects);
+  }
+
+  private writeAccount(prev: AccountRecord | null, a: AccountRecord): void {
+    const autoTopUp = a.autoTopUp ? JSON.stringify(a.autoTopUp) : null;
+    if (!prev) {
+      this.db
+        .run`INSERT INTO account (singleton, account_id, plan, created_at, paused, spend_cap, auto_top_up, flex_month,
+        flex_used, reset_seq, banked_accrued_at, clock_offset, charged_total, resumed_at, resumed_spend, granted_total)
+        VALUES (1, ${a.accountId}, ${a.plan}, ${a.createdAt}, ${a.paused ? 1 : 0}, ${a.spendCap}, ${autoTopUp},
+        ${a.flexMonth}, ${a.flexUsed}, ${a.resetSeq}, ${a.bankedAccruedAt}, ${a.clockOffset}, ${a.chargedTotal},
+        ${a.resumedAt}, ${a.resumedSpend}, ${a.grantedTotal})`;
+      return;
+    }
+    if (sameRecord(prev, a)) return;
+    this.db.run`UPDATE account SET plan = ${a.plan}, paused = ${a.paused ? 1 : 0}, spend_cap = ${a.spendCap},
+      auto_top_up = ${autoTopUp}, flex_month = ${a.flexMonth}, flex_used = ${a.flexUsed}, reset_seq = ${a.resetSeq},
+      banked_accrued_at = ${a.bankedAccruedAt}, clock_offset = ${a.clockOffset}, charged_total = ${a.chargedTotal},
+      resumed_at = ${a.resumedAt}, resumed_spend = ${a.resumedSpend}, granted_total = ${a.grantedTotal}
+      WHERE singleton = 1`;
+  }
+
+  /** Changed windows in one statement. */
+  private writeWindows(prev: AccountState["windows"], next: AccountState["windows"]): void {
+    const changed: SqlStorageValue[][] = [];
+    for (const [key, w] of windowEntries(next)) {
+      const before = prev[key];
+      if (!before || before.openedAt !== w.openedAt || before.used !== w.used) {
+        const [product, kind] = key.split(":");
+        changed.push([product, kind, w.openedAt, w.used]);
+      }
+    }
+    this.insertRows(
+      "INSERT INTO windows (product, kind, opened_at, used) VALUES",
+      "ON CONFLICT (product, kind) DO UPDATE SET opened_at = excluded.opened_at, used = excluded.used",
+      changed,
+    );
+  }
+
+  /** New or refilled grants are upserted, spent ones updated, and those with nothing left leave the live set. */
+  private writeGrants(prev: readonly GrantRecord[], next: readonly GrantRecord[]): void {
+    const before = new Map(prev.map((g) => [g.id, g]));
+    const live = new Set(next.map((g) => g.id));
+    for (const g of next) {
+      const was = before.get(g.id);
+      if (was?.remaining === g.remaining) continue;
+      if (was) this.db.run`UPDATE grants SET remaining = ${g.remaining} WHERE id = ${g.id}`;
+      else
+        this.db
+          .run`INSERT INTO grants (id, kind, priority, products, amount, remaining, expires_at, created_at, top_up_id, active)
+          VALUES (${g.id}, ${g.kind}, ${g.priority}, ${g.products ? JSON.stringify(g.products) : null}, ${g.amount},
+          ${g.remaining}, ${g.expiresAt}, ${g.createdAt}, ${g.topUpId}, 1)
+          ON CONFLICT (id) DO UPDATE SET remaining = excluded.remaining, active = 1`;
+    }
+    for (const g of prev)
+      if (!live.has(g.id)) this.db.run`UPDATE grants SET remaining = 0, active = 0 WHERE id = ${g.id}`;
+  }
+
+  private insertHold(h: HoldRecord): void {
+    this.db
+      .run`INSERT INTO holds (id, product, amount, sources, window_opened, flex_month, expires_at, created_at, state)
+      VALUES (${h.id}, ${h.product}, ${h.amount}, ${JSON.stringify(h.sources)}, ${JSON.stringify(h.windowOpened)},
+      ${h.flexMonth}, ${h.expiresAt}, ${h.createdAt}, 'active')`;
+  }
+
+  private writeEffects(effects: readonly Effect[]): void {
+    const journal: SqlStorageValue[][] = [];
+    const usage: SqlStorageValue[][] = [];
+    const spend = new Map<number, number>();
+    for (const e of effects) {
+      switch (e.type) {
+        case "journal": {
+          const id = e.message.type === "ledger" ? e.message.entry.id : e.message.event.id;
+          const at = e.message.type === "ledger" ? e.message.entry.createdAt : e.message.event.createdAt;
+          journal.push([id, JSON.stringify(e.message), at]);
+          break;
+        }
+        case "decision":
+          this.db.run`INSERT INTO decisions (id, created_at, product, cost, allowed, reason, sources, idempotency_key)
+            VALUES (${e.id}, ${e.at}, ${e.product}, ${e.cost}, ${e.reason === null ? 1 : 0}, ${e.reason},
+            ${e.sources ? JSON.stringify(e.sources) : null}, ${e.idempotencyKey ?? null})`;
+          break;
+        case "spend":
+          spend.set(e.minute, (spend.get(e.minute) ?? 0) + e.amount);
+          break;
+        case "window_usage":
+          usage.push([e.product, e.at, e.amount]);
+          break;
+        case "window_usage_cleared":
+          // Usage recorded earlier in this same step is written below, after the clearing, as it happened.
+          if (usage.length > 0)
+            this.insertRows("INSERT INTO window_charges (product, at, amount) VALUES", "", usage.splice(0));
+          if (e.upTo === null) this.db.run`DELETE FROM window_charges WHERE product = ${e.product}`;
+          else this.db.run`DELETE FROM window_charges WHERE product = ${e.product} AND at <= ${e.upTo}`;
+          break;
+        case "plan_changed":
+          this.db.run`INSERT INTO plan_history (since, plan) VALUES (${e.since}, ${e.plan})`;
+          break;
+        case "entry_refunded":
+          this.db.run`INSERT INTO entry_refunds (entry_id, refunded) VALUES (${e.entryId}, ${e.refunded})
+            ON CONFLICT (entry_id) DO UPDATE SET refunded = excluded.refunded`;
+          break;
+        case "hold_closed":
+          this.db.run`UPDATE holds SET state = ${e.status} WHERE id = ${e.holdId}`;
+          break;
+        case "topup_requested":
+          this.db.run`INSERT INTO top_ups (id, requested_at, amount, state, month)
+            VALUES (${e.topUpId}, ${e.at}, ${e.amount}, 'pending', ${e.month})`;
+          break;
+        case "topup_confirmed":
+          this.db.run`UPDATE top_ups SET state = 'confirmed' WHERE id = ${e.topUpId}`;
+          break;
+        case "topups_failed":
+          this.db
+            .run`UPDATE top_ups SET state = 'failed' WHERE state = 'pending' AND requested_at <= ${e.requestedUpTo}`;
+          break;
+        case "wake":
+          break;
+      }
+    }
+    for (const [minute, amount] of spend)
+      this.db.run`INSERT INTO spend_minutes (minute, amount) VALUES (${minute}, ${amount})
+        ON CONFLICT (minute) DO UPDATE SET amount = amount + excluded.amount`;
+    this.insertRows("INSERT INTO window_charges (product, at, amount) VALUES", "", usage);
+    this.insertRows("INSERT INTO outbox (entry_id, message, created_at) VALUES", "", journal);
+  }
+
+  /** One statement per batch of rows that fits the bound-value limit. */
+  private insertRows(head: string, tail: string, rows: SqlStorageValue[][]): void {
+    if (rows.length === 0) return;
+    const per = Math.max(1, Math.floor(MAX_BOUND / rows[0].length));
+    for (let i = 0; i < rows.length; i += per) {
+      const batch = rows.slice(i, i + per);
+      const tuple = `(${batch[0].map(() => "?").join(", ")})`;
+      this.db.exec(`${head} ${batch.map(() => tuple).join(", ")} ${tail}`, ...batch.flat());
+    }
+  }
+
+  // ─────────────────────────── retention and views ───────────────────────────
+
+  /** Deletes what has aged past its horizon. `now` is the request clock; delivery times are wall-clock. */
+  prune(now: number, wallNow: number): void {
+    const anomalyBaselineMs = catalog.guards.anomaly.baselineDays * DAY_MS;
+    this.db.run`DELETE FROM idempotency WHERE created_at < ${now - RETENTION.idempotencyMs}`;
+    this.db.run`DELETE FROM decisions WHERE created_at < ${now - RETENTION.decisionsMs}`;
+    this.db.run`DELETE FROM holds WHERE state != 'active' AND expires_at < ${now - RETENTION.decisionsMs}`;
+    this.db.run`DELETE FROM window_charges WHERE at < ${now - WEEK_MS}`;
+    this.db
+      .run`DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ${wallNow - RETENTION.deliveredOutboxMs}`;
+    this.db.run`DELETE FROM spend_minutes WHERE minute < ${Math.floor((now - anomalyBaselineMs) / 60_000)}`;
+  }
+
+  /** Wall-clock times when something next falls due: expiries and retention (request clock `now`), and delivery. */
+  dueAt(now: number, wallNow: number): number[] {
+    const t = (r: { t: number | null } | undefined) => r?.t ?? null;
+    const requestClock = [
+      t(this.db.first<{ t: number | null }>`SELECT MIN(expires_at) AS t FROM holds WHERE state = 'active'`),
+      t(this.db.first<{ t: number | null }>`SELECT MIN(expires_at) AS t FROM grants WHERE active = 1`),
+      plus(
+        t(this.db.first<{ t: number | null }>`SELECT MIN(created_at) AS t FROM idempotency`),
+        RETENTION.idempotencyMs,
+      ),
+      plus(t(this.db.first<{ t: number | null }>`SELECT MIN(created_at) AS t FROM decisions`), RETENTION.decisionsMs),
+    ];
+    const delivered = t(this.db.first<{ t: number | null }>`
+      SELECT MIN(delivered_at) AS t FROM outbox WHERE delivered_at IS NOT NULL`);
+    const times = requestClock.flatMap((x) => (x === null ? [] : [wallNow + Math.max(0, x - now)]));
+    if (delivered !== null) times.push(Math.max(wallNow, delivered + RETENTION.deliveredOutboxMs));
+    return times;
+  }
+
+  /** The usage panel's history since `start`: credit spend per minute, and window usage as recorded. */
+  panelHistory(start: number): {
+    spend: { minute: number; amount: number }[];
+    usage: { at: number; amount: number }[];
+  } {
+    return {
+      spend: this.db.all<{ minute: number; amount: number }>`
+        SELECT minute, amount FROM spend_minutes WHERE minute >= ${start / 60_000}`,
+      usage: this.db.all<{ at: number; amount: number }>`SELECT at, amount FROM window_charges WHERE at >= ${start}`,
+    };
+  }
+
+  /** Credits the account holds in grants, live or not (reconciliation's position). */
+  grantRemainder(): number {
+    return this.db.first<Sum>`SELECT SUM(remaining) AS s FROM grants`?.s ?? 0;
+  }
+
+  // ─────────────────────────── answers ───────────────────────────
+
+  /** The account's kept answers (SPEC §4), for `idempotent`. */
+  answers<A>(parse: (json: string) => A, now: number): AnswerBook<A> {
+    return {
+      find: (key) => {
+        const r = this.db.first<{ fingerprint: string; body: string }>`
+          SELECT fingerprint, body FROM idempotency WHERE key = ${key}`;
+        return r ? { fingerprint: r.fingerprint, answer: parse(r.body) } : undefined;
+      },
+      keep: (key: IdempotencyKey, answer: A) => {
+        this.db.run`INSERT INTO idempotency (key, fingerprint, body, created_at)
+          VALUES (${key.key}, ${key.fingerprint}, ${JSON.stringify(answer)}, ${now})`;
+      },
+    };
+  }
+}
