@@ -81,7 +81,10 @@ const isoOrNull = (ms: number | null) => (ms === null ? null : iso(ms));
 const month = (ms: number) => iso(ms).slice(0, 7);
 const dayStart = (ms: number) => Math.floor(ms / DAY) * DAY;
 
-export type Src = { layer: "window"; amount: number } | { layer: "grant"; grantId: string; amount: number } | { layer: "flex"; amount: number };
+export type Src =
+  | { layer: "window"; amount: number }
+  | { layer: "grant"; grantId: string; amount: number }
+  | { layer: "flex"; amount: number };
 export type Reason = "limit_reached" | "insufficient_credits" | "credits_paused" | "spend_cap";
 export type Verdict = { allowed: true; sources: Src[] } | { allowed: false; reason: Reason; resetsAt?: number };
 
@@ -180,7 +183,12 @@ export class RefModel {
   view(p: Product, k: Kind) {
     const w = this.win(p, k);
     const limit = windowLimit(this.plan, p, k);
-    return { limit, used: w.used, remaining: Math.max(0, limit - w.used), resetsAt: w.openedAt === null ? null : w.openedAt + LENGTH[k] };
+    return {
+      limit,
+      used: w.used,
+      remaining: Math.max(0, limit - w.used),
+      resetsAt: w.openedAt === null ? null : w.openedAt + LENGTH[k],
+    };
   }
   windowRoom(p: Product): number {
     return Math.max(0, Math.min(this.view(p, "fiveHour").remaining, this.view(p, "weekly").remaining));
@@ -189,7 +197,9 @@ export class RefModel {
     return g.expiresAt !== null && g.expiresAt <= this.now;
   }
   usable(p: Product): MGrant[] {
-    return this.grants.filter((g) => g.remaining > 0 && !this.isExpired(g) && (g.products === null || g.products.includes(p))).sort(burnsBefore);
+    return this.grants
+      .filter((g) => g.remaining > 0 && !this.isExpired(g) && (g.products === null || g.products.includes(p)))
+      .sort(burnsBefore);
   }
   flex(): { limit: number; used: number } | null {
     const credits = PLAN_SPECS[this.plan].flexCredits;
@@ -208,11 +218,14 @@ export class RefModel {
   }
   heldCredits(): number {
     let s = 0;
-    for (const h of this.holds) if (h.state === "active") for (const x of h.sources) if (x.layer !== "window") s += x.amount;
+    for (const h of this.holds)
+      if (h.state === "active") for (const x of h.sources) if (x.layer !== "window") s += x.amount;
     return s;
   }
   spendCapRoom(): number | null {
-    return this.spendCap === null ? null : Math.max(0, this.spendCap - this.spentSince(dayStart(this.now)) - this.heldCredits());
+    return this.spendCap === null
+      ? null
+      : Math.max(0, this.spendCap - this.spentSince(dayStart(this.now)) - this.heldCredits());
   }
   availableBanked(): MBanked[] {
     return this.banked
@@ -264,7 +277,12 @@ export class RefModel {
     if (need === 0) return { allowed: true, sources: [{ layer: "window", amount: cost }] };
     if (paused) return { allowed: false, reason: "credits_paused", resetsAt: this.relief(p, cost, 0) };
     const credits = this.usable(p).reduce((s, g) => s + g.remaining, 0) + this.flexRoom();
-    if (credits < need) return { allowed: false, reason: credits === 0 ? "limit_reached" : "insufficient_credits", resetsAt: this.relief(p, cost, credits) };
+    if (credits < need)
+      return {
+        allowed: false,
+        reason: credits === 0 ? "limit_reached" : "insufficient_credits",
+        resetsAt: this.relief(p, cost, credits),
+      };
     const cap = this.spendCapRoom();
     if (cap !== null && need > cap) {
       const r = this.relief(p, cost, cap);
@@ -294,7 +312,10 @@ export class RefModel {
     const sinceResume = this.resumedAt !== null && Math.floor(this.resumedAt / MIN) >= Math.floor(from / MIN);
     const spent = sinceResume ? this.spendLog.slice(this.resumeMark).reduce((s, a) => s + a, 0) : this.spentSince(from);
     const trailing = spent + this.heldCredits();
-    const threshold = Math.max(ANOMALY_FLOOR, Math.floor((ANOMALY_MULTIPLIER * this.spentSince(this.now - 7 * DAY)) / TEN_MINUTE_SLOTS_PER_WEEK));
+    const threshold = Math.max(
+      ANOMALY_FLOOR,
+      Math.floor((ANOMALY_MULTIPLIER * this.spentSince(this.now - 7 * DAY)) / TEN_MINUTE_SLOTS_PER_WEEK),
+    );
     if (trailing + creditPart <= threshold) return false;
     this.paused = true;
     return true;
@@ -383,7 +404,11 @@ export class RefModel {
     return h;
   }
 
-  settle(holdId: string, actual: number, key: string): { charged: number; released: number; writtenOff: number; sources: Src[] } {
+  settle(
+    holdId: string,
+    actual: number,
+    key: string,
+  ): { charged: number; released: number; writtenOff: number; sources: Src[] } {
     this.housekeep();
     const h = this.activeHold(holdId);
     let left = actual;
@@ -404,7 +429,8 @@ export class RefModel {
       const budget = this.paused ? 0 : (this.spendCapRoom() ?? Infinity);
       let t = this.take(h.product, left, budget);
       // The part above the hold passes the anomaly guard too; what it refuses is written off.
-      if (this.tripsAnomalyGuard(t.sources.reduce((s, x) => s + (x.layer === "window" ? 0 : x.amount), 0))) t = this.take(h.product, left, 0);
+      if (this.tripsAnomalyGuard(t.sources.reduce((s, x) => s + (x.layer === "window" ? 0 : x.amount), 0)))
+        t = this.take(h.product, left, 0);
       extra = t.sources;
       for (const s of extra) {
         this.takeFrom(h.product, s);
@@ -414,11 +440,18 @@ export class RefModel {
     }
     const merged: Src[] = [];
     for (const s of [...charged, ...extra]) {
-      const same = merged.find((m) => m.layer === s.layer && (m.layer !== "grant" || (s.layer === "grant" && m.grantId === s.grantId)));
+      const same = merged.find(
+        (m) => m.layer === s.layer && (m.layer !== "grant" || (s.layer === "grant" && m.grantId === s.grantId)),
+      );
       if (same) same.amount += s.amount;
       else merged.push({ ...s });
     }
-    return { charged: actual - writtenOff, released: released.reduce((n, s) => n + s.amount, 0), writtenOff, sources: merged };
+    return {
+      charged: actual - writtenOff,
+      released: released.reduce((n, s) => n + s.amount, 0),
+      writtenOff,
+      sources: merged,
+    };
   }
 
   release(holdId: string): number {
@@ -462,7 +495,8 @@ export class RefModel {
     this.housekeep();
     const item = this.availableBanked()[0];
     if (!item) throw new ModelRefusal(409, "no_banked_reset");
-    if (Math.max(this.win(p, "fiveHour").used, this.win(p, "weekly").used) === 0) throw new ModelRefusal(409, "nothing_to_reset");
+    if (Math.max(this.win(p, "fiveHour").used, this.win(p, "weekly").used) === 0)
+      throw new ModelRefusal(409, "nothing_to_reset");
     for (const k of KINDS) this.windows[p][k] = { openedAt: null, used: 0 };
     item.used = true;
   }
@@ -505,7 +539,8 @@ export class RefModel {
       const periods = Math.floor((this.now - this.bankedAccruedAt) / BANKED_EVERY);
       if (periods > 0) {
         const room = Math.max(0, BANKED_MAX - this.availableBanked().length);
-        for (let i = 0; i < Math.min(periods, room); i++) this.banked.push({ expiresAt: null, grantedAt: this.now, used: false });
+        for (let i = 0; i < Math.min(periods, room); i++)
+          this.banked.push({ expiresAt: null, grantedAt: this.now, used: false });
         this.bankedAccruedAt += periods * BANKED_EVERY;
       }
     }
@@ -521,20 +556,39 @@ export class RefModel {
     return {
       plan: this.plan,
       products: Object.fromEntries(
-        PRODUCTS.map((p) => [p, Object.fromEntries(KINDS.map((k) => {
-          const v = this.view(p, k);
-          return [k, { limit: v.limit, used: v.used, remaining: v.remaining, resetsAt: isoOrNull(v.resetsAt) }];
-        }))]),
+        PRODUCTS.map((p) => [
+          p,
+          Object.fromEntries(
+            KINDS.map((k) => {
+              const v = this.view(p, k);
+              return [k, { limit: v.limit, used: v.used, remaining: v.remaining, resetsAt: isoOrNull(v.resetsAt) }];
+            }),
+          ),
+        ]),
       ),
       balance: live.reduce((s, g) => s + g.remaining, 0),
       grants: live
-        .map((g) => ({ id: g.id, kind: g.kind, priority: g.priority, remaining: g.remaining, expiresAt: isoOrNull(g.expiresAt), products: g.products }))
+        .map((g) => ({
+          id: g.id,
+          kind: g.kind,
+          priority: g.priority,
+          remaining: g.remaining,
+          expiresAt: isoOrNull(g.expiresAt),
+          products: g.products,
+        }))
         .sort((a, b) => (a.id < b.id ? -1 : 1)),
       flex,
-      banked: { available: bankedItems.length, max: PLAN_SPECS[this.plan].banked ? BANKED_MAX : 0, expiries: bankedItems.map((b) => isoOrNull(b.expiresAt)) },
-      holds: this.holds.filter((h) => h.state === "active").map((h) => ({ holdId: h.id, product: h.product, amount: h.amount, expiresAt: iso(h.expiresAt) })),
+      banked: {
+        available: bankedItems.length,
+        max: PLAN_SPECS[this.plan].banked ? BANKED_MAX : 0,
+        expiries: bankedItems.map((b) => isoOrNull(b.expiresAt)),
+      },
+      holds: this.holds
+        .filter((h) => h.state === "active")
+        .map((h) => ({ holdId: h.id, product: h.product, amount: h.amount, expiresAt: iso(h.expiresAt) })),
       paused: this.paused,
-      spendCap: this.spendCap === null ? null : { dailyLimit: this.spendCap, spentToday: this.spentSince(dayStart(this.now)) },
+      spendCap:
+        this.spendCap === null ? null : { dailyLimit: this.spendCap, spentToday: this.spentSince(dayStart(this.now)) },
     };
   }
 }
@@ -546,11 +600,27 @@ export function projectSummary(a: any) {
     products: a.products,
     balance: a.credits.balance,
     grants: [...a.credits.grants]
-      .map((g: any) => ({ id: g.id, kind: g.kind, priority: g.priority, remaining: g.remaining, expiresAt: g.expiresAt, products: g.products }))
+      .map((g: any) => ({
+        id: g.id,
+        kind: g.kind,
+        priority: g.priority,
+        remaining: g.remaining,
+        expiresAt: g.expiresAt,
+        products: g.products,
+      }))
       .sort((x: any, y: any) => (x.id < y.id ? -1 : 1)),
     flex: a.credits.flex,
-    banked: { available: a.bankedResets.available, max: a.bankedResets.max, expiries: a.bankedResets.items.map((i: any) => i.expiresAt) },
-    holds: a.holds.map((h: any) => ({ holdId: h.holdId, product: h.product, amount: h.amount, expiresAt: h.expiresAt })),
+    banked: {
+      available: a.bankedResets.available,
+      max: a.bankedResets.max,
+      expiries: a.bankedResets.items.map((i: any) => i.expiresAt),
+    },
+    holds: a.holds.map((h: any) => ({
+      holdId: h.holdId,
+      product: h.product,
+      amount: h.amount,
+      expiresAt: h.expiresAt,
+    })),
     paused: a.paused,
     spendCap: a.spendCap,
   };
@@ -572,7 +642,9 @@ export function verdictJson(v: Verdict, now: number) {
   return {
     allowed: false,
     reason: v.reason,
-    ...(v.resetsAt === undefined ? {} : { resetsAt: iso(v.resetsAt), retryAfterSeconds: Math.max(1, Math.ceil((v.resetsAt - now) / 1000)) }),
+    ...(v.resetsAt === undefined
+      ? {}
+      : { resetsAt: iso(v.resetsAt), retryAfterSeconds: Math.max(1, Math.ceil((v.resetsAt - now) / 1000)) }),
     ...(offer ? { offer } : {}),
   };
 }
@@ -600,7 +672,11 @@ export type ModelUsage = { model: string } & Record<string, number | string>;
 const product = fc.constantFrom<Product>("codex", "sora");
 /** Time before a step, in whole seconds (expiries and window ends are whole seconds too); big jumps are `bigJump`. */
 const dt = fc
-  .oneof({ weight: 6, arbitrary: fc.integer({ min: 1, max: 10 }) }, { weight: 2, arbitrary: fc.integer({ min: 10, max: 120 }) }, { weight: 1, arbitrary: fc.integer({ min: 120, max: 1800 }) })
+  .oneof(
+    { weight: 6, arbitrary: fc.integer({ min: 1, max: 10 }) },
+    { weight: 2, arbitrary: fc.integer({ min: 10, max: 120 }) },
+    { weight: 1, arbitrary: fc.integer({ min: 120, max: 1800 }) },
+  )
   .map((s) => s * SEC);
 const cost = fc.oneof(
   { weight: 4, arbitrary: fc.integer({ min: 1, max: 3 * C }) },
@@ -608,17 +684,53 @@ const cost = fc.oneof(
   { weight: 1, arbitrary: fc.integer({ min: 3 * C, max: 40 * C }) },
 );
 const usage: fc.Arbitrary<{ product: Product; usage: ModelUsage }> = fc.oneof(
-  fc.record({ product: fc.constant<Product>("codex"), usage: fc.record({ model: fc.constant("gpt-5-codex"), inputTokens: fc.integer({ min: 1, max: 400_000 }), outputTokens: fc.integer({ min: 0, max: 200_000 }) }) }),
-  fc.record({ product: fc.constant<Product>("codex"), usage: fc.record({ model: fc.constant("gpt-5-codex-mini"), cachedInputTokens: fc.integer({ min: 1, max: 5_000_000 }) }) }),
-  fc.record({ product: fc.constant<Product>("sora"), usage: fc.record({ model: fc.constantFrom("sora-2", "sora-2-pro"), videoSeconds: fc.integer({ min: 1, max: 20 }) }) }),
+  fc.record({
+    product: fc.constant<Product>("codex"),
+    usage: fc.record({
+      model: fc.constant("gpt-5-codex"),
+      inputTokens: fc.integer({ min: 1, max: 400_000 }),
+      outputTokens: fc.integer({ min: 0, max: 200_000 }),
+    }),
+  }),
+  fc.record({
+    product: fc.constant<Product>("codex"),
+    usage: fc.record({
+      model: fc.constant("gpt-5-codex-mini"),
+      cachedInputTokens: fc.integer({ min: 1, max: 5_000_000 }),
+    }),
+  }),
+  fc.record({
+    product: fc.constant<Product>("sora"),
+    usage: fc.record({ model: fc.constantFrom("sora-2", "sora-2-pro"), videoSeconds: fc.integer({ min: 1, max: 20 }) }),
+  }),
 );
 const amount = fc.oneof(fc.integer({ min: 1, max: 10 * C }), fc.constantFrom(C / 2, C, 3 * C, 10 * C));
 const products = fc.constantFrom<Product[] | null>(null, null, ["codex"], ["sora"], ["codex", "sora"]);
-const expiresIn = fc.oneof(fc.integer({ min: 1, max: 600 }), fc.integer({ min: 600, max: 3 * 86_400 }), fc.integer({ min: 3 * 86_400, max: 60 * 86_400 })).map((s) => s * SEC);
-const bigJump = fc.oneof(
-  fc.constantFrom(59, 10 * 60, 3600, 5 * 3600 - 1, 5 * 3600, 5 * 3600 + 1, 86_400, 7 * 86_400, 7 * 86_400 + 1, 8 * 86_400, 31 * 86_400),
-  fc.integer({ min: 1, max: 3 * 86_400 }),
-).map((s) => s * SEC);
+const expiresIn = fc
+  .oneof(
+    fc.integer({ min: 1, max: 600 }),
+    fc.integer({ min: 600, max: 3 * 86_400 }),
+    fc.integer({ min: 3 * 86_400, max: 60 * 86_400 }),
+  )
+  .map((s) => s * SEC);
+const bigJump = fc
+  .oneof(
+    fc.constantFrom(
+      59,
+      10 * 60,
+      3600,
+      5 * 3600 - 1,
+      5 * 3600,
+      5 * 3600 + 1,
+      86_400,
+      7 * 86_400,
+      7 * 86_400 + 1,
+      8 * 86_400,
+      31 * 86_400,
+    ),
+    fc.integer({ min: 1, max: 3 * 86_400 }),
+  )
+  .map((s) => s * SEC);
 
 /** The leaf generators of a step: product, time before it, cost, priced usage, grant amount/products/expiry, time jump. */
 export const gen = { product, dt, cost, usage, amount, products, expiresIn, bigJump };

@@ -34,6 +34,7 @@ import {
   C,
   DAY,
   decisionOf,
+  gen,
   grantPriority,
   HOUR,
   iso,
@@ -905,68 +906,7 @@ function mutated(body: unknown): unknown {
 
 // ───────────────────────────── generators ─────────────────────────────
 
-const product = fc.constantFrom<Product>("codex", "sora");
-/** Time before a step, in whole seconds (expiries and window ends are whole seconds too, see `verify`); big jumps are `Advance`. */
-const dt = fc
-  .oneof(
-    { weight: 6, arbitrary: fc.integer({ min: 1, max: 10 }) },
-    { weight: 2, arbitrary: fc.integer({ min: 10, max: 120 }) },
-    { weight: 1, arbitrary: fc.integer({ min: 120, max: 1800 }) },
-  )
-  .map((s) => s * SEC);
-const cost = fc.oneof(
-  { weight: 4, arbitrary: fc.integer({ min: 1, max: 3 * C }) },
-  { weight: 3, arbitrary: fc.constantFrom(C / 4, C / 2, C, 2 * C, 5 * C) },
-  { weight: 1, arbitrary: fc.integer({ min: 3 * C, max: 40 * C }) },
-);
-const usage: fc.Arbitrary<{ product: Product; usage: Usage }> = fc.oneof(
-  fc.record({
-    product: fc.constant<Product>("codex"),
-    usage: fc.record({
-      model: fc.constant("gpt-5-codex"),
-      inputTokens: fc.integer({ min: 1, max: 400_000 }),
-      outputTokens: fc.integer({ min: 0, max: 200_000 }),
-    }),
-  }),
-  fc.record({
-    product: fc.constant<Product>("codex"),
-    usage: fc.record({
-      model: fc.constant("gpt-5-codex-mini"),
-      cachedInputTokens: fc.integer({ min: 1, max: 5_000_000 }),
-    }),
-  }),
-  fc.record({
-    product: fc.constant<Product>("sora"),
-    usage: fc.record({ model: fc.constantFrom("sora-2", "sora-2-pro"), videoSeconds: fc.integer({ min: 1, max: 20 }) }),
-  }),
-);
-const amount = fc.oneof(fc.integer({ min: 1, max: 10 * C }), fc.constantFrom(C / 2, C, 3 * C, 10 * C));
-const products = fc.constantFrom<Product[] | null>(null, null, ["codex"], ["sora"], ["codex", "sora"]);
-const expiresIn = fc
-  .oneof(
-    fc.integer({ min: 1, max: 600 }),
-    fc.integer({ min: 600, max: 3 * 86_400 }),
-    fc.integer({ min: 3 * 86_400, max: 60 * 86_400 }),
-  )
-  .map((s) => s * SEC);
-const bigJump = fc
-  .oneof(
-    fc.constantFrom(
-      59,
-      10 * 60,
-      3600,
-      5 * 3600 - 1,
-      5 * 3600,
-      5 * 3600 + 1,
-      86_400,
-      7 * 86_400,
-      7 * 86_400 + 1,
-      8 * 86_400,
-      31 * 86_400,
-    ),
-    fc.integer({ min: 1, max: 3 * 86_400 }),
-  )
-  .map((s) => s * SEC);
+const { product, dt, cost, usage, amount, products, expiresIn, bigJump } = gen;
 
 const stepArb: fc.Arbitrary<Step> = fc.oneof(
   { weight: 6, arbitrary: fc.tuple(product, cost, dt).map(([p, c, d]) => new Consume(p, c, null, d)) },

@@ -11,7 +11,7 @@ import { keepsKey } from "../../worker/core/refusals";
 import { utcDayStart } from "../../worker/core/time";
 import { idempotent } from "../idempotency";
 import { sqlOf } from "../sql";
-import type { CallContext, GrantRequest, RefundRequest, ResetEpoch } from "../types";
+import type { CallContext, GrantRequest, RefundRequest } from "../types";
 import { newerEpochs, stepContext, withMissedEpochs } from "./epochs";
 import { OUTBOX_RETRY_MS, Outbox, type Sender } from "./outbox";
 import { AccountStore } from "./store";

@@ -507,9 +507,7 @@ export class EngineClient {
         }
         error = errorFromAnswer(status, body, response, attempt, idempotencyKey);
         retryAfterMs = parseRetryAfter(response.headers.get("Retry-After"));
-        const retryable =
-          status >= 500 ||
-          (status === 429 && policy.retryRateLimited && retryAfterMs !== null);
+        const retryable = status >= 500 || (status === 429 && policy.retryRateLimited && retryAfterMs !== null);
         // A Retry-After longer than we may wait: stop now rather than ask again too early.
         if (!retryable || (retryAfterMs !== null && retryAfterMs > policy.maxRetryAfterMs)) throw error;
       } else if (outcome.kind === "aborted") {
