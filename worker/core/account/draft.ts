@@ -88,7 +88,7 @@ export class Draft {
   /** Appends a ledger entry to the journal; returns its id. */
   ledger(e: Omit<LedgerEntry, "id" | "accountId" | "createdAt">): string {
     const entry: LedgerEntry = {
-      id: uuidv7(),
+      id: uuidv7(this.ctx.wallNow),
       accountId: this.ctx.accountId,
       createdAt: this.now,
       ...(this.ctx.idempotencyKey ? { idempotencyKey: this.ctx.idempotencyKey } : {}),
@@ -101,7 +101,13 @@ export class Draft {
   }
 
   event(type: string, data: Record<string, unknown>): void {
-    const event: AccountEvent = { id: uuidv7(), accountId: this.ctx.accountId, type, createdAt: this.now, data };
+    const event: AccountEvent = {
+      id: uuidv7(this.ctx.wallNow),
+      accountId: this.ctx.accountId,
+      type,
+      createdAt: this.now,
+      data,
+    };
     this.effect({ type: "journal", message: { type: "event", event } });
   }
 

@@ -21,7 +21,7 @@ function chargedTotalRefusal(d: Draft, amount: number): Refused | null {
 }
 
 export function consume(d: Draft, charge: Charge): ConsumeResult {
-  const decisionId = uuidv7();
+  const decisionId = uuidv7(d.ctx.wallNow);
   const decision = decideGuarded(d, charge.product, charge.cost);
   if (decision.allowed) {
     const tooMuch = chargedTotalRefusal(d, charge.cost);
@@ -41,7 +41,7 @@ export function consume(d: Draft, charge: Charge): ConsumeResult {
 }
 
 export function createHold(d: Draft, charge: Charge, ttlSeconds: number): HoldResult {
-  const holdId = uuidv7();
+  const holdId = uuidv7(d.ctx.wallNow);
   const decision = decideGuarded(d, charge.product, charge.cost);
   logDecision(d, holdId, charge, decision);
   if (!decision.allowed) return denied({ holdId: null, ...denialFields(decision), ...decisionTail(d, charge.product) });
