@@ -62,23 +62,32 @@ const median = (xs) => {
   return s.length === 0 ? NaN : s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 /** Nearest-rank percentile of an ascending array. */
-const pct = (sorted, p) => (sorted.length === 0 ? NaN : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]);
+const pct = (sorted, p) =>
+  sorted.length === 0
+    ? NaN
+    : sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))];
 
 function checkNode() {
   const major = Number(process.versions.node.split(".")[0]);
   if (major < 22) {
-    console.error(`bench: Node ${process.versions.node} found; run it with \`npm run bench\` (npm puts the project's Node 22 first on PATH).`);
+    console.error(
+      `bench: Node ${process.versions.node} found; run it with \`npm run bench\` (npm puts the project's Node 22 first on PATH).`,
+    );
     process.exit(1);
   }
 }
 
 function build() {
   say("building the bench bundle with wrangler deploy --dry-run");
-  const r = spawnSync("wrangler", ["deploy", "--dry-run", "--outdir", BUNDLE_DIR, "-c", join(ROOT, "bench", "wrangler.toml")], {
-    cwd: ROOT,
-    encoding: "utf8",
-    env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" },
-  });
+  const r = spawnSync(
+    "wrangler",
+    ["deploy", "--dry-run", "--outdir", BUNDLE_DIR, "-c", join(ROOT, "bench", "wrangler.toml")],
+    {
+      cwd: ROOT,
+      encoding: "utf8",
+      env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" },
+    },
+  );
   if (r.status !== 0) {
     console.error(r.stdout, r.stderr);
     throw new Error("wrangler build failed");
@@ -106,7 +115,10 @@ function cpuMeter() {
     .filter((p) => {
       try {
         const st = readFileSync(`/proc/${p}/stat`, "utf8");
-        return Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]) === process.pid && readFileSync(`/proc/${p}/comm`, "utf8").startsWith("workerd");
+        return (
+          Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]) === process.pid &&
+          readFileSync(`/proc/${p}/comm`, "utf8").startsWith("workerd")
+        );
       } catch {
         return false;
       }
@@ -132,7 +144,12 @@ function cpuMeter() {
         const n = process.cpuUsage(n0);
         const w = workerdMs() - w0;
         const nodeMs = (n.user + n.system) / 1000;
-        return { wallMs: performance.now() - t0, workerdMs: w, nodeMs, otherMs: Math.max(0, machineBusyMs() - m0 - w - nodeMs) };
+        return {
+          wallMs: performance.now() - t0,
+          workerdMs: w,
+          nodeMs,
+          otherMs: Math.max(0, machineBusyMs() - m0 - w - nodeMs),
+        };
       };
     },
   };
@@ -186,12 +203,25 @@ function client(base) {
 
 const SERVICE = { authorization: `Bearer ${TOKENS.service}`, "content-type": "application/json" };
 const CONSUME_BODY = JSON.stringify({ product: "codex", cost: 1 });
-const consumeReq = (account, key) => ({ method: "POST", path: `/v1/accounts/${account}/consume`, headers: { ...SERVICE, "idempotency-key": key }, body: CONSUME_BODY });
+const consumeReq = (account, key) => ({
+  method: "POST",
+  path: `/v1/accounts/${account}/consume`,
+  headers: { ...SERVICE, "idempotency-key": key },
+  body: CONSUME_BODY,
+});
 
 /** The e2e routes, each with whether its 200s write one ledger entry. */
 const ROUTES = {
-  floorA: { label: "floor (a): one RPC to an empty DO method", ledger: false, next: () => () => ({ method: "GET", path: "/__bench/noop" }) },
-  floorB: { label: "floor (b): one durable single-row SQLite upsert in the DO", ledger: false, next: () => () => ({ method: "GET", path: "/__bench/upsert" }) },
+  floorA: {
+    label: "floor (a): one RPC to an empty DO method",
+    ledger: false,
+    next: () => () => ({ method: "GET", path: "/__bench/noop" }),
+  },
+  floorB: {
+    label: "floor (b): one durable single-row SQLite upsert in the DO",
+    ledger: false,
+    next: () => () => ({ method: "GET", path: "/__bench/upsert" }),
+  },
   floorBMany: {
     label: "floor (b) spread over 1,000 probe objects",
     ledger: false,
@@ -202,7 +232,11 @@ const ROUTES = {
     ledger: false,
     next: (tag) => (i) => ({ method: "GET", path: `/__bench/consume-noqueue?account=bench_noqueue&key=${tag}-${i}` }),
   },
-  consumeOne: { label: "consume, 1 account", ledger: true, next: (tag) => (i) => consumeReq("bench_one", `${tag}-${i}`) },
+  consumeOne: {
+    label: "consume, 1 account",
+    ledger: true,
+    next: (tag) => (i) => consumeReq("bench_one", `${tag}-${i}`),
+  },
   consumeMany: {
     label: "consume, spread over 1,000 accounts",
     ledger: true,
@@ -216,11 +250,18 @@ const ROUTES = {
   workerOnly: {
     label: "context: product HTTP layer, object stubbed",
     ledger: false,
-    next: (tag) => (i) => ({ ...consumeReq("bench_one", `${tag}-${i}`), path: "/__bench/worker-only/v1/accounts/bench_one/consume" }),
+    next: (tag) => (i) => ({
+      ...consumeReq("bench_one", `${tag}-${i}`),
+      path: "/__bench/worker-only/v1/accounts/bench_one/consume",
+    }),
   },
   workerOnlyFull: {
-    label: "context: product HTTP layer alone, object stubbed, decisions with ?include=account (the shape before SPEC §8's lean decisions)",
-    next: (tag) => (i) => ({ ...consumeReq("bench_one", `${tag}-${i}`), path: "/__bench/worker-only/v1/accounts/bench_one/consume?include=account" }),
+    label:
+      "context: product HTTP layer alone, object stubbed, decisions with ?include=account (the shape before SPEC §8's lean decisions)",
+    next: (tag) => (i) => ({
+      ...consumeReq("bench_one", `${tag}-${i}`),
+      path: "/__bench/worker-only/v1/accounts/bench_one/consume?include=account",
+    }),
   },
 };
 
@@ -245,7 +286,9 @@ function ledgerTracker(api) {
       }
       const { n } = await api.post("/__bench/settle/total", {});
       const one = await api.post("/__bench/account/reconciliation-state", { accountId: "bench_one" });
-      throw new Error(`settlement did not drain in ${maxMs} ms: ${n} of at least ${expected} ledger rows (bench_one: ${JSON.stringify(one)})`);
+      throw new Error(
+        `settlement did not drain in ${maxMs} ms: ${n} of at least ${expected} ledger rows (bench_one: ${JSON.stringify(one)})`,
+      );
     },
   };
 }
@@ -253,9 +296,16 @@ function ledgerTracker(api) {
 async function runLoad(base, meter, routeKey, tag, opts = {}) {
   const route = ROUTES[routeKey];
   const stop = meter.start();
-  const r = await load({ base, connections: opts.connections ?? CFG.connections, seconds: opts.seconds ?? CFG.seconds, next: route.next(tag), overallRate: opts.overallRate });
+  const r = await load({
+    base,
+    connections: opts.connections ?? CFG.connections,
+    seconds: opts.seconds ?? CFG.seconds,
+    next: route.next(tag),
+    overallRate: opts.overallRate,
+  });
   const cpu = stop();
-  if (r.non2xx > 0 || r.errors > 0) throw new Error(`${routeKey}: ${r.non2xx} non-2xx, ${r.errors} errors (${JSON.stringify(r.statusCodes)})`);
+  if (r.non2xx > 0 || r.errors > 0)
+    throw new Error(`${routeKey}: ${r.non2xx} non-2xx, ${r.errors} errors (${JSON.stringify(r.statusCodes)})`);
   return {
     ...r,
     tag,
@@ -270,14 +320,35 @@ async function runLoad(base, meter, routeKey, tag, opts = {}) {
 
 async function e2ePhase(base, api, meter, ledger) {
   say(`e2e: creating the ${CFG.manyAccounts} accounts and ${CFG.manyAccounts} probe objects of the spread runs`);
-  const created = await api.post("/__bench/accounts/create", { prefix: "bench_many_", from: 0, count: CFG.manyAccounts, concurrency: 128, how: "plan" });
+  const created = await api.post("/__bench/accounts/create", {
+    prefix: "bench_many_",
+    from: 0,
+    count: CFG.manyAccounts,
+    concurrency: 128,
+    how: "plan",
+  });
   if (created.failed) throw new Error(`account creation: ${created.failed} failed`);
   await api.post("/__bench/probe/create-many", { prefix: "floor_many_", n: CFG.manyAccounts });
-  await api.call("POST", "/v1/accounts/bench_one/consume", { product: "codex", cost: 1 }, { ...SERVICE, "idempotency-key": "touch-one" });
+  await api.call(
+    "POST",
+    "/v1/accounts/bench_one/consume",
+    { product: "codex", cost: 1 },
+    { ...SERVICE, "idempotency-key": "touch-one" },
+  );
   ledger.add(1);
   await ledger.drain();
 
-  const order = ["floorA", "floorB", "floorBMany", "consumeNoQueue", "consumeRpc", "consumeOne", "consumeMany", "workerOnly", "workerOnlyFull"];
+  const order = [
+    "floorA",
+    "floorB",
+    "floorBMany",
+    "consumeNoQueue",
+    "consumeRpc",
+    "consumeOne",
+    "consumeMany",
+    "workerOnly",
+    "workerOnlyFull",
+  ];
   // Routes behind a target get every round; context routes get fewer (time budget).
   const targetRoutes = new Set(["floorA", "floorB", "consumeOne", "consumeMany"]);
   const runs = Object.fromEntries(order.map((k) => [k, []]));
@@ -292,7 +363,9 @@ async function e2ePhase(base, api, meter, ledger) {
       await waitQuiet(meter, 3000);
       const r = await runLoad(base, meter, key, `${key}-r${round}`);
       runs[key].push(r);
-      say(`e2e round ${round + 1} ${key}: ${r.rps.toFixed(0)} rps, p50 ${r.p50ms} ms, p99 ${r.p99ms} ms; workerd ${r.workerdCpuMsPerReq.toFixed(2)} ms CPU/req, ${(r.workerdCpuShare * 100).toFixed(0)}% of a core; rest of machine ${(r.otherCpuShare * 100).toFixed(0)}%`);
+      say(
+        `e2e round ${round + 1} ${key}: ${r.rps.toFixed(0)} rps, p50 ${r.p50ms} ms, p99 ${r.p99ms} ms; workerd ${r.workerdCpuMsPerReq.toFixed(2)} ms CPU/req, ${(r.workerdCpuShare * 100).toFixed(0)}% of a core; rest of machine ${(r.otherCpuShare * 100).toFixed(0)}%`,
+      );
       if (ROUTES[key].ledger) {
         ledger.add(r.ok);
         // Settlement must be idle before the next run, or its work would be billed to the next route.
@@ -316,7 +389,29 @@ async function e2ePhase(base, api, meter, ledger) {
         nodeCpuShare: median(runs[k].map((r) => r.nodeCpuShare)),
         otherCpuShare: median(runs[k].map((r) => r.otherCpuShare)),
         bytesPerResponse: median(runs[k].map((r) => r.bytesPerResponse)),
-        runs: runs[k].map(({ rps, p50ms, p99ms, ok, seconds, workerdCpuMsPerReq, nodeCpuMsPerReq, workerdCpuShare, otherCpuShare }) => ({ rps, p50ms, p99ms, ok, seconds, workerdCpuMsPerReq, nodeCpuMsPerReq, workerdCpuShare, otherCpuShare })),
+        runs: runs[k].map(
+          ({
+            rps,
+            p50ms,
+            p99ms,
+            ok,
+            seconds,
+            workerdCpuMsPerReq,
+            nodeCpuMsPerReq,
+            workerdCpuShare,
+            otherCpuShare,
+          }) => ({
+            rps,
+            p50ms,
+            p99ms,
+            ok,
+            seconds,
+            workerdCpuMsPerReq,
+            nodeCpuMsPerReq,
+            workerdCpuShare,
+            otherCpuShare,
+          }),
+        ),
       },
     ]),
   );
@@ -325,7 +420,8 @@ async function e2ePhase(base, api, meter, ledger) {
 
 async function lagsOf(api, tags) {
   const lags = [];
-  for (const tag of tags) lags.push(...(await api.post("/__bench/settle/stats", { prefix: `${tag}-`, byKey: true })).lags);
+  for (const tag of tags)
+    lags.push(...(await api.post("/__bench/settle/stats", { prefix: `${tag}-`, byKey: true })).lags);
   lags.sort((a, b) => a - b);
   return { n: lags.length, p50ms: pct(lags, 50), p99ms: pct(lags, 99), maxMs: lags.at(-1) ?? null };
 }
@@ -338,13 +434,19 @@ async function queueRun(api, prefix, meter, n = CFG.settleN, transport = false) 
   const sent = await api.post(transport ? "/__bench/settle/transport" : "/__bench/settle/enqueue", { prefix, n });
   let landed = 0;
   for (let k = 0; k < 3000 && landed < n; k++) {
-    landed = (await api.post(transport ? "/__bench/settle/transport-stats" : "/__bench/settle/stats", { prefix })).count;
+    landed = (await api.post(transport ? "/__bench/settle/transport-stats" : "/__bench/settle/stats", { prefix }))
+      .count;
     if (landed < n) await sleep(20);
   }
   if (landed < n) throw new Error(`queue run ${prefix}: ${landed}/${n} landed`);
   const ms = performance.now() - t0;
   const cpu = stop?.();
-  return { ms, enqueueMs: sent.ms, perSec: (n / ms) * 1000, ...(cpu ? { workerdCpuMsPerEntry: cpu.workerdMs / n, workerdCpuShare: cpu.workerdMs / cpu.wallMs } : {}) };
+  return {
+    ms,
+    enqueueMs: sent.ms,
+    perSec: (n / ms) * 1000,
+    ...(cpu ? { workerdCpuMsPerEntry: cpu.workerdMs / n, workerdCpuShare: cpu.workerdMs / cpu.wallMs } : {}),
+  };
 }
 
 async function settlementPhase(base, api, meter, ledger, e2eTags) {
@@ -370,14 +472,26 @@ async function settlementPhase(base, api, meter, ledger, e2eTags) {
 
     const stop = meter.start();
     const r0 = performance.now();
-    const r = await api.post("/__bench/settle/raw", { prefix: `raw${rep}_`, n: CFG.settleN, batch: CONSUMER.maxBatchSize });
+    const r = await api.post("/__bench/settle/raw", {
+      prefix: `raw${rep}_`,
+      n: CFG.settleN,
+      batch: CONSUMER.maxBatchSize,
+    });
     const rms = performance.now() - r0;
     const cpu = stop();
-    raw.push({ ms: rms, inWorkerMs: r.ms, perSec: (CFG.settleN / rms) * 1000, workerdCpuMsPerEntry: cpu.workerdMs / CFG.settleN, workerdCpuShare: cpu.workerdMs / cpu.wallMs });
+    raw.push({
+      ms: rms,
+      inWorkerMs: r.ms,
+      perSec: (CFG.settleN / rms) * 1000,
+      workerdCpuMsPerEntry: cpu.workerdMs / CFG.settleN,
+      workerdCpuShare: cpu.workerdMs / cpu.wallMs,
+    });
     ledger.add(CFG.settleN);
     await waitQuiet(meter, 5000);
     transport.push(await queueRun(api, `t${rep}_`, meter, CFG.settleN, true));
-    say(`settlement rep ${rep + 1}: queue ${queue.at(-1).perSec.toFixed(0)}/s, raw ${raw.at(-1).perSec.toFixed(0)}/s, transport alone ${transport.at(-1).perSec.toFixed(0)}/s`);
+    say(
+      `settlement rep ${rep + 1}: queue ${queue.at(-1).perSec.toFixed(0)}/s, raw ${raw.at(-1).perSec.toFixed(0)}/s, transport alone ${transport.at(-1).perSec.toFixed(0)}/s`,
+    );
   }
   // Raw inserts at the what-if batch size, for the batch-size effect.
   const rAlt = await api.post("/__bench/settle/raw", { prefix: "rawalt_", n: CFG.settleN, batch: WHAT_IF_BATCH });
@@ -405,7 +519,8 @@ async function settlementPhase(base, api, meter, ledger, e2eTags) {
     transportPerSec: median(transport.map((q) => q.perSec)),
     transportWorkerdCpuMsPerEntry: median(transport.map((q) => q.workerdCpuMsPerEntry)),
     // If transport and D1 writes share one thread, the queue path's time per entry is about the sum of the two.
-    predictedQueuePerSec: 1000 / (median(transport.map((q) => q.ms)) / CFG.settleN + median(raw.map((q) => q.ms)) / CFG.settleN),
+    predictedQueuePerSec:
+      1000 / (median(transport.map((q) => q.ms)) / CFG.settleN + median(raw.map((q) => q.ms)) / CFG.settleN),
     transport,
     sendCost,
     queue,
@@ -426,18 +541,32 @@ async function inObjectPhase(api) {
   const read = [];
   for (let rep = 0; rep < CFG.inObjectReps; rep++) {
     upsert.push(((await api.post("/__bench/probe/upsert-many", { n: CFG.upsertN })).inObjectMs * 1000) / CFG.upsertN);
-    upsertTx.push(((await api.post("/__bench/probe/upsert-many", { n: CFG.upsertN, transaction: true })).inObjectMs * 1000) / CFG.upsertN);
+    upsertTx.push(
+      ((await api.post("/__bench/probe/upsert-many", { n: CFG.upsertN, transaction: true })).inObjectMs * 1000) /
+        CFG.upsertN,
+    );
     read.push(((await api.post("/__bench/probe/read-many", { n: CFG.upsertN })).inObjectMs * 1000) / CFG.upsertN);
   }
   const now = Date.now();
   const decide = (accountId, n, extra = {}) =>
-    api.post("/__bench/account/decide-many", { accountId, n, startNow: extra.startNow ?? Date.now(), stepMs: 1, product: "codex", cost: 1, keyPrefix: `${accountId}-${Math.random().toString(36).slice(2)}-`, stubQueue: true, ...extra });
+    api.post("/__bench/account/decide-many", {
+      accountId,
+      n,
+      startNow: extra.startNow ?? Date.now(),
+      stepMs: 1,
+      product: "codex",
+      cost: 1,
+      keyPrefix: `${accountId}-${Math.random().toString(36).slice(2)}-`,
+      stubQueue: true,
+      ...extra,
+    });
   const perDecision = async (accountId, n, reps, extra) => {
     const xs = [];
-    let flush = [];
+    const flush = [];
     for (let rep = 0; rep < reps; rep++) {
       const r = await decide(accountId, n, extra);
-      if (r.allowed !== n) throw new Error(`${accountId}: ${r.allowed}/${n} allowed (${r.denied} denied, ${r.errors} errors)`);
+      if (r.allowed !== n)
+        throw new Error(`${accountId}: ${r.allowed}/${n} allowed (${r.denied} denied, ${r.errors} errors)`);
       xs.push((r.inObjectMs * 1000) / n);
       flush.push((r.flushMs * 1000) / n);
     }
@@ -449,8 +578,13 @@ async function inObjectPhase(api) {
   const window = await perDecision("ino_window", CFG.inObjectN, CFG.inObjectReps);
   const windowCounted = await decide("ino_window", 200, { countStatements: true });
   const breakdowns = [];
-  for (let rep = 0; rep < 3; rep++) breakdowns.push(await api.post("/__bench/account/breakdown", { accountId: "ino_window", n: 5000, now: Date.now() }));
-  const breakdown = Object.fromEntries(Object.keys(breakdowns[0]).map((k) => [k, breakdowns[0][k] === null ? null : best(breakdowns.map((b) => b[k]))]));
+  for (let rep = 0; rep < 3; rep++)
+    breakdowns.push(
+      await api.post("/__bench/account/breakdown", { accountId: "ino_window", n: 5000, now: Date.now() }),
+    );
+  const breakdown = Object.fromEntries(
+    Object.keys(breakdowns[0]).map((k) => [k, breakdowns[0][k] === null ? null : best(breakdowns.map((b) => b[k]))]),
+  );
 
   // Grant-funded: a purchase, the 5-hour window used up by one charge, then every decision is paid by the grant.
   await api.post("/__bench/account/grant", { accountId: "ino_grant", now, amount: 1000 * 1_000_000 });
@@ -485,7 +619,17 @@ async function growthPhase(api, duringSeeding = async () => undefined) {
   const HOUR = 3_600_000;
   const span = 40 * HOUR; // every prior charge inside every retention (idempotency 48 h, decisions and window journal 7 days)
   const decide = (accountId, n, startNow, stepMs, extra = {}) =>
-    api.post("/__bench/account/decide-many", { accountId, n, startNow, stepMs, product: "codex", cost: 1, keyPrefix: `${accountId}-${startNow}-`, stubQueue: true, ...extra });
+    api.post("/__bench/account/decide-many", {
+      accountId,
+      n,
+      startNow,
+      stepMs,
+      product: "codex",
+      cost: 1,
+      keyPrefix: `${accountId}-${startNow}-`,
+      stubQueue: true,
+      ...extra,
+    });
   /** µs per decision over one RPC of growthMeasureN decisions at the current time. */
   const measureOnce = async (accountId) => {
     const r = await decide(accountId, CFG.growthMeasureN, Date.now(), 1);
@@ -497,8 +641,12 @@ async function growthPhase(api, duringSeeding = async () => undefined) {
   const indexProbe = {};
   for (const rows of [10, CFG.growthPrior]) {
     const runs = [];
-    for (let rep = 0; rep < 4; rep++) runs.push(await api.post(`/__bench/probe/index-insert?object=index_${rows}`, { rows, n: 5000 }));
-    indexProbe[rows] = { randomKeyUs: best(runs.slice(1).map((r) => r.randomKeyUs)), increasingKeyUs: best(runs.slice(1).map((r) => r.increasingKeyUs)) };
+    for (let rep = 0; rep < 4; rep++)
+      runs.push(await api.post(`/__bench/probe/index-insert?object=index_${rows}`, { rows, n: 5000 }));
+    indexProbe[rows] = {
+      randomKeyUs: best(runs.slice(1).map((r) => r.randomKeyUs)),
+      increasingKeyUs: best(runs.slice(1).map((r) => r.increasingKeyUs)),
+    };
   }
 
   say(`growth: ${CFG.growthReps} accounts with 10 prior charges`);
@@ -511,11 +659,23 @@ async function growthPhase(api, duringSeeding = async () => undefined) {
   const byTableIds = ["none", ...tables, "all"];
   for (const id of byTableIds) await decide(`inflate_${id}`, 10, Date.now() - span, span / 10);
   for (const t of tables) {
-    await api.post("/__bench/account/inflate", { accountId: `inflate_${t}`, table: t, n: CFG.growthPrior, now: Date.now() });
-    await api.post("/__bench/account/inflate", { accountId: "inflate_all", table: t, n: CFG.growthPrior, now: Date.now() });
+    await api.post("/__bench/account/inflate", {
+      accountId: `inflate_${t}`,
+      table: t,
+      n: CFG.growthPrior,
+      now: Date.now(),
+    });
+    await api.post("/__bench/account/inflate", {
+      accountId: "inflate_all",
+      table: t,
+      n: CFG.growthPrior,
+      now: Date.now(),
+    });
   }
 
-  say(`growth: seeding ${CFG.growthPrior.toLocaleString("en")} prior charges through the real consume, ${CFG.growthChunk.toLocaleString("en")} per RPC`);
+  say(
+    `growth: seeding ${CFG.growthPrior.toLocaleString("en")} prior charges through the real consume, ${CFG.growthChunk.toLocaleString("en")} per RPC`,
+  );
   const big = "growth100k";
   const background = duringSeeding();
   const seedStart = Date.now() - span;
@@ -537,7 +697,9 @@ async function growthPhase(api, duringSeeding = async () => undefined) {
 
   // Rounds over every account: each round measures one 10-charge account, the 100,000-charge one and the
   // synthetic ones, in a rotating order, so all of them meet the same machine. Best of the rounds.
-  say(`growth: measuring at 10 and at ${CFG.growthPrior.toLocaleString("en")} prior charges (${CFG.growthReps} rounds)`);
+  say(
+    `growth: measuring at 10 and at ${CFG.growthPrior.toLocaleString("en")} prior charges (${CFG.growthReps} rounds)`,
+  );
   // Every measured object gets the same warm-up. Measured on their first use, the 10-charge accounts came
   // out ~20% faster than the identical warmed one (inflate_none), which biased the ratio.
   for (let k = 0; k < CFG.growthReps; k++) await measureOnce(`growth10_${k}`);
@@ -553,7 +715,12 @@ async function growthPhase(api, duringSeeding = async () => undefined) {
     ];
     for (let j = 0; j < round.length; j++) await round[(j + k) % round.length]();
   }
-  const byTable = Object.fromEntries(byTableIds.map((id) => [id, { us: best(byTableRuns[id]), ratio: best(byTableRuns[id]) / best(byTableRuns.none), runs: byTableRuns[id] }]));
+  const byTable = Object.fromEntries(
+    byTableIds.map((id) => [
+      id,
+      { us: best(byTableRuns[id]), ratio: best(byTableRuns[id]) / best(byTableRuns.none), runs: byTableRuns[id] },
+    ]),
+  );
 
   const largeCount = await decide(big, 100, Date.now(), 1, { countStatements: true });
   const smallCount = await decide("growth10_0", 100, Date.now(), 1, { countStatements: true });
@@ -586,7 +753,12 @@ async function growthPhase(api, duringSeeding = async () => undefined) {
 async function resetOnce(api, tag) {
   const ADMIN = { authorization: `Bearer ${TOKENS.admin}`, "content-type": "application/json", "x-operator": "bench" };
   const t0 = performance.now();
-  await api.call("POST", "/v1/admin/resets", { reason: `bench ${tag}` }, { ...ADMIN, "idempotency-key": `reset-${tag}` });
+  await api.call(
+    "POST",
+    "/v1/admin/resets",
+    { reason: `bench ${tag}` },
+    { ...ADMIN, "idempotency-key": `reset-${tag}` },
+  );
   return performance.now() - t0;
 }
 
@@ -607,22 +779,47 @@ const latencyStats = (xs) => {
  */
 async function prepareResets(scriptPath) {
   const migrationsDir = join(ROOT, "migrations");
-  const small = await startServer({ scriptPath, stateDir: join(OUT, "state-resets-1"), migrationsDir, queue: CONSUMER });
-  const big = await startServer({ scriptPath, stateDir: join(OUT, "state-resets-many"), migrationsDir, queue: CONSUMER });
+  const small = await startServer({
+    scriptPath,
+    stateDir: join(OUT, "state-resets-1"),
+    migrationsDir,
+    queue: CONSUMER,
+  });
+  const big = await startServer({
+    scriptPath,
+    stateDir: join(OUT, "state-resets-many"),
+    migrationsDir,
+    queue: CONSUMER,
+  });
   const apiSmall = client(small.base);
   const apiBig = client(big.base);
-  const touch = (api) => api.call("POST", "/v1/accounts/bench_one/consume", { product: "codex", cost: 1 }, { ...SERVICE, "idempotency-key": "only" });
+  const touch = (api) =>
+    api.call(
+      "POST",
+      "/v1/accounts/bench_one/consume",
+      { product: "codex", cost: 1 },
+      { ...SERVICE, "idempotency-key": "only" },
+    );
   await touch(apiSmall);
   await touch(apiBig);
-  say(`resets: growing a second instance to ${CFG.totalAccounts.toLocaleString("en")} accounts while the growth account is seeded (at most ${CFG.populationBudgetSeconds} s)`);
+  say(
+    `resets: growing a second instance to ${CFG.totalAccounts.toLocaleString("en")} accounts while the growth account is seeded (at most ${CFG.populationBudgetSeconds} s)`,
+  );
   const population = (async () => {
     const t0 = performance.now();
     let accounts = 1;
     // Bounded by its own budget and by the whole run's deadline (the bench must end within 5 minutes).
-    const open = () => performance.now() - t0 < CFG.populationBudgetSeconds * 1000 && Number(elapsed()) < CFG.populationDeadlineSeconds;
+    const open = () =>
+      performance.now() - t0 < CFG.populationBudgetSeconds * 1000 && Number(elapsed()) < CFG.populationDeadlineSeconds;
     for (let from = 0; accounts < CFG.totalAccounts && open(); ) {
       const count = Math.min(500, CFG.totalAccounts - accounts);
-      const r = await apiBig.post("/__bench/accounts/create", { prefix: "bench_pop_", from, count, concurrency: 128, how: "plan" });
+      const r = await apiBig.post("/__bench/accounts/create", {
+        prefix: "bench_pop_",
+        from,
+        count,
+        concurrency: 128,
+        how: "plan",
+      });
       if (r.failed) throw new Error(`account creation: ${r.failed} failed`);
       from += count;
       accounts += count;
@@ -660,7 +857,9 @@ async function measureResets(h) {
         one.push(await resetOnce(h.apiSmall, `m-${i}`));
       }
     }
-    say(`resets: p50 ${median(one).toFixed(1)} ms with 1 account, ${median(many).toFixed(1)} ms with ${accounts.toLocaleString("en")}`);
+    say(
+      `resets: p50 ${median(one).toFixed(1)} ms with 1 account, ${median(many).toFixed(1)} ms with ${accounts.toLocaleString("en")}`,
+    );
     await waitQuiet(meter);
     const consumeAfter = await runLoad(h.big.base, meter, "consumeOne", "reset-after");
     return {
@@ -679,7 +878,12 @@ async function measureResets(h) {
 
 /** What-if: the same queue measurement with the consumer's max_batch_size at WHAT_IF_BATCH. */
 async function queueWhatIf(scriptPath) {
-  const { mf, base } = await startServer({ scriptPath, stateDir: join(OUT, "state-queue-what-if"), migrationsDir: join(ROOT, "migrations"), queue: { ...CONSUMER, maxBatchSize: WHAT_IF_BATCH } });
+  const { mf, base } = await startServer({
+    scriptPath,
+    stateDir: join(OUT, "state-queue-what-if"),
+    migrationsDir: join(ROOT, "migrations"),
+    queue: { ...CONSUMER, maxBatchSize: WHAT_IF_BATCH },
+  });
   try {
     const api = client(base);
     const meter = cpuMeter();
@@ -710,53 +914,238 @@ function buildRows(r) {
   const e = r.e2e.summary;
   const rows = [];
   const lat = (x) => `${fmt(x.rps)} rps, p50 ${fmt(x.p50ms)} ms, p99 ${fmt(x.p99ms)} ms`;
-  const cpu = (x) => `${fmt(x.workerdCpuMsPerReq, 2)} ms workerd CPU/req (${fmt(x.workerdCpuShare * 100)}% of its JS thread)`;
+  const cpu = (x) =>
+    `${fmt(x.workerdCpuMsPerReq, 2)} ms workerd CPU/req (${fmt(x.workerdCpuShare * 100)}% of its JS thread)`;
   const ratioB = e.consumeOne.rps / e.floorB.rps;
-  rows.push(["1", "consume, 1 account, c=32", lat(e.consumeOne), `floor (a) empty RPC: ${lat(e.floorA)}`, `${fmt(e.consumeOne.rps / e.floorA.rps, 2)}x`, "-", "info"]);
-  rows.push(["1", "consume, 1 account, c=32", lat(e.consumeOne), `floor (b) 1-row upsert: ${lat(e.floorB)}`, `${fmt(ratioB, 2)}x`, ">= 0.8x", verdict(ratioB >= 0.8)]);
-  rows.push(["2", "consume over 1,000 accounts, c=32", lat(e.consumeMany), `1 account: ${fmt(e.consumeOne.rps)} rps`, `${fmt(e.consumeMany.rps / e.consumeOne.rps, 2)}x`, "-", "info"]);
-  rows.push(["2", "consume over 1,000 accounts, c=32", lat(e.consumeMany), `floor (b) over 1,000 objects: ${lat(e.floorBMany)}`, `${fmt(e.consumeMany.rps / e.floorBMany.rps, 2)}x`, "-", "info"]);
+  rows.push([
+    "1",
+    "consume, 1 account, c=32",
+    lat(e.consumeOne),
+    `floor (a) empty RPC: ${lat(e.floorA)}`,
+    `${fmt(e.consumeOne.rps / e.floorA.rps, 2)}x`,
+    "-",
+    "info",
+  ]);
+  rows.push([
+    "1",
+    "consume, 1 account, c=32",
+    lat(e.consumeOne),
+    `floor (b) 1-row upsert: ${lat(e.floorB)}`,
+    `${fmt(ratioB, 2)}x`,
+    ">= 0.8x",
+    verdict(ratioB >= 0.8),
+  ]);
+  rows.push([
+    "2",
+    "consume over 1,000 accounts, c=32",
+    lat(e.consumeMany),
+    `1 account: ${fmt(e.consumeOne.rps)} rps`,
+    `${fmt(e.consumeMany.rps / e.consumeOne.rps, 2)}x`,
+    "-",
+    "info",
+  ]);
+  rows.push([
+    "2",
+    "consume over 1,000 accounts, c=32",
+    lat(e.consumeMany),
+    `floor (b) over 1,000 objects: ${lat(e.floorBMany)}`,
+    `${fmt(e.consumeMany.rps / e.floorBMany.rps, 2)}x`,
+    "-",
+    "info",
+  ]);
   const i = r.inObject;
-  rows.push(["3", "in-object µs per decision (best of 5 x 1,000)", `${fmt(i.decisionUs, 1)} µs (${fmt(i.statementsPerDecision, 1)} SQL statements)`, `1-row upsert: ${fmt(i.upsertUs, 2)} µs`, `${fmt(i.decisionUs / i.upsertUs, 1)}x`, "<= 3x", verdict(i.decisionUs / i.upsertUs <= 3)]);
-  rows.push(["3", "in-object µs per decision (best of 5 x 1,000)", `${fmt(i.decisionUs, 1)} µs`, "-", "-", "<= 100 µs", verdict(i.decisionUs <= 100)]);
+  rows.push([
+    "3",
+    "in-object µs per decision (best of 5 x 1,000)",
+    `${fmt(i.decisionUs, 1)} µs (${fmt(i.statementsPerDecision, 1)} SQL statements)`,
+    `1-row upsert: ${fmt(i.upsertUs, 2)} µs`,
+    `${fmt(i.decisionUs / i.upsertUs, 1)}x`,
+    "<= 3x",
+    verdict(i.decisionUs / i.upsertUs <= 3),
+  ]);
+  rows.push([
+    "3",
+    "in-object µs per decision (best of 5 x 1,000)",
+    `${fmt(i.decisionUs, 1)} µs`,
+    "-",
+    "-",
+    "<= 100 µs",
+    verdict(i.decisionUs <= 100),
+  ]);
   const g = r.growth;
-  rows.push(["4", `µs per decision at ${fmt(g.priorLarge)} vs ${g.priorSmall} prior charges (best of ${CFG.growthReps} rounds)`, `${fmt(g.largeUs, 1)} µs (${fmt(g.statementsLarge, 1)} stmts; median ${fmt(g.largeMedianUs, 1)})`, `${fmt(g.smallUs, 1)} µs (${fmt(g.statementsSmall, 1)} stmts; median ${fmt(g.smallMedianUs, 1)})`, `${fmt(g.largeUs / g.smallUs, 2)}x (medians ${fmt(g.largeMedianUs / g.smallMedianUs, 2)}x)`, "<= 1.2x", verdict(g.largeUs / g.smallUs <= 1.2)]);
+  rows.push([
+    "4",
+    `µs per decision at ${fmt(g.priorLarge)} vs ${g.priorSmall} prior charges (best of ${CFG.growthReps} rounds)`,
+    `${fmt(g.largeUs, 1)} µs (${fmt(g.statementsLarge, 1)} stmts; median ${fmt(g.largeMedianUs, 1)})`,
+    `${fmt(g.smallUs, 1)} µs (${fmt(g.statementsSmall, 1)} stmts; median ${fmt(g.smallMedianUs, 1)})`,
+    `${fmt(g.largeUs / g.smallUs, 2)}x (medians ${fmt(g.largeMedianUs / g.smallMedianUs, 2)}x)`,
+    "<= 1.2x",
+    verdict(g.largeUs / g.smallUs <= 1.2),
+  ]);
   const s = r.settlement;
-  rows.push(["5", "ledger entries/s, queue consumer -> D1", `${fmt(s.queuePerSec)} /s`, `raw D1 batches of ${CONSUMER.maxBatchSize} (as the consumer's): ${fmt(s.rawPerSec)} /s`, `${fmt(s.queuePerSec / s.rawPerSec, 2)}x`, ">= 0.7x", verdict(s.queuePerSec / s.rawPerSec >= 0.7)]);
-  rows.push(["5", "charge-to-ledger (settled_at - created_at)", `paced ${fmt(s.pacedLag.rps)} rps: p50 ${fmt(s.pacedLag.p50ms)} ms, p99 ${fmt(s.pacedLag.p99ms)} ms`, `saturated: p50 ${fmt(s.saturatedLag.p50ms)} ms, p99 ${fmt(s.saturatedLag.p99ms)} ms`, "-", "-", "info"]);
+  rows.push([
+    "5",
+    "ledger entries/s, queue consumer -> D1",
+    `${fmt(s.queuePerSec)} /s`,
+    `raw D1 batches of ${CONSUMER.maxBatchSize} (as the consumer's): ${fmt(s.rawPerSec)} /s`,
+    `${fmt(s.queuePerSec / s.rawPerSec, 2)}x`,
+    ">= 0.7x",
+    verdict(s.queuePerSec / s.rawPerSec >= 0.7),
+  ]);
+  rows.push([
+    "5",
+    "charge-to-ledger (settled_at - created_at)",
+    `paced ${fmt(s.pacedLag.rps)} rps: p50 ${fmt(s.pacedLag.p50ms)} ms, p99 ${fmt(s.pacedLag.p99ms)} ms`,
+    `saturated: p50 ${fmt(s.saturatedLag.p50ms)} ms, p99 ${fmt(s.saturatedLag.p99ms)} ms`,
+    "-",
+    "-",
+    "info",
+  ]);
   const rs = r.resets;
   const rr = rs.many.p50ms / rs.one.p50ms;
   const full = rs.many.accounts >= CFG.totalAccounts;
-  rows.push(["6", "global reset, POST /v1/admin/resets latency", `${fmt(rs.many.accounts)} accounts: p50 ${fmt(rs.many.p50ms, 1)} ms, p99 ${fmt(rs.many.p99ms, 1)} ms`, `1 account: p50 ${fmt(rs.one.p50ms, 1)} ms, p99 ${fmt(rs.one.p99ms, 1)} ms`, `${fmt(rr, 2)}x`, "~1 (0.8-1.25)", rr >= 0.8 && rr <= 1.25 ? (full ? "met" : `met at ${fmt(rs.many.accounts)} (time cap)`) : "MISSED"]);
+  rows.push([
+    "6",
+    "global reset, POST /v1/admin/resets latency",
+    `${fmt(rs.many.accounts)} accounts: p50 ${fmt(rs.many.p50ms, 1)} ms, p99 ${fmt(rs.many.p99ms, 1)} ms`,
+    `1 account: p50 ${fmt(rs.one.p50ms, 1)} ms, p99 ${fmt(rs.one.p99ms, 1)} ms`,
+    `${fmt(rr, 2)}x`,
+    "~1 (0.8-1.25)",
+    rr >= 0.8 && rr <= 1.25 ? (full ? "met" : `met at ${fmt(rs.many.accounts)} (time cap)`) : "MISSED",
+  ]);
 
   // Context: the hot path as a ladder, one added piece per step (rps, and workerd CPU per request).
   const step = (label, x, prev, prevName = "previous step") =>
-    rows.push(["c", label, `${fmt(x.rps)} rps; ${cpu(x)}`, prev ? `${prevName}: ${fmt(prev.rps)} rps` : "-", prev ? `${fmt(x.rps / prev.rps, 2)}x` : "-", "-", "info"]);
+    rows.push([
+      "c",
+      label,
+      `${fmt(x.rps)} rps; ${cpu(x)}`,
+      prev ? `${prevName}: ${fmt(prev.rps)} rps` : "-",
+      prev ? `${fmt(x.rps / prev.rps, 2)}x` : "-",
+      "-",
+      "info",
+    ]);
   step("ladder 1: floor (a), empty RPC", e.floorA);
   step("ladder 2: floor (b), + 1-row upsert and its commit", e.floorB, e.floorA);
   step("ladder 3: consume by RPC, queue send stubbed", e.consumeNoQueue, e.floorB);
   step("ladder 4: + queue send, consumer, D1 (consume by RPC)", e.consumeRpc, e.consumeNoQueue);
   step("ladder 5: + product HTTP layer (= row 1)", e.consumeOne, e.consumeRpc);
   step("product HTTP layer alone, object stubbed", e.workerOnly, e.floorA, "floor (a)");
-  rows.push(["c", "decision answer bytes (status, headers, body): lean vs ?include=account", `${fmt(e.workerOnly.bytesPerResponse)} B`, `with the account: ${fmt(e.workerOnlyFull.bytesPerResponse)} B`, `${fmt(e.workerOnly.bytesPerResponse / e.workerOnlyFull.bytesPerResponse, 2)}x`, "-", "info"]);
-  rows.push(["c", "HTTP layer workerd CPU per consume: lean vs ?include=account", `${fmt(e.workerOnly.workerdCpuMsPerReq, 3)} ms`, `with the account: ${fmt(e.workerOnlyFull.workerdCpuMsPerReq, 3)} ms`, `${fmt(e.workerOnly.workerdCpuMsPerReq / e.workerOnlyFull.workerdCpuMsPerReq, 2)}x`, "-", "info"]);
+  rows.push([
+    "c",
+    "decision answer bytes (status, headers, body): lean vs ?include=account",
+    `${fmt(e.workerOnly.bytesPerResponse)} B`,
+    `with the account: ${fmt(e.workerOnlyFull.bytesPerResponse)} B`,
+    `${fmt(e.workerOnly.bytesPerResponse / e.workerOnlyFull.bytesPerResponse, 2)}x`,
+    "-",
+    "info",
+  ]);
+  rows.push([
+    "c",
+    "HTTP layer workerd CPU per consume: lean vs ?include=account",
+    `${fmt(e.workerOnly.workerdCpuMsPerReq, 3)} ms`,
+    `with the account: ${fmt(e.workerOnlyFull.workerdCpuMsPerReq, 3)} ms`,
+    `${fmt(e.workerOnly.workerdCpuMsPerReq / e.workerOnlyFull.workerdCpuMsPerReq, 2)}x`,
+    "-",
+    "info",
+  ]);
   step("consume over 1,000 accounts (= row 2)", e.consumeMany, e.floorBMany, "floor (b) over 1,000 objects");
   const b = i.breakdownUs;
-  rows.push(["c", "in-object µs: summaryBody / its JSON / decideGuarded / point read", `${fmt(b.summaryBodyUs, 1)} / ${fmt(b.summaryJsonStringifyUs, 1)} / ${fmt(b.decideGuardedUs, 1)} / ${fmt(i.pointReadUs, 2)}`, `upsert ${fmt(i.upsertUs, 2)}; in transactionSync ${fmt(i.upsertInTransactionSyncUs, 2)}`, "-", "-", "info"]);
-  rows.push(["c", "in-object µs: grant-funded decision / decision applying 1 global reset", `${fmt(i.grantDecisionUs, 1)} / ${fmt(i.resetApplyDecisionUs, 1)}`, `window-funded ${fmt(i.decisionUs, 1)}; outbox flush +${fmt(i.decisionOutboxFlushUs, 1)}`, "-", "-", "info"]);
+  rows.push([
+    "c",
+    "in-object µs: step / write (rolled back) / summaryOf / its JSON / load / point read",
+    `${fmt(b.stepUs, 1)} / ${fmt(b.writeUs, 1)} / ${fmt(b.summaryOfUs, 1)} / ${fmt(b.summaryJsonStringifyUs, 1)} / ${fmt(b.loadUs, 1)} / ${fmt(i.pointReadUs, 2)}`,
+    `upsert ${fmt(i.upsertUs, 2)}; in transactionSync ${fmt(i.upsertInTransactionSyncUs, 2)}`,
+    "-",
+    "-",
+    "info",
+  ]);
+  rows.push([
+    "c",
+    "in-object µs: grant-funded decision / decision applying 1 global reset",
+    `${fmt(i.grantDecisionUs, 1)} / ${fmt(i.resetApplyDecisionUs, 1)}`,
+    `window-funded ${fmt(i.decisionUs, 1)}; outbox flush +${fmt(i.decisionOutboxFlushUs, 1)}`,
+    "-",
+    "-",
+    "info",
+  ]);
   const sz = g.sizesAt100k;
   const sa = g.sizesAfterAlarmAt8Days;
-  rows.push(["c", `account rows at ${fmt(g.priorLarge)} charges: idempotency/decisions/outbox/window_charges`, `${fmt(sz.idempotency)}/${fmt(sz.decisions)}/${fmt(sz.outbox)}/${fmt(sz.window_charges)}, ${fmt(sz.databaseBytes / 1e6, 1)} MB`, `after the alarm 8 days on: ${fmt(sa.idempotency)}/${fmt(sa.decisions)}/${fmt(sa.outbox)}/${fmt(sa.window_charges)}, ${fmt(sa.databaseBytes / 1e6, 1)} MB`, "-", "-", "info"]);
+  rows.push([
+    "c",
+    `account rows at ${fmt(g.priorLarge)} charges: idempotency/decisions/outbox/window_charges`,
+    `${fmt(sz.idempotency)}/${fmt(sz.decisions)}/${fmt(sz.outbox)}/${fmt(sz.window_charges)}, ${fmt(sz.databaseBytes / 1e6, 1)} MB`,
+    `after the alarm 8 days on: ${fmt(sa.idempotency)}/${fmt(sa.decisions)}/${fmt(sa.outbox)}/${fmt(sa.window_charges)}, ${fmt(sa.databaseBytes / 1e6, 1)} MB`,
+    "-",
+    "-",
+    "info",
+  ]);
   const bt = g.byTable;
-  rows.push(["c", `growth by table: ${fmt(g.priorLarge)} synthetic rows in one table (best of ${CFG.growthReps})`, ["idempotency", "decisions", "outbox", "window_charges"].map((t) => `${t} ${fmt(bt[t].ratio, 2)}x`).join(", "), `all four at once: ${fmt(bt.all.ratio, 2)}x`, "-", "-", "info"]);
+  rows.push([
+    "c",
+    `growth by table: ${fmt(g.priorLarge)} synthetic rows in one table (best of ${CFG.growthReps})`,
+    ["idempotency", "decisions", "outbox", "window_charges"].map((t) => `${t} ${fmt(bt[t].ratio, 2)}x`).join(", "),
+    `all four at once: ${fmt(bt.all.ratio, 2)}x`,
+    "-",
+    "-",
+    "info",
+  ]);
   const ip = g.indexProbe;
-  rows.push(["c", `µs per index insert, random UUID key / increasing key, table of ${fmt(g.priorLarge)} rows`, `${fmt(ip[g.priorLarge].randomKeyUs, 1)} / ${fmt(ip[g.priorLarge].increasingKeyUs, 1)}`, `table of 10 rows: ${fmt(ip[10].randomKeyUs, 1)} / ${fmt(ip[10].increasingKeyUs, 1)}`, `${fmt(ip[g.priorLarge].randomKeyUs / ip[10].randomKeyUs, 2)}x / ${fmt(ip[g.priorLarge].increasingKeyUs / ip[10].increasingKeyUs, 2)}x`, "-", "info"]);
-  rows.push(["c", "queue transport alone: send, broker, dispatch, ack (consumer only counts)", `${fmt(s.transportPerSec)} /s; ${fmt(s.transportWorkerdCpuMsPerEntry, 3)} ms workerd CPU/entry`, `transport + raw D1 in series: ${fmt(s.predictedQueuePerSec)} /s predicted`, `queue path measured ${fmt(s.queuePerSec / s.predictedQueuePerSec, 2)}x of that`, "-", "info"]);
-  rows.push(["c", "settlement workerd CPU ms per entry (% of its JS thread)", `queue ${fmt(s.queueWorkerdCpuMsPerEntry, 3)} (${fmt(s.queueWorkerdCpuShare * 100)}%)`, `raw ${fmt(s.rawWorkerdCpuMsPerEntry, 3)} (${fmt(s.rawWorkerdCpuShare * 100)}%)`, "-", "-", "info"]);
-  rows.push(["c", "sendBatch ms per message: 1-message sends / 100-message sends", `${fmt(s.sendCost.msPerMessageSendBatch1, 3)} / ${fmt(s.sendCost.msPerMessageSendBatch100, 3)}`, "-", "-", "-", "info"]);
+  rows.push([
+    "c",
+    `µs per index insert, random UUID key / increasing key, table of ${fmt(g.priorLarge)} rows`,
+    `${fmt(ip[g.priorLarge].randomKeyUs, 1)} / ${fmt(ip[g.priorLarge].increasingKeyUs, 1)}`,
+    `table of 10 rows: ${fmt(ip[10].randomKeyUs, 1)} / ${fmt(ip[10].increasingKeyUs, 1)}`,
+    `${fmt(ip[g.priorLarge].randomKeyUs / ip[10].randomKeyUs, 2)}x / ${fmt(ip[g.priorLarge].increasingKeyUs / ip[10].increasingKeyUs, 2)}x`,
+    "-",
+    "info",
+  ]);
+  rows.push([
+    "c",
+    "queue transport alone: send, broker, dispatch, ack (consumer only counts)",
+    `${fmt(s.transportPerSec)} /s; ${fmt(s.transportWorkerdCpuMsPerEntry, 3)} ms workerd CPU/entry`,
+    `transport + raw D1 in series: ${fmt(s.predictedQueuePerSec)} /s predicted`,
+    `queue path measured ${fmt(s.queuePerSec / s.predictedQueuePerSec, 2)}x of that`,
+    "-",
+    "info",
+  ]);
+  rows.push([
+    "c",
+    "settlement workerd CPU ms per entry (% of its JS thread)",
+    `queue ${fmt(s.queueWorkerdCpuMsPerEntry, 3)} (${fmt(s.queueWorkerdCpuShare * 100)}%)`,
+    `raw ${fmt(s.rawWorkerdCpuMsPerEntry, 3)} (${fmt(s.rawWorkerdCpuShare * 100)}%)`,
+    "-",
+    "-",
+    "info",
+  ]);
+  rows.push([
+    "c",
+    "sendBatch ms per message: 1-message sends / 100-message sends",
+    `${fmt(s.sendCost.msPerMessageSendBatch1, 3)} / ${fmt(s.sendCost.msPerMessageSendBatch100, 3)}`,
+    "-",
+    "-",
+    "-",
+    "info",
+  ]);
   const w = r.queueWhatIf;
-  rows.push(["c", `queue consumer at max_batch_size ${w.maxBatchSize} (what-if)`, `${fmt(w.queuePerSec)} /s`, `raw D1 batches of ${w.maxBatchSize}: ${fmt(s.rawWhatIfPerSec)} /s`, `${fmt(w.queuePerSec / s.rawWhatIfPerSec, 2)}x (${fmt(w.queuePerSec / s.rawPerSec, 2)}x of raw ${CONSUMER.maxBatchSize})`, "-", "info"]);
-  rows.push(["c", `consume, 1 account, after ${fmt(rs.resetsMade)} global resets`, lat(rs.consumeAfter), `same instance before them: ${fmt(rs.consumeBefore.rps)} rps`, `${fmt(rs.consumeAfter.rps / rs.consumeBefore.rps, 2)}x`, "-", "info"]);
+  rows.push([
+    "c",
+    `queue consumer at max_batch_size ${w.maxBatchSize} (what-if)`,
+    `${fmt(w.queuePerSec)} /s`,
+    `raw D1 batches of ${w.maxBatchSize}: ${fmt(s.rawWhatIfPerSec)} /s`,
+    `${fmt(w.queuePerSec / s.rawWhatIfPerSec, 2)}x (${fmt(w.queuePerSec / s.rawPerSec, 2)}x of raw ${CONSUMER.maxBatchSize})`,
+    "-",
+    "info",
+  ]);
+  rows.push([
+    "c",
+    `consume, 1 account, after ${fmt(rs.resetsMade)} global resets`,
+    lat(rs.consumeAfter),
+    `same instance before them: ${fmt(rs.consumeBefore.rps)} rps`,
+    `${fmt(rs.consumeAfter.rps / rs.consumeBefore.rps, 2)}x`,
+    "-",
+    "info",
+  ]);
   return rows;
 }
 
@@ -777,12 +1166,26 @@ async function main() {
   const scriptPath = build();
   const require = createRequire(createRequire(import.meta.url).resolve("miniflare"));
   const workerdVersion = JSON.parse(readFileSync(require.resolve("workerd/package.json"), "utf8")).version;
-  const miniflareVersion = JSON.parse(readFileSync(join(dirname(require.resolve("miniflare")), "..", "..", "package.json"), "utf8")).version;
-  const results = { startedAt: new Date().toISOString(), source: gitState(), config: CFG, quick: QUICK, loadAverageAtStart: loadavg() };
+  const miniflareVersion = JSON.parse(
+    readFileSync(join(dirname(require.resolve("miniflare")), "..", "..", "package.json"), "utf8"),
+  ).version;
+  const results = {
+    startedAt: new Date().toISOString(),
+    source: gitState(),
+    config: CFG,
+    quick: QUICK,
+    loadAverageAtStart: loadavg(),
+  };
 
   // Instance 1: the HTTP runs and settlement (1, 2, 5).
   say("starting the main instance");
-  const main1 = await startServer({ scriptPath, stateDir: join(OUT, "state"), migrationsDir: join(ROOT, "migrations"), preventEviction: true, queue: CONSUMER });
+  const main1 = await startServer({
+    scriptPath,
+    stateDir: join(OUT, "state"),
+    migrationsDir: join(ROOT, "migrations"),
+    preventEviction: true,
+    queue: CONSUMER,
+  });
   try {
     const api = client(main1.base);
     const meter = cpuMeter();
@@ -790,7 +1193,8 @@ async function main() {
     results.path = {
       load: `autocannon ${JSON.parse(readFileSync(join(ROOT, "node_modules/autocannon/package.json"), "utf8")).version}, ${CFG.connections} keep-alive HTTP/1.1 connections, closed loop, in the bench's Node ${process.versions.node} process`,
       server: `${main1.base.origin} -> Miniflare ${miniflareVersion} entry (no wrangler proxy) -> workerd ${workerdVersion} (one process, pid ${meter.pids.join(",")}) -> ${relative(ROOT, scriptPath)}`,
-      bundle: "bench/worker.ts = worker/index.ts's default export for every path outside /__bench/ (a prefix test in front), plus BenchProbeDO, BenchAccountDO (extends AccountDO) and /__bench/* routes",
+      bundle:
+        "bench/worker.ts = worker/index.ts's default export for every path outside /__bench/ (a prefix test in front), plus BenchProbeDO, BenchAccountDO (extends AccountDO) and /__bench/* routes",
       storage: `SQLite Durable Objects and D1 on disk under bench/out/; settlement queue producer and consumer as in wrangler.toml (max_batch_size ${CONSUMER.maxBatchSize}, max_batch_timeout ${CONSUMER.maxBatchTimeout} s)`,
     };
     const e2e = await e2ePhase(main1.base, api, meter, ledger);
@@ -806,7 +1210,13 @@ async function main() {
   // Instance 2, fresh: in-object costs and growth (3, 4), without the thousands of objects the HTTP runs
   // left in memory (a bigger heap makes every garbage collection inside the timed loops dearer).
   say("starting a fresh instance for the in-object phases");
-  const main2 = await startServer({ scriptPath, stateDir: join(OUT, "state-in-object"), migrationsDir: join(ROOT, "migrations"), preventEviction: true, queue: CONSUMER });
+  const main2 = await startServer({
+    scriptPath,
+    stateDir: join(OUT, "state-in-object"),
+    migrationsDir: join(ROOT, "migrations"),
+    preventEviction: true,
+    queue: CONSUMER,
+  });
   let resets = null;
   try {
     const api = client(main2.base);
@@ -827,24 +1237,39 @@ async function main() {
   say(`queue what-if: consumer max_batch_size ${WHAT_IF_BATCH}`);
   results.queueWhatIf = await queueWhatIf(scriptPath);
 
-  if (process.env.BENCH_KEEP_STATE !== "1") for (const d of readdirSync(OUT)) if (d.startsWith("state")) rmSync(join(OUT, d), { recursive: true, force: true });
+  if (process.env.BENCH_KEEP_STATE !== "1")
+    for (const d of readdirSync(OUT)) if (d.startsWith("state")) rmSync(join(OUT, d), { recursive: true, force: true });
   results.loadAverageAtEnd = loadavg();
   results.durationSeconds = Number(elapsed());
   const rows = buildRows(results);
-  results.table = rows.map(([n, measurement, measured, baseline, ratio, target, result]) => ({ n, measurement, measured, baseline, ratio, target, result }));
+  results.table = rows.map(([n, measurement, measured, baseline, ratio, target, result]) => ({
+    n,
+    measurement,
+    measured,
+    baseline,
+    ratio,
+    target,
+    result,
+  }));
   // A quick run's numbers are not comparable: it never replaces the JSON of a full run.
   const jsonPath = QUICK ? join(OUT, "results-quick.json") : join(ROOT, "bench", "results.json");
-  writeFileSync(jsonPath, JSON.stringify(results, null, 2) + "\n");
+  writeFileSync(jsonPath, `${JSON.stringify(results, null, 2)}\n`);
 
   const other = median(Object.values(results.e2e.summary).map((x) => x.otherCpuShare));
-  console.log(`\nMeasured through: ${results.path.load}\n  -> ${results.path.server}\n  bundle: ${results.path.bundle}\n  storage: ${results.path.storage}\n`);
+  console.log(
+    `\nMeasured through: ${results.path.load}\n  -> ${results.path.server}\n  bundle: ${results.path.bundle}\n  storage: ${results.path.storage}\n`,
+  );
   console.log(renderTable(rows));
   console.log(
     `\nMachine: ${os.cpus().length} cores; load average ${results.loadAverageAtStart.join(" ")} at start, ${results.loadAverageAtEnd.join(" ")} at end; ` +
       `the rest of the machine (other processes, kernel network and disk work) used a median ${(other * 100).toFixed(0)}% of a core during the e2e runs${other > 0.5 ? " (busy: numbers are low and noisy, compare ratios only)" : ""}.`,
   );
-  const src = results.source.commit ? `Product code: ${results.source.commit}${results.source.uncommittedProductFiles.length ? ` + uncommitted ${results.source.uncommittedProductFiles.join(", ")}` : ""}. ` : "";
-  console.log(`${src}${QUICK ? "QUICK run (BENCH_QUICK=1): short runs, numbers are not comparable. " : ""}Finished in ${results.durationSeconds} s. JSON copy: ${relative(ROOT, jsonPath)}`);
+  const src = results.source.commit
+    ? `Product code: ${results.source.commit}${results.source.uncommittedProductFiles.length ? ` + uncommitted ${results.source.uncommittedProductFiles.join(", ")}` : ""}. `
+    : "";
+  console.log(
+    `${src}${QUICK ? "QUICK run (BENCH_QUICK=1): short runs, numbers are not comparable. " : ""}Finished in ${results.durationSeconds} s. JSON copy: ${relative(ROOT, jsonPath)}`,
+  );
 }
 
 const loadavg = () => os.loadavg().map((x) => Number(x.toFixed(2)));
@@ -854,7 +1279,10 @@ function gitState() {
   const git = (...args) => spawnSync("git", args, { cwd: ROOT, encoding: "utf8" });
   const head = git("rev-parse", "--short", "HEAD");
   if (head.status !== 0) return { commit: null };
-  const changed = git("status", "--porcelain", "--", "worker", "durable-objects", "migrations", "wrangler.toml").stdout.split("\n").filter(Boolean).map((l) => l.slice(3));
+  const changed = git("status", "--porcelain", "--", "worker", "durable-objects", "migrations", "wrangler.toml")
+    .stdout.split("\n")
+    .filter(Boolean)
+    .map((l) => l.slice(3));
   return { commit: head.stdout.trim(), uncommittedProductFiles: changed };
 }
 
@@ -869,18 +1297,22 @@ function consumerConfig() {
     maxRetries: num("max_retries"),
     deadLetterQueue: section.match(/^\s*dead_letter_queue\s*=\s*"([^"]+)"/m)?.[1],
   };
-  if (!Object.values(cfg).every((v) => v !== undefined && !Number.isNaN(v))) throw new Error(`bench: cannot read the settlement consumer from wrangler.toml: ${JSON.stringify(cfg)}`);
+  if (!Object.values(cfg).every((v) => v !== undefined && !Number.isNaN(v)))
+    throw new Error(`bench: cannot read the settlement consumer from wrangler.toml: ${JSON.stringify(cfg)}`);
   return cfg;
 }
 
 /** The bench config must offer every binding the product's wrangler.toml declares, or the bench would measure another setup. */
 function checkBindings() {
-  const names = (file) => new Set([...readFileSync(file, "utf8").matchAll(/^\s*(?:binding|name)\s*=\s*"([A-Z0-9_]+)"/gm)].map((m) => m[1]));
+  const names = (file) =>
+    new Set([...readFileSync(file, "utf8").matchAll(/^\s*(?:binding|name)\s*=\s*"([A-Z0-9_]+)"/gm)].map((m) => m[1]));
   const product = names(join(ROOT, "wrangler.toml"));
   const bench = names(join(ROOT, "bench", "wrangler.toml"));
   const missing = [...product].filter((b) => !bench.has(b));
   if (missing.length) {
-    console.error(`bench: wrangler.toml declares bindings that bench/wrangler.toml and bench/server.mjs lack: ${missing.join(", ")}. Add them to both.`);
+    console.error(
+      `bench: wrangler.toml declares bindings that bench/wrangler.toml and bench/server.mjs lack: ${missing.join(", ")}. Add them to both.`,
+    );
     process.exit(1);
   }
 }

@@ -36,7 +36,11 @@ export async function startServer({ scriptPath, stateDir, port = 0, migrationsDi
   // runs, the tear-down of a thousand idle objects would otherwise land as background work in the next
   // measurement. Objects with traffic stay in memory in production too. Each object holds ~3 open
   // files, so an instance with 10,000 objects must let them go (the file limit here is 20,000).
-  const sqlite = (className) => ({ className, useSQLite: true, ...(preventEviction ? { unsafePreventEviction: true } : {}) });
+  const sqlite = (className) => ({
+    className,
+    useSQLite: true,
+    ...(preventEviction ? { unsafePreventEviction: true } : {}),
+  });
   const mf = new Miniflare(
     convertV4MiniflareOptions({
       host: "127.0.0.1",
@@ -59,7 +63,14 @@ export async function startServer({ scriptPath, stateDir, port = 0, migrationsDi
       queueProducers: { SETTLEMENT: { queueName: "settlement" }, BENCH_TRANSPORT: { queueName: "bench-transport" } },
       // As the product's wrangler.toml sets it (read by run.mjs), unless a what-if run asks for another batch size.
       // bench-transport: the same batching, a consumer that only counts (bench/worker.ts), for the transport's own cost.
-      queueConsumers: { settlement: queue, "bench-transport": { maxBatchSize: queue.maxBatchSize, maxBatchTimeout: queue.maxBatchTimeout, maxRetries: queue.maxRetries } },
+      queueConsumers: {
+        settlement: queue,
+        "bench-transport": {
+          maxBatchSize: queue.maxBatchSize,
+          maxBatchTimeout: queue.maxBatchTimeout,
+          maxRetries: queue.maxRetries,
+        },
+      },
       bindings: {
         TEST_CLOCK: "disabled",
         PANEL_BASE_URL: "",
@@ -73,8 +84,10 @@ export async function startServer({ scriptPath, stateDir, port = 0, migrationsDi
       // The engine logs one line per decision. workerd still formats and ships each line; the bench only counts them.
       handleStructuredLogs: (log) => {
         logLines++;
-        if (log.level !== "log" && log.level !== "info" && log.level !== "debug" && problems.length < 50) problems.push(`${log.level}: ${String(log.message).slice(0, 400)}`);
-        if (process.env.BENCH_LOGS === "1" && log.level !== "log") process.stderr.write(`[workerd ${log.level}] ${log.message}\n`);
+        if (log.level !== "log" && log.level !== "info" && log.level !== "debug" && problems.length < 50)
+          problems.push(`${log.level}: ${String(log.message).slice(0, 400)}`);
+        if (process.env.BENCH_LOGS === "1" && log.level !== "log")
+          process.stderr.write(`[workerd ${log.level}] ${log.message}\n`);
       },
     }),
   );

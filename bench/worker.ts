@@ -5,7 +5,15 @@
 //   - /__bench/* routes that reach them, plus raw D1 inserts and raw queue sends for settlement.
 import { DurableObject } from "cloudflare:workers";
 import product, { AccountDO, ResetControlDO } from "../worker/index";
-import type { CallContext, Charge, Outcome, ResetEpoch } from "../durable-objects/types";
+import type { Sender } from "../durable-objects/account/outbox";
+import type { AccountStore } from "../durable-objects/account/store";
+import type { CallContext, Charge, ResetEpoch } from "../durable-objects/types";
+import * as core from "../worker/core/account";
+import type { ConsumeResult, GrantResult } from "../worker/core/account/answers";
+import type { AccountState, Answered } from "../worker/core/account/state";
+import { summaryOf } from "../worker/core/account/summary";
+import { utcDayStart } from "../worker/core/time";
+import { ERROR_STATUS } from "../worker/http/errors";
 import type { LedgerEntry, SettlementMessage } from "../worker/settlement/messages";
 import { statementsFor } from "../worker/settlement/consumer";
 
@@ -40,7 +48,10 @@ export class BenchProbeDO extends DurableObject<Env> {
   upsertMany(n: number, transaction: boolean): { n: number; inObjectMs: number } {
     const t0 = performance.now();
     for (let i = 0; i < n; i++) {
-      if (transaction) this.ctx.storage.transactionSync(() => this.sql.exec("INSERT INTO kv (k, v) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", i));
+      if (transaction)
+        this.ctx.storage.transactionSync(() =>
+          this.sql.exec("INSERT INTO kv (k, v) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", i),
+        );
       else this.sql.exec("INSERT INTO kv (k, v) VALUES (1, ?) ON CONFLICT (k) DO UPDATE SET v = excluded.v", i);
     }
     return { n, inObjectMs: performance.now() - t0 };
@@ -60,7 +71,8 @@ export class BenchProbeDO extends DurableObject<Env> {
   indexInsert(rows: number, n: number): { rows: number; randomKeyUs: number; increasingKeyUs: number } {
     const rand = `idx_rand_${rows}`;
     const seq = `idx_seq_${rows}`;
-    for (const t of [rand, seq]) this.sql.exec(`CREATE TABLE IF NOT EXISTS ${t} (id TEXT PRIMARY KEY, v INTEGER NOT NULL)`);
+    for (const t of [rand, seq])
+      this.sql.exec(`CREATE TABLE IF NOT EXISTS ${t} (id TEXT PRIMARY KEY, v INTEGER NOT NULL)`);
     let have = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${rand}`).one().n;
     for (; have < rows; have++) {
       this.sql.exec(`INSERT INTO ${rand} (id, v) VALUES (?, ?)`, crypto.randomUUID(), have);
@@ -72,7 +84,8 @@ export class BenchProbeDO extends DurableObject<Env> {
     const randomKeyUs = ((performance.now() - t0) * 1000) / n;
     const base = this.sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${seq}`).one().n;
     t0 = performance.now();
-    for (let i = 0; i < n; i++) this.sql.exec(`INSERT INTO ${seq} (id, v) VALUES (?, ?)`, `k${String(base + i).padStart(12, "0")}`, i);
+    for (let i = 0; i < n; i++)
+      this.sql.exec(`INSERT INTO ${seq} (id, v) VALUES (?, ?)`, `k${String(base + i).padStart(12, "0")}`, i);
     const increasingKeyUs = ((performance.now() - t0) * 1000) / n;
     return { rows, randomKeyUs, increasingKeyUs };
   }
@@ -110,48 +123,77 @@ export interface DecideManyResult {
   statements?: Record<string, number>;
 }
 
-type Internals = {
-  sql: SqlStorage;
-  summaryBody(now: number): unknown;
-  decideGuarded(charge: Charge, ctx: CallContext): unknown;
-  accountRow(): unknown;
-};
+/** A queue sender that resolves once `wait` has (a real send is I/O that completes after a busy turn). */
+function benchSender(wait: Promise<void> = Promise.resolve()): Sender {
+  const sent: QueueSendBatchResponse = { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } };
+  return {
+    sendBatch: async () => {
+      await wait;
+      return sent;
+    },
+  };
+}
+
+/**
+ * Counts every statement the object runs through its `SqlStorage` by normalized text, by wrapping that object's
+ * `exec` until the returned function restores it. The account's store and outbox hold the `SqlStorage` the object
+ * was constructed with (durable-objects/sql.ts calls `storage.exec` on each statement), so this must be the same
+ * object `ctx.storage.sql` answers now: checked, and the run fails if it is not.
+ */
+function countStatements(ctx: DurableObjectState, counts: Map<string, number>): () => void {
+  const storage = ctx.storage.sql;
+  if (storage !== ctx.storage.sql)
+    throw new Error("bench: ctx.storage.sql answers a new object on each read; wrapping its exec would count nothing");
+  const own = Object.hasOwn(storage, "exec");
+  const original = storage.exec;
+  const exec = original.bind(storage);
+  storage.exec = <T extends Record<string, SqlStorageValue>>(query: string, ...bindings: unknown[]) => {
+    const key = query.replace(/\s+/g, " ").trim();
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+    return exec<T>(query, ...bindings);
+  };
+  return () => {
+    if (own) storage.exec = original;
+    else Reflect.deleteProperty(storage, "exec");
+  };
+}
+
+/** kind → allowed / denied / errors, as the bench counts them. */
+function tally(kind: string, t: { allowed: number; denied: number; errors: number }): void {
+  if (kind === "ok") t.allowed++;
+  else if (kind === "denied") t.denied++;
+  else t.errors++;
+}
+
+/** Rolls back the bench's own writes: thrown out of a transactionSync. One object, so no stack is captured per use. */
+const ROLLBACK = new Error("bench: rolled back");
 
 /** The product's AccountDO, plus methods that run N real decisions inside one RPC. */
 export class BenchAccountDO extends AccountDO {
-  private get internals(): Internals {
-    return this as unknown as Internals;
+  /**
+   * The product object's private parts the bench reads. Element access keeps them typed from the product's own
+   * declarations (a rename fails to compile here), where a cast would fail only at run time.
+   */
+  private get internals(): { store: AccountStore; state: () => AccountState } {
+    return {
+      // biome-ignore lint/complexity/useLiteralKeys: TypeScript lets a private member be read only by element access
+      store: this["store"],
+      // biome-ignore lint/complexity/useLiteralKeys: as above
+      state: () => this["state"](),
+    };
   }
 
   async decideMany(req: DecideManyRequest): Promise<DecideManyResult> {
     const realSender = this.settlement;
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => (release = r));
-    if (req.stubQueue) this.settlement = { sendBatch: async () => gate } as unknown as typeof this.settlement;
-    const realSql = this.internals.sql;
+    if (req.stubQueue) this.settlement = benchSender(gate);
     const counts = new Map<string, number>();
-    if (req.countStatements) {
-      // The product's methods call this.sql.exec; count each statement by its text.
-      const exec = realSql.exec.bind(realSql);
-      this.internals.sql = new Proxy(realSql, {
-        get: (target, prop) => {
-          if (prop === "exec")
-            return (query: string, ...params: SqlStorageValue[]) => {
-              const key = query.replace(/\s+/g, " ").trim();
-              counts.set(key, (counts.get(key) ?? 0) + 1);
-              return exec(query, ...params);
-            };
-          const v = Reflect.get(target, prop);
-          return typeof v === "function" ? v.bind(target) : v;
-        },
-      });
-    }
-    let allowed = 0;
-    let denied = 0;
-    let errors = 0;
-    // The object creates its schema on its first write: a fresh one has no account table yet.
-    const written = realSql.exec("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'account'").toArray().length > 0;
-    let seq = written ? ((realSql.exec("SELECT reset_seq FROM account").toArray()[0]?.reset_seq as number | undefined) ?? 0) : 0;
+    // Counts what the object runs through its SqlStorage: the store's snapshot load, reads and writes, the
+    // idempotency lookup and keep, and the outbox's drain.
+    const restore = req.countStatements ? countStatements(this.ctx, counts) : () => undefined;
+    const t = { allowed: 0, denied: 0, errors: 0 };
+    let seq = this.internals.state().account?.resetSeq ?? 0;
     let inObjectMs = 0;
     let flushMs = 0;
     try {
@@ -161,19 +203,33 @@ export class BenchAccountDO extends AccountDO {
         let resets: ResetEpoch[] | undefined;
         if (req.freshResetEach) {
           seq++;
-          resets = [{ seq, resetId: `bench_${seq}`, effectiveAt: now - 1, products: null, plans: null, bankedResets: "keep", grantBankedResets: null }];
+          resets = [
+            {
+              seq,
+              resetId: `bench_${seq}`,
+              effectiveAt: now - 1,
+              products: null,
+              plans: null,
+              bankedResets: "keep",
+              grantBankedResets: null,
+            },
+          ];
         }
-        const ctx: CallContext = { accountId: req.accountId, now, requestId: `bench_${i}`, idempotency: { key: `${req.keyPrefix}${i}`, fingerprint: "bench" }, resets };
-        const out: Outcome = await this.consume(ctx, { product: req.product, cost: req.cost });
-        if (out.status === 200) allowed++;
-        else if (out.status === 429) denied++;
-        else errors++;
+        const ctx: CallContext = {
+          accountId: req.accountId,
+          now,
+          requestId: `bench_${i}`,
+          idempotency: { key: `${req.keyPrefix}${i}`, fingerprint: "bench" },
+          resets,
+        };
+        const out = await this.consume(ctx, { product: req.product, cost: req.cost });
+        tally(out.result.kind, t);
       }
       inObjectMs = performance.now() - t0;
     } finally {
-      this.internals.sql = realSql;
+      restore();
       if (req.stubQueue) {
-        this.settlement = { sendBatch: async () => undefined } as unknown as typeof this.settlement;
+        this.settlement = benchSender();
         const t1 = performance.now();
         release();
         await this.flushOutbox();
@@ -183,39 +239,86 @@ export class BenchAccountDO extends AccountDO {
       }
     }
     const total = [...counts.values()].reduce((a, b) => a + b, 0);
+    if (req.countStatements && req.n > 0 && total === 0)
+      throw new Error("bench: no statement counted: the object's SQL does not go through ctx.storage.sql.exec");
     return {
-      n: req.n, allowed, denied, errors, inObjectMs, flushMs,
-      ...(req.countStatements ? { statementsPerDecision: total / req.n, statements: Object.fromEntries([...counts].sort((a, b) => b[1] - a[1])) } : {}),
+      n: req.n,
+      ...t,
+      inObjectMs,
+      flushMs,
+      ...(req.countStatements
+        ? {
+            statementsPerDecision: total / req.n,
+            statements: Object.fromEntries([...counts].sort((a, b) => b[1] - a[1])),
+          }
+        : {}),
     };
   }
 
   /**
-   * Pieces of one decision, each run n times: where the in-object time goes. They reach into the
-   * product's private methods; a piece whose method no longer exists is reported as null.
+   * Pieces of one decision, each run n times on the object's current snapshot: where the in-object time goes.
+   *   loadUs            the snapshot load (store.load(): once per object life, not per decision)
+   *   stepUs            one core.step of a consume with the store's reads: the pure decision, nothing written
+   *   writeUs           store.write of such a step (n of them in one transactionSync, rolled back after the timing)
+   *   transactionSyncUs an empty transactionSync: what each decision's own transaction adds around its statements
+   *   answerJson*       the answer as the idempotency record keeps it (JSON.stringify of the step's result)
+   *   summaryOf*        the account summary (?include=account, and the account-returning routes) and its JSON
    */
   breakdown(accountId: string, n: number, now: number): Record<string, number | null> {
-    const me = this.internals;
-    const ctx: CallContext = { accountId, now, requestId: "bench" };
-    const time = (f: () => unknown) => {
+    const { store, state: snapshot } = this.internals;
+    const state = snapshot();
+    if (!state.account) throw new Error(`bench: breakdown of ${accountId}, which has no account yet`);
+    const charge: Charge = { product: "codex", cost: 1 };
+    const decide = (i: number) =>
+      core.step(
+        state,
+        { accountId, now, wallNow: Date.now(), idempotencyKey: `breakdown_${i}`, resets: [], includeAccount: false },
+        store.reads,
+        (d) => core.consume(d, charge),
+      );
+    const time = (f: (i: number) => unknown) => {
       const t0 = performance.now();
-      for (let i = 0; i < n; i++) f();
+      for (let i = 0; i < n; i++) f(i);
       return ((performance.now() - t0) * 1000) / n;
     };
-    const has = (name: keyof Internals) => typeof me[name] === "function";
-    const summary = has("summaryBody") ? me.summaryBody(now) : null;
+    const rolledBack = (f: () => void) => {
+      try {
+        this.ctx.storage.transactionSync(() => {
+          f();
+          throw ROLLBACK;
+        });
+      } catch (err) {
+        if (err !== ROLLBACK) throw err;
+      }
+    };
+    const stepUs = time(decide);
+    // Each write needs a step of its own (fresh decision and ledger ids); made before the timing.
+    const steps = Array.from({ length: n }, (_, i) => decide(i));
+    if (steps[0].result.kind !== "ok") throw new Error(`bench: breakdown step answered ${steps[0].result.kind}`);
+    // All n writes in one transactionSync, timed inside it, then rolled back: the bench leaves no rows behind
+    // (they would reach the ledger through the outbox) and the snapshot stays what storage holds.
+    let writeUs = 0;
+    rolledBack(() => {
+      writeUs = time((i) => store.write(state, steps[i].next, steps[i].effects, now));
+    });
+    const summary = summaryOf(state, now, store.reads.spentSince(utcDayStart(now)));
     return {
-      accountRowSelectUs: has("accountRow") ? time(() => me.accountRow()) : null,
-      summaryBodyUs: has("summaryBody") ? time(() => me.summaryBody(now)) : null,
-      summaryJsonStringifyUs: summary ? time(() => JSON.stringify(summary)) : null,
-      summaryJsonBytes: summary ? JSON.stringify(summary).length : null,
-      decideGuardedUs: has("decideGuarded") ? time(() => me.decideGuarded({ product: "codex", cost: 1 }, ctx)) : null,
+      loadUs: time(() => store.load()),
+      stepUs,
+      writeUs,
+      transactionSyncUs: time(() => this.ctx.storage.transactionSync(() => undefined)),
+      answerJsonStringifyUs: time(() => JSON.stringify(steps[0].result)),
+      answerJsonBytes: JSON.stringify(steps[0].result).length,
+      summaryOfUs: time(() => summaryOf(state, now, store.reads.spentSince(utcDayStart(now)))),
+      summaryJsonStringifyUs: time(() => JSON.stringify(summary)),
+      summaryJsonBytes: JSON.stringify(summary).length,
       randomUuidUs: time(() => crypto.randomUUID()),
     };
   }
 
   /** One real consume with the queue send replaced by one that resolves at once (the outbox work still runs). */
-  consumeNoQueue(ctx: CallContext, charge: Charge): Promise<Outcome> {
-    this.settlement = { sendBatch: async () => undefined } as unknown as typeof this.settlement;
+  consumeNoQueue(ctx: CallContext, charge: Charge): Promise<Answered<ConsumeResult>> {
+    this.settlement = benchSender();
     return this.consume(ctx, charge);
   }
 
@@ -224,28 +327,44 @@ export class BenchAccountDO extends AccountDO {
    * payload, random UUID ids where the product uses them): which table's size a decision feels.
    */
   inflate(table: "idempotency" | "decisions" | "outbox" | "window_charges", n: number, now: number): number {
-    const sql = this.internals.sql;
+    const sql = this.ctx.storage.sql;
     const nums = `WITH RECURSIVE x(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM x WHERE i < ${Math.floor(n)})`;
-    const uuid = "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(6)))";
+    const uuid =
+      "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(6)))";
     if (table === "idempotency")
-      sql.exec(`${nums} INSERT INTO idempotency (key, fingerprint, status, body, created_at) SELECT 'fill-' || ${uuid}, 'bench', 200, (SELECT body FROM idempotency LIMIT 1), ? - i FROM x`, now);
+      sql.exec(
+        `${nums} INSERT INTO idempotency (key, fingerprint, body, created_at) SELECT 'fill-' || ${uuid}, 'bench', (SELECT body FROM idempotency LIMIT 1), ? - i FROM x`,
+        now,
+      );
     else if (table === "decisions")
-      sql.exec(`${nums} INSERT INTO decisions (id, created_at, product, cost, allowed, reason, sources, idempotency_key) SELECT ${uuid}, ? - i, 'codex', 1, 1, NULL, (SELECT sources FROM decisions LIMIT 1), 'fill-' || i FROM x`, now);
+      sql.exec(
+        `${nums} INSERT INTO decisions (id, created_at, product, cost, allowed, reason, sources, idempotency_key) SELECT ${uuid}, ? - i, 'codex', 1, 1, NULL, (SELECT sources FROM decisions LIMIT 1), 'fill-' || i FROM x`,
+        now,
+      );
     else if (table === "outbox")
-      sql.exec(`${nums} INSERT INTO outbox (entry_id, message, created_at, delivered_at) SELECT ${uuid}, (SELECT message FROM outbox LIMIT 1), ? - i, ? FROM x`, now, Date.now());
-    else sql.exec(`${nums} INSERT INTO window_charges (product, at, amount) SELECT 'codex', ? - i * 1000, 1 FROM x`, now);
+      sql.exec(
+        `${nums} INSERT INTO outbox (entry_id, message, created_at, delivered_at) SELECT ${uuid}, (SELECT message FROM outbox LIMIT 1), ? - i, ? FROM x`,
+        now,
+        Date.now(),
+      );
+    else
+      sql.exec(`${nums} INSERT INTO window_charges (product, at, amount) SELECT 'codex', ? - i * 1000, 1 FROM x`, now);
     return sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n;
   }
 
   /** Row counts of every table of the account object. */
   tableSizes(): Record<string, number> {
-    const sql = this.internals.sql;
+    const sql = this.ctx.storage.sql;
     const out: Record<string, number> = {};
-    const tables = sql.exec<{ name: string }>("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'").toArray();
+    const tables = sql
+      .exec<{ name: string }>(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'",
+      )
+      .toArray();
     for (const t of tables) out[t.name] = sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM "${t.name}"`).one().n;
-    out.databaseBytes = this.ctx.storage.sql.databaseSize;
+    out.databaseBytes = sql.databaseSize;
     // Payload bytes of the rows a decision leaves behind.
-    const avg = (q: string) => (sql.exec<{ b: number | null }>(q).one().b ?? 0);
+    const avg = (q: string) => sql.exec<{ b: number | null }>(q).one().b ?? 0;
     out.avgIdempotencyBodyBytes = Math.round(avg("SELECT AVG(LENGTH(body)) AS b FROM idempotency"));
     out.avgOutboxMessageBytes = Math.round(avg("SELECT AVG(LENGTH(message)) AS b FROM outbox"));
     out.avgDecisionSourcesBytes = Math.round(avg("SELECT AVG(LENGTH(sources)) AS b FROM decisions"));
@@ -257,12 +376,24 @@ export class BenchAccountDO extends AccountDO {
     await this.alarm();
   }
 
-  addGrant(ctx: CallContext, amount: number): Promise<Outcome> {
+  addGrant(ctx: CallContext, amount: number): Promise<Answered<GrantResult>> {
     return this.addCredits(ctx, { amount, kind: "purchase" });
   }
 }
 
 const json = (body: unknown, status = 200) => Response.json(body, { status });
+
+/** A consume's answer with the status the product's HTTP layer gives its kind (worker/http/reply.ts), headers aside. */
+function answerResponse(result: ConsumeResult): Response {
+  switch (result.kind) {
+    case "ok":
+      return json(result.body);
+    case "denied":
+      return json(result.body, 429);
+    case "refused":
+      return json({ error: result.refusal }, ERROR_STATUS[result.refusal.code]);
+  }
+}
 
 /** The ledger entry a window-funded consume writes, with a recognisable id. */
 function benchEntry(prefix: string, i: number, accounts: number, createdAt: number): SettlementMessage {
@@ -281,22 +412,37 @@ function benchEntry(prefix: string, i: number, accounts: number, createdAt: numb
 }
 
 /** Same shape as the outbox's sends: sendBatch of up to 100 messages, to the settlement queue or the transport probe. */
-async function enqueue(env: BenchEnv, prefix: string, n: number, accounts: number, sendSize = 100, queue: Queue<SettlementMessage> = env.SETTLEMENT): Promise<{ sent: number; ms: number }> {
+async function enqueue(
+  env: BenchEnv,
+  prefix: string,
+  n: number,
+  accounts: number,
+  sendSize = 100,
+  queue: Queue<SettlementMessage> = env.SETTLEMENT,
+): Promise<{ sent: number; ms: number }> {
   const t0 = Date.now();
   for (let i = 0; i < n; i += sendSize) {
     const batch = [];
-    for (let j = i; j < Math.min(n, i + sendSize); j++) batch.push({ body: benchEntry(prefix, j, accounts, Date.now()), contentType: "json" as const });
+    for (let j = i; j < Math.min(n, i + sendSize); j++)
+      batch.push({ body: benchEntry(prefix, j, accounts, Date.now()), contentType: "json" as const });
     await queue.sendBatch(batch);
   }
   return { sent: n, ms: Date.now() - t0 };
 }
 
 /** The consumer's own statements for the same rows, straight into D1 in batches of `batch` messages: no queue. */
-async function rawInsert(env: BenchEnv, prefix: string, n: number, accounts: number, batch: number): Promise<{ inserted: number; ms: number }> {
+async function rawInsert(
+  env: BenchEnv,
+  prefix: string,
+  n: number,
+  accounts: number,
+  batch: number,
+): Promise<{ inserted: number; ms: number }> {
   const t0 = Date.now();
   for (let i = 0; i < n; i += batch) {
     const stmts: D1PreparedStatement[] = [];
-    for (let j = i; j < Math.min(n, i + batch); j++) stmts.push(...statementsFor(env.DB, benchEntry(prefix, j, accounts, Date.now()), Date.now()));
+    for (let j = i; j < Math.min(n, i + batch); j++)
+      stmts.push(...statementsFor(env.DB, benchEntry(prefix, j, accounts, Date.now()), Date.now()));
     await env.DB.batch(stmts);
   }
   return { inserted: n, ms: Date.now() - t0 };
@@ -305,29 +451,40 @@ async function rawInsert(env: BenchEnv, prefix: string, n: number, accounts: num
 /** Ledger rows whose id starts with `prefix`, and their charge-to-ledger times (settled_at − created_at). */
 async function ledgerStats(env: BenchEnv, prefix: string, byKey: boolean): Promise<{ count: number; lags: number[] }> {
   const where = byKey ? "idempotency_key >= ?1 AND idempotency_key < ?2" : "id >= ?1 AND id < ?2";
-  const { results } = await env.DB.prepare(`SELECT settled_at - created_at AS lag FROM ledger WHERE ${where}`).bind(prefix, `${prefix}\uffff`).all<{ lag: number }>();
+  const { results } = await env.DB.prepare(`SELECT settled_at - created_at AS lag FROM ledger WHERE ${where}`)
+    .bind(prefix, `${prefix}\uffff`)
+    .all<{ lag: number }>();
   return { count: results.length, lags: results.map((r) => r.lag).sort((a, b) => a - b) };
 }
 
 /** Makes an account exist: one real consume, or a plan change to `go`, by RPC straight to AccountDO. */
-async function touchAccount(env: BenchEnv, id: string, how: "consume" | "plan"): Promise<{ status: number }> {
-  const stub = env.ACCOUNT.get(env.ACCOUNT.idFromName(id)) as unknown as {
-    consume(ctx: CallContext, charge: Charge): Promise<Outcome>;
-    setPlan(ctx: CallContext, plan: string): Promise<Outcome>;
+async function touchAccount(env: BenchEnv, id: string, how: "consume" | "plan"): Promise<{ kind: string }> {
+  const stub = env.ACCOUNT.get(env.ACCOUNT.idFromName(id));
+  const ctx: CallContext = {
+    accountId: id,
+    now: Date.now(),
+    requestId: crypto.randomUUID(),
+    idempotency: { key: `create_${id}`, fingerprint: "bench" },
   };
-  const ctx: CallContext = { accountId: id, now: Date.now(), requestId: crypto.randomUUID(), idempotency: { key: `create_${id}`, fingerprint: "bench" } };
   const out = how === "plan" ? await stub.setPlan(ctx, "go") : await stub.consume(ctx, { product: "codex", cost: 1 });
-  return { status: out.status };
+  return { kind: out.result.kind };
 }
 
 /** Creates accounts `prefix{from}` … `prefix{from+count-1}`, `concurrency` at a time. */
-async function createAccounts(env: BenchEnv, prefix: string, from: number, count: number, concurrency: number, how: "consume" | "plan"): Promise<{ created: number; failed: number; ms: number }> {
+async function createAccounts(
+  env: BenchEnv,
+  prefix: string,
+  from: number,
+  count: number,
+  concurrency: number,
+  how: "consume" | "plan",
+): Promise<{ created: number; failed: number; ms: number }> {
   const t0 = Date.now();
   let failed = 0;
   for (let i = from; i < from + count; i += concurrency) {
     const ids = Array.from({ length: Math.min(concurrency, from + count - i) }, (_, k) => `${prefix}${i + k}`);
-    const outs: { status: number }[] = await Promise.all(ids.map((id) => touchAccount(env, id, how)));
-    failed += outs.filter((o) => o.status !== 200).length;
+    const outs = await Promise.all(ids.map((id) => touchAccount(env, id, how)));
+    failed += outs.filter((o) => o.kind !== "ok").length;
   }
   return { created: count - failed, failed, ms: Date.now() - t0 };
 }
@@ -336,7 +493,11 @@ async function createAccounts(env: BenchEnv, prefix: string, from: number, count
 async function createProbes(env: BenchEnv, prefix: string, n: number): Promise<{ n: number; ms: number }> {
   const t0 = Date.now();
   for (let i = 0; i < n; i += 128)
-    await Promise.all(Array.from({ length: Math.min(128, n - i) }, (_, k) => env.BENCH_PROBE.get(env.BENCH_PROBE.idFromName(`${prefix}${i + k}`)).upsert()));
+    await Promise.all(
+      Array.from({ length: Math.min(128, n - i) }, (_, k) =>
+        env.BENCH_PROBE.get(env.BENCH_PROBE.idFromName(`${prefix}${i + k}`)).upsert(),
+      ),
+    );
   return { n, ms: Date.now() - t0 };
 }
 
@@ -348,14 +509,15 @@ let stubEnv: BenchEnv | null = null;
 function workerOnlyEnv(env: BenchEnv): BenchEnv {
   if (stubEnv) return stubEnv;
   // One recorded answer per shape: lean, and with `?include=account`.
-  const canned = new Map<boolean, Promise<Outcome>>();
-  const realStub = () => env.ACCOUNT.get(env.ACCOUNT.idFromName("bench_worker_only")) as unknown as { consume(ctx: CallContext, charge: Charge): Promise<Outcome> };
+  const canned = new Map<boolean, Promise<Answered<ConsumeResult>>>();
+  const realStub = () => env.ACCOUNT.get(env.ACCOUNT.idFromName("bench_worker_only"));
   const fake = {
     idFromName: (name: string) => env.ACCOUNT.idFromName(name),
     get: () => ({
       consume: (ctx: CallContext, charge: Charge) => {
         const include = ctx.includeAccount === true;
-        if (!canned.has(include)) canned.set(include, realStub().consume({ ...ctx, accountId: "bench_worker_only" }, charge));
+        if (!canned.has(include))
+          canned.set(include, realStub().consume({ ...ctx, accountId: "bench_worker_only" }, charge));
         return canned.get(include)!;
       },
     }),
@@ -372,21 +534,24 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
   }
   // One window-funded consume straight to an object by RPC, past the product's HTTP layer (routing, auth
   // digests, idempotency fingerprint, validation, reset-epoch lookup, the decision log line).
-  type Consume = (ctx: CallContext, charge: Charge) => Promise<Outcome>;
+  type Consume = (ctx: CallContext, charge: Charge) => Promise<Answered<ConsumeResult>>;
   const consumeByRpc = async (consume: Consume) => {
     const accountId = url.searchParams.get("account")!;
     const idempotency = { key: url.searchParams.get("key")!, fingerprint: "bench" };
-    const out = await consume({ accountId, now: Date.now(), requestId: crypto.randomUUID(), idempotency }, { product: "codex", cost: 1 });
-    return json(out.body, out.status);
+    const out = await consume(
+      { accountId, now: Date.now(), requestId: crypto.randomUUID(), idempotency },
+      { product: "codex", cost: 1 },
+    );
+    return answerResponse(out.result);
   };
   const objectName = url.searchParams.get("account") ?? "";
   if (path === "/consume-noqueue") {
     // The same consume on a BenchAccountDO whose queue send resolves at once: no queue, consumer or D1 work.
-    const stub = env.BENCH_ACCOUNT.get(env.BENCH_ACCOUNT.idFromName(objectName)) as unknown as { consumeNoQueue: Consume };
+    const stub = env.BENCH_ACCOUNT.get(env.BENCH_ACCOUNT.idFromName(objectName));
     return consumeByRpc((c, charge) => stub.consumeNoQueue(c, charge));
   }
   if (path === "/consume-rpc") {
-    const stub = env.ACCOUNT.get(env.ACCOUNT.idFromName(objectName)) as unknown as { consume: Consume };
+    const stub = env.ACCOUNT.get(env.ACCOUNT.idFromName(objectName));
     return consumeByRpc((c, charge) => stub.consume(c, charge));
   }
   const probe = () => env.BENCH_PROBE.get(env.BENCH_PROBE.idFromName(url.searchParams.get("object") ?? "floor"));
@@ -415,7 +580,12 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
     case "/account/breakdown":
       return json(await benchAccount(accountId).breakdown(accountId, Number(body.n), Number(body.now)));
     case "/account/grant": {
-      const ctx: CallContext = { accountId, now: Number(body.now), requestId: "bench", idempotency: { key: `grant_${crypto.randomUUID()}`, fingerprint: "bench" } };
+      const ctx: CallContext = {
+        accountId,
+        now: Number(body.now),
+        requestId: "bench",
+        idempotency: { key: `grant_${crypto.randomUUID()}`, fingerprint: "bench" },
+      };
       return json(await benchAccount(accountId).addGrant(ctx, Number(body.amount)));
     }
     case "/account/inflate":
@@ -427,21 +597,61 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
       return json(await benchAccount(accountId).tableSizes());
     // Accounts of the product's AccountDO.
     case "/accounts/create":
-      return json(await createAccounts(env, String(body.prefix), Number(body.from), Number(body.count), Number(body.concurrency ?? 32), body.how === "plan" ? "plan" : "consume"));
+      return json(
+        await createAccounts(
+          env,
+          String(body.prefix),
+          Number(body.from),
+          Number(body.count),
+          Number(body.concurrency ?? 32),
+          body.how === "plan" ? "plan" : "consume",
+        ),
+      );
     case "/account/reconciliation-state": {
-      const stub = env.ACCOUNT.get(env.ACCOUNT.idFromName(accountId)) as unknown as { reconciliationState(): Promise<unknown> };
-      return json(await stub.reconciliationState());
+      return json(await env.ACCOUNT.get(env.ACCOUNT.idFromName(accountId)).reconciliationState());
     }
     // Settlement.
     case "/settle/enqueue":
-      return json(await enqueue(env, String(body.prefix), Number(body.n), Number(body.accounts ?? 100), Number(body.sendSize ?? 100)));
+      return json(
+        await enqueue(
+          env,
+          String(body.prefix),
+          Number(body.n),
+          Number(body.accounts ?? 100),
+          Number(body.sendSize ?? 100),
+        ),
+      );
     case "/settle/transport":
       await env.DB.exec("CREATE TABLE IF NOT EXISTS bench_transport (prefix TEXT PRIMARY KEY, n INTEGER NOT NULL)");
-      return json(await enqueue(env, String(body.prefix), Number(body.n), Number(body.accounts ?? 100), Number(body.sendSize ?? 100), env.BENCH_TRANSPORT));
+      return json(
+        await enqueue(
+          env,
+          String(body.prefix),
+          Number(body.n),
+          Number(body.accounts ?? 100),
+          Number(body.sendSize ?? 100),
+          env.BENCH_TRANSPORT,
+        ),
+      );
     case "/settle/transport-stats":
-      return json({ count: (await env.DB.prepare("SELECT n FROM bench_transport WHERE prefix = ?").bind(String(body.prefix)).first<{ n: number }>())?.n ?? 0 });
+      return json({
+        count:
+          (
+            await env.DB.prepare("SELECT n FROM bench_transport WHERE prefix = ?")
+              .bind(String(body.prefix))
+              .first<{ n: number }>()
+          )?.n ?? 0,
+      });
     case "/settle/raw":
-      return json(await rawInsert(env, String(body.prefix), Number(body.n), Number(body.accounts ?? 100), Number(body.batch ?? 50)));
+      return json(
+        await rawInsert(
+          env,
+          String(body.prefix),
+          Number(body.n),
+          Number(body.accounts ?? 100),
+          Number(body.batch ?? 50),
+        ),
+      );
     case "/settle/stats":
       return json(await ledgerStats(env, String(body.prefix), !!body.byKey));
     case "/settle/total":
@@ -455,7 +665,11 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
 async function countTransport(batch: MessageBatch<SettlementMessage>, env: BenchEnv): Promise<void> {
   const first = batch.messages[0]?.body;
   const prefix = first?.type === "ledger" ? first.entry.id.slice(0, -8) : "?";
-  await env.DB.prepare("INSERT INTO bench_transport (prefix, n) VALUES (?, ?) ON CONFLICT (prefix) DO UPDATE SET n = n + excluded.n").bind(prefix, batch.messages.length).run();
+  await env.DB.prepare(
+    "INSERT INTO bench_transport (prefix, n) VALUES (?, ?) ON CONFLICT (prefix) DO UPDATE SET n = n + excluded.n",
+  )
+    .bind(prefix, batch.messages.length)
+    .run();
   batch.ackAll();
 }
 
