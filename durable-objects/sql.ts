@@ -14,8 +14,8 @@ export interface Sql {
   all<T extends Row = Row>(strings: TemplateStringsArray, ...values: SqlStorageValue[]): T[];
   /** The first row, or undefined. */
   first<T extends Row = Row>(strings: TemplateStringsArray, ...values: SqlStorageValue[]): T | undefined;
-  /** A statement run for its effect; answers the rows it wrote (what SQLite-backed objects bill). */
-  run(strings: TemplateStringsArray, ...values: SqlStorageValue[]): number;
+  /** A statement run for its effect: `exec` runs it at once; its cursor is not read (a write has no rows). */
+  run(strings: TemplateStringsArray, ...values: SqlStorageValue[]): void;
   /** Statement text assembled from trusted parts (a migration, a multi-row VALUES list), with bound values. */
   exec<T extends Row = Row>(text: string, ...values: SqlStorageValue[]): SqlStorageCursor<T>;
 }
@@ -33,8 +33,15 @@ export class SqlError extends Error {
   }
 }
 
-/** `?` placeholders between the template's literal parts. */
-const textOf = (strings: TemplateStringsArray): string => strings.join("?");
+/** `?` placeholders between the template's literal parts; one string per call site (the array is the same object). */
+const texts = new WeakMap<TemplateStringsArray, string>();
+function textOf(strings: TemplateStringsArray): string {
+  const known = texts.get(strings);
+  if (known !== undefined) return known;
+  const text = strings.join("?");
+  texts.set(strings, text);
+  return text;
+}
 
 export function sqlOf(storage: SqlStorage): Sql {
   // A cursor is read lazily: errors can surface while reading it, so reading is inside the same guard.
@@ -53,11 +60,9 @@ export function sqlOf(storage: SqlStorage): Sql {
         const r = c.next();
         return r.done ? undefined : r.value;
       }),
-    run: (s: TemplateStringsArray, ...v: SqlStorageValue[]) =>
-      read(textOf(s), v, (c) => {
-        c.toArray();
-        return c.rowsWritten;
-      }),
+    run: (s: TemplateStringsArray, ...v: SqlStorageValue[]) => {
+      read(textOf(s), v, () => undefined);
+    },
     exec: <T extends Row>(text: string, ...v: SqlStorageValue[]) => read<T, SqlStorageCursor<T>>(text, v, (c) => c),
   };
 }

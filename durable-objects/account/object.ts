@@ -164,8 +164,9 @@ export class AccountDO extends DurableObject<Env> {
     const r = answer.result;
     if (r.kind === "refused") return answer;
     const state = this.state();
-    if (!ctx.includeAccount) delete r.body.account;
-    else if (!r.body.account && state.account) r.body.account = summaryOf(state, ctx.now, this.spentToday(ctx.now));
+    if (!ctx.includeAccount) {
+      if ("account" in r.body) delete r.body.account;
+    } else if (!r.body.account && state.account) r.body.account = summaryOf(state, ctx.now, this.spentToday(ctx.now));
     if (state.account) answer.rateLimit = core.windowsOf(state, r.body.remaining.product, ctx.now);
     return answer;
   }

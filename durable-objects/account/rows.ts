@@ -53,9 +53,8 @@ export type HoldRow = {
 
 export function sameRecord(a: AccountRecord, b: AccountRecord): boolean {
   for (const k of Object.keys(a) as (keyof AccountRecord)[]) {
-    if (k === "autoTopUp") {
-      if (JSON.stringify(a.autoTopUp) !== JSON.stringify(b.autoTopUp)) return false;
-    } else if (a[k] !== b[k]) return false;
+    if (a[k] === b[k]) continue;
+    if (k !== "autoTopUp" || JSON.stringify(a.autoTopUp) !== JSON.stringify(b.autoTopUp)) return false;
   }
   return true;
 }

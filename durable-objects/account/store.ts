@@ -42,9 +42,6 @@ export const RETENTION = {
 
 const plus = (t: number | null, ms: number): number | null => (t === null ? null : t + ms);
 
-/** SQLite allows a limited number of bound values per statement; multi-row statements are cut to fit. */
-const MAX_BOUND = 96;
-
 export class AccountStore {
   constructor(private readonly db: Sql) {}
 
@@ -167,21 +164,16 @@ export class AccountStore {
       WHERE singleton = 1`;
   }
 
-  /** Changed windows in one statement. */
+  /** Changed windows, one upsert each (measured no slower than one multi-row statement; see docs/performance.md). */
   private writeWindows(prev: AccountState["windows"], next: AccountState["windows"]): void {
-    const changed: SqlStorageValue[][] = [];
     for (const [key, w] of windowEntries(next)) {
       const before = prev[key];
-      if (!before || before.openedAt !== w.openedAt || before.used !== w.used) {
-        const [product, kind] = key.split(":");
-        changed.push([product, kind, w.openedAt, w.used]);
-      }
+      if (before && before.openedAt === w.openedAt && before.used === w.used) continue;
+      const [product, kind] = key.split(":");
+      this.db
+        .run`INSERT INTO windows (product, kind, opened_at, used) VALUES (${product}, ${kind}, ${w.openedAt}, ${w.used})
+        ON CONFLICT (product, kind) DO UPDATE SET opened_at = excluded.opened_at, used = excluded.used`;
     }
-    this.insertRows(
-      "INSERT INTO windows (product, kind, opened_at, used) VALUES",
-      "ON CONFLICT (product, kind) DO UPDATE SET opened_at = excluded.opened_at, used = excluded.used",
-      changed,
-    );
   }
 
   /** New or refilled grants are upserted, spent ones updated, and those with nothing left leave the live set. */
@@ -211,15 +203,13 @@ export class AccountStore {
   }
 
   private writeEffects(effects: readonly Effect[]): void {
-    const journal: SqlStorageValue[][] = [];
-    const usage: SqlStorageValue[][] = [];
     const spend = new Map<number, number>();
     for (const e of effects) {
       switch (e.type) {
         case "journal": {
-          const id = e.message.type === "ledger" ? e.message.entry.id : e.message.event.id;
-          const at = e.message.type === "ledger" ? e.message.entry.createdAt : e.message.event.createdAt;
-          journal.push([id, JSON.stringify(e.message), at]);
+          const { id, createdAt } = e.message.type === "ledger" ? e.message.entry : e.message.event;
+          this.db
+            .run`INSERT INTO outbox (entry_id, message, created_at) VALUES (${id}, ${JSON.stringify(e.message)}, ${createdAt})`;
           break;
         }
         case "decision":
@@ -231,12 +221,9 @@ export class AccountStore {
           spend.set(e.minute, (spend.get(e.minute) ?? 0) + e.amount);
           break;
         case "window_usage":
-          usage.push([e.product, e.at, e.amount]);
+          this.db.run`INSERT INTO window_charges (product, at, amount) VALUES (${e.product}, ${e.at}, ${e.amount})`;
           break;
         case "window_usage_cleared":
-          // Usage recorded earlier in this same step is written below, after the clearing, as it happened.
-          if (usage.length > 0)
-            this.insertRows("INSERT INTO window_charges (product, at, amount) VALUES", "", usage.splice(0));
           if (e.upTo === null) this.db.run`DELETE FROM window_charges WHERE product = ${e.product}`;
           else this.db.run`DELETE FROM window_charges WHERE product = ${e.product} AND at <= ${e.upTo}`;
           break;
@@ -268,19 +255,6 @@ export class AccountStore {
     for (const [minute, amount] of spend)
       this.db.run`INSERT INTO spend_minutes (minute, amount) VALUES (${minute}, ${amount})
         ON CONFLICT (minute) DO UPDATE SET amount = amount + excluded.amount`;
-    this.insertRows("INSERT INTO window_charges (product, at, amount) VALUES", "", usage);
-    this.insertRows("INSERT INTO outbox (entry_id, message, created_at) VALUES", "", journal);
-  }
-
-  /** One statement per batch of rows that fits the bound-value limit. */
-  private insertRows(head: string, tail: string, rows: SqlStorageValue[][]): void {
-    if (rows.length === 0) return;
-    const per = Math.max(1, Math.floor(MAX_BOUND / rows[0].length));
-    for (let i = 0; i < rows.length; i += per) {
-      const batch = rows.slice(i, i + per);
-      const tuple = `(${batch[0].map(() => "?").join(", ")})`;
-      this.db.exec(`${head} ${batch.map(() => tuple).join(", ")} ${tail}`, ...batch.flat());
-    }
   }
 
   // ─────────────────────────── retention and views ───────────────────────────

@@ -94,8 +94,7 @@ export class Draft {
       ...(this.ctx.idempotencyKey ? { idempotencyKey: this.ctx.idempotencyKey } : {}),
       ...e,
     };
-    // Absent fields stay absent (an `undefined` would not survive the journal's JSON anyway).
-    for (const k of Object.keys(entry) as (keyof LedgerEntry)[]) if (entry[k] === undefined) delete entry[k];
+    // An absent field may be `undefined` here: the journal's JSON leaves it out.
     this.effect({ type: "journal", message: { type: "ledger", entry } });
     return entry.id;
   }
