@@ -1,7 +1,7 @@
 import { createApp } from "./app";
 import { settleBatch } from "./settlement/consumer";
 import type { SettlementMessage } from "./settlement/messages";
-import { reconcile } from "./settlement/reconciliation";
+import { sweep } from "./settlement/reconciliation";
 
 export { AccountDO } from "../durable-objects/account/object";
 export { ResetControlDO } from "../durable-objects/reset-control";
@@ -11,7 +11,8 @@ const app = createApp();
 export default {
   fetch: app.fetch,
   queue: settleBatch,
-  async scheduled(_controller, env, ctx) {
-    ctx.waitUntil(reconcile(env).then(() => undefined));
+  // Every 15 minutes (wrangler.toml): one page of the reconciliation sweep, from its persisted cursor.
+  async scheduled(controller, env, ctx) {
+    ctx.waitUntil(sweep(env, controller.scheduledTime).then(() => undefined));
   },
 } satisfies ExportedHandler<Env, SettlementMessage>;

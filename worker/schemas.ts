@@ -132,8 +132,17 @@ export const LedgerQuery = z.object({
     .optional(),
 });
 export const ReconciliationQuery = z.object({
-  accountId: AccountId.optional(),
-  limit: z.coerce.number().int().min(1).max(1000).optional(),
+  accountId: AccountId.optional().openapi({ description: "Check this one account (not with `cursor` or `limit`)." }),
+  cursor: AccountId.optional().openapi({
+    description: "Check the page of accounts after this account id: a previous answer's `nextCursor`.",
+  }),
+  limit: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(1000)
+    .optional()
+    .openapi({ description: "Accounts in the page (default 500)." }),
 });
 
 // ── responses ──
@@ -249,7 +258,14 @@ export const Drift = z.object({
   pendingOutbox: Count,
   sentLastMinute: Count,
 });
-export const ReconciliationReport = z.object({ checked: Count, drifted: z.array(Drift) });
+export const ReconciliationReport = z.object({
+  checked: Count,
+  drifted: z.array(Drift),
+  nextCursor: z
+    .string()
+    .nullable()
+    .openapi({ description: "Pass as `cursor` for the next page of accounts; null when no account follows." }),
+});
 export const ResetCreated = z.object({ resetId: z.string(), effectiveAt: IsoTime });
 export const GlobalReset = z.object({
   resetId: z.string(),

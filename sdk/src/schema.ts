@@ -337,7 +337,7 @@ export interface paths {
         };
         /**
          * Compare accounts with the ledger
-         * @description Checks each account object's credit position and charged total against the D1 ledger and lists those that differ, with the outbox entries still in flight.
+         * @description Checks each account object's credit position and charged total against the D1 ledger and lists those that differ, with the outbox entries still in flight. Checks one page of the ledger's accounts in account id order: without parameters the first page (500 accounts, or `limit`), with `cursor` the page after that account id; follow `nextCursor` until it is null to check every account. With `accountId`, checks that one account. The cron sweep keeps its own persisted cursor.
          */
         get: operations["getReconciliation"];
         put?: never;
@@ -2439,7 +2439,11 @@ export interface operations {
     getReconciliation: {
         parameters: {
             query?: {
+                /** @description Check this one account (not with `cursor` or `limit`). */
                 accountId?: string;
+                /** @description Check the page of accounts after this account id: a previous answer's `nextCursor`. */
+                cursor?: string;
+                /** @description Accounts in the page (default 500). */
                 limit?: number;
             };
             header?: never;
@@ -2466,6 +2470,8 @@ export interface operations {
                             pendingOutbox: number;
                             sentLastMinute: number;
                         }[];
+                        /** @description Pass as `cursor` for the next page of accounts; null when no account follows. */
+                        nextCursor: string | null;
                     };
                 };
             };

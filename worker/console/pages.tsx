@@ -477,7 +477,7 @@ export const OverviewPage: FC<OverviewProps> = ({
       )}
       <form method="post" action="/console/reconciliation">
         <Csrf op={op} />
-        <button type="submit">Check every account now</button>
+        <button type="submit">Check the sweep's next page of accounts now</button>
       </form>
     </section>
     <section aria-labelledby="h-resets" id="resets">

@@ -234,7 +234,7 @@ adminRoutes.openapi(
     operationId: "getReconciliation",
     summary: "Compare accounts with the ledger",
     description:
-      "Checks each account object's credit position and charged total against the D1 ledger and lists those that differ, with the outbox entries still in flight.",
+      "Checks each account object's credit position and charged total against the D1 ledger and lists those that differ, with the outbox entries still in flight. Checks one page of the ledger's accounts in account id order: without parameters the first page (500 accounts, or `limit`), with `cursor` the page after that account id; follow `nextCursor` until it is null to check every account. With `accountId`, checks that one account. The cron sweep keeps its own persisted cursor.",
     request: { query: ReconciliationQuery },
     responses: {
       200: json(ReconciliationReport, "accounts whose ledger differs from their object"),
@@ -242,7 +242,12 @@ adminRoutes.openapi(
     },
   }),
   async (c) => {
-    const { accountId, limit } = c.req.valid("query");
-    return c.json(await reconcile(c.env, { accountIds: accountId ? [accountId] : undefined, limit }), 200);
+    const { accountId, cursor, limit } = c.req.valid("query");
+    if (accountId !== undefined && (cursor !== undefined || limit !== undefined))
+      throw new ApiError("invalid_request", "accountId checks one account: it does not take cursor or limit");
+    const report = accountId
+      ? await reconcile(c.env, { accountIds: [accountId] })
+      : await reconcile(c.env, { cursor, limit });
+    return c.json({ checked: report.checked, drifted: report.drifted, nextCursor: report.nextCursor }, 200);
   },
 );

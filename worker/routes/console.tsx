@@ -23,7 +23,7 @@ import { bodyOf } from "../http/reply";
 import { base64 } from "../core/encoding";
 import { ERROR_STATUS } from "../http/errors";
 import { AccountId, GlobalResetBody } from "../schemas";
-import { reconcile } from "../settlement/reconciliation";
+import { sweep } from "../settlement/reconciliation";
 import { listGlobalResets, operatorOf, recordGlobalReset, refundAccount, resumeAccount } from "./admin";
 import * as data from "../console/data";
 import {
@@ -317,8 +317,10 @@ consoleRoutes.get("/console", async (c) => {
   );
 });
 
+// The sweep's next page, as the cron would check it: every account is reached within the sweep's period, and a
+// request never checks more accounts than one page (each check is a call to an account object).
 consoleRoutes.post("/console/reconciliation", async (c) => {
-  const report = await reconcile(c.env);
+  const report = await sweep(c.env);
   log(c, "reconciliation", { operator: operatorName(c), checked: report.checked, drifted: report.drifted.length });
   return seeOther(c, "/console?notice=reconciled#drift");
 });

@@ -56,18 +56,48 @@ export async function reconcileAccount(env: Env, accountId: string): Promise<Dri
   };
 }
 
-/** Checks the given accounts, or every account the ledger knows (in pages), and records the run. */
-export async function reconcile(
-  env: Env,
-  opts: { accountIds?: string[]; limit?: number } = {},
-): Promise<{ checked: number; drifted: Drift[] }> {
-  let ids = opts.accountIds;
-  if (!ids) {
-    const { results } = await env.DB.prepare("SELECT account_id FROM accounts ORDER BY account_id LIMIT ?")
-      .bind(opts.limit ?? 1000)
-      .all<{ account_id: string }>();
-    ids = results.map((r) => r.account_id);
-  }
+/**
+ * The sweep's settings. The cron (`[triggers] crons` in wrangler.toml, every 15 minutes: 96 runs a day) checks one
+ * page of `pageSize` accounts a run, so a pass over N accounts takes ceil(N / pageSize) runs, and every account is
+ * checked within `periodMs` while N ≤ pageSize × runs per period (500 × 96 = 48,000 accounts in 24 h). Past that,
+ * raise `pageSize` (at most `maxPageSize`: each check is one Durable Object call, a subrequest) or run the cron more
+ * often; a pass that took longer than `periodMs` logs a `reconciliation.pass_overdue` warning.
+ */
+export const SWEEP = {
+  pageSize: 500,
+  /** the largest page, for the cron and for `?limit=` on demand */
+  maxPageSize: 1000,
+  periodMs: 24 * 3_600_000,
+} as const;
+
+export interface ReconciliationReport {
+  checked: number;
+  drifted: Drift[];
+  /** the last account id of this page, to pass as `cursor` for the next one; null when no account follows */
+  nextCursor: string | null;
+}
+
+/** One page of the ledger's accounts after `after` (exclusive; null: from the first), in account id order. */
+async function accountPage(
+  db: D1Database,
+  after: string | null,
+  limit: number,
+): Promise<{ accountIds: string[]; nextCursor: string | null }> {
+  const size = Math.max(1, Math.min(limit, SWEEP.maxPageSize));
+  // One more than the page, to know whether another page follows (so the last page says nextCursor: null).
+  const stmt =
+    after === null
+      ? db.prepare("SELECT account_id FROM accounts ORDER BY account_id LIMIT ?").bind(size + 1)
+      : db
+          .prepare("SELECT account_id FROM accounts WHERE account_id > ? ORDER BY account_id LIMIT ?")
+          .bind(after, size + 1);
+  const { results } = await stmt.all<{ account_id: string }>();
+  const accountIds = results.slice(0, size).map((r) => r.account_id);
+  return { accountIds, nextCursor: results.length > size ? (accountIds.at(-1) ?? null) : null };
+}
+
+/** Checks the accounts (20 at a time) and records the run in `reconciliation_runs`. */
+async function checkAccounts(env: Env, ids: string[]): Promise<{ checked: number; drifted: Drift[] }> {
   const drifted: Drift[] = [];
   for (let i = 0; i < ids.length; i += 20) {
     const chunk = await Promise.all(ids.slice(i, i + 20).map((id) => reconcileAccount(env, id)));
@@ -78,4 +108,61 @@ export async function reconcile(
     .run();
   if (drifted.length > 0) console.warn(JSON.stringify({ event: "reconciliation.drift", checked: ids.length, drifted }));
   return { checked: ids.length, drifted };
+}
+
+/**
+ * On demand: checks the given accounts, or one page of the ledger's accounts after `cursor` (from the first without
+ * it; `limit` defaults to the sweep's page size), and records the run. The persisted sweep cursor is left alone.
+ */
+export async function reconcile(
+  env: Env,
+  opts: { accountIds?: string[]; cursor?: string; limit?: number } = {},
+): Promise<ReconciliationReport> {
+  if (opts.accountIds) return { ...(await checkAccounts(env, opts.accountIds)), nextCursor: null };
+  const page = await accountPage(env.DB, opts.cursor ?? null, opts.limit ?? SWEEP.pageSize);
+  return { ...(await checkAccounts(env, page.accountIds)), nextCursor: page.nextCursor };
+}
+
+export interface SweepRun extends ReconciliationReport {
+  /** the accounts this run checked, in order */
+  accountIds: string[];
+  /** this run checked the last page: the next run starts a new pass at the first account */
+  passCompleted: boolean;
+}
+
+/**
+ * One cron run of the sweep: checks the page after the persisted cursor (`reconciliation_cursor`), then moves the
+ * cursor to the last account checked, or back to the start after the last page. The cursor moves only once the page
+ * was checked, so a run that dies part way is checked again by the next run rather than skipped.
+ */
+export async function sweep(env: Env, now = Date.now()): Promise<SweepRun> {
+  const at = await env.DB.prepare(
+    "SELECT last_account_id, pass_started_at, pass_checked FROM reconciliation_cursor WHERE id = 1",
+  ).first<{ last_account_id: string | null; pass_started_at: number | null; pass_checked: number }>();
+  const after = at?.last_account_id ?? null;
+  const fresh = after === null || at?.pass_started_at == null;
+  const passStartedAt = fresh ? now : (at?.pass_started_at ?? now);
+  const page = await accountPage(env.DB, after, SWEEP.pageSize);
+  const report = await checkAccounts(env, page.accountIds);
+  const passCompleted = page.nextCursor === null;
+  const passChecked = (fresh ? 0 : (at?.pass_checked ?? 0)) + report.checked;
+  await env.DB.prepare(
+    `INSERT INTO reconciliation_cursor (id, last_account_id, pass_started_at, pass_checked, updated_at)
+     VALUES (1, ?1, ?2, ?3, ?4)
+     ON CONFLICT (id) DO UPDATE SET last_account_id = ?1, pass_started_at = ?2, pass_checked = ?3, updated_at = ?4`,
+  )
+    .bind(page.nextCursor, passCompleted ? null : passStartedAt, passCompleted ? 0 : passChecked, now)
+    .run();
+  if (passCompleted) {
+    const passMs = now - passStartedAt;
+    const line = {
+      event: "reconciliation.pass_completed",
+      passMs,
+      periodMs: SWEEP.periodMs,
+      checkedAccounts: passChecked,
+    };
+    if (passMs > SWEEP.periodMs) console.warn(JSON.stringify({ ...line, event: "reconciliation.pass_overdue" }));
+    else console.log(JSON.stringify(line));
+  }
+  return { ...report, nextCursor: page.nextCursor, accountIds: page.accountIds, passCompleted };
 }
