@@ -3,6 +3,7 @@ import { type PlanId, PLANS, type Product, PRODUCTS } from "../worker/catalog";
 import type { ResetEpoch } from "../worker/core/account/state";
 import { iso } from "../worker/core/time";
 import { type AnswerBook, type Idempotent, type IdempotencyKey, idempotent } from "./idempotency";
+import { type Migration, migrate } from "./migrations";
 import { type Sql, sqlOf } from "./sql";
 
 /** The answer to a recorded reset; a replay answers the first one (`Idempotent.replayed`). */
@@ -20,13 +21,6 @@ export interface GlobalResetRequest {
   bankedResets?: "keep" | "restore";
   grantBankedResets?: { count: number; expiresInHours: number };
   reason: string;
-}
-
-/** One step of this object's schema; `id`s run 1, 2, 3… and each is applied once, in order. */
-export interface Migration {
-  id: number;
-  description: string;
-  sql: string[];
 }
 
 /**
@@ -139,26 +133,6 @@ export class ResetControlDO extends DurableObject<Env> {
       effectiveAtIso: iso(r.effective_at),
     }));
   }
-}
-
-/**
- * Brings the stored schema up to the last migration, inside the caller's transaction: nothing runs when the stored
- * `schema_version` is current (or ahead, as after a rollback of the code); otherwise each later migration runs in
- * order and the version is recorded once. No `schema_version` table at all means a new object (version 0).
- */
-function migrate(db: Sql, migrations: readonly Migration[]): void {
-  migrations.forEach((m, i) => {
-    if (m.id !== i + 1) throw new Error(`reset-control migration ${i + 1} has id ${m.id}: ids must run 1, 2, 3…`);
-  });
-  const hasVersionTable = db.first`SELECT 1 AS present FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'`;
-  const stored = hasVersionTable
-    ? (db.first<{ version: number | null }>`SELECT MAX(version) AS version FROM schema_version`?.version ?? 0)
-    : 0;
-  const pending = migrations.filter((m) => m.id > stored);
-  if (pending.length === 0) return;
-  for (const m of pending) for (const statement of m.sql) db.exec(statement);
-  db.run`DELETE FROM schema_version`;
-  db.run`INSERT INTO schema_version (version) VALUES (${pending[pending.length - 1].id})`;
 }
 
 function toEpoch(r: ResetRow): ResetEpoch {

@@ -3,11 +3,7 @@
  * storage has come; only the migrations after it run, in order, inside the first write's transaction. Append a
  * migration to change the schema; never edit one that has shipped.
  */
-export interface Migration {
-  id: number;
-  description: string;
-  sql: string[];
-}
+import { type Migration, versionOf } from "../migrations";
 
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -103,4 +99,4 @@ export const MIGRATIONS: readonly Migration[] = [
   },
 ];
 
-export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].id;
+export const SCHEMA_VERSION = versionOf(MIGRATIONS);

@@ -14,6 +14,7 @@ import type {
 } from "../../worker/core/account/state";
 import { EMPTY_STATE } from "../../worker/core/account/state";
 import type { AnswerBook, IdempotencyKey } from "../idempotency";
+import { migrate } from "../migrations";
 import type { Sql } from "../sql";
 import {
   type AccountRow,
@@ -29,7 +30,7 @@ import {
   windowEntries,
   windowKey,
 } from "./rows";
-import { MIGRATIONS, SCHEMA_VERSION } from "./schema";
+import { MIGRATIONS } from "./schema";
 
 type Sum = { s: number | null };
 
@@ -51,13 +52,7 @@ export class AccountStore {
 
   /** Creates the schema, or runs the migrations the stored version is behind; inside the caller's transaction. */
   migrate(): void {
-    this.db.run`CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`;
-    const stored = this.db.first<{ version: number }>`SELECT version FROM schema_version`;
-    if (stored?.version === SCHEMA_VERSION) return;
-    // Storage from before any version was kept already has migration 1's tables.
-    for (const m of MIGRATIONS) if (m.id > (stored?.version ?? 0)) for (const sql of m.sql) this.db.exec(sql);
-    if (stored) this.db.run`UPDATE schema_version SET version = ${SCHEMA_VERSION}`;
-    else this.db.run`INSERT INTO schema_version (version) VALUES (${SCHEMA_VERSION})`;
+    migrate(this.db, MIGRATIONS);
   }
 
   // ─────────────────────────── load ───────────────────────────
