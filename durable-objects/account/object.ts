@@ -4,7 +4,7 @@ import * as core from "../../worker/core/account";
 import type * as A from "../../worker/core/account/answers";
 import { heldBy } from "../../worker/core/account/guards";
 import type { AccountState, Answered, AutoTopUpConfig, Refused } from "../../worker/core/account/state";
-import { ok, refused } from "../../worker/core/account/state";
+import { isRefused, ok, refused } from "../../worker/core/account/state";
 import { freshSummary, type PanelView, panelDays, panelOf, summaryOf } from "../../worker/core/account/summary";
 import type { Charge, Usage } from "../../worker/core/pricing";
 import { keepsKey } from "../../worker/core/refusals";
@@ -222,7 +222,7 @@ export class AccountDO extends DurableObject<Env> {
       if (!key) throw new Error("a mutating call without an Idempotency-Key");
       // Answers in the book are results this object kept (JSON of R).
       const book = this.store.answers((json) => JSON.parse(json) as R, ctx.now);
-      return idempotent(book, key, run, (a) => !deferred && (!isRefusal(a) || keepsKey(a.refusal.code)));
+      return idempotent(book, key, run, (a) => !deferred && (!isRefused(a) || keepsKey(a.refusal.code)));
     });
     // Committed: only now does the snapshot change.
     if (mutating) this.schemaReady = true;
@@ -244,5 +244,3 @@ export class AccountDO extends DurableObject<Env> {
     await this.ctx.storage.setAlarm(at);
   }
 }
-
-const isRefusal = (r: Result): r is Refused => r.kind === "refused";

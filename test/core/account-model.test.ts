@@ -52,7 +52,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as core from "../../worker/core/account";
 import type { AccountSummary } from "../../worker/core/account/answers";
 import type { GrantInput } from "../../worker/core/account/credits";
-import { type AccountState, type Effect, ok, type ResetEpoch, type StepContext } from "../../worker/core/account/state";
+import {
+  type AccountState,
+  type Effect,
+  isRefused,
+  ok,
+  type ResetEpoch,
+  type StepContext,
+} from "../../worker/core/account/state";
+
+type Result = { kind: string };
 import type { LedgerEntry } from "../../worker/core/journal";
 import { chargeOf, type Charge, type Usage } from "../../worker/core/pricing";
 import {
@@ -217,10 +226,6 @@ function deepFreeze<T>(x: T): T {
 
 /** The snapshot as compared with a reload (grants in id order: their order in the snapshot carries no meaning). */
 const memoryView = (s: AccountState) => ({ ...s, grants: [...s.grants].sort((a, b) => (a.id < b.id ? -1 : 1)) });
-
-type Result = { kind: string };
-type Refusal = { kind: "refused"; refusal: { code: string } };
-const isRefused = (r: Result): r is Refusal => r.kind === "refused";
 
 /**
  * One call into the account, as the object takes it: a step on the current snapshot; a refusal changes nothing;

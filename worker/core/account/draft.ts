@@ -6,7 +6,8 @@ import { DEFAULT_PLAN, type Product, planFor } from "../../catalog";
 import { uuidv7 } from "../ids";
 import type { AccountEvent, LedgerEntry } from "../journal";
 import { type WindowKind, type WindowState, currentWindow } from "../windows";
-import type { AccountRecord, AccountState, Effect, GrantRecord, Reads, Refused, Step, StepContext } from "./state";
+import type { AccountRecord, AccountState, Effect, GrantRecord, Reads, Step, StepContext } from "./state";
+import { isRefused } from "./state";
 
 const MINUTE_MS = 60_000;
 
@@ -137,8 +138,6 @@ export function takeStep<R extends { kind: string }>(
   if (isRefused(result)) return { next: state, effects: [], result };
   return { next: d.state, effects: d.effects, result };
 }
-
-const isRefused = (r: { kind: string }): r is Refused => r.kind === "refused";
 
 export const MINUTE = MINUTE_MS;
 export const HOUR = 60 * MINUTE_MS;

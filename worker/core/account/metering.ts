@@ -9,7 +9,7 @@ import type { ConsumeResult, DenialFields, HoldResult, ReleaseResult, SettleResu
 import { afterCreditSpend, expireGrants } from "./credits";
 import type { Draft } from "./draft";
 import { creditPartOf, decideGuarded, pausesOn, waterfallInput } from "./guards";
-import { created, denied, type HoldRecord, ok, refused, type Refused } from "./state";
+import { created, denied, type HoldRecord, isRefused, ok, refused, type Refused } from "./state";
 import { decisionTail, flexState } from "./summary";
 
 const MAX = Number.MAX_SAFE_INTEGER;
@@ -90,8 +90,6 @@ function activeHold(d: Draft, holdId: string): HoldRecord | Refused {
   if (!status) return refused("not_found", "no such hold");
   return refused("hold_not_active", `the hold is already ${status}`);
 }
-
-const isRefused = (x: HoldRecord | Refused): x is Refused => "kind" in x;
 
 /** Settles at `cost`, or at `usage` priced for the hold's product. */
 export function settleHold(d: Draft, holdId: string, actualCost: { cost?: number; usage?: Usage }): SettleResult {

@@ -206,6 +206,9 @@ export interface Answered<R> {
 export const ok = <T>(body: T): Ok<T> => ({ kind: "ok", body });
 export const created = <T>(body: T): Created<T> => ({ kind: "created", body });
 export const denied = <D>(body: D): Denied<D> => ({ kind: "denied", body });
+/** Whether a result, or anything a step may answer with, is a refusal. */
+export const isRefused = (r: object): r is Refused => "kind" in r && r.kind === "refused";
+
 export const refused = (code: Refusal["code"], message: string, details?: Refusal["details"]): Refused => ({
   kind: "refused",
   refusal: { code, message, ...(details === undefined ? {} : { details }) },
