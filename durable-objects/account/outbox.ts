@@ -3,6 +3,7 @@
  * after the commit. A row is marked delivered only after its send resolved; anything unsent is sent again by the alarm.
  */
 import type { JournalMessage } from "../../worker/core/journal";
+import { MINUTE_MS } from "../../worker/core/time";
 import type { Sql } from "../sql";
 
 export type Sender = Pick<Queue<JournalMessage>, "sendBatch">;
@@ -76,7 +77,7 @@ export class Outbox {
     return {
       pending: n(this.db.first<{ n: number }>`SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL`),
       sentLastMinute: n(
-        this.db.first<{ n: number }>`SELECT COUNT(*) AS n FROM outbox WHERE delivered_at > ${Date.now() - 60_000}`,
+        this.db.first<{ n: number }>`SELECT COUNT(*) AS n FROM outbox WHERE delivered_at > ${Date.now() - MINUTE_MS}`,
       ),
     };
   }

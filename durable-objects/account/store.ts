@@ -14,6 +14,7 @@ import type {
 } from "../../worker/core/account/state";
 import { EMPTY_STATE } from "../../worker/core/account/state";
 import type { AnswerBook, IdempotencyKey } from "../idempotency";
+import { DAY_MS, HOUR_MS, minuteOf } from "../../worker/core/time";
 import { migrate } from "../migrations";
 import type { Sql } from "../sql";
 import {
@@ -34,9 +35,8 @@ import { MIGRATIONS } from "./schema";
 
 type Sum = { s: number | null };
 
-const DAY_MS = 86_400_000;
 export const RETENTION = {
-  idempotencyMs: catalog.guards.idempotencyRetentionHours * 3_600_000,
+  idempotencyMs: catalog.guards.idempotencyRetentionHours * HOUR_MS,
   decisionsMs: 7 * DAY_MS,
   deliveredOutboxMs: DAY_MS,
 };
@@ -84,8 +84,7 @@ export class AccountStore {
 
   readonly reads: Reads = {
     spentSince: (fromMs) =>
-      this.db.first<Sum>`SELECT SUM(amount) AS s FROM spend_minutes WHERE minute >= ${Math.floor(fromMs / 60_000)}`
-        ?.s ?? 0,
+      this.db.first<Sum>`SELECT SUM(amount) AS s FROM spend_minutes WHERE minute >= ${minuteOf(fromMs)}`?.s ?? 0,
     spentInMinute: (minute) =>
       this.db.first<{ amount: number }>`SELECT amount FROM spend_minutes WHERE minute = ${minute}`?.amount ?? 0,
     windowUsageAfter: (product, afterMs) =>
@@ -263,7 +262,7 @@ export class AccountStore {
     this.db.run`DELETE FROM window_charges WHERE at < ${now - WEEK_MS}`;
     this.db
       .run`DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ${wallNow - RETENTION.deliveredOutboxMs}`;
-    this.db.run`DELETE FROM spend_minutes WHERE minute < ${Math.floor((now - anomalyBaselineMs) / 60_000)}`;
+    this.db.run`DELETE FROM spend_minutes WHERE minute < ${minuteOf(now - anomalyBaselineMs)}`;
   }
 
   /** Wall-clock times when something next falls due: expiries and retention (request clock `now`), and delivery. */
@@ -292,7 +291,7 @@ export class AccountStore {
   } {
     return {
       spend: this.db.all<{ minute: number; amount: number }>`
-        SELECT minute, amount FROM spend_minutes WHERE minute >= ${start / 60_000}`,
+        SELECT minute, amount FROM spend_minutes WHERE minute >= ${minuteOf(start)}`,
       usage: this.db.all<{ at: number; amount: number }>`SELECT at, amount FROM window_charges WHERE at >= ${start}`,
     };
   }

@@ -5,10 +5,8 @@
  * lags the objects by the settlement queue (a second or two).
  */
 import type { Drift } from "../settlement/reconciliation";
+import { DAY_MS, HOUR_MS } from "../core/time";
 import type { LedgerKind } from "../settlement/messages";
-
-const HOUR_MS = 3_600_000;
-const DAY_MS = 24 * HOUR_MS;
 
 /** Events the overview lists: the anomaly guard's, auto top-up requests and depleted balances (and resumes, for context). */
 export const INCIDENT_EVENT_TYPES = [

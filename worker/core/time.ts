@@ -7,8 +7,15 @@ export const isoOrNull = (ms: number | null): string | null => (ms === null ? nu
 export const monthKey = (ms: number): string => iso(ms).slice(0, 7);
 
 /** Start of the UTC day holding `ms`: the spend-cap period. */
-export const utcDayStart = (ms: number): number => ms - (ms % 86_400_000);
-export const nextUtcMidnight = (ms: number): number => utcDayStart(ms) + 86_400_000;
+export const MINUTE_MS = 60_000;
+export const HOUR_MS = 60 * MINUTE_MS;
+export const DAY_MS = 24 * HOUR_MS;
+
+/** The epoch minute holding `ms`: the bucket credit spend is kept in. */
+export const minuteOf = (ms: number): number => Math.floor(ms / MINUTE_MS);
+
+export const utcDayStart = (ms: number): number => ms - (ms % DAY_MS);
+export const nextUtcMidnight = (ms: number): number => utcDayStart(ms) + DAY_MS;
 
 /** The same instant `months` calendar months later (day clamped to the target month's length). */
 export function addMonths(ms: number, months: number): number {

@@ -1,4 +1,5 @@
 import { accountObject } from "../../durable-objects/stubs";
+import { DAY_MS } from "../core/time";
 
 export interface Drift {
   accountId: string;
@@ -67,7 +68,7 @@ export const SWEEP = {
   pageSize: 500,
   /** the largest page, for the cron and for `?limit=` on demand */
   maxPageSize: 1000,
-  periodMs: 24 * 3_600_000,
+  periodMs: DAY_MS,
 } as const;
 
 export interface ReconciliationReport {

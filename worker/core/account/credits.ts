@@ -1,14 +1,14 @@
 /** The credits lifecycle (SPEC §6): grants, refunds, expiry, low-balance events and auto top-up. */
 import { catalog, planFor } from "../../catalog";
-import { addMonths, iso, monthKey } from "../time";
+import { addMonths, HOUR_MS, iso, MINUTE_MS, monthKey } from "../time";
 import type { AccountChangeResult, GrantResult, RefundResult } from "./answers";
-import { HOUR, type Draft } from "./draft";
+import type { Draft } from "./draft";
 import { type AutoTopUpConfig, created, type GrantRecord, ok, refused, type Refused } from "./state";
 import { creditBalance, DEFAULT_AUTO_TOP_UP, grantJson, summaryIn } from "./summary";
 
 const MAX = Number.MAX_SAFE_INTEGER;
-const TOP_UP_COOLDOWN_MS = 60_000;
-const TOP_UP_PENDING_TIMEOUT_MS = HOUR;
+const TOP_UP_COOLDOWN_MS = MINUTE_MS;
+const TOP_UP_PENDING_TIMEOUT_MS = HOUR_MS;
 
 export interface GrantInput {
   amount: number;

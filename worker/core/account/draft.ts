@@ -4,12 +4,11 @@
  */
 import { DEFAULT_PLAN, type Product, planFor } from "../../catalog";
 import { uuidv7 } from "../ids";
+import { minuteOf } from "../time";
 import type { AccountEvent, LedgerEntry } from "../journal";
 import { type WindowKind, type WindowState, currentWindow } from "../windows";
 import type { AccountRecord, AccountState, Effect, GrantRecord, Reads, Step, StepContext } from "./state";
 import { isRefused } from "./state";
-
-const MINUTE_MS = 60_000;
 
 export class Draft {
   readonly state: AccountState;
@@ -113,7 +112,7 @@ export class Draft {
 
   /** Credit spend since `fromMs`'s minute: what is stored plus what this step has spent so far. */
   spentSince(fromMs: number): number {
-    const from = Math.floor(fromMs / MINUTE_MS);
+    const from = minuteOf(fromMs);
     let own = 0;
     for (const e of this.effects) if (e.type === "spend" && e.minute >= from) own += e.amount;
     return this.reads.spentSince(fromMs) + own;
@@ -138,7 +137,3 @@ export function takeStep<R extends { kind: string }>(
   if (isRefused(result)) return { next: state, effects: [], result };
   return { next: d.state, effects: d.effects, result };
 }
-
-export const MINUTE = MINUTE_MS;
-export const HOUR = 60 * MINUTE_MS;
-export const DAY = 24 * HOUR;

@@ -4,11 +4,10 @@
  */
 import { catalog, type Product } from "../../catalog";
 import { anomalyThreshold } from "../guards";
-import { utcDayStart } from "../time";
+import { DAY_MS, MINUTE_MS, minuteOf, utcDayStart } from "../time";
 import { type Decision, decide, type Source, type WaterfallInput } from "../waterfall";
 import { viewWindow } from "../windows";
 import type { Draft } from "./draft";
-import { DAY, MINUTE } from "./draft";
 import type { AccountState } from "./state";
 import { flexState } from "./summary";
 
@@ -69,7 +68,7 @@ export function pausesOn(d: Draft, creditPart: number): boolean {
   const g = catalog.guards.anomaly;
   const trailing = trailingSpend(d) + heldCredits(d.state);
   if (trailing + creditPart <= g.floorMicroCredits) return false;
-  const threshold = anomalyThreshold(g, d.spentSince(d.now - g.baselineDays * DAY));
+  const threshold = anomalyThreshold(g, d.spentSince(d.now - g.baselineDays * DAY_MS));
   if (trailing + creditPart <= threshold) return false;
   d.update({ paused: true });
   d.event("account.credits_paused", { trailingSpend: trailing, attempted: creditPart, threshold });
@@ -81,8 +80,8 @@ export function pausesOn(d: Draft, creditPart: number): boolean {
  * resume's own minute counts, less what that minute held when the operator resumed.
  */
 function trailingSpend(d: Draft): number {
-  const from = d.now - (catalog.guards.anomaly.trailingMinutes - 1) * MINUTE;
+  const from = d.now - (catalog.guards.anomaly.trailingMinutes - 1) * MINUTE_MS;
   const { resumedAt, resumedSpend } = d.account;
-  if (resumedAt === null || Math.floor(resumedAt / MINUTE) < Math.floor(from / MINUTE)) return d.spentSince(from);
+  if (resumedAt === null || minuteOf(resumedAt) < minuteOf(from)) return d.spentSince(from);
   return Math.max(0, d.spentSince(resumedAt) - resumedSpend);
 }

@@ -2,7 +2,7 @@
 import type { Product } from "../../catalog";
 import { uuidv7 } from "../ids";
 import { chargeOf, type Charge, type Usage } from "../pricing";
-import { iso, isoOrNull, monthKey } from "../time";
+import { iso, isoOrNull, minuteOf, monthKey } from "../time";
 import { allocate, type Decision, guardedCreditBudget, type Source, settleReservation } from "../waterfall";
 import { chargeWindow, releaseWindow, viewWindow, WINDOW_KINDS, type WindowKind } from "../windows";
 import type { ConsumeResult, DenialFields, HoldResult, ReleaseResult, SettleResult } from "./answers";
@@ -211,7 +211,7 @@ function applyCharges(d: Draft, product: Product, sources: Source[], meta: Charg
 /** A `charge` ledger entry for one layer that paid, plus the spend counters it feeds. */
 function recordCharge(d: Draft, product: Product, s: Source, meta: ChargeMeta): void {
   d.update({ chargedTotal: d.account.chargedTotal + s.amount });
-  if (s.layer !== "window") d.effect({ type: "spend", minute: Math.floor(d.now / 60_000), amount: s.amount });
+  if (s.layer !== "window") d.effect({ type: "spend", minute: minuteOf(d.now), amount: s.amount });
   d.ledger({ kind: "charge", amount: s.amount, layer: s.layer, product, grantId: grantIdOf(s), ...meta });
   if (s.layer === "grant") afterCreditSpend(d, s.amount);
 }

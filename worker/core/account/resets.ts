@@ -2,7 +2,8 @@
 import { PRODUCTS, type Product, planFor } from "../../catalog";
 import { WINDOW_KINDS } from "../windows";
 import type { BankedResetResult } from "./answers";
-import { DAY, type Draft, HOUR } from "./draft";
+import { DAY_MS, HOUR_MS } from "../time";
+import type { Draft } from "./draft";
 import { type AccountRecord, ok, refused } from "./state";
 import { availableBankedResets, bankedResetsJson, summaryIn } from "./summary";
 
@@ -42,7 +43,7 @@ function insertInOrder<T extends { expiresAt: number | null; grantedAt: number }
 export function accrueBankedResets(d: Draft, account: AccountRecord): void {
   const rule = planFor(account.plan).bankedResets;
   if (!rule) return;
-  const period = rule.everyDays * DAY;
+  const period = rule.everyDays * DAY_MS;
   const periods = Math.floor((d.now - account.bankedAccruedAt) / period);
   if (periods <= 0) return;
   const room = Math.max(0, rule.max - availableBankedResets(d.state, d.now).length);
@@ -87,7 +88,7 @@ export function applyGlobalResets(d: Draft, account: AccountRecord): void {
       if (missing > 0) addBankedResets(d, missing, null, `global:${r.resetId}`);
     }
     if (r.grantBankedResets) {
-      const expiresAt = r.effectiveAt + r.grantBankedResets.expiresInHours * HOUR;
+      const expiresAt = r.effectiveAt + r.grantBankedResets.expiresInHours * HOUR_MS;
       if (expiresAt > d.now) addBankedResets(d, r.grantBankedResets.count, expiresAt, `global:${r.resetId}`);
     }
     if (forgiven > 0) d.ledger({ kind: "reset", amount: forgiven, note: `global:${r.resetId}` });

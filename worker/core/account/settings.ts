@@ -1,7 +1,8 @@
 /** What the billing system and operators set: the plan, the spend cap, and the resume of paused spending. */
 import type { PlanId } from "../../catalog";
 import type { AccountChangeResult, ResumeResult } from "./answers";
-import { type Draft, MINUTE } from "./draft";
+import { minuteOf } from "../time";
+import type { Draft } from "./draft";
 import { ok } from "./state";
 import { summaryIn } from "./summary";
 
@@ -25,7 +26,7 @@ export function setSpendCap(d: Draft, dailyLimit: number | null): AccountChangeR
 export function resume(d: Draft, operator: string): ResumeResult {
   const wasPaused = d.account.paused;
   if (wasPaused) {
-    d.update({ paused: false, resumedAt: d.now, resumedSpend: d.spentInMinute(Math.floor(d.now / MINUTE)) });
+    d.update({ paused: false, resumedAt: d.now, resumedSpend: d.spentInMinute(minuteOf(d.now)) });
     d.event("account.credits_resumed", { operator });
   }
   return ok({ resumed: wasPaused, account: summaryIn(d) });

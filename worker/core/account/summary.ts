@@ -1,6 +1,6 @@
 /** What the account looks like from outside: the summary, `remaining`, and a decision's windows (SPEC §8). */
 import { DEFAULT_PLAN, PRODUCTS, type Plan, type Product, planFor } from "../../catalog";
-import { iso, isoOrNull, monthKey, utcDayStart } from "../time";
+import { DAY_MS, iso, isoOrNull, MINUTE_MS, monthKey, utcDayStart } from "../time";
 import { burnDownOrder, type FlexState, type GrantState } from "../waterfall";
 import { WINDOW_KINDS, type WindowKind, type WindowState, viewWindow, windowJson } from "../windows";
 import type { AccountSummary, BankedResetsJson, DecisionTail, GrantJson, Remaining, WindowJson } from "./answers";
@@ -157,7 +157,7 @@ export function panelOf(
   const window = new Map<number, number>();
   const add = (m: Map<number, number>, at: number, amount: number) =>
     m.set(utcDayStart(at), (m.get(utcDayStart(at)) ?? 0) + amount);
-  for (const r of history.spend) add(credits, r.minute * 60_000, r.amount);
+  for (const r of history.spend) add(credits, r.minute * MINUTE_MS, r.amount);
   for (const r of history.usage) add(window, r.at, r.amount);
   const account = state.account;
   const rule = planFor(account?.plan ?? DEFAULT_PLAN).bankedResets;
@@ -183,5 +183,3 @@ export function panelOf(
       : null,
   };
 }
-
-const DAY_MS = 86_400_000;
