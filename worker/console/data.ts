@@ -57,6 +57,34 @@ export interface LedgerRowView {
   createdAt: number;
 }
 
+/** A ledger row as D1 holds it: the columns both ledger reads select. */
+const LEDGER_COLUMNS = "seq, id, kind, amount, layer, product, grant_id, hold_id, note, created_at";
+type LedgerRow = {
+  seq: number;
+  id: string;
+  kind: LedgerKind;
+  amount: number;
+  layer: LedgerRowView["layer"];
+  product: string | null;
+  grant_id: string | null;
+  hold_id: string | null;
+  note: string | null;
+  created_at: number;
+};
+
+const ledgerRowView = (r: LedgerRow): LedgerRowView => ({
+  seq: r.seq,
+  id: r.id,
+  kind: r.kind,
+  amount: r.amount,
+  layer: r.layer,
+  product: r.product,
+  grantId: r.grant_id,
+  holdId: r.hold_id,
+  note: r.note,
+  createdAt: r.created_at,
+});
+
 const parseData = (text: string): Record<string, unknown> => {
   try {
     const v = JSON.parse(text) as unknown;
@@ -159,34 +187,12 @@ export async function ledgerPage(
 ): Promise<{ entries: LedgerRowView[]; nextCursor: number | null }> {
   const { results } = await db
     .prepare(
-      `SELECT seq, id, kind, amount, layer, product, grant_id, hold_id, note, created_at FROM ledger
+      `SELECT ${LEDGER_COLUMNS} FROM ledger
        WHERE account_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?`,
     )
     .bind(accountId, before ?? Number.MAX_SAFE_INTEGER, limit + 1)
-    .all<{
-      seq: number;
-      id: string;
-      kind: LedgerKind;
-      amount: number;
-      layer: LedgerRowView["layer"];
-      product: string | null;
-      grant_id: string | null;
-      hold_id: string | null;
-      note: string | null;
-      created_at: number;
-    }>();
-  const page = results.slice(0, limit).map((r) => ({
-    seq: r.seq,
-    id: r.id,
-    kind: r.kind,
-    amount: r.amount,
-    layer: r.layer,
-    product: r.product,
-    grantId: r.grant_id,
-    holdId: r.hold_id,
-    note: r.note,
-    createdAt: r.created_at,
-  }));
+    .all<LedgerRow>();
+  const page = results.slice(0, limit).map(ledgerRowView);
   return { entries: page, nextCursor: results.length > limit ? page[page.length - 1].seq : null };
 }
 
@@ -227,35 +233,10 @@ export async function refundableEntry(
   entryId: string,
 ): Promise<{ entry: LedgerRowView; refunded: number; left: number } | null> {
   const r = await db
-    .prepare(
-      "SELECT seq, id, kind, amount, layer, product, grant_id, hold_id, note, created_at FROM ledger WHERE id = ? AND account_id = ? AND kind IN ('charge', 'write_off')",
-    )
+    .prepare(`SELECT ${LEDGER_COLUMNS} FROM ledger WHERE id = ? AND account_id = ? AND kind IN ('charge', 'write_off')`)
     .bind(entryId, accountId)
-    .first<{
-      seq: number;
-      id: string;
-      kind: LedgerKind;
-      amount: number;
-      layer: LedgerRowView["layer"];
-      product: string | null;
-      grant_id: string | null;
-      hold_id: string | null;
-      note: string | null;
-      created_at: number;
-    }>();
+    .first<LedgerRow>();
   if (!r) return null;
   const refunded = (await refundedAgainst(db, accountId, [entryId])).get(entryId) ?? 0;
-  const entry: LedgerRowView = {
-    seq: r.seq,
-    id: r.id,
-    kind: r.kind,
-    amount: r.amount,
-    layer: r.layer,
-    product: r.product,
-    grantId: r.grant_id,
-    holdId: r.hold_id,
-    note: r.note,
-    createdAt: r.created_at,
-  };
-  return { entry, refunded, left: Math.max(0, r.amount - refunded) };
+  return { entry: ledgerRowView(r), refunded, left: Math.max(0, r.amount - refunded) };
 }
