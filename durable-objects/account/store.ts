@@ -26,7 +26,6 @@ import {
   holdOf,
   holdStatusOf,
   planOf,
-  productOf,
   sameRecord,
   windowEntries,
   windowKey,
@@ -107,11 +106,8 @@ export class AccountStore {
       this.db.first<{ refunded: number }>`SELECT refunded FROM entry_refunds WHERE entry_id = ${entryId}`?.refunded ??
       0,
     holdStatus: (holdId) => {
-      const h = this.db.first<{
-        state: string;
-        product: string;
-      }>`SELECT state, product FROM holds WHERE id = ${holdId}`;
-      return h ? { status: holdStatusOf(h.state), product: productOf(h.product) } : undefined;
+      const h = this.db.first<{ state: string }>`SELECT state FROM holds WHERE id = ${holdId}`;
+      return h ? holdStatusOf(h.state) : undefined;
     },
     grant: (id) => {
       const g = this.db.first<GrantRow>`SELECT * FROM grants WHERE id = ${id}`;

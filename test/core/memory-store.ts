@@ -135,7 +135,7 @@ export class MemoryStore {
     refundedAgainst: (entryId) => this.entryRefunds.get(entryId) ?? 0,
     holdStatus: (holdId) => {
       const h = this.holds.get(holdId);
-      return h ? { status: h.state, product: h.hold.product } : undefined;
+      return h?.state;
     },
     grant: (id) => {
       const g = this.grants.get(id);

@@ -86,7 +86,7 @@ function activeHold(d: Draft, holdId: string): HoldRecord | Refused {
   const hold = d.state.holds.find((h) => h.id === holdId);
   if (hold) return hold;
   const closed = d.effects.find((e) => e.type === "hold_closed" && e.holdId === holdId);
-  const status = closed?.type === "hold_closed" ? closed.status : d.reads.holdStatus(holdId)?.status;
+  const status = closed?.type === "hold_closed" ? closed.status : d.reads.holdStatus(holdId);
   if (!status) return refused("not_found", "no such hold");
   return refused("hold_not_active", `the hold is already ${status}`);
 }

@@ -115,7 +115,7 @@ export interface Reads {
   /** what refunds have compensated of one ledger entry */
   refundedAgainst(entryId: string): number;
   /** a hold that is no longer active */
-  holdStatus(holdId: string): { status: HoldStatus; product: Product } | undefined;
+  holdStatus(holdId: string): HoldStatus | undefined;
   /** a grant with nothing left (a release may give it back credits) */
   grant(grantId: string): GrantRecord | undefined;
 }

@@ -2,7 +2,7 @@
 import { DEFAULT_PLAN, PRODUCTS, type Plan, type Product, planFor } from "../../catalog";
 import { DAY_MS, iso, isoOrNull, MINUTE_MS, monthKey, utcDayStart } from "../time";
 import { burnDownOrder, type FlexState, type GrantState } from "../waterfall";
-import { WINDOW_KINDS, type WindowKind, type WindowState, viewWindow, windowJson } from "../windows";
+import { currentWindow, WINDOW_KINDS, type WindowKind, type WindowState, viewWindow, windowJson } from "../windows";
 import type { AccountSummary, BankedResetsJson, DecisionTail, GrantJson, Remaining, WindowJson } from "./answers";
 import type { Draft } from "./draft";
 import type { AccountRecord, AccountState, AutoTopUpConfig, BankedReset, DecisionWindows } from "./state";
@@ -132,7 +132,7 @@ export const decisionTail = (d: Draft, product: Product): DecisionTail => ({
 
 /** Only a denial with window usage on the books can be lifted by a global reset. */
 export const resetCouldHelp = (state: AccountState, now: number): boolean =>
-  PRODUCTS.some((p) => WINDOW_KINDS.some((k) => viewWindow(storedWindow(state, p, k), k, 0, now).used > 0));
+  PRODUCTS.some((p) => WINDOW_KINDS.some((k) => currentWindow(storedWindow(state, p, k), k, now).used > 0));
 
 /** The start of each UTC day of the `days` ending today, oldest first. */
 export const panelDays = (now: number, days: number): number[] =>
