@@ -33,3 +33,16 @@ export interface RefundRequest {
   reason: string;
   entryId?: string;
 }
+
+/** An account object's totals at the ledger's watermark, for reconciliation (SPEC §7). */
+export interface SettlementCut {
+  /** the journal's last sequence number */
+  lastSeq: number;
+  /** the sequence number the totals stand at: the ledger's watermark (or the object's legacy floor, if higher) */
+  cutSeq: number;
+  /** credit position (grant remainders + credits held) and charges, as of `cutSeq` */
+  creditPosition: number;
+  charged: number;
+  /** what this check sent again because it was overdue; null if nothing */
+  resent: { fromSeq: number; toSeq: number } | null;
+}

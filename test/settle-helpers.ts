@@ -5,7 +5,8 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type { AccountDO } from "../durable-objects/account/object";
-import type { SettlementMessage } from "../worker/settlement/messages";
+import { readHead } from "../worker/settlement/heads";
+import type { JournalMessage } from "../worker/settlement/messages";
 import { call } from "./helpers";
 
 export const LEDGER_KINDS = ["charge", "grant", "expiry", "refund", "write_off", "hold", "release", "reset"] as const;
@@ -72,55 +73,58 @@ export async function d1Rows(
   return results;
 }
 
-/** The account object's outbox: rows not yet delivered, and the ids of every ledger entry it ever wrote. */
-export async function outboxOf(id: string): Promise<{ pending: number; ledgerIds: string[]; total: number }> {
+/**
+ * The account object's journal: rows the ledger has not confirmed (above the watermark the object last learned), the
+ * ids of every ledger entry it still holds, and its last sequence number.
+ */
+export async function outboxOf(
+  id: string,
+): Promise<{ pending: number; ledgerIds: string[]; total: number; lastSeq: number; confirmed: number }> {
   return runInDurableObject(stubFor(id), (_i: AccountDO, state) => {
     const sql = state.storage.sql;
-    const pending = sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL").one().n;
-    const total = sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n;
+    const one = (q: string) => sql.exec<{ n: number }>(q).toArray()[0]?.n ?? 0;
+    const confirmed = one("SELECT confirmed AS n FROM settlement");
+    const pending = one(`SELECT COUNT(*) AS n FROM outbox WHERE seq > ${confirmed}`);
+    const total = one("SELECT COUNT(*) AS n FROM outbox");
+    const lastSeq = one("SELECT journal_seq AS n FROM account");
     const ledgerIds = sql
       .exec<{ entry_id: string }>(
         "SELECT entry_id FROM outbox WHERE json_extract(message, '$.type') = 'ledger' ORDER BY seq",
       )
       .toArray()
       .map((r) => r.entry_id);
-    return { pending, ledgerIds, total };
+    return { pending, ledgerIds, total, lastSeq, confirmed };
   });
 }
 
+/** The ledger's head for one account (watermark, highest, running totals), or null before its first entry. */
+export const headOf = (id: string) => readHead(env.DB, id);
+
 /**
- * Drains one account: runs its alarm (which re-sends undelivered outbox rows), flushes directly if rows are
- * still pending, then waits (bounded) until D1 holds one row per ledger entry the object wrote.
- * Returns the outbox and the D1 rows as they stand at the end, for the caller to assert on.
+ * Drains one account: runs its alarm (the settlement check: learn the ledger's watermark, send again what is overdue)
+ * until the object has confirmed its whole journal, waiting for the queue between runs. Returns the journal and the
+ * D1 rows as they stand at the end, for the caller to assert on.
  */
 export async function drainAccount(id: string, timeoutMs = 15_000) {
   const stub = stubFor(id);
   const deadline = Date.now() + timeoutMs;
-  await runDurableObjectAlarm(stub);
   let box = await outboxOf(id);
-  // A flush already under way (say, the object's own alarm, started while a fault was still injected)
-  // may still fail; flush again until the outbox is empty or the time is up.
   while (box.pending > 0 && Date.now() < deadline) {
-    await runInDurableObject(stub, (instance: AccountDO) => instance.flushOutbox());
+    await runDurableObjectAlarm(stub);
     box = await outboxOf(id);
-    if (box.pending > 0) await sleep(200);
+    if (box.pending > 0) await sleep(250);
   }
-  const rows = await waitFor(
-    () => d1Rows(id),
-    (r) => r.length >= box.ledgerIds.length,
-    timeoutMs,
-  );
-  return { box, rows };
+  return { box, rows: await d1Rows(id) };
 }
 
 export const reconciliation = (query = "") => call("GET", `/v1/admin/reconciliation${query}`);
 
 /** Every message the account object wrote to its outbox, oldest first. */
-export async function outboxMessages(id: string): Promise<SettlementMessage[]> {
+export async function outboxMessages(id: string): Promise<JournalMessage[]> {
   return runInDurableObject(stubFor(id), (_i: AccountDO, state) =>
     state.storage.sql
       .exec<{ message: string }>("SELECT message FROM outbox ORDER BY seq")
       .toArray()
-      .map((r) => JSON.parse(r.message) as SettlementMessage),
+      .map((r) => JSON.parse(r.message) as JournalMessage),
   );
 }

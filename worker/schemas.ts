@@ -249,18 +249,37 @@ export const LedgerEntry = z.object({
   createdAt: IsoTime,
 });
 export const LedgerPage = z.object({ entries: z.array(LedgerEntry), nextCursor: z.string().nullable() });
-export const Drift = z.object({
-  accountId: z.string(),
-  expected: z.number().int(),
-  actual: z.number().int(),
-  chargedExpected: z.number().int(),
-  chargedActual: z.number().int(),
-  pendingOutbox: Count,
-  sentLastMinute: Count,
-});
+const SeqRange = { fromSeq: Count, toSeq: Count };
+export const Drift = z
+  .object({
+    accountId: z.string(),
+    ...SeqRange,
+    expected: z.number().int(),
+    actual: z.number().int(),
+    chargedExpected: z.number().int(),
+    chargedActual: z.number().int(),
+  })
+  .openapi({
+    description:
+      "The object and the ledger differ at the same sequence number `toSeq` (the ledger's watermark); the last clean " +
+      "check stood at `fromSeq − 1`. `expected`/`actual`: credit position; `chargedExpected`/`chargedActual`: charges.",
+  });
+export const InFlight = z
+  .object({
+    accountId: z.string(),
+    ...SeqRange,
+    gap: z.boolean(),
+    resent: z.object(SeqRange).nullable(),
+  })
+  .openapi({
+    description:
+      "Journal entries `fromSeq`..`toSeq` the ledger does not hold yet: in flight, not drift. `gap`: later entries " +
+      "have arrived. `resent`: what this check sent again because it was overdue.",
+  });
 export const ReconciliationReport = z.object({
   checked: Count,
   drifted: z.array(Drift),
+  inFlight: z.array(InFlight),
   nextCursor: z
     .string()
     .nullable()

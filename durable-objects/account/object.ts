@@ -11,9 +11,12 @@ import { keepsKey } from "../../worker/core/refusals";
 import { utcDayStart } from "../../worker/core/time";
 import { idempotent } from "../idempotency";
 import { sqlOf } from "../sql";
-import type { CallContext, GrantRequest, RefundRequest } from "../types";
+import type { CallContext, GrantRequest, RefundRequest, SettlementCut } from "../types";
+import type { LedgerHead } from "../../worker/settlement/heads";
 import { newerEpochs, stepContext, withMissedEpochs } from "./epochs";
-import { OUTBOX_RETRY_MS, Outbox, type Sender } from "./outbox";
+import { faultPoints } from "../../worker/settlement/fault-points";
+import { NO_HEAD, readHead } from "../../worker/settlement/heads";
+import { CHECK_MS, Outbox, type Sender } from "./outbox";
 import { AccountStore } from "./store";
 
 type Result = { kind: string };
@@ -36,18 +39,19 @@ export class AccountDO extends DurableObject<Env> {
     super(ctx, env);
     const db = sqlOf(ctx.storage.sql);
     this.store = new AccountStore(db);
-    this.settlement = env.SETTLEMENT;
-    const [sender, retry, ready] = [
+    this.settlement = faultPoints.sender ? faultPoints.sender(env.SETTLEMENT) : env.SETTLEMENT;
+    this.outbox = new Outbox(
+      db,
       () => this.settlement,
-      (at: number) => this.ensureAlarm(at),
       () => this.schemaReady,
-    ];
-    this.outbox = new Outbox(db, sender, retry, ready);
+    );
     // A read of a never-written account leaves no storage behind; the first write creates the schema.
     this.schemaReady = this.store.hasSchema();
     if (this.schemaReady) ctx.storage.transactionSync(() => this.store.migrate());
     void ctx.blockConcurrencyWhile(async () => {
       this.alarmAt = await ctx.storage.getAlarm();
+      // Whatever the ledger has not confirmed gets a settlement check, whatever became of the last alarm.
+      if (this.alarmAt === null && this.outbox.hasUnconfirmed(this.lastSeq())) await this.ensureAlarm(Date.now());
     });
   }
 
@@ -104,19 +108,28 @@ export class AccountDO extends DurableObject<Env> {
     return this.transact(ctx, () => ok(link));
   }
 
-  /** The object's own totals, for reconciliation against the D1 ledger. */
-  reconciliationState() {
-    const state = this.schemaReady ? this.state() : null;
-    const creditPosition = state ? this.store.grantRemainder() + heldBy(state, (s) => s.layer === "grant") : 0;
-    const { pending, sentLastMinute } = state ? this.outbox.inFlight() : { pending: 0, sentLastMinute: 0 };
-    const account = state?.account;
-    return {
-      accountId: account?.accountId ?? null,
-      creditPosition,
-      chargedTotal: account?.chargedTotal ?? 0,
-      pendingOutbox: pending,
-      sentLastMinute,
+  /**
+   * Reconciliation at a consistent cut (SPEC §7): the object's totals as they stood at the ledger's watermark, which
+   * are its totals now less the entries above the watermark (all still in the journal: a row goes only once
+   * confirmed). Runs a settlement check with the given head, so what is overdue is sent again (healed).
+   */
+  async settlementCut(head: LedgerHead): Promise<SettlementCut> {
+    const state = this.state();
+    const lastSeq = this.lastSeq();
+    const cutSeq = Math.max(head.watermark, this.outbox.floor);
+    const above = this.outbox.totalsAbove(cutSeq);
+    const creditPosition = this.schemaReady
+      ? this.store.grantRemainder() + heldBy(state, (s) => s.layer === "grant")
+      : 0;
+    const cut = {
+      lastSeq,
+      cutSeq,
+      creditPosition: creditPosition - above.creditPosition,
+      charged: (state.account?.chargedTotal ?? 0) - above.charged,
     };
+    const checked = await this.outbox.check(head, lastSeq);
+    if (checked.nextAt !== null) await this.ensureAlarm(checked.nextAt);
+    return { ...cut, resent: checked.resent };
   }
 
   /** What the usage panel shows beside the summary (the object keeps 7 days of history). */
@@ -126,7 +139,7 @@ export class AccountDO extends DurableObject<Env> {
     return panelOf(this.state(), ctx.now, starts, history);
   }
 
-  /** Sends every undelivered outbox row to the queue (see outbox.ts). */
+  /** Sends every journal row this instance has not sent yet to the queue (see outbox.ts). */
   flushOutbox(): Promise<void> {
     return this.outbox.flush();
   }
@@ -142,16 +155,36 @@ export class AccountDO extends DurableObject<Env> {
     const step = core.step(state, ctx, this.store.reads, () => ok(null), { creates: false });
     this.ctx.storage.transactionSync(() => {
       this.store.write(state, step.next, step.effects, now);
-      this.store.prune(now, wallNow);
+      this.store.prune(now);
     });
     this.snapshot = step.next;
-    await this.outbox.flush();
     const times = this.store.dueAt(now, Date.now());
-    if (this.outbox.hasUndelivered()) times.push(Date.now() + OUTBOX_RETRY_MS);
+    const settlement = await this.settlementCheck();
+    if (settlement !== null) times.push(settlement);
     if (times.length > 0) await this.ensureAlarm(Math.min(...times));
   }
 
   // ─────────────────────────── the shell ───────────────────────────
+
+  /** Learns the ledger's head (D1) and runs the outbox's check; returns when the next is due, null when all is confirmed. */
+  private async settlementCheck(): Promise<number | null> {
+    const lastSeq = this.lastSeq();
+    const accountId = this.state().account?.accountId;
+    if (!accountId || !this.outbox.hasUnconfirmed(lastSeq)) return null;
+    try {
+      const head = (await readHead(this.env.DB, accountId)) ?? NO_HEAD;
+      return (await this.outbox.check(head, lastSeq)).nextAt;
+    } catch (err) {
+      // The ledger could not be read: send what was never sent, and ask again later.
+      console.error(JSON.stringify({ event: "settlement.head_unreadable", error: String(err) }));
+      await this.outbox.flush();
+      return Date.now() + CHECK_MS;
+    }
+  }
+
+  private lastSeq(): number {
+    return this.state().account?.journalSeq ?? 0;
+  }
 
   private state(): AccountState {
     this.snapshot ??= this.schemaReady ? this.store.load() : core.EMPTY_STATE;
@@ -190,9 +223,9 @@ export class AccountDO extends DurableObject<Env> {
       attempt = this.attempt(ctx, op, mutating, false);
     }
     if (this.outbox.pending && this.schemaReady) {
-      // The outbox rows are already durable; the answer does not wait for the queue.
+      // The journal rows are already durable; the answer does not wait for the queue. The check confirms them.
       this.ctx.waitUntil(this.outbox.flush());
-      void this.ensureAlarm(Date.now() + OUTBOX_RETRY_MS);
+      void this.ensureAlarm(Date.now() + CHECK_MS);
     }
     const { result, replayed } = attempt;
     return { result, replayed, resetSeq: this.state().account?.resetSeq ?? 0 };

@@ -1,27 +1,62 @@
 /**
- * The outbox: journal rows written in the same transaction as the change they record, sent to the settlement queue
- * after the commit. A row is marked delivered only after its send resolved; anything unsent is sent again by the alarm.
+ * The journal as outbox (SPEC §7). Rows are written in the same transaction as the change they record, each with
+ * the account's next sequence number. After the commit they are sent to the settlement queue, packed as many to a
+ * message as fit. Nothing marks a row sent: the ledger's watermark (the highest `seq` up to which D1 holds every
+ * entry) says what has arrived. A check, run by the object's alarm and by reconciliation, learns the watermark,
+ * sends again what is overdue above it, and lets pruning remove rows at or below it. See docs/settlement.md.
  */
-import type { JournalMessage } from "../../worker/core/journal";
-import { MINUTE_MS } from "../../worker/core/time";
+import type { JournalBatch, JournalMessage, Totals } from "../../worker/core/journal";
+import { totalsDelta } from "../../worker/core/journal";
+import type { LedgerHead } from "../../worker/settlement/heads";
 import type { Sql } from "../sql";
 
-export type Sender = Pick<Queue<JournalMessage>, "sendBatch">;
+export type { Sender } from "../../worker/settlement/fault-points";
+import type { Sender } from "../../worker/settlement/fault-points";
 
-const SEND_BATCH = 100;
-export const OUTBOX_RETRY_MS = 5_000;
+/** Queues take 128 KB a message and 256 KB a `sendBatch`; both are kept well under. */
+const MESSAGE_BYTES = 100_000;
+const SEND_BYTES = 200_000;
+const READ_ROWS = 500;
+/** A check follows every send by this much; while it finds entries overdue it backs off, doubling up to the cap. */
+export const CHECK_MS = 5_000;
+const MAX_CHECK_MS = 5 * 60_000;
+
+const bytes = new TextEncoder();
+
+/** What a settlement check did: when the next is due (null: all confirmed) and what it sent again. */
+export interface CheckResult {
+  nextAt: number | null;
+  resent: { fromSeq: number; toSeq: number } | null;
+}
 
 export class Outbox {
   private flushing: Promise<void> | null = null;
-  /** False only once a drain found nothing undelivered; a step that journals sets it. */
+  /** Rows up to here were handed to the queue by this instance; a new instance starts from `confirmed`. */
+  private sentThrough = 0;
+  /** `sentThrough` when the previous check ran: rows up to it that the ledger still lacks are overdue. */
+  private checkedThrough = 0;
+  /** Checks in a row that found entries overdue: the backoff's exponent. */
+  private overdueChecks = 0;
+  private position: { floor: number; confirmed: number } | null = null;
+  /** False only once a drain found nothing unsent; a step that journals sets it. */
   pending = true;
 
   constructor(
     private readonly db: Sql,
     private readonly sender: () => Sender,
-    private readonly retryLater: (at: number) => Promise<void>,
     private readonly hasSchema: () => boolean,
   ) {}
+
+  /** The legacy floor and the confirmed watermark, read once. */
+  private get settled(): { floor: number; confirmed: number } {
+    this.position ??= this.db.first<{ floor: number; confirmed: number }>`
+      SELECT floor, confirmed FROM settlement WHERE singleton = 1` ?? { floor: 0, confirmed: 0 };
+    return this.position;
+  }
+
+  get confirmed(): number {
+    return this.hasSchema() ? this.settled.confirmed : 0;
+  }
 
   /** One drain at a time; a call during a drain joins it (the drain loops until nothing is left). */
   flush(): Promise<void> {
@@ -43,46 +78,126 @@ export class Outbox {
     }
     try {
       for (;;) {
+        const from = Math.max(this.sentThrough, this.settled.confirmed);
         const rows = this.db.all<{ seq: number; message: string }>`
-          SELECT seq, message FROM outbox WHERE delivered_at IS NULL ORDER BY seq LIMIT ${SEND_BATCH}`;
+          SELECT seq, message FROM outbox WHERE seq > ${from} ORDER BY seq LIMIT ${READ_ROWS}`;
         if (rows.length === 0) {
           this.pending = false;
           return;
         }
-        // Rows this object wrote from journal messages.
-        const batch = rows.map((r) => ({
-          body: JSON.parse(r.message) as JournalMessage,
-          contentType: "json" as const,
-        }));
-        await this.sender().sendBatch(batch);
-        this.db.run`UPDATE outbox SET delivered_at = ${Date.now()}
-          WHERE delivered_at IS NULL AND seq >= ${rows[0].seq} AND seq <= ${rows[rows.length - 1].seq}`;
+        for (const send of this.packed(rows)) {
+          await this.sender().sendBatch(send.messages.map((body) => ({ body, contentType: "json" as const })));
+          this.sentThrough = Math.max(this.sentThrough, send.lastSeq);
+        }
       }
     } catch (err) {
-      // The rows stay undelivered; the alarm sends them again.
+      // What was not sent stays above `sentThrough`; the next check sends it.
       console.error(
         JSON.stringify({ event: "outbox.send_failed", error: err instanceof Error ? err.message : String(err) }),
       );
-      await this.retryLater(Date.now() + OUTBOX_RETRY_MS);
     }
   }
 
-  hasUndelivered(): boolean {
-    return this.db.first`SELECT 1 FROM outbox WHERE delivered_at IS NULL LIMIT 1` !== undefined;
+  /** Rows packed into messages of at most MESSAGE_BYTES, and messages into sends of at most SEND_BYTES. */
+  private packed(rows: { seq: number; message: string }[]): { messages: JournalBatch[]; lastSeq: number }[] {
+    const { floor } = this.settled;
+    const sends: { messages: JournalBatch[]; lastSeq: number }[] = [];
+    let send = { messages: [] as JournalBatch[], lastSeq: 0, bytes: 0 };
+    let message: JournalBatch | null = null;
+    let messageBytes = 0;
+    for (const row of rows) {
+      const size = bytes.encode(row.message).length + 1;
+      if (!message || messageBytes + size > MESSAGE_BYTES) {
+        if (send.bytes + messageBytes + size > SEND_BYTES && send.messages.length > 0) {
+          sends.push(send);
+          send = { messages: [], lastSeq: 0, bytes: 0 };
+        }
+        // Rows this object wrote from journal messages.
+        const first = JSON.parse(row.message) as JournalMessage;
+        message = { accountId: accountIdOf(first), floor, entries: [] };
+        send.messages.push(message);
+        messageBytes = 200;
+        send.bytes += messageBytes;
+      }
+      message.entries.push(JSON.parse(row.message) as JournalMessage);
+      messageBytes += size;
+      send.bytes += size;
+      send.lastSeq = row.seq;
+    }
+    if (send.messages.length > 0) sends.push(send);
+    return sends;
   }
 
-  /** Undelivered rows, and rows sent in the last minute (perhaps not yet in D1): drift still in flight. */
-  inFlight(): { pending: number; sentLastMinute: number } {
-    const n = (r: { n: number } | undefined) => r?.n ?? 0;
-    return {
-      pending: n(this.db.first<{ n: number }>`SELECT COUNT(*) AS n FROM outbox WHERE delivered_at IS NULL`),
-      sentLastMinute: n(
-        this.db.first<{ n: number }>`SELECT COUNT(*) AS n FROM outbox WHERE delivered_at > ${Date.now() - MINUTE_MS}`,
-      ),
-    };
+  /**
+   * Learns the ledger's watermark: rows at or below it are held by the ledger and may be pruned once past their
+   * horizon. A watermark past the journal's last `seq` is not believed (it would mean another journal wrote under
+   * this account's id); it is logged and confirmed only up to `lastSeq`.
+   */
+  confirm(watermark: number, lastSeq: number): void {
+    if (!this.hasSchema()) return;
+    if (watermark > lastSeq) console.error(JSON.stringify({ event: "settlement.watermark_ahead", watermark, lastSeq }));
+    const w = Math.min(watermark, lastSeq);
+    if (w <= this.settled.confirmed) return;
+    this.db.run`UPDATE settlement SET confirmed = ${w} WHERE singleton = 1`;
+    this.settled.confirmed = w;
   }
 
-  /** A ledger entry still in the outbox, by id. */
+  /**
+   * A settlement check, given the ledger's head: confirms what the ledger holds; sends again, from the watermark on,
+   * when something sent before the previous check is still missing (lost in transport, a consumer that gave up, a
+   * gap); sends what was never sent; and says when to check next (backing off while entries stay overdue).
+   */
+  async check(head: LedgerHead, lastSeq: number): Promise<CheckResult> {
+    if (!this.hasSchema()) return { nextAt: null, resent: null };
+    this.confirm(head.watermark, lastSeq);
+    const { confirmed } = this.settled;
+    if (confirmed >= lastSeq) {
+      this.overdueChecks = 0;
+      return { nextAt: null, resent: null };
+    }
+    let resent: CheckResult["resent"] = null;
+    // A drain in progress finishes first, so the resend below starts from a settled position.
+    if (this.flushing) await this.flushing;
+    if (confirmed < this.checkedThrough) {
+      resent = { fromSeq: confirmed + 1, toSeq: this.sentThrough };
+      console.warn(
+        JSON.stringify({ event: "settlement.resend", ...resent, highest: head.highest, gap: head.highest > confirmed }),
+      );
+      this.sentThrough = confirmed;
+      this.overdueChecks++;
+    } else this.overdueChecks = 0;
+    this.pending = true;
+    await this.flush();
+    this.checkedThrough = this.sentThrough;
+    return { nextAt: Date.now() + Math.min(MAX_CHECK_MS, CHECK_MS * 2 ** this.overdueChecks), resent };
+  }
+
+  /** Whether the journal holds rows the ledger has not confirmed. */
+  hasUnconfirmed(lastSeq: number): boolean {
+    return this.hasSchema() && this.settled.confirmed < lastSeq;
+  }
+
+  /** The totals of the ledger entries above `seq` still in the journal (entries in flight, for a cut). */
+  totalsAbove(seq: number): Totals & { entries: number } {
+    const out = { creditPosition: 0, charged: 0, entries: 0 };
+    if (!this.hasSchema()) return out;
+    for (const r of this.db.all<{ message: string }>`SELECT message FROM outbox WHERE seq > ${seq}`) {
+      out.entries++;
+      const m = JSON.parse(r.message) as JournalMessage;
+      if (m.type !== "ledger") continue;
+      const d = totalsDelta(m.entry);
+      out.creditPosition += d.creditPosition;
+      out.charged += d.charged;
+    }
+    return out;
+  }
+
+  /** The legacy floor (entries up to it were settled before sequencing). */
+  get floor(): number {
+    return this.hasSchema() ? this.settled.floor : 0;
+  }
+
+  /** A ledger entry still in the journal, by id. */
   ledgerEntry(entryId: string): { kind: string; amount: number } | null | undefined {
     const row = this.db.first<{ message: string }>`SELECT message FROM outbox WHERE entry_id = ${entryId}`;
     if (!row) return undefined;
@@ -90,7 +205,7 @@ export class Outbox {
     return m.type === "ledger" ? { kind: m.entry.kind, amount: m.entry.amount } : null;
   }
 
-  /** A charge or write-off a refund may name: from the outbox while there, else from the D1 ledger. */
+  /** A charge or write-off a refund may name: from the journal while there, else from the D1 ledger. */
   async refundableEntry(ledger: D1Database, accountId: string, entryId: string) {
     const local = this.hasSchema() ? this.ledgerEntry(entryId) : undefined;
     if (local !== undefined) return local;
@@ -100,3 +215,5 @@ export class Outbox {
       .first<{ kind: string; amount: number }>();
   }
 }
+
+const accountIdOf = (m: JournalMessage): string => (m.type === "ledger" ? m.entry.accountId : m.event.accountId);

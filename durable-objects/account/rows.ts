@@ -28,6 +28,7 @@ export type AccountRow = {
   resumed_at: number | null;
   resumed_spend: number;
   granted_total: number;
+  journal_seq: number;
 };
 export type GrantRow = {
   id: string;
@@ -95,6 +96,7 @@ export function accountOf(r: AccountRow): AccountRecord {
     resumedAt: r.resumed_at,
     resumedSpend: r.resumed_spend,
     grantedTotal: r.granted_total,
+    journalSeq: r.journal_seq,
   };
 }
 

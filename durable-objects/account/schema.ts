@@ -97,6 +97,24 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE idempotency DROP COLUMN status`,
     ],
   },
+  {
+    id: 5,
+    description:
+      "a sequenced journal (SPEC §7): the account's last sequence number, and how far the ledger has confirmed it",
+    sql: [
+      // The outbox's own sequence becomes the journal's: new entries continue after the highest ever assigned.
+      `ALTER TABLE account ADD COLUMN journal_seq INTEGER NOT NULL DEFAULT 0`,
+      `UPDATE account SET journal_seq = COALESCE((SELECT MAX(seq) FROM outbox), 0)`,
+      // `floor`: entries up to here were delivered before sequencing (the old per-row mark); the ledger counts them
+      // as held. `confirmed`: the ledger's watermark as last learned; journal rows above it are still owed.
+      `CREATE TABLE IF NOT EXISTS settlement (
+         singleton INTEGER PRIMARY KEY CHECK (singleton = 1), floor INTEGER NOT NULL, confirmed INTEGER NOT NULL)`,
+      `INSERT INTO settlement (singleton, floor, confirmed)
+         SELECT 1, f, f FROM (SELECT COALESCE(
+           (SELECT MIN(seq) - 1 FROM outbox WHERE delivered_at IS NULL), (SELECT MAX(seq) FROM outbox), 0) AS f)`,
+      `DROP INDEX IF EXISTS outbox_pending`,
+    ],
+  },
 ];
 
 export const SCHEMA_VERSION = versionOf(MIGRATIONS);

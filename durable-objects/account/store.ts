@@ -37,7 +37,8 @@ type Sum = { s: number | null };
 export const RETENTION = {
   idempotencyMs: catalog.guards.idempotencyRetentionHours * HOUR_MS,
   decisionsMs: 7 * DAY_MS,
-  deliveredOutboxMs: DAY_MS,
+  /** a confirmed journal row is kept this long after it was made (the idempotency horizon) */
+  journalMs: catalog.guards.idempotencyRetentionHours * HOUR_MS,
 };
 
 const plus = (t: number | null, ms: number): number | null => (t === null ? null : t + ms);
@@ -140,18 +141,19 @@ export class AccountStore {
     if (!prev) {
       this.db
         .run`INSERT INTO account (singleton, account_id, plan, created_at, paused, spend_cap, auto_top_up, flex_month,
-        flex_used, reset_seq, banked_accrued_at, clock_offset, charged_total, resumed_at, resumed_spend, granted_total)
+        flex_used, reset_seq, banked_accrued_at, clock_offset, charged_total, resumed_at, resumed_spend, granted_total,
+        journal_seq)
         VALUES (1, ${a.accountId}, ${a.plan}, ${a.createdAt}, ${a.paused ? 1 : 0}, ${a.spendCap}, ${autoTopUp},
         ${a.flexMonth}, ${a.flexUsed}, ${a.resetSeq}, ${a.bankedAccruedAt}, ${a.clockOffset}, ${a.chargedTotal},
-        ${a.resumedAt}, ${a.resumedSpend}, ${a.grantedTotal})`;
+        ${a.resumedAt}, ${a.resumedSpend}, ${a.grantedTotal}, ${a.journalSeq})`;
       return;
     }
     if (sameRecord(prev, a)) return;
     this.db.run`UPDATE account SET plan = ${a.plan}, paused = ${a.paused ? 1 : 0}, spend_cap = ${a.spendCap},
       auto_top_up = ${autoTopUp}, flex_month = ${a.flexMonth}, flex_used = ${a.flexUsed}, reset_seq = ${a.resetSeq},
       banked_accrued_at = ${a.bankedAccruedAt}, clock_offset = ${a.clockOffset}, charged_total = ${a.chargedTotal},
-      resumed_at = ${a.resumedAt}, resumed_spend = ${a.resumedSpend}, granted_total = ${a.grantedTotal}
-      WHERE singleton = 1`;
+      resumed_at = ${a.resumedAt}, resumed_spend = ${a.resumedSpend}, granted_total = ${a.grantedTotal},
+      journal_seq = ${a.journalSeq} WHERE singleton = 1`;
   }
 
   /** Changed windows, one upsert each (measured no slower than one multi-row statement; see docs/performance.md). */
@@ -197,9 +199,9 @@ export class AccountStore {
     for (const e of effects) {
       switch (e.type) {
         case "journal": {
-          const { id, createdAt } = e.message.type === "ledger" ? e.message.entry : e.message.event;
-          this.db
-            .run`INSERT INTO outbox (entry_id, message, created_at) VALUES (${id}, ${JSON.stringify(e.message)}, ${createdAt})`;
+          const { id, seq, createdAt } = e.message.type === "ledger" ? e.message.entry : e.message.event;
+          this.db.run`INSERT INTO outbox (seq, entry_id, message, created_at)
+            VALUES (${seq}, ${id}, ${JSON.stringify(e.message)}, ${createdAt})`;
           break;
         }
         case "decision":
@@ -250,14 +252,16 @@ export class AccountStore {
   // ─────────────────────────── retention and views ───────────────────────────
 
   /** Deletes what has aged past its horizon. `now` is the request clock; delivery times are wall-clock. */
-  prune(now: number, wallNow: number): void {
+  prune(now: number): void {
     const anomalyBaselineMs = catalog.guards.anomaly.baselineDays * DAY_MS;
     this.db.run`DELETE FROM idempotency WHERE created_at < ${now - RETENTION.idempotencyMs}`;
     this.db.run`DELETE FROM decisions WHERE created_at < ${now - RETENTION.decisionsMs}`;
     this.db.run`DELETE FROM holds WHERE state != 'active' AND expires_at < ${now - RETENTION.decisionsMs}`;
     this.db.run`DELETE FROM window_charges WHERE at < ${now - WEEK_MS}`;
-    this.db
-      .run`DELETE FROM outbox WHERE delivered_at IS NOT NULL AND delivered_at < ${wallNow - RETENTION.deliveredOutboxMs}`;
+    // A journal row goes only once the ledger holds it (at or below the confirmed watermark) and its key's horizon
+    // has passed (SPEC §7); one range delete.
+    this.db.run`DELETE FROM outbox WHERE seq <= (SELECT confirmed FROM settlement)
+      AND created_at < ${now - RETENTION.journalMs}`;
     this.db.run`DELETE FROM spend_minutes WHERE minute < ${minuteOf(now - anomalyBaselineMs)}`;
   }
 
@@ -272,12 +276,13 @@ export class AccountStore {
         RETENTION.idempotencyMs,
       ),
       plus(t(this.db.first<{ t: number | null }>`SELECT MIN(created_at) AS t FROM decisions`), RETENTION.decisionsMs),
+      plus(
+        t(this.db.first<{ t: number | null }>`
+          SELECT MIN(created_at) AS t FROM outbox WHERE seq <= (SELECT confirmed FROM settlement)`),
+        RETENTION.journalMs,
+      ),
     ];
-    const delivered = t(this.db.first<{ t: number | null }>`
-      SELECT MIN(delivered_at) AS t FROM outbox WHERE delivered_at IS NOT NULL`);
-    const times = requestClock.flatMap((x) => (x === null ? [] : [wallNow + Math.max(0, x - now)]));
-    if (delivered !== null) times.push(Math.max(wallNow, delivered + RETENTION.deliveredOutboxMs));
-    return times;
+    return requestClock.flatMap((x) => (x === null ? [] : [wallNow + Math.max(0, x - now)]));
   }
 
   /** The usage panel's history since `start`: credit spend per minute, and window usage as recorded. */

@@ -452,9 +452,7 @@ export const OverviewPage: FC<OverviewProps> = ({
                   <th scope="col" class="num">
                     Charged, ledger
                   </th>
-                  <th scope="col" class="num">
-                    In flight
-                  </th>
+                  <th scope="col">Sequence range</th>
                 </tr>
               </thead>
               <tbody>
@@ -467,7 +465,9 @@ export const OverviewPage: FC<OverviewProps> = ({
                     <td class="num">{credits(d.actual)}</td>
                     <td class="num">{credits(d.chargedExpected)}</td>
                     <td class="num">{credits(d.chargedActual)}</td>
-                    <td class="num">{d.pendingOutbox + d.sentLastMinute}</td>
+                    <td>
+                      {d.fromSeq}–{d.toSeq}
+                    </td>
                   </tr>
                 ))}
               </tbody>

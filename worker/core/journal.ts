@@ -7,6 +7,8 @@ export type Layer = "window" | "grant" | "flex";
 /** One ledger entry. `amount` is positive; `kind` gives the direction. */
 export interface LedgerEntry {
   id: string;
+  /** the account's journal sequence number */
+  seq: number;
   accountId: string;
   kind: LedgerKind;
   amount: number;
@@ -23,6 +25,8 @@ export interface LedgerEntry {
 
 export interface AccountEvent {
   id: string;
+  /** the account's journal sequence number (events share the sequence with ledger entries) */
+  seq: number;
   accountId: string;
   type: string;
   createdAt: number;
@@ -30,3 +34,37 @@ export interface AccountEvent {
 }
 
 export type JournalMessage = { type: "ledger"; entry: LedgerEntry } | { type: "event"; event: AccountEvent };
+
+export const seqOf = (m: JournalMessage): number => (m.type === "ledger" ? m.entry.seq : m.event.seq);
+export const idOf = (m: JournalMessage): string => (m.type === "ledger" ? m.entry.id : m.event.id);
+
+/**
+ * What one settlement queue message carries: a run of one account's journal, as many entries as fit in a message
+ * (SPEC §7). `floor` is the sequence number up to which the account's entries were settled before the journal was
+ * sequenced (0 for every account created since): the ledger counts everything at or below it as held.
+ */
+export interface JournalBatch {
+  accountId: string;
+  floor: number;
+  entries: JournalMessage[];
+}
+
+/**
+ * The running totals reconciliation compares (SPEC §7): the credit position (grants + refunds − expiries − charges
+ * paid by grants; holds and releases cancel out, as a settled hold is written as release-all then charges) and every
+ * charge. The D1 consumer keeps the same sums in SQL (worker/settlement/consumer.ts, `ADVANCE`).
+ */
+export interface Totals {
+  creditPosition: number;
+  charged: number;
+}
+
+export function totalsDelta(e: LedgerEntry): Totals {
+  const credit =
+    e.kind === "grant" || e.kind === "refund"
+      ? e.amount
+      : e.kind === "expiry" || (e.kind === "charge" && e.layer === "grant")
+        ? -e.amount
+        : 0;
+  return { creditPosition: credit, charged: e.kind === "charge" ? e.amount : 0 };
+}

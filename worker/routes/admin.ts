@@ -234,7 +234,7 @@ adminRoutes.openapi(
     operationId: "getReconciliation",
     summary: "Compare accounts with the ledger",
     description:
-      "Checks each account object's credit position and charged total against the D1 ledger and lists those that differ, with the outbox entries still in flight. Checks one page of the ledger's accounts in account id order: without parameters the first page (500 accounts, or `limit`), with `cursor` the page after that account id; follow `nextCursor` until it is null to check every account. With `accountId`, checks that one account. The cron sweep keeps its own persisted cursor.",
+      "Compares each account object's credit position and charged total with the D1 ledger's running totals at the same sequence number (the ledger's watermark), so entries in flight are never drift; they are listed in `inFlight`, and those overdue are sent again. Checks one page of the ledger's accounts in account id order: without parameters the first page (500 accounts, or `limit`), with `cursor` the page after that account id; follow `nextCursor` until it is null to check every account. With `accountId`, checks that one account. The cron sweep keeps its own persisted cursor.",
     request: { query: ReconciliationQuery },
     responses: {
       200: json(ReconciliationReport, "accounts whose ledger differs from their object"),
@@ -248,6 +248,7 @@ adminRoutes.openapi(
     const report = accountId
       ? await reconcile(c.env, { accountIds: [accountId] })
       : await reconcile(c.env, { cursor, limit });
-    return c.json({ checked: report.checked, drifted: report.drifted, nextCursor: report.nextCursor }, 200);
+    const { checked, drifted, inFlight, nextCursor } = report;
+    return c.json({ checked, drifted, inFlight, nextCursor }, 200);
   },
 );

@@ -1,5 +1,6 @@
-import type { LedgerEntry, SettlementMessage, AccountEvent } from "./messages";
+import type { AccountEvent, JournalMessage, LedgerEntry, SettlementMessage } from "./messages";
 import { LEDGER_KINDS } from "./messages";
+import { faultPoints } from "./fault-points";
 import { deliverWebhook } from "./webhooks";
 
 const MAX_BACKOFF_SECONDS = 300;
@@ -7,12 +8,15 @@ const MAX_BACKOFF_SECONDS = 300;
 /** 2, 4, 8 … seconds, capped: a retried message waits longer each attempt. */
 export const backoffSeconds = (attempts: number): number => Math.min(MAX_BACKOFF_SECONDS, 2 ** Math.max(1, attempts));
 
-function isLedgerEntry(e: unknown): e is LedgerEntry {
+const isSeq = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 1;
+
+function isLedgerEntry(e: unknown, accountId: string): e is LedgerEntry {
   const x = e as LedgerEntry;
   return (
     !!x &&
     typeof x.id === "string" &&
-    typeof x.accountId === "string" &&
+    x.accountId === accountId &&
+    isSeq(x.seq) &&
     (LEDGER_KINDS as readonly string[]).includes(x.kind) &&
     Number.isSafeInteger(x.amount) &&
     x.amount > 0 &&
@@ -20,57 +24,93 @@ function isLedgerEntry(e: unknown): e is LedgerEntry {
   );
 }
 
-function isEvent(e: unknown): e is AccountEvent {
+function isEvent(e: unknown, accountId: string): e is AccountEvent {
   const x = e as AccountEvent;
   return (
     !!x &&
     typeof x.id === "string" &&
-    typeof x.accountId === "string" &&
+    x.accountId === accountId &&
+    isSeq(x.seq) &&
     typeof x.type === "string" &&
     Number.isSafeInteger(x.createdAt)
   );
 }
 
-/** The D1 statements that settle one message. Each is idempotent by the entry's id. */
+const isJournalMessage = (m: JournalMessage, accountId: string): boolean =>
+  (m?.type === "ledger" && isLedgerEntry(m.entry, accountId)) || (m?.type === "event" && isEvent(m.event, accountId));
+
+function isBatch(msg: unknown): msg is SettlementMessage {
+  const x = msg as SettlementMessage;
+  return (
+    !!x &&
+    typeof x.accountId === "string" &&
+    Number.isSafeInteger(x.floor) &&
+    x.floor >= 0 &&
+    Array.isArray(x.entries) &&
+    x.entries.every((m) => isJournalMessage(m, x.accountId))
+  );
+}
+
+// Each entry is applied once by its (account_id, account_seq) and by its id: a redelivery inserts nothing.
+const INSERT_LEDGER = `INSERT OR IGNORE INTO ledger (id, account_id, account_seq, kind, amount, layer, product, grant_id,
+    decision_id, hold_id, idempotency_key, rate_card_version, note, created_at, settled_at)
+  SELECT json_extract(value, '$.id'), json_extract(value, '$.accountId'), json_extract(value, '$.seq'),
+    json_extract(value, '$.kind'), json_extract(value, '$.amount'), json_extract(value, '$.layer'),
+    json_extract(value, '$.product'), json_extract(value, '$.grantId'), json_extract(value, '$.decisionId'),
+    json_extract(value, '$.holdId'), json_extract(value, '$.idempotencyKey'), json_extract(value, '$.rateCardVersion'),
+    json_extract(value, '$.note'), json_extract(value, '$.createdAt'), ?2
+  FROM json_each(?1)`;
+
+const INSERT_EVENTS = `INSERT OR IGNORE INTO events (id, account_id, account_seq, type, data, created_at)
+  SELECT json_extract(value, '$.id'), json_extract(value, '$.accountId'), json_extract(value, '$.seq'),
+    json_extract(value, '$.type'), COALESCE(json_extract(value, '$.data'), '{}'), json_extract(value, '$.createdAt')
+  FROM json_each(?1)`;
+
+/** The account's head, created at its floor (0 for accounts sequenced from the start), or raised to it. */
+const OPEN_HEAD = `INSERT INTO ledger_heads (account_id, watermark, highest, credit_position, charged_total, updated_at)
+  VALUES (?1, ?2, ?2, 0, 0, ?3)
+  ON CONFLICT (account_id) DO UPDATE SET watermark = excluded.watermark, highest = MAX(highest, excluded.watermark)
+  WHERE ledger_heads.watermark < excluded.watermark`;
+
+/**
+ * Moves the watermark over every contiguous seq now present (ledger entries and events share the sequence), adds
+ * the entries it passes to the running totals (the same sums as `totalsDelta` in worker/core/journal.ts), and
+ * records the highest seq seen. One statement, so concurrent consumers cannot interleave a read and a write.
+ */
+const ADVANCE = `WITH RECURSIVE run(s) AS (
+    SELECT watermark FROM ledger_heads WHERE account_id = ?1
+    UNION ALL
+    SELECT s + 1 FROM run
+    WHERE EXISTS (SELECT 1 FROM ledger WHERE account_id = ?1 AND account_seq = s + 1)
+       OR EXISTS (SELECT 1 FROM events WHERE account_id = ?1 AND account_seq = s + 1)
+  )
+  UPDATE ledger_heads SET
+    credit_position = credit_position + (
+      SELECT COALESCE(SUM(CASE WHEN kind IN ('grant', 'refund') THEN amount
+                               WHEN kind = 'expiry' OR (kind = 'charge' AND layer = 'grant') THEN -amount
+                               ELSE 0 END), 0)
+      FROM ledger WHERE account_id = ?1 AND account_seq > ledger_heads.watermark AND account_seq <= nw.w),
+    charged_total = charged_total + (
+      SELECT COALESCE(SUM(amount), 0) FROM ledger
+      WHERE account_id = ?1 AND kind = 'charge' AND account_seq > ledger_heads.watermark AND account_seq <= nw.w),
+    watermark = nw.w,
+    highest = MAX(highest, ?2),
+    updated_at = ?3
+  FROM (SELECT MAX(s) AS w FROM run) AS nw
+  WHERE ledger_heads.account_id = ?1`;
+
+/** The D1 statements that settle one message: its entries, then the account's head. Redelivery is a no-op. */
 export function statementsFor(db: D1Database, msg: SettlementMessage, settledAt: number): D1PreparedStatement[] {
-  if (msg.type === "ledger" && isLedgerEntry(msg.entry)) {
-    const e = msg.entry;
-    return [
-      db
-        .prepare(
-          `INSERT OR IGNORE INTO ledger (id, account_id, kind, amount, layer, product, grant_id, decision_id, hold_id, idempotency_key, rate_card_version, note, created_at, settled_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-        )
-        .bind(
-          e.id,
-          e.accountId,
-          e.kind,
-          e.amount,
-          e.layer ?? null,
-          e.product ?? null,
-          e.grantId ?? null,
-          e.decisionId ?? null,
-          e.holdId ?? null,
-          e.idempotencyKey ?? null,
-          e.rateCardVersion ?? null,
-          e.note ?? null,
-          e.createdAt,
-          settledAt,
-        ),
-      db
-        .prepare("INSERT OR IGNORE INTO accounts (account_id, first_settled_at) VALUES (?, ?)")
-        .bind(e.accountId, settledAt),
-    ];
-  }
-  if (msg.type === "event" && isEvent(msg.event)) {
-    const e = msg.event;
-    return [
-      db
-        .prepare("INSERT OR IGNORE INTO events (id, account_id, type, data, created_at) VALUES (?, ?, ?, ?, ?)")
-        .bind(e.id, e.accountId, e.type, JSON.stringify(e.data ?? {}), e.createdAt),
-    ];
-  }
-  throw new Error("malformed settlement message");
+  if (!isBatch(msg)) throw new Error("malformed settlement message");
+  const ledger = msg.entries.flatMap((m) => (m.type === "ledger" ? [m.entry] : []));
+  const events = msg.entries.flatMap((m) => (m.type === "event" ? [m.event] : []));
+  const highest = Math.max(0, ...msg.entries.map((m) => (m.type === "ledger" ? m.entry.seq : m.event.seq)));
+  const stmts: D1PreparedStatement[] = [];
+  if (ledger.length > 0) stmts.push(db.prepare(INSERT_LEDGER).bind(JSON.stringify(ledger), settledAt));
+  if (events.length > 0) stmts.push(db.prepare(INSERT_EVENTS).bind(JSON.stringify(events)));
+  stmts.push(db.prepare(OPEN_HEAD).bind(msg.accountId, msg.floor, settledAt));
+  stmts.push(db.prepare(ADVANCE).bind(msg.accountId, highest, settledAt));
+  return stmts;
 }
 
 /**
@@ -79,6 +119,7 @@ export function statementsFor(db: D1Database, msg: SettlementMessage, settledAt:
  * retried with backoff. Messages that keep failing go to the dead-letter queue.
  */
 export async function settleBatch(batch: MessageBatch<SettlementMessage>, env: Env): Promise<void> {
+  faultPoints.consumer?.(batch, "before");
   const now = Date.now();
   const planned: { msg: Message<SettlementMessage>; stmts: D1PreparedStatement[] }[] = [];
   for (const msg of batch.messages) {
@@ -113,40 +154,40 @@ export async function settleBatch(batch: MessageBatch<SettlementMessage>, env: E
       }
     }
   }
-  // Ledger entries are done once in D1; an event is done once its webhook (if configured) is delivered.
-  await Promise.all(
-    settled.map((p) =>
-      p.msg.body.type === "event"
-        ? deliverEvent(env, p.msg as Message<Extract<SettlementMessage, { type: "event" }>>)
-        : p.msg.ack(),
-    ),
-  );
+  faultPoints.consumer?.(batch, "after");
+  // A message is done once its entries are in D1 and each event's webhook (if configured) is delivered.
+  await Promise.all(settled.map((p) => deliverEvents(env, p.msg)));
 }
 
-async function deliverEvent(env: Env, msg: Message<Extract<SettlementMessage, { type: "event" }>>): Promise<void> {
-  if (!env.WEBHOOK_URL) return msg.ack();
-  const event = msg.body.event;
-  try {
-    const done = await env.DB.prepare("SELECT webhook_delivered_at FROM events WHERE id = ?")
-      .bind(event.id)
-      .first<{ webhook_delivered_at: number | null }>();
-    if (done?.webhook_delivered_at == null) {
-      await deliverWebhook(env, event);
-      await env.DB.prepare("UPDATE events SET webhook_delivered_at = ? WHERE id = ?").bind(Date.now(), event.id).run();
+/** Posts each event's webhook once (`webhook_delivered_at` marks it), then acks; a failure retries the message. */
+async function deliverEvents(env: Env, msg: Message<SettlementMessage>): Promise<void> {
+  const events = msg.body.entries.flatMap((m) => (m.type === "event" ? [m.event] : []));
+  if (!env.WEBHOOK_URL || events.length === 0) return msg.ack();
+  for (const event of events) {
+    try {
+      const done = await env.DB.prepare("SELECT webhook_delivered_at FROM events WHERE id = ?")
+        .bind(event.id)
+        .first<{ webhook_delivered_at: number | null }>();
+      if (done?.webhook_delivered_at == null) {
+        await deliverWebhook(env, event);
+        await env.DB.prepare("UPDATE events SET webhook_delivered_at = ? WHERE id = ?")
+          .bind(Date.now(), event.id)
+          .run();
+      }
+    } catch (err) {
+      console.error(
+        JSON.stringify({
+          event: "webhook.retry",
+          eventId: event.id,
+          type: event.type,
+          attempts: msg.attempts,
+          error: errorText(err),
+        }),
+      );
+      return msg.retry({ delaySeconds: backoffSeconds(msg.attempts) });
     }
-    msg.ack();
-  } catch (err) {
-    console.error(
-      JSON.stringify({
-        event: "webhook.retry",
-        eventId: event.id,
-        type: event.type,
-        attempts: msg.attempts,
-        error: errorText(err),
-      }),
-    );
-    msg.retry({ delaySeconds: backoffSeconds(msg.attempts) });
   }
+  msg.ack();
 }
 
 const errorText = (err: unknown) => (err instanceof Error ? err.message : String(err));

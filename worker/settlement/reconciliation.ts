@@ -1,59 +1,78 @@
 import { accountObject } from "../../durable-objects/stubs";
 import { DAY_MS } from "../core/time";
+import { type LedgerHead, NO_HEAD, readHead } from "./heads";
 
+/**
+ * An account whose object and ledger disagree at the same sequence number (SPEC §7). Both sides stand at `toSeq`,
+ * the ledger's watermark; the last clean check stood at `fromSeq − 1`, so the difference lies in that range.
+ */
 export interface Drift {
   accountId: string;
-  /** the account object's credit position: grant remainders plus credits held */
+  fromSeq: number;
+  toSeq: number;
+  /** the account object's credit position at `toSeq`: grant remainders plus credits held, less entries above it */
   expected: number;
-  /** the same position derived from the D1 ledger */
+  /** the ledger's running credit position at `toSeq` */
   actual: number;
   chargedExpected: number;
   chargedActual: number;
-  /** outbox entries not yet sent to the queue */
-  pendingOutbox: number;
-  /** entries sent in the last minute, which the consumer may not have written yet */
-  sentLastMinute: number;
+}
+
+/** Entries the object journaled that the ledger does not hold yet: in flight, not drift. */
+export interface InFlight {
+  accountId: string;
+  fromSeq: number;
+  toSeq: number;
+  /** the ledger holds entries past a missing one */
+  gap: boolean;
+  /** what this check sent again because it was overdue (the heal); null when nothing was */
+  resent: { fromSeq: number; toSeq: number } | null;
+}
+
+export interface Check {
+  drift: Drift | null;
+  inFlight: InFlight | null;
 }
 
 /**
- * Ledger totals for one account. Credit position = grants + refunds − expiries − grant-layer charges
- * (hold and release entries cancel out, as a settled hold is written as release-all then charge).
+ * Checks one account at a consistent cut: reads the ledger's head (watermark and running totals), then asks the
+ * object for its totals at that watermark, which also sends again whatever is overdue above it. O(1) in the
+ * account's history: the object subtracts only the entries still in flight. A clean check records its watermark.
  */
-export async function ledgerTotals(
-  db: D1Database,
-  accountId: string,
-): Promise<{ creditPosition: number; charged: number }> {
-  const { results } = await db
-    .prepare(
-      "SELECT kind, layer, SUM(amount) AS total FROM ledger WHERE account_id = ? AND kind IN ('grant', 'refund', 'expiry', 'charge') GROUP BY kind, layer",
-    )
-    .bind(accountId)
-    .all<{ kind: string; layer: string | null; total: number }>();
-  let creditPosition = 0;
-  let charged = 0;
-  for (const r of results) {
-    if (r.kind === "grant" || r.kind === "refund") creditPosition += r.total;
-    if (r.kind === "expiry") creditPosition -= r.total;
-    if (r.kind === "charge") {
-      charged += r.total;
-      if (r.layer === "grant") creditPosition -= r.total;
-    }
+export async function reconcileAccount(env: Env, accountId: string): Promise<Check> {
+  const head: LedgerHead = (await readHead(env.DB, accountId)) ?? NO_HEAD;
+  const cut = await accountObject(env, accountId).settlementCut(head);
+  const inFlight: InFlight | null =
+    cut.lastSeq > cut.cutSeq
+      ? {
+          accountId,
+          fromSeq: cut.cutSeq + 1,
+          toSeq: cut.lastSeq,
+          gap: head.highest > head.watermark,
+          resent: cut.resent,
+        }
+      : null;
+  // A legacy object whose floor the ledger has not seen yet has no common cut with it: in flight until it has.
+  if (cut.cutSeq !== head.watermark) return { drift: null, inFlight };
+  if (cut.creditPosition === head.creditPosition && cut.charged === head.charged) {
+    if (head.checkedSeq < head.watermark)
+      await env.DB.prepare("UPDATE ledger_heads SET checked_seq = ?2 WHERE account_id = ?1 AND checked_seq < ?2")
+        .bind(accountId, head.watermark)
+        .run();
+    return { drift: null, inFlight };
   }
-  return { creditPosition, charged };
-}
-
-export async function reconcileAccount(env: Env, accountId: string): Promise<Drift | null> {
-  const stub = accountObject(env, accountId);
-  const [state, totals] = await Promise.all([stub.reconciliationState(), ledgerTotals(env.DB, accountId)]);
-  if (state.creditPosition === totals.creditPosition && state.chargedTotal === totals.charged) return null;
   return {
-    accountId,
-    expected: state.creditPosition,
-    actual: totals.creditPosition,
-    chargedExpected: state.chargedTotal,
-    chargedActual: totals.charged,
-    pendingOutbox: state.pendingOutbox,
-    sentLastMinute: state.sentLastMinute,
+    drift: {
+      accountId,
+      // the difference lies after the last clean check; if none came since it, anywhere in the history
+      fromSeq: head.checkedSeq < head.watermark ? head.checkedSeq + 1 : 1,
+      toSeq: head.watermark,
+      expected: cut.creditPosition,
+      actual: head.creditPosition,
+      chargedExpected: cut.charged,
+      chargedActual: head.charged,
+    },
+    inFlight,
   };
 }
 
@@ -74,6 +93,7 @@ export const SWEEP = {
 export interface ReconciliationReport {
   checked: number;
   drifted: Drift[];
+  inFlight: InFlight[];
   /** the last account id of this page, to pass as `cursor` for the next one; null when no account follows */
   nextCursor: string | null;
 }
@@ -88,9 +108,9 @@ async function accountPage(
   // One more than the page, to know whether another page follows (so the last page says nextCursor: null).
   const stmt =
     after === null
-      ? db.prepare("SELECT account_id FROM accounts ORDER BY account_id LIMIT ?").bind(size + 1)
+      ? db.prepare("SELECT account_id FROM ledger_heads ORDER BY account_id LIMIT ?").bind(size + 1)
       : db
-          .prepare("SELECT account_id FROM accounts WHERE account_id > ? ORDER BY account_id LIMIT ?")
+          .prepare("SELECT account_id FROM ledger_heads WHERE account_id > ? ORDER BY account_id LIMIT ?")
           .bind(after, size + 1);
   const { results } = await stmt.all<{ account_id: string }>();
   const accountIds = results.slice(0, size).map((r) => r.account_id);
@@ -98,17 +118,26 @@ async function accountPage(
 }
 
 /** Checks the accounts (20 at a time) and records the run in `reconciliation_runs`. */
-async function checkAccounts(env: Env, ids: string[]): Promise<{ checked: number; drifted: Drift[] }> {
+async function checkAccounts(
+  env: Env,
+  ids: string[],
+): Promise<{ checked: number; drifted: Drift[]; inFlight: InFlight[] }> {
   const drifted: Drift[] = [];
+  const inFlight: InFlight[] = [];
   for (let i = 0; i < ids.length; i += 20) {
     const chunk = await Promise.all(ids.slice(i, i + 20).map((id) => reconcileAccount(env, id)));
-    for (const d of chunk) if (d) drifted.push(d);
+    for (const c of chunk) {
+      if (c.drift) drifted.push(c.drift);
+      if (c.inFlight) inFlight.push(c.inFlight);
+    }
   }
   await env.DB.prepare("INSERT INTO reconciliation_runs (id, ran_at, checked, drifted) VALUES (?, ?, ?, ?)")
     .bind(crypto.randomUUID(), Date.now(), ids.length, JSON.stringify(drifted))
     .run();
   if (drifted.length > 0) console.warn(JSON.stringify({ event: "reconciliation.drift", checked: ids.length, drifted }));
-  return { checked: ids.length, drifted };
+  const resent = inFlight.filter((f) => f.resent !== null);
+  if (resent.length > 0) console.warn(JSON.stringify({ event: "reconciliation.resent", resent }));
+  return { checked: ids.length, drifted, inFlight };
 }
 
 /**

@@ -85,10 +85,18 @@ export class Draft {
     this.effects.push(e);
   }
 
+  /** The journal's next sequence number: contiguous per account, so the ledger can tell what it is missing. */
+  private nextSeq(): number {
+    const seq = this.account.journalSeq + 1;
+    this.update({ journalSeq: seq });
+    return seq;
+  }
+
   /** Appends a ledger entry to the journal; returns its id. */
-  ledger(e: Omit<LedgerEntry, "id" | "accountId" | "createdAt">): string {
+  ledger(e: Omit<LedgerEntry, "id" | "seq" | "accountId" | "createdAt">): string {
     const entry: LedgerEntry = {
       id: uuidv7(this.ctx.wallNow),
+      seq: this.nextSeq(),
       accountId: this.ctx.accountId,
       createdAt: this.now,
       ...(this.ctx.idempotencyKey ? { idempotencyKey: this.ctx.idempotencyKey } : {}),
@@ -102,6 +110,7 @@ export class Draft {
   event(type: string, data: Record<string, unknown>): void {
     const event: AccountEvent = {
       id: uuidv7(this.ctx.wallNow),
+      seq: this.nextSeq(),
       accountId: this.ctx.accountId,
       type,
       createdAt: this.now,

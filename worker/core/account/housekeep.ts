@@ -40,6 +40,7 @@ export function ensureAccount(d: Draft): void {
     resumedAt: null,
     resumedSpend: 0,
     grantedTotal: 0,
+    journalSeq: 0,
   };
   d.effect({ type: "plan_changed", since: d.now, plan: DEFAULT_PLAN });
 }

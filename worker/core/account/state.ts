@@ -37,6 +37,8 @@ export interface AccountRecord {
   /** credit spend already in the resume's minute when the operator resumed */
   resumedSpend: number;
   grantedTotal: number;
+  /** the journal's last sequence number: every balance change and event takes the next one (SPEC §7) */
+  journalSeq: number;
 }
 
 export type WindowKey = `${Product}:${WindowKind}`;
