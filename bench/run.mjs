@@ -44,6 +44,11 @@ const CFG = {
   upsertN: 20_000,
   settleN: 5000,
   settleReps: 3,
+  // Ledger entries per queue message in the synthetic settlement runs. The outbox packs an account's unsent journal
+  // rows into one message: 1 is an account whose every flush finds one new row (many quiet accounts; the shape
+  // row 5 measured before packing); the packed runs stand for a busy account whose flush finds several.
+  settlePerMessage: 1,
+  settlePackedPerMessage: 10,
   pacedRps: 200,
   resets: 40,
   resetWarmup: 5,
@@ -426,12 +431,19 @@ async function lagsOf(api, tags) {
   return { n: lags.length, p50ms: pct(lags, 50), p99ms: pct(lags, 99), maxMs: lags.at(-1) ?? null };
 }
 
-/** Sends CFG.settleN ledger messages to the queue (sendBatch of 100, as the outbox does) and times until all are rows in D1. */
-/** n ledger messages through the settlement queue (or, with `transport`, through the counting-only queue) until all landed. */
-async function queueRun(api, prefix, meter, n = CFG.settleN, transport = false) {
+/**
+ * n ledger entries, packed `perMessage` to a queue message (one account's contiguous seqs each, sendBatch of up to
+ * 100 messages as the outbox does), through the settlement queue (or, with `transport`, the counting-only queue),
+ * timed until all landed (rows in D1, or counted).
+ */
+async function queueRun(api, prefix, meter, n = CFG.settleN, transport = false, perMessage = CFG.settlePerMessage) {
   const stop = meter?.start();
   const t0 = performance.now();
-  const sent = await api.post(transport ? "/__bench/settle/transport" : "/__bench/settle/enqueue", { prefix, n });
+  const sent = await api.post(transport ? "/__bench/settle/transport" : "/__bench/settle/enqueue", {
+    prefix,
+    n,
+    perMessage,
+  });
   let landed = 0;
   for (let k = 0; k < 3000 && landed < n; k++) {
     landed = (await api.post(transport ? "/__bench/settle/transport-stats" : "/__bench/settle/stats", { prefix }))
@@ -444,57 +456,104 @@ async function queueRun(api, prefix, meter, n = CFG.settleN, transport = false) 
   return {
     ms,
     enqueueMs: sent.ms,
+    entries: n,
+    messages: sent.messages,
+    entriesPerMessage: sent.entriesPerMessage,
     perSec: (n / ms) * 1000,
     ...(cpu ? { workerdCpuMsPerEntry: cpu.workerdMs / n, workerdCpuShare: cpu.workerdMs / cpu.wallMs } : {}),
   };
 }
 
+/** The same entries as queueRun's, as the consumer's statements straight into D1: DB.batch of `batch` messages. */
+async function rawRun(api, prefix, meter, batch, perMessage = CFG.settlePerMessage) {
+  const stop = meter.start();
+  const r0 = performance.now();
+  const r = await api.post("/__bench/settle/raw", { prefix, n: CFG.settleN, batch, perMessage });
+  const ms = performance.now() - r0;
+  const cpu = stop();
+  return {
+    ms,
+    inWorkerMs: r.ms,
+    entries: CFG.settleN,
+    messages: r.messages,
+    entriesPerMessage: r.entriesPerMessage,
+    perSec: (CFG.settleN / ms) * 1000,
+    workerdCpuMsPerEntry: cpu.workerdMs / CFG.settleN,
+    workerdCpuShare: cpu.workerdMs / cpu.wallMs,
+  };
+}
+
+/** Batches, messages and entries the settlement consumer received since the last call (which resets them). */
+async function consumerShape(api) {
+  const s = await api.post("/__bench/settle/shape", { reset: true });
+  return { ...s, entriesPerMessage: s.messages ? s.entries / s.messages : null };
+}
+
 async function settlementPhase(base, api, meter, ledger, e2eTags) {
   say("settlement: charge-to-ledger under the saturating one-account runs and under a paced run");
+  // What the product's outbox sent since the instance started: the e2e phase (its account setup, one account
+  // saturated, 1,000 accounts, by RPC).
+  const e2eShape = await consumerShape(api);
   const saturated = await lagsOf(api, e2eTags.consumeOne);
   const paced = await runLoad(base, meter, "consumeOne", "paced", { overallRate: CFG.pacedRps, connections: 8 });
   ledger.add(paced.ok);
   await ledger.drain();
+  const pacedShape = await consumerShape(api);
   const pacedLag = await lagsOf(api, ["paced"]);
 
-  say(`settlement: ${CFG.settleN} ledger entries through the queue consumer vs raw batched D1 inserts`);
+  const packed = CFG.settlePackedPerMessage;
+  say(
+    `settlement: ${CFG.settleN} ledger entries through the queue consumer vs raw batched D1 inserts, ${CFG.settlePerMessage} and ${packed} entries per message`,
+  );
   await queueRun(api, "qwarm_", null, 1000);
   ledger.add(1000);
   await queueRun(api, "twarm_", null, 1000, true);
+  await queueRun(api, "qpwarm_", null, 1000, false, packed);
+  ledger.add(1000);
+  await consumerShape(api);
   const queue = [];
   const raw = [];
   const transport = [];
+  const queuePacked = [];
+  const rawPacked = [];
+  const transportPacked = [];
+  let queueShape = null;
   for (let rep = 0; rep < CFG.settleReps; rep++) {
     await waitQuiet(meter, 5000);
     queue.push(await queueRun(api, `q${rep}_`, meter));
     ledger.add(CFG.settleN);
+    // The consumer must have seen the run's messages as sent (a check that the counters see the queue's batches).
+    if (rep === 0) queueShape = await consumerShape(api);
     await waitQuiet(meter, 5000);
-
-    const stop = meter.start();
-    const r0 = performance.now();
-    const r = await api.post("/__bench/settle/raw", {
-      prefix: `raw${rep}_`,
-      n: CFG.settleN,
-      batch: CONSUMER.maxBatchSize,
-    });
-    const rms = performance.now() - r0;
-    const cpu = stop();
-    raw.push({
-      ms: rms,
-      inWorkerMs: r.ms,
-      perSec: (CFG.settleN / rms) * 1000,
-      workerdCpuMsPerEntry: cpu.workerdMs / CFG.settleN,
-      workerdCpuShare: cpu.workerdMs / cpu.wallMs,
-    });
+    raw.push(await rawRun(api, `raw${rep}_`, meter, CONSUMER.maxBatchSize));
     ledger.add(CFG.settleN);
     await waitQuiet(meter, 5000);
     transport.push(await queueRun(api, `t${rep}_`, meter, CFG.settleN, true));
+    await waitQuiet(meter, 5000);
+    queuePacked.push(await queueRun(api, `qp${rep}_`, meter, CFG.settleN, false, packed));
+    ledger.add(CFG.settleN);
+    await waitQuiet(meter, 5000);
+    rawPacked.push(await rawRun(api, `rawp${rep}_`, meter, CONSUMER.maxBatchSize, packed));
+    ledger.add(CFG.settleN);
+    await waitQuiet(meter, 5000);
+    transportPacked.push(await queueRun(api, `tp${rep}_`, meter, CFG.settleN, true, packed));
     say(
-      `settlement rep ${rep + 1}: queue ${queue.at(-1).perSec.toFixed(0)}/s, raw ${raw.at(-1).perSec.toFixed(0)}/s, transport alone ${transport.at(-1).perSec.toFixed(0)}/s`,
+      `settlement rep ${rep + 1}: queue ${queue.at(-1).perSec.toFixed(0)}/s, raw ${raw.at(-1).perSec.toFixed(0)}/s, transport alone ${transport.at(-1).perSec.toFixed(0)}/s; ` +
+        `${packed} per message: queue ${queuePacked.at(-1).perSec.toFixed(0)}/s, raw ${rawPacked.at(-1).perSec.toFixed(0)}/s, transport ${transportPacked.at(-1).perSec.toFixed(0)}/s`,
     );
   }
+  const expectedMessages = Math.ceil(CFG.settleN / CFG.settlePerMessage);
+  if (queueShape.entries !== CFG.settleN || queueShape.messages !== expectedMessages)
+    throw new Error(
+      `settlement: the consumer saw ${queueShape.messages} messages / ${queueShape.entries} entries of the q0_ run, expected ${expectedMessages} / ${CFG.settleN}`,
+    );
   // Raw inserts at the what-if batch size, for the batch-size effect.
-  const rAlt = await api.post("/__bench/settle/raw", { prefix: "rawalt_", n: CFG.settleN, batch: WHAT_IF_BATCH });
+  const rAlt = await api.post("/__bench/settle/raw", {
+    prefix: "rawalt_",
+    n: CFG.settleN,
+    batch: WHAT_IF_BATCH,
+    perMessage: CFG.settlePerMessage,
+  });
   ledger.add(CFG.settleN);
   await ledger.drain();
   // The producer side: what one sendBatch costs, with 1 message (as each of many accounts sends) and with 100.
@@ -502,25 +561,44 @@ async function settlementPhase(base, api, meter, ledger, e2eTags) {
   for (const size of [1, 100]) {
     await waitQuiet(meter);
     const r = await api.post("/__bench/settle/enqueue", { prefix: `send${size}_`, n: 1000, sendSize: size });
-    sendCost[`msPerMessageSendBatch${size}`] = r.ms / 1000;
+    sendCost[`msPerMessageSendBatch${size}`] = r.ms / r.messages;
     ledger.add(1000);
     await ledger.drain();
   }
+  const med = (xs, k) => median(xs.map((q) => q[k]));
   return {
+    // Entries per queue message in the synthetic runs below (queue, raw, transport, what-if): each message one
+    // account's contiguous seqs; `packed` repeats them at settlePackedPerMessage.
+    entriesPerMessage: CFG.settlePerMessage,
+    // What the product's own outbox sent: over the e2e runs, and over the paced run.
+    productShape: { e2e: e2eShape, paced: pacedShape },
+    syntheticShape: queueShape,
     saturatedLag: saturated,
     pacedLag: { ...pacedLag, rps: paced.rps },
-    queuePerSec: median(queue.map((q) => q.perSec)),
-    rawPerSec: median(raw.map((q) => q.perSec)),
+    queuePerSec: med(queue, "perSec"),
+    rawPerSec: med(raw, "perSec"),
     rawWhatIfPerSec: (CFG.settleN / rAlt.ms) * 1000,
-    queueWorkerdCpuMsPerEntry: median(queue.map((q) => q.workerdCpuMsPerEntry)),
-    queueWorkerdCpuShare: median(queue.map((q) => q.workerdCpuShare)),
-    rawWorkerdCpuMsPerEntry: median(raw.map((q) => q.workerdCpuMsPerEntry)),
-    rawWorkerdCpuShare: median(raw.map((q) => q.workerdCpuShare)),
-    transportPerSec: median(transport.map((q) => q.perSec)),
-    transportWorkerdCpuMsPerEntry: median(transport.map((q) => q.workerdCpuMsPerEntry)),
+    queueWorkerdCpuMsPerEntry: med(queue, "workerdCpuMsPerEntry"),
+    queueWorkerdCpuShare: med(queue, "workerdCpuShare"),
+    rawWorkerdCpuMsPerEntry: med(raw, "workerdCpuMsPerEntry"),
+    rawWorkerdCpuShare: med(raw, "workerdCpuShare"),
+    transportPerSec: med(transport, "perSec"),
+    transportWorkerdCpuMsPerEntry: med(transport, "workerdCpuMsPerEntry"),
     // If transport and D1 writes share one thread, the queue path's time per entry is about the sum of the two.
-    predictedQueuePerSec:
-      1000 / (median(transport.map((q) => q.ms)) / CFG.settleN + median(raw.map((q) => q.ms)) / CFG.settleN),
+    predictedQueuePerSec: 1000 / (med(transport, "ms") / CFG.settleN + med(raw, "ms") / CFG.settleN),
+    packed: {
+      entriesPerMessage: packed,
+      queuePerSec: med(queuePacked, "perSec"),
+      rawPerSec: med(rawPacked, "perSec"),
+      transportPerSec: med(transportPacked, "perSec"),
+      queueWorkerdCpuMsPerEntry: med(queuePacked, "workerdCpuMsPerEntry"),
+      rawWorkerdCpuMsPerEntry: med(rawPacked, "workerdCpuMsPerEntry"),
+      transportWorkerdCpuMsPerEntry: med(transportPacked, "workerdCpuMsPerEntry"),
+      predictedQueuePerSec: 1000 / (med(transportPacked, "ms") / CFG.settleN + med(rawPacked, "ms") / CFG.settleN),
+      queue: queuePacked,
+      raw: rawPacked,
+      transport: transportPacked,
+    },
     transport,
     sendCost,
     queue,
@@ -893,7 +971,12 @@ async function queueWhatIf(scriptPath) {
       await waitQuiet(meter, 5000);
       xs.push(await queueRun(api, `w${rep}_`, meter));
     }
-    return { maxBatchSize: WHAT_IF_BATCH, queuePerSec: median(xs.map((x) => x.perSec)), runs: xs };
+    return {
+      maxBatchSize: WHAT_IF_BATCH,
+      entriesPerMessage: CFG.settlePerMessage,
+      queuePerSec: median(xs.map((x) => x.perSec)),
+      runs: xs,
+    };
   } finally {
     await mf.dispose();
   }
@@ -983,11 +1066,12 @@ function buildRows(r) {
     verdict(g.largeUs / g.smallUs <= 1.2),
   ]);
   const s = r.settlement;
+  const perMsg = (k) => `${k} ${k === 1 ? "entry" : "entries"}/message`;
   rows.push([
     "5",
-    "ledger entries/s, queue consumer -> D1",
+    `ledger entries/s, queue consumer -> D1 (${perMsg(s.entriesPerMessage)})`,
     `${fmt(s.queuePerSec)} /s`,
-    `raw D1 batches of ${CONSUMER.maxBatchSize} (as the consumer's): ${fmt(s.rawPerSec)} /s`,
+    `raw D1 batches of ${CONSUMER.maxBatchSize} messages (as the consumer's): ${fmt(s.rawPerSec)} /s`,
     `${fmt(s.queuePerSec / s.rawPerSec, 2)}x`,
     ">= 0.7x",
     verdict(s.queuePerSec / s.rawPerSec >= 0.7),
@@ -1102,10 +1186,31 @@ function buildRows(r) {
   ]);
   rows.push([
     "c",
-    "queue transport alone: send, broker, dispatch, ack (consumer only counts)",
+    `queue transport alone: send, broker, dispatch, ack (consumer only counts), ${perMsg(s.entriesPerMessage)}`,
     `${fmt(s.transportPerSec)} /s; ${fmt(s.transportWorkerdCpuMsPerEntry, 3)} ms workerd CPU/entry`,
     `transport + raw D1 in series: ${fmt(s.predictedQueuePerSec)} /s predicted`,
     `queue path measured ${fmt(s.queuePerSec / s.predictedQueuePerSec, 2)}x of that`,
+    "-",
+    "info",
+  ]);
+  const sp = s.packed;
+  rows.push([
+    "c",
+    `ledger entries/s, queue consumer -> D1, ${perMsg(sp.entriesPerMessage)}`,
+    `${fmt(sp.queuePerSec)} /s (transport alone ${fmt(sp.transportPerSec)} /s)`,
+    `raw D1 batches of ${CONSUMER.maxBatchSize} messages: ${fmt(sp.rawPerSec)} /s`,
+    `${fmt(sp.queuePerSec / sp.rawPerSec, 2)}x (${fmt(sp.queuePerSec / s.queuePerSec, 2)}x of ${perMsg(s.entriesPerMessage)})`,
+    "-",
+    "info",
+  ]);
+  const shape = (x) =>
+    `${fmt(x.entries)} entries in ${fmt(x.messages)} messages (${fmt(x.entriesPerMessage, 2)}/message)`;
+  rows.push([
+    "c",
+    "product outbox packing seen by the consumer: e2e phase (with its setup) / paced run",
+    shape(s.productShape.e2e),
+    shape(s.productShape.paced),
+    "-",
     "-",
     "info",
   ]);

@@ -5,17 +5,19 @@
 //   - /__bench/* routes that reach them, plus raw D1 inserts and raw queue sends for settlement.
 import { DurableObject } from "cloudflare:workers";
 import product, { AccountDO, ResetControlDO } from "../worker/index";
-import type { Sender } from "../durable-objects/account/outbox";
+import type { Outbox, Sender } from "../durable-objects/account/outbox";
 import type { AccountStore } from "../durable-objects/account/store";
 import type { CallContext, Charge, ResetEpoch } from "../durable-objects/types";
 import * as core from "../worker/core/account";
 import type { ConsumeResult, GrantResult } from "../worker/core/account/answers";
 import type { AccountState, Answered } from "../worker/core/account/state";
 import { summaryOf } from "../worker/core/account/summary";
+import { seqOf } from "../worker/core/journal";
 import { utcDayStart } from "../worker/core/time";
 import { ERROR_STATUS } from "../worker/http/errors";
-import type { LedgerEntry, SettlementMessage } from "../worker/settlement/messages";
+import type { JournalMessage, LedgerEntry, SettlementMessage } from "../worker/settlement/messages";
 import { statementsFor } from "../worker/settlement/consumer";
+import { NO_HEAD, readHead } from "../worker/settlement/heads";
 
 export { AccountDO, ResetControlDO };
 
@@ -103,7 +105,8 @@ export interface DecideManyRequest {
   /**
    * Replace the queue send while the decisions run, so the run adds no queue/D1 traffic. The send
    * resolves only after the loop (as a real send is I/O that completes after a busy turn): the product's
-   * outbox flush then sends everything in batches of 100, timed apart as `flushMs`.
+   * outbox flush then sends everything, packed as it packs, timed apart as `flushMs`. What the stub took
+   * counts as held by the ledger at the object's next settlement check (see BenchAccountDO.alarm).
    */
   stubQueue: boolean;
   /** give every decision one fresh global reset to apply (the lazy per-account cost of a global reset) */
@@ -123,12 +126,18 @@ export interface DecideManyResult {
   statements?: Record<string, number>;
 }
 
-/** A queue sender that resolves once `wait` has (a real send is I/O that completes after a busy turn). */
-function benchSender(wait: Promise<void> = Promise.resolve()): Sender {
+/**
+ * A queue sender that resolves once `wait` has (a real send is I/O that completes after a busy turn), and tells
+ * `onSent` the highest journal seq it took.
+ */
+function benchSender(onSent: (seq: number) => void, wait: Promise<void> = Promise.resolve()): Sender {
   const sent: QueueSendBatchResponse = { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } };
   return {
-    sendBatch: async () => {
+    sendBatch: async (messages) => {
       await wait;
+      let top = 0;
+      for (const m of messages) for (const e of m.body.entries) top = Math.max(top, seqOf(e));
+      onSent(top);
       return sent;
     },
   };
@@ -174,20 +183,46 @@ export class BenchAccountDO extends AccountDO {
    * The product object's private parts the bench reads. Element access keeps them typed from the product's own
    * declarations (a rename fails to compile here), where a cast would fail only at run time.
    */
-  private get internals(): { store: AccountStore; state: () => AccountState } {
+  private get internals(): { store: AccountStore; outbox: Outbox; state: () => AccountState; lastSeq: () => number } {
     return {
       // biome-ignore lint/complexity/useLiteralKeys: TypeScript lets a private member be read only by element access
       store: this["store"],
       // biome-ignore lint/complexity/useLiteralKeys: as above
+      outbox: this["outbox"],
+      // biome-ignore lint/complexity/useLiteralKeys: as above
       state: () => this["state"](),
+      // biome-ignore lint/complexity/useLiteralKeys: as above
+      lastSeq: () => this["lastSeq"](),
     };
+  }
+
+  /**
+   * The highest journal seq a stubbed sender took. Nothing of it reaches D1, so the ledger's watermark would never
+   * pass it and every settlement check would send it all again (through the real queue once the stub is gone):
+   * background work the product does not have. The stub stands for a ledger that holds what it took, so the next
+   * check confirms up to here, as a real check confirms the watermark it reads; that keeps the cost where the
+   * product has it (a check per alarm, no write per flush). Memory only: the bench keeps its objects in memory.
+   */
+  private stubSentThrough = 0;
+
+  private stubSender(wait?: Promise<void>): Sender {
+    return benchSender((seq) => {
+      this.stubSentThrough = Math.max(this.stubSentThrough, seq);
+    }, wait);
+  }
+
+  /** The product's alarm, after confirming what the stubbed sender took (see `stubSentThrough`). */
+  override async alarm(): Promise<void> {
+    const { outbox, lastSeq } = this.internals;
+    if (this.stubSentThrough > outbox.confirmed) outbox.confirm(this.stubSentThrough, lastSeq());
+    await super.alarm();
   }
 
   async decideMany(req: DecideManyRequest): Promise<DecideManyResult> {
     const realSender = this.settlement;
     let release: () => void = () => undefined;
     const gate = new Promise<void>((r) => (release = r));
-    if (req.stubQueue) this.settlement = benchSender(gate);
+    if (req.stubQueue) this.settlement = this.stubSender(gate);
     const counts = new Map<string, number>();
     // Counts what the object runs through its SqlStorage: the store's snapshot load, reads and writes, the
     // idempotency lookup and keep, and the outbox's drain.
@@ -229,7 +264,7 @@ export class BenchAccountDO extends AccountDO {
     } finally {
       restore();
       if (req.stubQueue) {
-        this.settlement = benchSender();
+        this.settlement = this.stubSender();
         const t1 = performance.now();
         release();
         await this.flushOutbox();
@@ -295,6 +330,15 @@ export class BenchAccountDO extends AccountDO {
     // Each write needs a step of its own (fresh decision and ledger ids); made before the timing.
     const steps = Array.from({ length: n }, (_, i) => decide(i));
     if (steps[0].result.kind !== "ok") throw new Error(`bench: breakdown step answered ${steps[0].result.kind}`);
+    // Steps made from one snapshot all journal the seq after it, and the outbox's key is the seq: renumbered as n
+    // consecutive decisions would have them (the same statements, increasing keys), so the writes do not collide.
+    let seq = state.account.journalSeq;
+    for (const s of steps)
+      for (const e of s.effects) {
+        if (e.type !== "journal") continue;
+        if (e.message.type === "ledger") e.message.entry.seq = ++seq;
+        else e.message.event.seq = ++seq;
+      }
     // All n writes in one transactionSync, timed inside it, then rolled back: the bench leaves no rows behind
     // (they would reach the ledger through the outbox) and the snapshot stays what storage holds.
     let writeUs = 0;
@@ -318,13 +362,16 @@ export class BenchAccountDO extends AccountDO {
 
   /** One real consume with the queue send replaced by one that resolves at once (the outbox work still runs). */
   consumeNoQueue(ctx: CallContext, charge: Charge): Promise<Answered<ConsumeResult>> {
-    this.settlement = benchSender();
+    this.settlement = this.stubSender();
     return this.consume(ctx, charge);
   }
 
   /**
    * Adds n rows to one table, shaped like the rows real decisions leave there (copies of a real row's
-   * payload, random UUID ids where the product uses them): which table's size a decision feels.
+   * payload, random UUID ids where the product uses them): which table's size a decision feels. Outbox rows
+   * are journal rows the ledger already holds (kept until their key's horizon): seqs below the journal's
+   * lowest, so at or below `settlement.confirmed` (a row above it is pending: sent again by every settlement
+   * check, never pruned) and clear of the seqs the account's next entries take.
    */
   inflate(table: "idempotency" | "decisions" | "outbox" | "window_charges", n: number, now: number): number {
     const sql = this.ctx.storage.sql;
@@ -341,13 +388,14 @@ export class BenchAccountDO extends AccountDO {
         `${nums} INSERT INTO decisions (id, created_at, product, cost, allowed, reason, sources, idempotency_key) SELECT ${uuid}, ? - i, 'codex', 1, 1, NULL, (SELECT sources FROM decisions LIMIT 1), 'fill-' || i FROM x`,
         now,
       );
-    else if (table === "outbox")
+    else if (table === "outbox") {
+      const lowest = sql.exec<{ s: number }>("SELECT COALESCE(MIN(seq), 1) AS s FROM outbox").one().s;
       sql.exec(
-        `${nums} INSERT INTO outbox (entry_id, message, created_at, delivered_at) SELECT ${uuid}, (SELECT message FROM outbox LIMIT 1), ? - i, ? FROM x`,
+        `${nums} INSERT INTO outbox (seq, entry_id, message, created_at) SELECT ? - i, ${uuid}, (SELECT message FROM outbox LIMIT 1), ? - i FROM x`,
+        lowest,
         now,
-        Date.now(),
       );
-    else
+    } else
       sql.exec(`${nums} INSERT INTO window_charges (product, at, amount) SELECT 'codex', ? - i * 1000, 1 FROM x`, now);
     return sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n;
   }
@@ -363,6 +411,11 @@ export class BenchAccountDO extends AccountDO {
       .toArray();
     for (const t of tables) out[t.name] = sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM "${t.name}"`).one().n;
     out.databaseBytes = sql.databaseSize;
+    // Journal rows the ledger has not confirmed (above `settlement.confirmed`): the settlement check's to send.
+    if (tables.some((t) => t.name === "settlement"))
+      out.outboxPending = sql
+        .exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox WHERE seq > (SELECT confirmed FROM settlement)")
+        .one().n;
     // Payload bytes of the rows a decision leaves behind.
     const avg = (q: string) => sql.exec<{ b: number | null }>(q).one().b ?? 0;
     out.avgIdempotencyBodyBytes = Math.round(avg("SELECT AVG(LENGTH(body)) AS b FROM idempotency"));
@@ -395,11 +448,12 @@ function answerResponse(result: ConsumeResult): Response {
   }
 }
 
-/** The ledger entry a window-funded consume writes, with a recognisable id. */
-function benchEntry(prefix: string, i: number, accounts: number, createdAt: number): SettlementMessage {
+/** The ledger entry a window-funded consume writes, with a recognisable id: entry `i` of a run, its account's `seq`-th. */
+function benchEntry(prefix: string, i: number, accountId: string, seq: number, createdAt: number): JournalMessage {
   const entry: LedgerEntry = {
     id: `${prefix}${String(i).padStart(8, "0")}`,
-    accountId: `${prefix}acct_${i % accounts}`,
+    seq,
+    accountId,
     kind: "charge",
     amount: 1,
     layer: "window",
@@ -411,42 +465,103 @@ function benchEntry(prefix: string, i: number, accounts: number, createdAt: numb
   return { type: "ledger", entry };
 }
 
-/** Same shape as the outbox's sends: sendBatch of up to 100 messages, to the settlement queue or the transport probe. */
-async function enqueue(
-  env: BenchEnv,
-  prefix: string,
-  n: number,
-  accounts: number,
-  sendSize = 100,
-  queue: Queue<SettlementMessage> = env.SETTLEMENT,
-): Promise<{ sent: number; ms: number }> {
-  const t0 = Date.now();
-  for (let i = 0; i < n; i += sendSize) {
-    const batch = [];
-    for (let j = i; j < Math.min(n, i + sendSize); j++)
-      batch.push({ body: benchEntry(prefix, j, accounts, Date.now()), contentType: "json" as const });
-    await queue.sendBatch(batch);
+/**
+ * A run's n entries over `accounts` fresh accounts (`{prefix}acct_{k}`, floor 0), as the outbox sends them: one
+ * account's run of the journal per message, up to `perMessage` entries. Message m belongs to account m % accounts
+ * and carries that account's next seqs, so each account's seqs are contiguous from 1 in sending order and the
+ * consumer's watermark advances with every message it settles.
+ */
+function* benchMessages(prefix: string, n: number, accounts: number, perMessage: number): Generator<SettlementMessage> {
+  const next = new Array<number>(accounts).fill(0);
+  for (let m = 0, i = 0; i < n; m++) {
+    const k = m % accounts;
+    const accountId = `${prefix}acct_${k}`;
+    const entries: JournalMessage[] = [];
+    const end = Math.min(n, i + perMessage);
+    for (; i < end; i++) entries.push(benchEntry(prefix, i, accountId, ++next[k], Date.now()));
+    yield { accountId, floor: 0, entries };
   }
-  return { sent: n, ms: Date.now() - t0 };
 }
 
-/** The consumer's own statements for the same rows, straight into D1 in batches of `batch` messages: no queue. */
+/** Shape of a synthetic settlement run, as the routes take it from the request body. */
+interface RunShape {
+  prefix: string;
+  /** ledger entries in the run */
+  n: number;
+  accounts: number;
+  /** entries per queue message (the outbox packs an account's unsent rows into one message) */
+  perMessage: number;
+}
+
+const runShape = (body: Record<string, unknown>): RunShape => ({
+  prefix: String(body.prefix),
+  n: Number(body.n),
+  accounts: Number(body.accounts ?? 100),
+  perMessage: Math.max(1, Number(body.perMessage ?? 1)),
+});
+
+/** The outbox keeps a `sendBatch` under 200 KB (Queues take 256 KB); a bench entry is under 300 bytes of JSON. */
+const SEND_BYTES = 200_000;
+const ENTRY_BYTES = 300;
+
+/**
+ * Same shape as the outbox's sends: sendBatch of up to `sendSize` messages (and under SEND_BYTES), to the settlement
+ * queue or the transport probe.
+ */
+async function enqueue(
+  env: BenchEnv,
+  run: RunShape,
+  sendSize = 100,
+  queue: Queue<SettlementMessage> = env.SETTLEMENT,
+): Promise<{ sent: number; messages: number; entriesPerMessage: number; messagesPerSend: number; ms: number }> {
+  const perSend = Math.max(1, Math.min(sendSize, Math.floor(SEND_BYTES / (run.perMessage * ENTRY_BYTES))));
+  const t0 = Date.now();
+  let messages = 0;
+  let batch: MessageSendRequest<SettlementMessage>[] = [];
+  for (const body of benchMessages(run.prefix, run.n, run.accounts, run.perMessage)) {
+    batch.push({ body, contentType: "json" });
+    messages++;
+    if (batch.length === perSend) {
+      await queue.sendBatch(batch);
+      batch = [];
+    }
+  }
+  if (batch.length > 0) await queue.sendBatch(batch);
+  return {
+    sent: run.n,
+    messages,
+    entriesPerMessage: run.perMessage,
+    messagesPerSend: perSend,
+    ms: Date.now() - t0,
+  };
+}
+
+/** The consumer's own statements for the same messages, straight into D1 in batches of `batch` messages: no queue. */
 async function rawInsert(
   env: BenchEnv,
-  prefix: string,
-  n: number,
-  accounts: number,
+  run: RunShape,
   batch: number,
-): Promise<{ inserted: number; ms: number }> {
+): Promise<{ inserted: number; messages: number; entriesPerMessage: number; ms: number }> {
   const t0 = Date.now();
-  for (let i = 0; i < n; i += batch) {
-    const stmts: D1PreparedStatement[] = [];
-    for (let j = i; j < Math.min(n, i + batch); j++)
-      stmts.push(...statementsFor(env.DB, benchEntry(prefix, j, accounts, Date.now()), Date.now()));
-    await env.DB.batch(stmts);
+  let messages = 0;
+  let stmts: D1PreparedStatement[] = [];
+  for (const msg of benchMessages(run.prefix, run.n, run.accounts, run.perMessage)) {
+    stmts.push(...statementsFor(env.DB, msg, Date.now()));
+    if (++messages % batch === 0) {
+      await env.DB.batch(stmts);
+      stmts = [];
+    }
   }
-  return { inserted: n, ms: Date.now() - t0 };
+  if (stmts.length > 0) await env.DB.batch(stmts);
+  return { inserted: run.n, messages, entriesPerMessage: run.perMessage, ms: Date.now() - t0 };
 }
+
+/**
+ * What reached the settlement queue's consumer in this isolate since the last `reset`: batches, messages and
+ * entries (the outbox packs several entries into a message when an account has several unsent). Counted in memory
+ * in front of the product's consumer; no I/O.
+ */
+const settled = { batches: 0, messages: 0, entries: 0 };
 
 /** Ledger rows whose id starts with `prefix`, and their charge-to-ledger times (settled_at − created_at). */
 async function ledgerStats(env: BenchEnv, prefix: string, byKey: boolean): Promise<{ count: number; lags: number[] }> {
@@ -608,31 +723,18 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
         ),
       );
     case "/account/reconciliation-state": {
-      return json(await env.ACCOUNT.get(env.ACCOUNT.idFromName(accountId)).reconciliationState());
+      // What reconciliation reads (worker/settlement/reconciliation.ts): the ledger's head, then the object's cut at
+      // it. The cut runs a settlement check, which may send overdue entries again.
+      const head = (await readHead(env.DB, accountId)) ?? NO_HEAD;
+      const cut = await env.ACCOUNT.get(env.ACCOUNT.idFromName(accountId)).settlementCut(head);
+      return json({ head, ...cut });
     }
     // Settlement.
     case "/settle/enqueue":
-      return json(
-        await enqueue(
-          env,
-          String(body.prefix),
-          Number(body.n),
-          Number(body.accounts ?? 100),
-          Number(body.sendSize ?? 100),
-        ),
-      );
+      return json(await enqueue(env, runShape(body), Number(body.sendSize ?? 100)));
     case "/settle/transport":
       await env.DB.exec("CREATE TABLE IF NOT EXISTS bench_transport (prefix TEXT PRIMARY KEY, n INTEGER NOT NULL)");
-      return json(
-        await enqueue(
-          env,
-          String(body.prefix),
-          Number(body.n),
-          Number(body.accounts ?? 100),
-          Number(body.sendSize ?? 100),
-          env.BENCH_TRANSPORT,
-        ),
-      );
+      return json(await enqueue(env, runShape(body), Number(body.sendSize ?? 100), env.BENCH_TRANSPORT));
     case "/settle/transport-stats":
       return json({
         count:
@@ -643,15 +745,12 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
           )?.n ?? 0,
       });
     case "/settle/raw":
-      return json(
-        await rawInsert(
-          env,
-          String(body.prefix),
-          Number(body.n),
-          Number(body.accounts ?? 100),
-          Number(body.batch ?? 50),
-        ),
-      );
+      return json(await rawInsert(env, runShape(body), Number(body.batch ?? 50)));
+    case "/settle/shape": {
+      const out = { ...settled };
+      if (body.reset) Object.assign(settled, { batches: 0, messages: 0, entries: 0 });
+      return json(out);
+    }
     case "/settle/stats":
       return json(await ledgerStats(env, String(body.prefix), !!body.byKey));
     case "/settle/total":
@@ -661,14 +760,18 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
   }
 }
 
-/** The transport probe's consumer: one counter update per batch, no ledger rows. */
+/** Entries in a queue batch. */
+const entriesIn = (batch: MessageBatch<SettlementMessage>): number =>
+  batch.messages.reduce((n, m) => n + (m.body?.entries?.length ?? 0), 0);
+
+/** The transport probe's consumer: one counter update per batch (entries, by run prefix), no ledger rows. */
 async function countTransport(batch: MessageBatch<SettlementMessage>, env: BenchEnv): Promise<void> {
-  const first = batch.messages[0]?.body;
+  const first = batch.messages[0]?.body?.entries?.[0];
   const prefix = first?.type === "ledger" ? first.entry.id.slice(0, -8) : "?";
   await env.DB.prepare(
     "INSERT INTO bench_transport (prefix, n) VALUES (?, ?) ON CONFLICT (prefix) DO UPDATE SET n = n + excluded.n",
   )
-    .bind(prefix, batch.messages.length)
+    .bind(prefix, entriesIn(batch))
     .run();
   batch.ackAll();
 }
@@ -677,6 +780,9 @@ export default {
   ...product,
   queue(batch: MessageBatch<SettlementMessage>, env: BenchEnv): Promise<void> {
     if (batch.queue === "bench-transport") return countTransport(batch, env);
+    settled.batches++;
+    settled.messages += batch.messages.length;
+    settled.entries += entriesIn(batch);
     return product.queue(batch, env);
   },
   fetch(request: Request, env: BenchEnv, ctx: ExecutionContext): Response | Promise<Response> {

@@ -4,8 +4,8 @@
  *
  * How the 1,200 accounts are made: 20 of them (one in every 60, spread over the whole id order) get a real grant
  * through the API, settled through the real queue into D1 by their account object; the other 1,180 are rows
- * inserted directly into D1's `accounts` table with no ledger rows. An account object that was never written to
- * holds nothing (credit position 0, charged 0), which is exactly what an empty ledger sums to, so those 1,180 are
+ * inserted directly into D1's `ledger_heads` (watermark 0, zero totals) with no ledger rows. An account object that was never written to
+ * holds nothing (credit position 0, charged 0, no journal), which is exactly an empty head's totals, so those 1,180 are
  * consistent, and every check still goes through the real account object and the real D1 ledger. Writing all
  * 1,200 through the API would cost 1,200 settlements through the local queue for no extra coverage: what is
  * under test is which accounts get checked, and the real-write accounts are where drift is injected.
@@ -50,9 +50,16 @@ beforeAll(async () => {
   const real = new Set(realIds);
   const inserts = ids
     .filter((id) => !real.has(id))
-    .map((id) => env.DB.prepare("INSERT INTO accounts (account_id, first_settled_at) VALUES (?, ?)").bind(id, T0));
+    .map((id) =>
+      env.DB.prepare(
+        `INSERT INTO ledger_heads (account_id, watermark, highest, credit_position, charged_total, updated_at)
+         VALUES (?, 0, 0, 0, 0, ?)`,
+      ).bind(id, T0),
+    );
   for (let i = 0; i < inserts.length; i += 100) await env.DB.batch(inserts.slice(i, i + 100));
-  const n = await env.DB.prepare("SELECT COUNT(*) AS n FROM accounts").first<{ n: number }>();
+  const n = await env.DB.prepare("SELECT COUNT(*) AS n FROM ledger_heads WHERE account_id LIKE ?")
+    .bind(`${prefix}_%`)
+    .first<{ n: number }>();
   expect(n?.n).toBe(TOTAL);
 }, 120_000);
 
@@ -141,18 +148,26 @@ describe("on demand: GET /v1/admin/reconciliation", () => {
   it("without parameters checks one page from the start; ?accountId= checks that one; a limit past 1,000 is refused", async () => {
     const first = await reconciliation();
     expect(first.status).toBe(200);
-    expect(first.body).toEqual({ checked: SWEEP.pageSize, drifted: [], nextCursor: ids[SWEEP.pageSize - 1] });
+    expect(first.body).toEqual({
+      checked: SWEEP.pageSize,
+      drifted: [],
+      inFlight: [],
+      nextCursor: ids[SWEEP.pageSize - 1],
+    });
     const one = await reconciliation(`?accountId=${LATE}`);
-    expect(one.body).toEqual({ checked: 1, drifted: [], nextCursor: null });
+    expect(one.body).toEqual({ checked: 1, drifted: [], inFlight: [], nextCursor: null });
     expect((await reconciliation("?limit=1001")).status).toBe(400);
     expect((await reconciliation(`?accountId=${LATE}&cursor=${ids[0]}`)).status).toBe(400);
   });
 
   it("an account with drift past the 1,000th is reported by paging, by the sweep and by ?accountId=", async () => {
-    const deleted = await env.DB.prepare("DELETE FROM ledger WHERE account_id = ? AND kind = 'grant'").bind(LATE).run();
-    expect(deleted.meta.changes).toBe(1);
+    // the ledger's running total loses the grant: the object and the ledger now differ at the same seq
+    const tampered = await env.DB.prepare("UPDATE ledger_heads SET credit_position = 0 WHERE account_id = ?")
+      .bind(LATE)
+      .run();
+    expect(tampered.meta.changes).toBe(1);
     const grant = (realIds.indexOf(LATE) + 1) * CREDIT;
-    const drift = { accountId: LATE, expected: grant, actual: 0, chargedExpected: 0, chargedActual: 0 };
+    const drift = { accountId: LATE, expected: grant, actual: 0, chargedExpected: 0, chargedActual: 0, toSeq: 1 };
 
     // the first page of 1,000 does not hold it; the next one does
     const p1 = await reconciliation("?limit=1000");

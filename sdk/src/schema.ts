@@ -337,7 +337,7 @@ export interface paths {
         };
         /**
          * Compare accounts with the ledger
-         * @description Checks each account object's credit position and charged total against the D1 ledger and lists those that differ, with the outbox entries still in flight. Checks one page of the ledger's accounts in account id order: without parameters the first page (500 accounts, or `limit`), with `cursor` the page after that account id; follow `nextCursor` until it is null to check every account. With `accountId`, checks that one account. The cron sweep keeps its own persisted cursor.
+         * @description Compares each account object's credit position and charged total with the D1 ledger's running totals at the same sequence number (the ledger's watermark), so entries in flight are never drift; they are listed in `inFlight`, and those overdue are sent again. Checks one page of the ledger's accounts in account id order: without parameters the first page (500 accounts, or `limit`), with `cursor` the page after that account id; follow `nextCursor` until it is null to check every account. With `accountId`, checks that one account. The cron sweep keeps its own persisted cursor.
          */
         get: operations["getReconciliation"];
         put?: never;
@@ -2463,12 +2463,22 @@ export interface operations {
                         checked: number;
                         drifted: {
                             accountId: string;
+                            fromSeq: number;
+                            toSeq: number;
                             expected: number;
                             actual: number;
                             chargedExpected: number;
                             chargedActual: number;
-                            pendingOutbox: number;
-                            sentLastMinute: number;
+                        }[];
+                        inFlight: {
+                            accountId: string;
+                            fromSeq: number;
+                            toSeq: number;
+                            gap: boolean;
+                            resent: {
+                                fromSeq: number;
+                                toSeq: number;
+                            } | null;
                         }[];
                         /** @description Pass as `cursor` for the next page of accounts; null when no account follows. */
                         nextCursor: string | null;

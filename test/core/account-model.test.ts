@@ -25,7 +25,7 @@
  *   and Σ per key = the model's (end of each sequence); every consume/hold records one decision under its key.
  * - I9 (core form, "zero drift"): Σ journal charges = `chargedTotal` = the model's; the store's credit position
  *   (grant remainders + credits held) = the position the journal gives (grants + refunds − expiries − grant charges);
- *   ledger ids are unique.
+ *   ledger ids are unique; journal sequence numbers are exactly 1..journalSeq, in order (SPEC §7).
  * - I10: a refusal returns the given state itself and no effects; no step mutates the state it was given (every
  *   snapshot is deep-frozen).
  * - I16: the snapshot equals what a restarted object would load from the store (`MemoryStore.load`).
@@ -62,7 +62,7 @@ import {
 } from "../../worker/core/account/state";
 
 type Result = { kind: string };
-import type { LedgerEntry } from "../../worker/core/journal";
+import { type LedgerEntry, seqOf, totalsDelta } from "../../worker/core/journal";
 import { chargeOf, type Charge, type Usage } from "../../worker/core/pricing";
 import {
   C,
@@ -276,12 +276,9 @@ function checkEffects(w: World, effects: readonly Effect[], key: string | undefi
     if (entry.kind === "charge" && entry.idempotencyKey !== key)
       fail(w, `a charge without the step's key ${key} (I8): ${JSON.stringify(entry)}`);
     if (entry.layer === "grant" && (entry.kind === "charge" || entry.kind === "hold")) checkGrantDraw(w, entry);
-    if (entry.kind === "grant" || entry.kind === "refund") w.journalPosition += entry.amount;
-    if (entry.kind === "expiry") w.journalPosition -= entry.amount;
-    if (entry.kind === "charge") {
-      w.journalCharged += entry.amount;
-      if (entry.layer === "grant") w.journalPosition -= entry.amount;
-    }
+    const delta = totalsDelta(entry);
+    w.journalPosition += delta.creditPosition;
+    w.journalCharged += delta.charged;
   }
 }
 
@@ -372,6 +369,11 @@ function checkChargesByKey(w: World): void {
     new Set(w.store.journal.map((m) => (m.type === "ledger" ? m.entry.id : m.event.id))).size !== w.store.journal.length
   )
     fail(w, "a journal id written twice (I9)");
+  // SPEC §7: every journal entry took the account's next seq, so the journal is exactly 1..journalSeq
+  const seqs = w.store.journal.map(seqOf);
+  const last = w.store.load().account?.journalSeq ?? 0;
+  if (seqs.length !== last || seqs.some((s, i) => s !== i + 1))
+    fail(w, `journal seqs ${seqs.slice(0, 20).join(",")}… are not 1..${last} (I9)`);
 }
 
 /** Compares a decision with the model's verdict, plus what every allowed decision must keep (I1, I5, I6). */

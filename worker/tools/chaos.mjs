@@ -257,6 +257,8 @@ async function check() {
     const grants = entries.filter((e) => e.kind === "grant").length;
     const recon = await must("GET", `/v1/admin/reconciliation?accountId=${encodeURIComponent(id)}`, { admin: true });
     const drift = recon.drifted.find((d) => d.accountId === id) ?? null;
+    // entries the object journaled that the ledger does not hold yet (the check also sends the overdue ones again)
+    const inFlight = recon.inFlight.find((d) => d.accountId === id) ?? null;
     const ok =
       duplicateIds === 0 &&
       missingDecisions === 0 &&
@@ -264,7 +266,8 @@ async function check() {
       wrongSums === 0 &&
       strangers === 0 &&
       grants === 1 &&
-      drift === null;
+      drift === null &&
+      inFlight === null;
     perAccount.push({
       id,
       ok,
@@ -282,6 +285,7 @@ async function check() {
       strangers,
       grants,
       drift,
+      inFlight,
     });
   }
   return perAccount;
@@ -312,8 +316,10 @@ function report(results, elapsedMs) {
   );
   for (const a of results) {
     const drift = a.drift
-      ? `expected ${credits(a.drift.chargedExpected)} charged, ledger ${credits(a.drift.chargedActual)} (pendingOutbox ${a.drift.pendingOutbox})`
-      : "none";
+      ? `seq ${a.drift.fromSeq}–${a.drift.toSeq}: expected ${credits(a.drift.chargedExpected)} charged, ledger ${credits(a.drift.chargedActual)}`
+      : a.inFlight
+        ? `none; seq ${a.inFlight.fromSeq}–${a.inFlight.toSeq} in flight`
+        : "none";
     console.log(
       `  ${a.id.padEnd(24)} ${String(a.allowed).padStart(4)}  ${`${a.expectedEntries}/${a.foundEntries}`.padStart(24)}  ${`${credits(a.expectedAmount)}/${credits(a.foundAmount)}`.padStart(20)}  ${String(a.missingDecisions).padStart(7)}  ${String(a.duplicateIds).padStart(3)}  ${String(a.strangers).padStart(5)}  ${drift}`,
     );
