@@ -11,8 +11,12 @@ import { MIGRATIONS, SCHEMA_VERSION } from "../durable-objects/account/schema";
 import { CREDIT, call, consume, T0, uid } from "./helpers";
 import { stubFor } from "./settle-helpers";
 
-/** Turns the object's kept answers back into the version-3 layout (status column, `{ body, error? }`). */
-function downgradeAnswers(sql: SqlStorage): void {
+/**
+ * Turns the object's storage back into the version-3 layout: kept answers with a status column and `{ body, error? }`,
+ * and no sequenced journal (migration 5: the account's `journal_seq`, the `settlement` table, the outbox's index on
+ * `delivered_at`).
+ */
+function downgradeToVersion3(sql: SqlStorage): void {
   sql.exec("ALTER TABLE idempotency ADD COLUMN status INTEGER NOT NULL DEFAULT 0");
   const rows = sql.exec<{ key: string; body: string }>("SELECT key, body FROM idempotency").toArray();
   const legacyStatus: Record<string, number> = { ok: 200, created: 201, denied: 429 };
@@ -23,6 +27,9 @@ function downgradeAnswers(sql: SqlStorage): void {
     const body = refusal ? { body: null, error: refusal } : { body: answer.body };
     sql.exec("UPDATE idempotency SET status = ?, body = ? WHERE key = ?", status, JSON.stringify(body), r.key);
   }
+  sql.exec("ALTER TABLE account DROP COLUMN journal_seq");
+  sql.exec("DROP TABLE settlement");
+  sql.exec("CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (delivered_at, seq)");
   sql.exec("UPDATE schema_version SET version = 3");
 }
 
@@ -44,7 +51,7 @@ describe("migrations of the account object's storage", () => {
     expect([allowed.status, denied.status, missing.status]).toEqual([200, 429, 404]);
 
     const stub = stubFor(id);
-    await runInDurableObject(stub, (_i: AccountDO, state) => downgradeAnswers(state.storage.sql));
+    await runInDurableObject(stub, (_i: AccountDO, state) => downgradeToVersion3(state.storage.sql));
     // A new instance over the old storage runs the migrations it is behind.
     const after = await runInDurableObject(stub, (_i: AccountDO, state) => {
       new AccountDO(state, env);
@@ -54,10 +61,18 @@ describe("migrations of the account object's storage", () => {
           .exec<{ name: string }>("PRAGMA table_info(idempotency)")
           .toArray()
           .map((c) => c.name),
+        journal: state.storage.sql
+          .exec<{ journalSeq: number; lastRow: number | null }>(
+            "SELECT journal_seq AS journalSeq, (SELECT MAX(seq) FROM outbox) AS lastRow FROM account",
+          )
+          .one(),
       };
     });
     expect(after.version).toBe(SCHEMA_VERSION);
     expect(after.columns).not.toContain("status");
+    // migration 5 ran again too: the journal continues after its last row
+    expect(after.journal.lastRow).not.toBeNull();
+    expect(after.journal.journalSeq).toBe(after.journal.lastRow);
 
     const again = [
       await consume(id, { product: "codex", cost: CREDIT }, { now: T0 + 9000, key: "m-allowed" }),

@@ -1,8 +1,9 @@
 /**
- * Settlement (SPEC §7): outbox → queue → D1 ledger → reconciliation, with faults really injected:
- * a throwing queue send, a redelivered batch, a consumer failing mid-batch (D1 wrapper), an object
- * evicted or aborted between commit and send, and a seeded random workload that must reconcile to zero drift.
- * Also the ledger route's pagination and entry shape (SPEC §8).
+ * Settlement (SPEC §7): journal → queue → D1 ledger (watermark and running totals) → confirmation and
+ * reconciliation, with faults really injected: a throwing queue send, a send lost in transport, a redelivered
+ * batch, a consumer failing mid-batch (D1 wrapper), an object evicted or aborted between commit and send, and a
+ * seeded random workload that must reconcile to zero drift. Also the ledger route's pagination and entry shape
+ * (SPEC §8).
  */
 import { describe, expect, it } from "vitest";
 import {
@@ -16,6 +17,7 @@ import {
 } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type { AccountDO } from "../durable-objects/account/object";
+import { idOf, type JournalMessage, type LedgerEntry, seqOf } from "../worker/core/journal";
 import worker from "../worker/index";
 import { settleBatch } from "../worker/settlement/consumer";
 import type { SettlementMessage } from "../worker/settlement/messages";
@@ -23,6 +25,7 @@ import { account, addCredits, ADMIN, call, consume, CREDIT, HOUR, T0, uid } from
 import {
   d1Rows,
   drainAccount,
+  headOf,
   LEDGER_KINDS,
   ledgerAll,
   outboxOf,
@@ -68,7 +71,22 @@ function capturingSender(into: SettlementMessage[]): Sender {
   };
 }
 
-const msgId = (m: SettlementMessage) => (m.type === "ledger" ? m.entry.id : m.event.id);
+/**
+ * Captured messages are packed runs of the journal; split into one entry a message, each entry can be delivered,
+ * failed, retried or duplicated on its own.
+ */
+const singles = (batches: SettlementMessage[]): SettlementMessage[] =>
+  batches.flatMap((b) => b.entries.map((e) => ({ accountId: b.accountId, floor: b.floor, entries: [e] })));
+
+/** The (first) entry of a message. */
+const entryOf = (m: SettlementMessage): JournalMessage => m.entries[0];
+const msgId = (m: SettlementMessage) => idOf(entryOf(m));
+const isLedger = (m: SettlementMessage) => entryOf(m).type === "ledger";
+const ledgerEntryOf = (m: SettlementMessage): LedgerEntry => {
+  const e = entryOf(m);
+  if (e.type !== "ledger") throw new Error(`not a ledger entry: ${JSON.stringify(e)}`);
+  return e.entry;
+};
 
 function batchOf(msgs: SettlementMessage[], attempts = 1) {
   return createMessageBatch<SettlementMessage>(
@@ -147,8 +165,8 @@ async function someActivity(id: string, t0 = T0) {
   expect(s.status).toBe(200);
 }
 
-/** `someActivity` with its outbox captured instead of sent: the messages a consumer would get. */
-async function capturedActivity(id: string): Promise<SettlementMessage[]> {
+/** `someActivity` with its outbox captured instead of sent: the packed messages the object sent. */
+async function capturedBatches(id: string): Promise<SettlementMessage[]> {
   const captured: SettlementMessage[] = [];
   const restore = await swapSender(id, () => capturingSender(captured));
   await someActivity(id);
@@ -156,30 +174,65 @@ async function capturedActivity(id: string): Promise<SettlementMessage[]> {
   return captured;
 }
 
+/** `someActivity` captured, one journal entry a message: what a consumer would get, entry by entry. */
+async function capturedActivity(id: string): Promise<SettlementMessage[]> {
+  return singles(await capturedBatches(id));
+}
+
 const sumOf = (xs: { amount: number }[]) => xs.reduce((n, x) => n + x.amount, 0);
 
-/** D1 totals for one account vs its object: both must agree (reconciliation for just this account). */
+/** D1 totals for one account vs its object: both must agree, with nothing in flight (reconciliation for just this account). */
 async function expectReconciled(id: string) {
   const r = await reconciliation(`?accountId=${id}`);
   expect(r.status, JSON.stringify(r.body)).toBe(200);
   expect(r.body.checked).toBe(1);
   expect(r.body.drifted).toEqual([]);
+  expect(r.body.inFlight).toEqual([]);
 }
 
-/** Every ledger entry the object wrote is in D1 exactly once. */
+/**
+ * The ledger's head stands at `lastSeq` (every journal entry up to it is in D1, none missing above), and its running
+ * totals are the sums of the account's D1 rows: grants and refunds less expiries and grant-paid charges; all charges.
+ */
+async function expectHeadAt(id: string, lastSeq: number) {
+  const head = await headOf(id);
+  expect(head, `no ledger head for ${id}`).not.toBeNull();
+  expect(head!.watermark).toBe(lastSeq);
+  expect(head!.highest).toBe(lastSeq);
+  const { results } = await env.DB.prepare("SELECT kind, amount, layer FROM ledger WHERE account_id = ?")
+    .bind(id)
+    .all<{ kind: string; amount: number; layer: string | null }>();
+  const credit = results.reduce(
+    (n, r) =>
+      n +
+      (r.kind === "grant" || r.kind === "refund"
+        ? r.amount
+        : r.kind === "expiry" || (r.kind === "charge" && r.layer === "grant")
+          ? -r.amount
+          : 0),
+    0,
+  );
+  expect(head!.creditPosition, "running credit position vs Σ ledger").toBe(credit);
+  expect(head!.charged, "running charged total vs Σ charges").toBe(sumOf(results.filter((r) => r.kind === "charge")));
+  return head!;
+}
+
+/** Every ledger entry the object wrote is in D1 exactly once, the object confirmed all of it, and the head agrees. */
 async function expectLedgerComplete(id: string) {
   const { box, rows } = await drainAccount(id);
   expect(box.pending).toBe(0);
+  expect(box.confirmed).toBe(box.lastSeq);
   const ids = rows.map((r) => r.id);
   expect(new Set(ids).size).toBe(ids.length);
   expect([...ids].sort()).toEqual([...box.ledgerIds].sort());
+  await expectHeadAt(id, box.lastSeq);
   return { box, rows };
 }
 
 // ───────────────────────────── tests ─────────────────────────────
 
 describe("a queue send that throws", () => {
-  it("keeps the outbox rows undelivered; once the queue is back the alarm delivers every entry", async () => {
+  it("keeps the journal unconfirmed; once the queue is back the alarm's check delivers every entry", async () => {
     const id = uid();
     const stub = stubFor(id);
     const sends = { n: 0 };
@@ -189,22 +242,31 @@ describe("a queue send that throws", () => {
     const box = await outboxOf(id);
     expect(box.total).toBeGreaterThan(5);
     expect(box.pending).toBe(box.total);
+    expect(box.lastSeq).toBe(box.total);
+    expect(box.confirmed).toBe(0);
     expect(sends.n).toBeGreaterThan(0);
     // nothing reached D1
     await sleep(1_500);
     expect(await d1Rows(id)).toEqual([]);
+    expect(await headOf(id)).toBeNull();
 
-    // the failure scheduled an alarm; while the queue is still down the alarm fails too, and loses nothing
+    // the write scheduled a check; while the queue is still down the check's send fails too, and loses nothing
     expect(await runInDurableObject(stub, (_i: AccountDO, s) => s.storage.getAlarm())).not.toBeNull();
     const before = sends.n;
-    await runDurableObjectAlarm(stub);
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
     expect(sends.n).toBeGreaterThan(before);
     expect((await outboxOf(id)).pending).toBe(box.total);
     expect(await runInDurableObject(stub, (_i: AccountDO, s) => s.storage.getAlarm())).not.toBeNull();
 
     await restore();
+    // the next check sends what was never sent; the ledger receives all of it…
     expect(await runDurableObjectAlarm(stub)).toBe(true);
-    expect((await outboxOf(id)).pending).toBe(0);
+    const head = await waitFor(
+      () => headOf(id),
+      (h) => h?.watermark === box.lastSeq,
+    );
+    expect(head?.watermark).toBe(box.lastSeq);
+    // …and the check after that learns the watermark and confirms the journal
     const { rows } = await expectLedgerComplete(id);
 
     // the ledger's totals are the account's
@@ -216,6 +278,7 @@ describe("a queue send that throws", () => {
     expect(sumOf(charges.filter((e) => e.layer === "window"))).toBe(a.products.codex.fiveHour.used);
     const granted = sumOf(entries.filter((e) => e.kind === "grant"));
     expect(granted - sumOf(charges.filter((e) => e.layer === "grant"))).toBe(a.credits.balance);
+    expect((await headOf(id))?.charged).toBe(3 * CREDIT);
     await expectReconciled(id);
   });
 
@@ -235,6 +298,33 @@ describe("a queue send that throws", () => {
     expect(rows.filter((r) => r.kind === "charge")).toHaveLength(12);
     await expectReconciled(id);
   });
+
+  it("a send the queue accepted but lost is sent again by a later check, from the watermark on", async () => {
+    const id = uid();
+    const stub = stubFor(id);
+    // the queue takes the messages and they never arrive
+    const lost: SettlementMessage[] = [];
+    const restore = await swapSender(id, () => capturingSender(lost));
+    for (let i = 0; i < 3; i++)
+      expect((await consume(id, { product: "codex", cost: 0.2 * CREDIT }, { now: T0 + i * SEC })).status).toBe(200);
+    await restore();
+    const box = await outboxOf(id);
+    expect(lost.flatMap((m) => m.entries).map(seqOf)).toEqual(Array.from({ length: box.lastSeq }, (_, i) => i + 1));
+    expect(box.pending).toBe(box.total);
+    // the first check finds nothing overdue yet (the sends are younger than any check) and sends nothing again
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await sleep(1_500);
+    expect(await d1Rows(id)).toEqual([]);
+    // the next check finds them still missing: overdue, sent again
+    expect(await runDurableObjectAlarm(stub)).toBe(true);
+    await waitFor(
+      () => headOf(id),
+      (h) => h?.watermark === box.lastSeq,
+    );
+    const { rows } = await expectLedgerComplete(id);
+    expect(rows.filter((r) => r.kind === "charge")).toHaveLength(3);
+    await expectReconciled(id);
+  });
 });
 
 describe("the outbox alarm", () => {
@@ -242,15 +332,7 @@ describe("the outbox alarm", () => {
     const id = uid();
     const stub = stubFor(id);
     expect((await consume(id, { product: "codex", cost: CREDIT }, { now: T0 })).status).toBe(200);
-    // the first charge is sent and settled
-    expect(
-      (
-        await waitFor(
-          () => outboxOf(id),
-          (b) => b.pending === 0,
-        )
-      ).pending,
-    ).toBe(0);
+    // the first charge is sent and settled…
     expect(
       (
         await waitFor(
@@ -259,39 +341,50 @@ describe("the outbox alarm", () => {
         )
       ).length,
     ).toBe(1);
-    // the object's alarm comes round (it is set for every write) and finds the outbox empty
+    const first = await outboxOf(id);
+    await waitFor(
+      () => headOf(id),
+      (h) => h?.watermark === first.lastSeq,
+    );
+    // …and the object's alarm comes round (a check is set for every write): it confirms the journal and finds
+    // nothing left to send
     expect(await runDurableObjectAlarm(stub)).toBe(true);
+    expect(await outboxOf(id)).toMatchObject({ pending: 0, confirmed: first.lastSeq });
+    await runInDurableObject(stub, (instance: AccountDO) => instance.flushOutbox());
 
     // a later charge must still reach the ledger: on its own, or at the latest by the next alarm
     const second = await consume(id, { product: "codex", cost: 0.5 * CREDIT }, { now: T0 + SEC });
     expect(second.status).toBe(200);
     await waitFor(
-      () => outboxOf(id),
-      (b) => b.pending === 0,
+      () => d1Rows(id),
+      (r) => r.length === 2,
       3_000,
     );
     await runDurableObjectAlarm(stub);
-    const box = await waitFor(
-      () => outboxOf(id),
-      (b) => b.pending === 0,
-      3_000,
-    );
-    expect(box.pending, "outbox rows left unsent while the object stays alive").toBe(0);
     const rows = await waitFor(
       () => d1Rows(id),
       (r) => r.length === 2,
       5_000,
     );
     expect(rows.map((r) => r.amount).sort((a, b) => a - b)).toEqual([0.5 * CREDIT, CREDIT]);
+    const { box } = await drainAccount(id);
+    expect(box.pending, "journal rows left unconfirmed while the object stays alive").toBe(0);
+    await expectHeadAt(id, box.lastSeq);
   });
 });
 
 describe("the consumer", () => {
   it("a batch delivered twice writes each entry once, and both deliveries are acked", async () => {
     const id = uid();
-    const captured = await capturedActivity(id);
-    expect((await outboxOf(id)).pending).toBe(0);
-    const ledgerMsgs = captured.filter((m) => m.type === "ledger");
+    // the messages as the object packed them: runs of its journal, several entries to a message
+    const captured = await capturedBatches(id);
+    const box = await outboxOf(id);
+    expect(box.pending, "captured, so sent, but not confirmed").toBe(box.total);
+    expect(captured.some((m) => m.entries.length > 1)).toBe(true);
+    expect(captured.every((m) => m.accountId === id && m.floor === 0)).toBe(true);
+    const all = captured.flatMap((m) => m.entries);
+    expect(all.map(seqOf)).toEqual(Array.from({ length: box.lastSeq }, (_, i) => i + 1));
+    const ledgerMsgs = all.filter((m) => m.type === "ledger");
     expect(ledgerMsgs.length).toBeGreaterThan(5);
     expect(await d1Rows(id)).toEqual([]);
 
@@ -299,6 +392,7 @@ describe("the consumer", () => {
     const r1 = await deliver(first);
     expect(r1.retryMessages).toEqual([]);
     expect(r1.explicitAcks.sort()).toEqual(first.messages.map((m) => m.id).sort());
+    const head = await expectHeadAt(id, box.lastSeq);
 
     // the same batch again (a redelivery), through the worker's own queue handler
     const second = batchOf(captured, 2);
@@ -315,13 +409,20 @@ describe("the consumer", () => {
       .all();
     expect(dupes).toEqual([]);
     const rows = await d1Rows(id);
-    expect(rows.map((r) => r.id).sort()).toEqual(ledgerMsgs.map(msgId).sort());
-    const events = captured.filter((m) => m.type === "event");
+    expect(rows.map((r) => r.id).sort()).toEqual(ledgerMsgs.map(idOf).sort());
+    const events = all.filter((m) => m.type === "event");
     const { results: ev } = await env.DB.prepare("SELECT COUNT(*) AS n FROM events WHERE account_id = ?")
       .bind(id)
       .all<{ n: number }>();
     expect(ev[0].n).toBe(events.length);
+    // the redelivery moved nothing: the running totals were not counted twice
+    expect(await expectHeadAt(id, box.lastSeq)).toMatchObject({
+      creditPosition: head.creditPosition,
+      charged: head.charged,
+    });
     await expectReconciled(id);
+    // the object learns the watermark at its next check and confirms its journal
+    expect((await drainAccount(id)).box).toMatchObject({ pending: 0, confirmed: box.lastSeq });
   });
 
   it("the same message twice in one batch is written once and both copies are acked", async () => {
@@ -330,7 +431,7 @@ describe("the consumer", () => {
     const restore = await swapSender(id, () => capturingSender(captured));
     expect((await consume(id, { product: "codex", cost: CREDIT }, { now: T0 })).status).toBe(200);
     await restore();
-    const charge = captured.find((m) => m.type === "ledger")!;
+    const charge = singles(captured).find(isLedger)!;
     const batch = createMessageBatch<SettlementMessage>("settlement", [
       { id: "dup-a", timestamp: new Date(), attempts: 1, body: charge },
       { id: "dup-b", timestamp: new Date(), attempts: 1, body: charge },
@@ -339,17 +440,21 @@ describe("the consumer", () => {
     expect(r.explicitAcks.sort()).toEqual(["dup-a", "dup-b"]);
     expect(r.retryMessages).toEqual([]);
     expect((await d1Rows(id)).length).toBe(1);
+    const { results } = await env.DB.prepare("SELECT account_seq FROM ledger WHERE account_id = ?")
+      .bind(id)
+      .all<{ account_seq: number }>();
+    expect(results.map((x) => x.account_seq)).toEqual([ledgerEntryOf(charge).seq]);
   });
 
-  it("fails mid-batch: the failed message is retried with backoff, the rest acked, and redelivery converges without duplicates", async () => {
+  it("fails mid-batch: the failed message is retried with backoff, the rest acked, the gap is in flight (not drift), and redelivery converges without duplicates", async () => {
     const id = uid();
     const captured = await capturedActivity(id);
+    const lastSeq = (await outboxOf(id)).lastSeq;
     const batch = batchOf(captured);
     // the failing message: the second ledger entry in the batch
-    const failIndex = captured.findIndex(
-      (m, i) => m.type === "ledger" && captured.slice(0, i).some((x) => x.type === "ledger"),
-    );
+    const failIndex = captured.findIndex((m, i) => isLedger(m) && captured.slice(0, i).some(isLedger));
     expect(failIndex).toBeGreaterThan(0);
+    expect(failIndex).toBeLessThan(captured.length - 1);
     // call 1 is the whole batch; call k + 2 is message k on its own
     const flaky = flakyEnv((n) => (n === 1 || n === failIndex + 2 ? "fail" : "ok"));
     const r = await deliver(batch, flaky.env);
@@ -373,16 +478,21 @@ describe("the consumer", () => {
     );
 
     // everything but the failed entry is settled
-    const ledgerIds = captured.filter((m) => m.type === "ledger").map(msgId);
+    const ledgerIds = captured.filter(isLedger).map(msgId);
     const failedEntry = msgId(captured[failIndex]);
+    const failedSeq = ledgerEntryOf(captured[failIndex]).seq;
     let rows = await d1Rows(id);
     expect(rows.map((x) => x.id).sort()).toEqual(ledgerIds.filter((x) => x !== failedEntry).sort());
-    // …and reconciliation can see the gap while it lasts (the failed entry is a charge or a grant)
-    const kind = (captured[failIndex] as Extract<SettlementMessage, { type: "ledger" }>).entry.kind;
-    if (kind === "charge" || kind === "grant") {
-      const rec = await reconciliation(`?accountId=${id}`);
-      expect(rec.body.drifted.map((d: any) => d.accountId)).toEqual([id]);
-    }
+    // the watermark stops below the missing entry; the entries past it arrived (a gap)
+    const gapped = await headOf(id);
+    expect(gapped).toMatchObject({ watermark: failedSeq - 1, highest: lastSeq });
+    // reconciliation compares at the watermark: the missing entry is in flight, with the gap, and is not drift
+    const rec = await reconciliation(`?accountId=${id}`);
+    expect(rec.status, JSON.stringify(rec.body)).toBe(200);
+    expect(rec.body.drifted).toEqual([]);
+    expect(rec.body.inFlight).toEqual([
+      expect.objectContaining({ accountId: id, fromSeq: failedSeq, toSeq: lastSeq, gap: true }),
+    ]);
 
     // redeliver what was retried (plus, as a queue may, one already acked message)
     const again = createMessageBatch<SettlementMessage>("settlement", [
@@ -394,6 +504,8 @@ describe("the consumer", () => {
     expect(r2.explicitAcks.sort()).toEqual([failedId, batch.messages[0].id].sort());
     rows = await d1Rows(id);
     expect(rows.map((x) => x.id).sort()).toEqual([...ledgerIds].sort());
+    // the filled gap moves the watermark over everything that had arrived
+    await expectHeadAt(id, lastSeq);
     await expectReconciled(id);
   });
 
@@ -405,7 +517,8 @@ describe("the consumer", () => {
     const r = await deliver(batch, flaky.env);
     expect(r.retryMessages).toEqual([]);
     expect(r.explicitAcks).toHaveLength(captured.length);
-    expect((await d1Rows(id)).length).toBe(captured.filter((m) => m.type === "ledger").length);
+    expect((await d1Rows(id)).length).toBe(captured.filter(isLedger).length);
+    await expectHeadAt(id, (await outboxOf(id)).lastSeq);
     await expectReconciled(id);
   });
 
@@ -422,8 +535,10 @@ describe("the consumer", () => {
     ]);
     expect((await deliver(again)).explicitAcks).toEqual([batch.messages[0].id]);
     const rows = await d1Rows(id);
-    expect(rows.length).toBe(captured.filter((m) => m.type === "ledger").length);
+    expect(rows.length).toBe(captured.filter(isLedger).length);
     expect(new Set(rows.map((x) => x.id)).size).toBe(rows.length);
+    // every entry was applied up to three times; the running totals counted each once
+    await expectHeadAt(id, (await outboxOf(id)).lastSeq);
     await expectReconciled(id);
   });
 
@@ -436,19 +551,32 @@ describe("the consumer", () => {
     expect(r.ackAll).toBe(false);
     expect(r.retryMessages.map((m) => m.msgId).sort()).toEqual(batch.messages.map((m) => m.id).sort());
     expect(await d1Rows(id)).toEqual([]);
+    expect(await headOf(id)).toBeNull();
     const r2 = await deliver(batchOf(captured, 2));
     expect(r2.explicitAcks).toHaveLength(captured.length);
-    expect((await d1Rows(id)).length).toBe(captured.filter((m) => m.type === "ledger").length);
+    expect((await d1Rows(id)).length).toBe(captured.filter(isLedger).length);
+    await expectHeadAt(id, (await outboxOf(id)).lastSeq);
   });
 
-  it("a malformed message is retried (towards the dead-letter queue) without holding back the others", async () => {
+  it("a malformed batch is retried (towards the dead-letter queue) as a whole, without holding back the others", async () => {
     const id = uid();
     const captured: SettlementMessage[] = [];
     const restore = await swapSender(id, () => capturingSender(captured));
     expect((await consume(id, { product: "codex", cost: CREDIT }, { now: T0 })).status).toBe(200);
     await restore();
-    const good = captured.find((m) => m.type === "ledger")!;
-    const bad = { type: "ledger", entry: { ...(good as any).entry, id: "bad-entry", amount: -5 } } as SettlementMessage;
+    const good = singles(captured).find(isLedger)!;
+    const entry = ledgerEntryOf(good);
+    // a batch of two: a well-formed entry, then one with a negative amount; neither may be written
+    const wellFormed = { ...entry, id: uid("ok-part"), seq: entry.seq + 1 };
+    const negative = { ...entry, id: uid("bad-entry"), seq: entry.seq + 2, amount: -5 };
+    const bad: SettlementMessage = {
+      accountId: id,
+      floor: 0,
+      entries: [
+        { type: "ledger", entry: wellFormed },
+        { type: "ledger", entry: negative },
+      ],
+    };
     const batch = createMessageBatch<SettlementMessage>("settlement", [
       { id: "good", timestamp: new Date(), attempts: 1, body: good },
       { id: "bad", timestamp: new Date(), attempts: 3, body: bad },
@@ -456,7 +584,9 @@ describe("the consumer", () => {
     const r = await deliver(batch);
     expect(r.explicitAcks).toEqual(["good"]);
     expect(r.retryMessages.map((m) => m.msgId)).toEqual(["bad"]);
-    expect((await d1Rows(id)).map((x) => x.id)).toEqual([msgId(good)]);
+    expect(r.delays.get("bad") ?? 0).toBeGreaterThan(0);
+    expect((await d1Rows(id)).map((x) => x.id)).toEqual([entry.id]);
+    expect((await headOf(id))?.highest).toBeLessThan(wellFormed.seq);
   });
 });
 

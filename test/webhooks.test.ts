@@ -40,13 +40,23 @@ async function deliveriesOf(eventId: string): Promise<Delivery[]> {
   return all.filter((d) => d.headers["webhook-id"] === eventId || d.body.includes(JSON.stringify(eventId)));
 }
 
+/**
+ * A settlement message carrying one event: a run of the account's journal one entry long. The events made up here
+ * are the first entry (seq 1) of an account that has no other; an object's own events keep their seq.
+ */
+const journalOf = (event: AccountEvent): SettlementMessage => ({
+  accountId: event.accountId,
+  floor: 0,
+  entries: [{ type: "event", event }],
+});
+
 let msgSeq = 0;
 async function settleEvents(events: AccountEvent[], path: "ok" | "fail", attempts = 1, secret: string | null = SECRET) {
   const messages = events.map((event) => ({
     id: `msg-${event.id}-${msgSeq++}`,
     timestamp: new Date(),
     attempts,
-    body: { type: "event", event } as SettlementMessage,
+    body: journalOf(event),
   }));
   const batch = createMessageBatch<SettlementMessage>("settlement", messages);
   const ctx = createExecutionContext();
@@ -126,6 +136,7 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
   it("retries the message when the receiver answers 500; the retry keeps the webhook-id, is re-signed with a fresh timestamp, and verifies", async () => {
     const event: AccountEvent = {
       id: uid("evt"),
+      seq: 1,
       accountId: uid("whfail"),
       type: "credits.low",
       createdAt: T0,
@@ -173,6 +184,7 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
   it("a retried webhook backs off longer with each attempt", async () => {
     const event: AccountEvent = {
       id: uid("evt"),
+      seq: 1,
       accountId: uid("whbackoff"),
       type: "credits.low",
       createdAt: T0,
@@ -185,7 +197,7 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
         id: `rec-${event.id}-${attempts}`,
         timestamp: new Date(),
         attempts,
-        body: { type: "event", event } as SettlementMessage,
+        body: journalOf(event),
         ack: () => {
           acked = true;
         },
@@ -219,6 +231,7 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
   it("does not POST a redelivered event that was already delivered", async () => {
     const event: AccountEvent = {
       id: uid("evt"),
+      seq: 1,
       accountId: uid("whdup"),
       type: "topup.requested",
       createdAt: T0,
@@ -245,6 +258,7 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
   ])("sends nothing and retries the message when WEBHOOK_SECRET is %s", async (_label, secret) => {
     const event: AccountEvent = {
       id: uid("evt"),
+      seq: 1,
       accountId: uid("whsecret"),
       type: "credits.low",
       createdAt: T0,
