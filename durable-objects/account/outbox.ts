@@ -37,7 +37,7 @@ export class Outbox {
   private checkedThrough = 0;
   /** Checks in a row that found entries overdue: the backoff's exponent. */
   private overdueChecks = 0;
-  private position: { floor: number; confirmed: number } | null = null;
+  private position: { floor: number; confirmed: number; legacyThrough: number } | null = null;
   /** False only once a drain found nothing unsent; a step that journals sets it. */
   pending = true;
 
@@ -47,10 +47,14 @@ export class Outbox {
     private readonly hasSchema: () => boolean,
   ) {}
 
-  /** The legacy floor and the confirmed watermark, read once. */
-  private get settled(): { floor: number; confirmed: number } {
-    this.position ??= this.db.first<{ floor: number; confirmed: number }>`
-      SELECT floor, confirmed FROM settlement WHERE singleton = 1` ?? { floor: 0, confirmed: 0 };
+  /** The legacy floor, the confirmed watermark and the last unsequenced row, read once. */
+  private get settled(): { floor: number; confirmed: number; legacyThrough: number } {
+    this.position ??= this.db.first<{ floor: number; confirmed: number; legacyThrough: number }>`
+      SELECT floor, confirmed, legacy_through AS legacyThrough FROM settlement WHERE singleton = 1` ?? {
+      floor: 0,
+      confirmed: 0,
+      legacyThrough: 0,
+    };
     return this.position;
   }
 
@@ -100,26 +104,26 @@ export class Outbox {
 
   /** Rows packed into messages of at most MESSAGE_BYTES, and messages into sends of at most SEND_BYTES. */
   private packed(rows: { seq: number; message: string }[]): { messages: JournalBatch[]; lastSeq: number }[] {
-    const { floor } = this.settled;
+    const { floor, legacyThrough } = this.settled;
     const sends: { messages: JournalBatch[]; lastSeq: number }[] = [];
     let send = { messages: [] as JournalBatch[], lastSeq: 0, bytes: 0 };
     let message: JournalBatch | null = null;
     let messageBytes = 0;
     for (const row of rows) {
-      const size = bytes.encode(row.message).length + 1;
+      const entry = withSeq(row.seq, row.message);
+      const size = bytes.encode(row.message).length + 16;
       if (!message || messageBytes + size > MESSAGE_BYTES) {
         if (send.bytes + messageBytes + size > SEND_BYTES && send.messages.length > 0) {
           sends.push(send);
           send = { messages: [], lastSeq: 0, bytes: 0 };
         }
-        // Rows this object wrote from journal messages.
-        const first = JSON.parse(row.message) as JournalMessage;
-        message = { accountId: accountIdOf(first), floor, entries: [] };
+        message = { accountId: accountIdOf(entry), floor, entries: [] };
         send.messages.push(message);
         messageBytes = 200;
         send.bytes += messageBytes;
       }
-      message.entries.push(JSON.parse(row.message) as JournalMessage);
+      if (row.seq <= legacyThrough) message.upgrade = true;
+      message.entries.push(entry);
       messageBytes += size;
       send.bytes += size;
       send.lastSeq = row.seq;
@@ -217,3 +221,12 @@ export class Outbox {
 }
 
 const accountIdOf = (m: JournalMessage): string => (m.type === "ledger" ? m.entry.accountId : m.event.accountId);
+
+/** A journal row's message, carrying the row's `seq` (rows written before sequencing have none in their JSON). */
+function withSeq(seq: number, json: string): JournalMessage {
+  // Rows this object wrote from journal messages.
+  const m = JSON.parse(json) as JournalMessage;
+  return m.type === "ledger"
+    ? { type: "ledger", entry: { ...m.entry, seq } }
+    : { type: "event", event: { ...m.event, seq } };
+}

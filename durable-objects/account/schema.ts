@@ -107,10 +107,12 @@ export const MIGRATIONS: readonly Migration[] = [
       `UPDATE account SET journal_seq = COALESCE((SELECT MAX(seq) FROM outbox), 0)`,
       // `floor`: entries up to here were delivered before sequencing (the old per-row mark); the ledger counts them
       // as held. `confirmed`: the ledger's watermark as last learned; journal rows above it are still owed.
+      // `legacy_through`: the last row written before sequencing; its message has no `seq` of its own.
       `CREATE TABLE IF NOT EXISTS settlement (
-         singleton INTEGER PRIMARY KEY CHECK (singleton = 1), floor INTEGER NOT NULL, confirmed INTEGER NOT NULL)`,
-      `INSERT INTO settlement (singleton, floor, confirmed)
-         SELECT 1, f, f FROM (SELECT COALESCE(
+         singleton INTEGER PRIMARY KEY CHECK (singleton = 1), floor INTEGER NOT NULL, confirmed INTEGER NOT NULL,
+         legacy_through INTEGER NOT NULL)`,
+      `INSERT INTO settlement (singleton, floor, confirmed, legacy_through)
+         SELECT 1, f, f, COALESCE((SELECT MAX(seq) FROM outbox), 0) FROM (SELECT COALESCE(
            (SELECT MIN(seq) - 1 FROM outbox WHERE delivered_at IS NULL), (SELECT MAX(seq) FROM outbox), 0) AS f)`,
       `DROP INDEX IF EXISTS outbox_pending`,
     ],

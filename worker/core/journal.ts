@@ -47,6 +47,11 @@ export interface JournalBatch {
   accountId: string;
   floor: number;
   entries: JournalMessage[];
+  /**
+   * Set when the batch holds entries written before the journal was sequenced: the ledger may already hold them
+   * without a `seq` (a send that arrived but was never marked delivered), and gives them theirs.
+   */
+  upgrade?: true;
 }
 
 /**

@@ -46,6 +46,7 @@ function isBatch(msg: unknown): msg is SettlementMessage {
     typeof x.accountId === "string" &&
     Number.isSafeInteger(x.floor) &&
     x.floor >= 0 &&
+    (x.upgrade === undefined || x.upgrade === true) &&
     Array.isArray(x.entries) &&
     x.entries.every((m) => isJournalMessage(m, x.accountId))
   );
@@ -99,16 +100,43 @@ const ADVANCE = `WITH RECURSIVE run(s) AS (
   FROM (SELECT MAX(s) AS w FROM run) AS nw
   WHERE ledger_heads.account_id = ?1`;
 
+/**
+ * For a batch flagged `upgrade`: entries written before sequencing may already be in the ledger without a seq (their
+ * send arrived, the old outbox never marked it). D1 migration 0004 counted those rows in the head's starting totals,
+ * so they are taken back out of the totals here and given their seq; ADVANCE then counts them once, in order.
+ * Both statements touch only rows still without a seq, so running them again changes nothing.
+ */
+const REBASE_LEGACY = `UPDATE ledger_heads SET
+    credit_position = credit_position - (
+      SELECT COALESCE(SUM(CASE WHEN kind IN ('grant', 'refund') THEN amount
+                               WHEN kind = 'expiry' OR (kind = 'charge' AND layer = 'grant') THEN -amount
+                               ELSE 0 END), 0)
+      FROM ledger WHERE account_seq IS NULL AND id IN (SELECT json_extract(value, '$.id') FROM json_each(?2))),
+    charged_total = charged_total - (
+      SELECT COALESCE(SUM(amount), 0) FROM ledger
+      WHERE kind = 'charge' AND account_seq IS NULL AND id IN (SELECT json_extract(value, '$.id') FROM json_each(?2)))
+  WHERE account_id = ?1`;
+
+const sequenceLegacy = (table: "ledger" | "events") => `UPDATE ${table} SET account_seq = (
+    SELECT json_extract(value, '$.seq') FROM json_each(?1) WHERE json_extract(value, '$.id') = ${table}.id)
+  WHERE account_seq IS NULL AND id IN (SELECT json_extract(value, '$.id') FROM json_each(?1))`;
+
 /** The D1 statements that settle one message: its entries, then the account's head. Redelivery is a no-op. */
 export function statementsFor(db: D1Database, msg: SettlementMessage, settledAt: number): D1PreparedStatement[] {
   if (!isBatch(msg)) throw new Error("malformed settlement message");
   const ledger = msg.entries.flatMap((m) => (m.type === "ledger" ? [m.entry] : []));
   const events = msg.entries.flatMap((m) => (m.type === "event" ? [m.event] : []));
   const highest = Math.max(0, ...msg.entries.map((m) => (m.type === "ledger" ? m.entry.seq : m.event.seq)));
-  const stmts: D1PreparedStatement[] = [];
-  if (ledger.length > 0) stmts.push(db.prepare(INSERT_LEDGER).bind(JSON.stringify(ledger), settledAt));
-  if (events.length > 0) stmts.push(db.prepare(INSERT_EVENTS).bind(JSON.stringify(events)));
-  stmts.push(db.prepare(OPEN_HEAD).bind(msg.accountId, msg.floor, settledAt));
+  const [ledgerJson, eventsJson] = [JSON.stringify(ledger), JSON.stringify(events)];
+  const stmts: D1PreparedStatement[] = [db.prepare(OPEN_HEAD).bind(msg.accountId, msg.floor, settledAt)];
+  if (msg.upgrade)
+    stmts.push(
+      db.prepare(REBASE_LEGACY).bind(msg.accountId, ledgerJson),
+      db.prepare(sequenceLegacy("ledger")).bind(ledgerJson),
+      db.prepare(sequenceLegacy("events")).bind(eventsJson),
+    );
+  if (ledger.length > 0) stmts.push(db.prepare(INSERT_LEDGER).bind(ledgerJson, settledAt));
+  if (events.length > 0) stmts.push(db.prepare(INSERT_EVENTS).bind(eventsJson));
   stmts.push(db.prepare(ADVANCE).bind(msg.accountId, highest, settledAt));
   return stmts;
 }
