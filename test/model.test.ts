@@ -12,7 +12,11 @@
  * After every step: the decision (allowed/denied, reason, relief time, offer, sources) equals the model's, and the
  * account summary equals the model's (windows, grants, balance, flex, holds, banked resets, pause, spend cap);
  * no grant is negative, no expired grant is listed or spent, no charge takes a window above its limit.
- * After every sequence the outbox is drained into D1 through the real consumer (each batch delivered twice):
+ * The three settlement faults of issue #14 are on throughout: the object's sender resolves without delivering 30% of
+ * its sends (and is what every instance gets, also one rebuilt after an eviction), the real consumer throws on 20% of
+ * batches (before or after its D1 write; the batch is delivered again later), and objects are evicted at random steps.
+ * After every sequence the journal is settled into D1 through the real consumer (each batch delivered twice), the
+ * object's settlement checks sending again what was lost, until it has confirmed every entry:
  * D1 holds each ledger entry exactly once, Σ charges in D1 = Σ charges the model made, per Idempotency-Key too,
  * no grant was drawn after its expiry, and GET /v1/admin/reconciliation reports zero drift.
  *
@@ -21,15 +25,16 @@
  * MODEL_STEPS / MODEL_SEED bindings (e.g. in .dev.vars). A failure prints fast-check's seed and path.
  * See docs/reliability.md.
  */
-import { createMessageBatch, runInDurableObject } from "cloudflare:test";
+import { createMessageBatch, evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { AccountDO } from "../durable-objects/account/object";
 import type { AccountState } from "../worker/core/account/state";
-import { seqOf } from "../worker/core/journal";
 import { settleBatch } from "../worker/settlement/consumer";
+import { faultPoints, type Sender } from "../worker/settlement/fault-points";
 import type { SettlementMessage } from "../worker/settlement/messages";
+import { ledgerFor, settlementQueueFor } from "../worker/settlement/shards";
 import { ADMIN, call, uid } from "./helpers";
 import {
   C,
@@ -114,6 +119,8 @@ interface World {
   captured: SettlementMessage[];
   /** how many captured messages were already run through the consumer */
   delivered: number;
+  /** messages of batches the consumer failed on, delivered again with the next ones */
+  redeliver: SettlementMessage[];
   step: number;
   /** window use after the previous step, per product/kind: a charge never takes a window above its limit */
   prevUsed: Map<string, number>;
@@ -689,6 +696,19 @@ class Advance extends Step {
   }
 }
 
+/** The account object is evicted: the next request meets an instance rebuilt from storage. */
+class Evict extends Step {
+  label() {
+    return "evict";
+  }
+  async exec(w: World) {
+    // only a running object can be evicted
+    await runInDurableObject(stubFor(w.id), () => undefined);
+    await evictDurableObject(stubFor(w.id));
+    return undefined;
+  }
+}
+
 /** Re-sends an earlier keyed request with the same payload (keys in another order, other spacing). */
 class Replay extends Step {
   constructor(
@@ -972,6 +992,7 @@ const stepArb: fc.Arbitrary<Step> = fc.oneof(
       .map(([ps, pl, b, bonus, d]) => new AdminReset({ products: ps, plans: pl, bankedResets: b, bonus }, d)),
   },
   { weight: 2, arbitrary: bigJump.map((d) => new Advance(d)) },
+  { weight: 1, arbitrary: dt.map((d) => new Evict(d)) },
   { weight: 2, arbitrary: fc.tuple(fc.nat(), dt).map(([i, d]) => new Replay(i, d)) },
   { weight: 1, arbitrary: fc.tuple(fc.nat(), fc.boolean(), dt).map(([i, o, d]) => new Conflict(i, o, d)) },
   {
@@ -1016,15 +1037,54 @@ async function expectMemoryMatchesStorage(w: World) {
   });
 }
 
-/** Sends the object's outbox to this test instead of the queue, so the real consumer can be run right away. */
-async function captureOutbox(w: World) {
+/** 0 ≤ x < 1, from a seed: the settlement faults are as reproducible as the steps. */
+function mulberry32(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const faultTally = { sends: 0, dropped: 0, batches: 0, thrown: 0, evictions: 0 };
+
+/**
+ * Sends every instance's journal to this test instead of the queue, so the real consumer can be run right away; a
+ * random 30% of sends resolve and deliver nothing (the sender fault). Set for the whole run through the fault point,
+ * so an instance rebuilt after an eviction captures too.
+ */
+function captureJournals(current: () => World, rng: () => number): Sender {
+  return {
+    sendBatch: async (msgs: Iterable<MessageSendRequest<SettlementMessage>>) => {
+      faultTally.sends++;
+      if (rng() < 0.3) faultTally.dropped++;
+      else for (const m of msgs) current().captured.push(JSON.parse(JSON.stringify(m.body)) as SettlementMessage);
+      return { metadata: { metrics: { backlogCount: 0, backlogBytes: 0 } } };
+    },
+  };
+}
+
+/** The consumer fault: a random 20% of batches throw, half before the D1 write and half after it. */
+function failingConsumer(rng: () => number): NonNullable<typeof faultPoints.consumer> {
+  const failing = new WeakMap<object, "before" | "after">();
+  return (batch, stage) => {
+    if (stage === "before") {
+      faultTally.batches++;
+      if (rng() < 0.2) failing.set(batch, rng() < 0.5 ? "before" : "after");
+    }
+    if (failing.get(batch) === stage) {
+      faultTally.thrown++;
+      throw new Error(`injected: consumer fails ${stage} its write`);
+    }
+  };
+}
+
+async function captureOutbox(w: World, sender: Sender) {
   await runInDurableObject(stubFor(w.id), (instance: AccountDO) => {
-    instance.settlement = {
-      sendBatch: async (msgs: Iterable<MessageSendRequest<SettlementMessage>>) => {
-        for (const m of msgs) w.captured.push(JSON.parse(JSON.stringify(m.body)) as SettlementMessage);
-        return { metadata: {} } as unknown as QueueSendBatchResponse;
-      },
-    };
+    instance.settlement = sender;
   });
 }
 
@@ -1035,30 +1095,39 @@ async function captureOutbox(w: World) {
 async function settleAndReconcile(w: World) {
   const stub = stubFor(w.id);
   await runInDurableObject(stub, (instance: AccountDO) => instance.flushOutbox());
-  const box = await runInDurableObject(stub, (_i: AccountDO, state) => {
-    const sql = state.storage.sql;
-    const confirmed = sql.exec<{ n: number }>("SELECT confirmed AS n FROM settlement").one().n;
-    return {
-      unconfirmed: sql
-        .exec<{ seq: number }>("SELECT seq FROM outbox WHERE seq > ? ORDER BY seq", confirmed)
-        .toArray()
-        .map((r) => r.seq),
-      ids: sql
-        .exec<{ entry_id: string }>("SELECT entry_id FROM outbox WHERE json_extract(message, '$.type') = 'ledger'")
-        .toArray()
-        .map((r) => r.entry_id),
-    };
-  });
-  // every journal row the ledger has not confirmed was sent (here: captured)
-  const sent = new Set(w.captured.flatMap((m) => m.entries.map(seqOf)));
-  expect(
-    box.unconfirmed.filter((s) => !sent.has(s)),
-    `${where(w)}\njournal rows never sent`,
-  ).toEqual([]);
-  await deliverCaptured(w);
-  const { results: rows } = await env.DB.prepare(
-    "SELECT id, kind, amount, layer, grant_id, decision_id, hold_id, idempotency_key, created_at FROM ledger WHERE account_id = ?",
-  )
+  const journal = () =>
+    runInDurableObject(stub, (_i: AccountDO, state) => {
+      const sql = state.storage.sql;
+      return {
+        confirmed: sql.exec<{ n: number }>("SELECT confirmed AS n FROM settlement").one().n,
+        lastSeq: sql.exec<{ n: number }>("SELECT journal_seq AS n FROM account").one().n,
+        ids: sql
+          .exec<{ entry_id: string }>("SELECT entry_id FROM outbox WHERE json_extract(message, '$.type') = 'ledger'")
+          .toArray()
+          .map((r) => r.entry_id),
+      };
+    });
+  // faults on: deliver what arrived, let the object's settlement check learn the watermark and send again what was
+  // lost, until it has confirmed its whole journal
+  let box = await journal();
+  // every ledger entry the object wrote (nothing is confirmed yet, so nothing was pruned: the checks below may prune)
+  const written = box.ids;
+  for (let round = 0; round < 40 && box.confirmed < box.lastSeq; round++) {
+    await deliverCaptured(w);
+    await runDurableObjectAlarm(stub);
+    box = await journal();
+  }
+  expect(box.confirmed, `${where(w)}\nthe object never confirmed its journal`).toBe(box.lastSeq);
+  const ledger = ledgerFor(env, w.id);
+  const head = await ledger
+    .prepare("SELECT watermark FROM ledger_heads WHERE account_id = ?")
+    .bind(w.id)
+    .first<{ watermark: number }>();
+  expect(head?.watermark ?? 0, where(w)).toBe(box.lastSeq);
+  const { results: rows } = await ledger
+    .prepare(
+      "SELECT id, kind, amount, layer, grant_id, decision_id, hold_id, idempotency_key, created_at FROM ledger WHERE account_id = ?",
+    )
     .bind(w.id)
     .all<{
       id: string;
@@ -1072,7 +1141,7 @@ async function settleAndReconcile(w: World) {
       created_at: number;
     }>();
   // every entry the object wrote, exactly once
-  expect(rows.map((r) => r.id).sort(), where(w)).toEqual([...box.ids].sort());
+  expect(rows.map((r) => r.id).sort(), where(w)).toEqual([...written].sort());
   const charges = rows.filter((r) => r.kind === "charge");
   expect(
     charges.reduce((s, r) => s + r.amount, 0),
@@ -1110,7 +1179,7 @@ async function settleAndReconcile(w: World) {
   // hand the object back to the real queue for whatever its alarms write later (expiries), then reconcile;
   // an alarm that fired meanwhile wrote to the capture, so that is delivered too before asking again
   await runInDurableObject(stub, (instance: AccountDO) => {
-    instance.settlement = env.SETTLEMENT as Queue<SettlementMessage>;
+    instance.settlement = settlementQueueFor(env, w.id);
   });
   let rec = await call("GET", `/v1/admin/reconciliation?accountId=${w.id}`, undefined, { token: ADMIN });
   // entries an alarm wrote meanwhile are in flight (not drift) until they arrive
@@ -1129,9 +1198,12 @@ async function settleAndReconcile(w: World) {
  * second in reverse order).
  */
 async function deliverCaptured(w: World) {
-  const entries: SettlementMessage[] = w.captured
-    .slice(w.delivered)
-    .flatMap((m) => m.entries.map((e) => ({ accountId: m.accountId, floor: m.floor, entries: [e] })));
+  const entries: SettlementMessage[] = [
+    ...w.redeliver.splice(0),
+    ...w.captured
+      .slice(w.delivered)
+      .flatMap((m) => m.entries.map((e) => ({ accountId: m.accountId, floor: m.floor, entries: [e] }))),
+  ];
   w.delivered = w.captured.length;
   for (let i = 0; i < entries.length; i += 40) {
     const chunk = entries.slice(i, i + 40);
@@ -1145,7 +1217,12 @@ async function deliverCaptured(w: World) {
           body,
         })),
       );
-      await settleBatch(batch, env);
+      try {
+        await settleBatch(batch, env);
+      } catch {
+        // the consumer fault: the queue delivers the whole batch again later
+        w.redeliver.push(...chunk);
+      }
     }
   }
 }
@@ -1157,8 +1234,35 @@ describe("model-based: the account engine agrees with a reference model", () => 
   /** sequences that ran to the end and were settled and reconciled */
   let settled = 0;
 
-  it(`${RUNS} random sequences of ${STEPS} steps (seed ${SEED})`, async () => {
+  it(`${RUNS} random sequences of ${STEPS} steps (seed ${SEED}), settlement faults on`, async () => {
     const started = Date.now();
+    faultPoints.consumer = failingConsumer(mulberry32(SEED ^ 0xc0de));
+    try {
+      await runSequences();
+    } finally {
+      faultPoints.sender = undefined;
+      faultPoints.consumer = undefined;
+    }
+    // the faults really fired
+    expect(faultTally.dropped, JSON.stringify(faultTally)).toBeGreaterThan(0);
+    expect(faultTally.thrown, JSON.stringify(faultTally)).toBeGreaterThan(0);
+    expect(stats.get("Evict ") ?? 0, "evictions").toBeGreaterThan(0);
+    console.log(JSON.stringify({ event: "model.faults", ...faultTally }));
+    console.log(
+      JSON.stringify({ event: "model.done", runs: RUNS, steps: STEPS, seed: SEED, ms: Date.now() - started }),
+    );
+    console.log(
+      `Idempotency-Key answers: ${JSON.stringify(keepPolicy)}\n${[...stats]
+        .sort()
+        .map(([k, v]) => `${v}\t${k}`)
+        .join("\n")}`,
+    );
+  }, 1_800_000);
+
+  async function runSequences() {
+    let current: World | null = null;
+    const sender = captureJournals(() => current!, mulberry32(SEED ^ 0x5e4d));
+    faultPoints.sender = () => sender;
     await fc.assert(
       fc.asyncProperty(runArb, async (run) => {
         // each sequence in its own year: global resets of earlier sequences all predate this account
@@ -1172,13 +1276,15 @@ describe("model-based: the account engine agrees with a reference model", () => 
           log: [`start ${iso(start)} plan ${run.plan}`],
           captured: [],
           delivered: 0,
+          redeliver: [],
           step: 0,
           prevUsed: new Map(),
           grantExpiry: new Map(),
           outcome: "",
         };
         accounts.push(w.id);
-        await captureOutbox(w);
+        current = w;
+        await captureOutbox(w, sender);
         // the first write creates the account, on the run's plan
         const created = await http(w, "PUT", `/v1/accounts/${w.id}/plan`, { plan: run.plan }, newKey(w));
         expect(created.status, JSON.stringify(created.body)).toBe(200);
@@ -1190,16 +1296,7 @@ describe("model-based: the account engine agrees with a reference model", () => 
       }),
       { seed: SEED, numRuns: RUNS, endOnFailure: !SHRINK, ...(PATH ? { path: PATH } : {}) },
     );
-    console.log(
-      JSON.stringify({ event: "model.done", runs: RUNS, steps: STEPS, seed: SEED, ms: Date.now() - started }),
-    );
-    console.log(
-      `Idempotency-Key answers: ${JSON.stringify(keepPolicy)}\n${[...stats]
-        .sort()
-        .map(([k, v]) => `${v}\t${k}`)
-        .join("\n")}`,
-    );
-  }, 1_800_000);
+  }
 
   it("afterwards, reconciliation over every account of this file reports zero drift", async () => {
     // alarms (expiries) may still be writing through the real queue: wait for what is in flight
