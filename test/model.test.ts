@@ -34,7 +34,6 @@ import type { AccountState } from "../worker/core/account/state";
 import { settleBatch } from "../worker/settlement/consumer";
 import { faultPoints, type Sender } from "../worker/settlement/fault-points";
 import type { SettlementMessage } from "../worker/settlement/messages";
-import { ledgerFor, settlementQueueFor } from "../worker/settlement/shards";
 import { ADMIN, call, uid } from "./helpers";
 import {
   C,
@@ -1118,7 +1117,7 @@ async function settleAndReconcile(w: World) {
     box = await journal();
   }
   expect(box.confirmed, `${where(w)}\nthe object never confirmed its journal`).toBe(box.lastSeq);
-  const ledger = ledgerFor(env, w.id);
+  const ledger = env.DB;
   const head = await ledger
     .prepare("SELECT watermark FROM ledger_heads WHERE account_id = ?")
     .bind(w.id)
@@ -1179,7 +1178,7 @@ async function settleAndReconcile(w: World) {
   // hand the object back to the real queue for whatever its alarms write later (expiries), then reconcile;
   // an alarm that fired meanwhile wrote to the capture, so that is delivered too before asking again
   await runInDurableObject(stub, (instance: AccountDO) => {
-    instance.settlement = settlementQueueFor(env, w.id);
+    instance.settlement = env.SETTLEMENT as Queue<SettlementMessage>;
   });
   let rec = await call("GET", `/v1/admin/reconciliation?accountId=${w.id}`, undefined, { token: ADMIN });
   // entries an alarm wrote meanwhile are in flight (not drift) until they arrive
