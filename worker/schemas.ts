@@ -144,6 +144,12 @@ export const ReconciliationQuery = z.object({
     .optional()
     .openapi({ description: "Accounts in the page (default 500)." }),
 });
+export const ArchiveQuery = z
+  .object({
+    from: IsoTime.openapi({ description: "Entries made at or after this instant." }),
+    to: IsoTime.openapi({ description: "Entries made before this instant." }),
+  })
+  .refine((q) => Date.parse(q.from) < Date.parse(q.to), { message: "from must be before to", path: ["to"] });
 
 // ── responses ──
 const WindowView = z.object({ limit: Count, used: Count, remaining: Count, resetsAt: IsoTime.nullable() });

@@ -4,6 +4,7 @@
  * and events meet, so the cross-account views (paused accounts, top spenders, recent events) come from here. D1
  * lags the objects by the settlement queue (a second or two).
  */
+import { acrossLedgers } from "../settlement/shards";
 import type { Drift } from "../settlement/reconciliation";
 import { DAY_MS, HOUR_MS } from "../core/time";
 import type { LedgerKind } from "../settlement/messages";
@@ -98,7 +99,12 @@ const parseData = (text: string): Record<string, unknown> => {
  * Accounts whose latest `account.credits_paused` has no `account.credits_resumed` at or after it. A resume recorded
  * in the same millisecond as the pause came after it (an operator can only resume a pause that exists).
  */
-export async function pausedAccounts(db: D1Database, limit = 100): Promise<PausedAccount[]> {
+export async function pausedAccounts(env: Env, limit = 100): Promise<PausedAccount[]> {
+  const all = await acrossLedgers(env, (db) => pausedIn(db, limit));
+  return all.sort((a, b) => b.pausedAt - a.pausedAt).slice(0, limit);
+}
+
+async function pausedIn(db: D1Database, limit: number): Promise<PausedAccount[]> {
   const { results } = await db
     .prepare(
       `SELECT p.account_id, p.created_at, p.data FROM events p
@@ -117,7 +123,13 @@ export async function pausedAccounts(db: D1Database, limit = 100): Promise<Pause
  * The accounts that spent the most credits in (now − span, now]: ledger `charge` entries paid by a grant or by flex,
  * summed per account. Window usage is not credit spend and is left out. Ties go to the most recent spender.
  */
-export async function topSpenders(db: D1Database, now: number, spanMs: number, limit = 10): Promise<Spender[]> {
+export async function topSpenders(env: Env, now: number, spanMs: number, limit = 10): Promise<Spender[]> {
+  // An account lives on one shard, so each shard's top is exact; the merge keeps the overall top.
+  const all = await acrossLedgers(env, (db) => topSpendersIn(db, now, spanMs, limit));
+  return all.sort((a, b) => b.spent - a.spent || b.lastAt - a.lastAt).slice(0, limit);
+}
+
+async function topSpendersIn(db: D1Database, now: number, spanMs: number, limit: number): Promise<Spender[]> {
   const { results } = await db
     .prepare(
       `SELECT account_id, SUM(amount) AS spent, COUNT(*) AS charges, MAX(created_at) AS last_at FROM ledger
@@ -129,7 +141,12 @@ export async function topSpenders(db: D1Database, now: number, spanMs: number, l
   return results.map((r) => ({ accountId: r.account_id, spent: r.spent, charges: r.charges, lastAt: r.last_at }));
 }
 
-export async function recentEvents(db: D1Database, limit = 50): Promise<EventView[]> {
+export async function recentEvents(env: Env, limit = 50): Promise<EventView[]> {
+  const all = await acrossLedgers(env, (db) => recentEventsIn(db, limit));
+  return all.sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0)).slice(0, limit);
+}
+
+async function recentEventsIn(db: D1Database, limit: number): Promise<EventView[]> {
   const types = INCIDENT_EVENT_TYPES.map(() => "?").join(", ");
   const { results } = await db
     .prepare(

@@ -9,9 +9,11 @@ import { ApiError } from "../http/errors";
 import { reply } from "../http/reply";
 import { resetControl } from "../../durable-objects/stubs";
 import { forgetCachedResets } from "../resets";
+import { exportAccount } from "../settlement/archive";
 import { reconcile } from "../settlement/reconciliation";
 import {
   AccountParams,
+  ArchiveQuery,
   GlobalResetBody,
   GlobalResetList,
   ReconciliationQuery,
@@ -31,6 +33,7 @@ import {
   keyConflict,
   notFound,
   replayHeaders,
+  requestIdHeaders,
 } from "./common";
 
 const admin = { tags: ["admin"], ...adminAuth };
@@ -225,6 +228,43 @@ adminRoutes.openapi(
     return reply(c, await refundAccount(c, id, c.req.valid("json"), c.get("idempotency")!));
   },
 );
+
+// A stream of NDJSON, not a JSON body: documented in the OpenAPI registry, served by a plain route that validates with
+// the same schemas (a refusal is the one error shape, from ApiError).
+adminRoutes.openAPIRegistry.registerPath({
+  method: "get",
+  path: "/v1/admin/accounts/{id}/archive",
+  ...admin,
+  operationId: "exportArchive",
+  summary: "Export an account's archived journal",
+  description:
+    'Streams, as NDJSON, every journal entry of the account made in [`from`, `to`) from the R2 archive: one line per entry, `{"type":"ledger","entry":…}` or `{"type":"event","event":…}`, window usage included, each sequence number once. Entries reach the archive when they settle. The export reads one archived object per hour and settlement message in the range, so it is slow for long ranges: ask for a day or a week at a time.',
+  request: { params: AccountParams, query: ArchiveQuery },
+  responses: {
+    200: {
+      description: "the entries, one JSON object per line",
+      headers: requestIdHeaders,
+      content: { "application/x-ndjson": { schema: z.string() } },
+    },
+    ...errorResponses,
+  },
+});
+
+adminRoutes.get("/v1/admin/accounts/:id/archive", (c) => {
+  const params = AccountParams.safeParse({ id: c.req.param("id") });
+  const query = ArchiveQuery.safeParse(c.req.query());
+  if (!params.success || !query.success)
+    throw new ApiError("invalid_request", "expects an account id and ISO-8601 `from` before `to`", {
+      issues: [...(params.error?.issues ?? []), ...(query.error?.issues ?? [])].map((i) => ({
+        path: i.path.join("."),
+        message: i.message,
+      })),
+    });
+  const { from, to } = query.data;
+  return new Response(exportAccount(c.env, params.data.id, Date.parse(from), Date.parse(to)), {
+    headers: { "Content-Type": "application/x-ndjson", "X-Request-Id": c.get("requestId") },
+  });
+});
 
 adminRoutes.openapi(
   createRoute({

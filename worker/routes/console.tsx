@@ -10,6 +10,7 @@
  * - Every answer, refusals, redirects and errors included, is a standards-mode page under CONSOLE_CSP,
  *   X-Frame-Options DENY, Cache-Control no-store and Referrer-Policy no-referrer.
  */
+import { ledgerFor } from "../settlement/shards";
 import { Hono, type Context } from "hono";
 import { getCookie, setCookie } from "hono/cookie";
 import type { JSX } from "hono/jsx/jsx-runtime";
@@ -291,14 +292,14 @@ consoleRoutes.post("/console/sign-out", (c) => {
 
 consoleRoutes.get("/console", async (c) => {
   const now = c.get("now");
-  const db = c.env.DB;
+  // Ledger views over every shard; the operator's tables (reconciliation runs, the reset audit) are on the first.
   const [paused, topHour, topDay, events, drift, resets] = await Promise.all([
-    data.pausedAccounts(db),
-    data.topSpenders(db, now, data.SPANS.hour),
-    data.topSpenders(db, now, data.SPANS.day),
-    data.recentEvents(db),
-    data.latestReconciliation(db),
-    listGlobalResets(db, 20),
+    data.pausedAccounts(c.env),
+    data.topSpenders(c.env, now, data.SPANS.hour),
+    data.topSpenders(c.env, now, data.SPANS.day),
+    data.recentEvents(c.env),
+    data.latestReconciliation(c.env.DB),
+    listGlobalResets(c.env.DB, 20),
   ]);
   return page(
     c,
@@ -361,7 +362,7 @@ consoleRoutes.get("/console/accounts/:id", async (c) => {
   const cursor = cursorQ && /^\d{1,15}$/.test(cursorQ) ? Number(cursorQ) : null;
   const limit =
     limitQ && /^\d{1,3}$/.test(limitQ) && Number(limitQ) >= 1 && Number(limitQ) <= 200 ? Number(limitQ) : LEDGER_PAGE;
-  const db = c.env.DB;
+  const db = ledgerFor(c.env, id);
   const [summary, ledger, events, settled] = await Promise.all([
     summaryOf(c, id),
     data.ledgerPage(db, id, cursor, limit),
@@ -393,7 +394,7 @@ consoleRoutes.get("/console/accounts/:id", async (c) => {
 async function resumeScreen(c: C, id: string, status: ContentfulStatusCode, error?: string) {
   const summary = await summaryOf(c, id);
   const pausedEvent = summary.paused
-    ? ((await data.accountEvents(c.env.DB, id)).find((e) => e.type === "account.credits_paused") ?? null)
+    ? ((await data.accountEvents(ledgerFor(c.env, id), id)).find((e) => e.type === "account.credits_paused") ?? null)
     : null;
   return page(
     c,
@@ -459,7 +460,9 @@ consoleRoutes.get("/console/accounts/:id/refund", async (c) => {
   const id = accountIdOf(c);
   const entryId = c.req.query("entry") ?? "";
   const found =
-    id && entryId.length >= 1 && entryId.length <= 128 ? await data.refundableEntry(c.env.DB, id, entryId) : null;
+    id && entryId.length >= 1 && entryId.length <= 128
+      ? await data.refundableEntry(ledgerFor(c.env, id), id, entryId)
+      : null;
   if (!id || !found)
     return problem(
       c,
@@ -481,7 +484,7 @@ consoleRoutes.post("/console/accounts/:id/refund", async (c) => {
   const validEntry = entryId.length >= 1 && entryId.length <= 128;
   // The page around a refusal: the entry as the ledger has it, or a plain message when the ledger does not have it.
   const refused = async (status: ContentfulStatusCode, error: string) => {
-    const found = validEntry ? await data.refundableEntry(c.env.DB, id, entryId) : null;
+    const found = validEntry ? await data.refundableEntry(ledgerFor(c.env, id), id, entryId) : null;
     if (!found)
       return problem(c, status, "Refund against a ledger entry", error, {
         href: accountHref(id),

@@ -1,3 +1,4 @@
+import { ledgerFor } from "../settlement/shards";
 import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
 import type { AppEnv } from "../http/context";
 import { iso } from "../core/time";
@@ -39,9 +40,10 @@ ledgerRoutes.openapi(
   async (c) => {
     const { id } = c.req.valid("param");
     const { limit = DEFAULT_PAGE, cursor } = c.req.valid("query");
-    const { results } = await c.env.DB.prepare(
-      "SELECT seq, id, kind, amount, layer, product, grant_id, decision_id, hold_id, rate_card_version, created_at FROM ledger WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
-    )
+    const { results } = await ledgerFor(c.env, id)
+      .prepare(
+        "SELECT seq, id, kind, amount, layer, product, grant_id, decision_id, hold_id, rate_card_version, created_at FROM ledger WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+      )
       .bind(id, Number(cursor ?? 0), limit + 1)
       .all<LedgerRow>();
     const page = results.slice(0, limit);

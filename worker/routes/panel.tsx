@@ -1,3 +1,4 @@
+import { ledgerFor } from "../settlement/shards";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
 import { account } from "../http/account";
 import type { AppContext, AppEnv } from "../http/context";
@@ -123,7 +124,7 @@ panelRoutes.openapi(
     const accountId = c.env.PANEL_SECRET ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now")) : null;
     if (!accountId) return c.html(<PanelError message={INVALID_LINK} />, 401);
     const panel = account(c, accountId);
-    const activity = recentActivity(c.env.DB, accountId, c.get("requestId"));
+    const activity = recentActivity(ledgerFor(c.env, accountId), accountId, c.get("requestId"));
     const { result } = await panel.summary();
     const view = await panel.panelView(7);
     const href = addCreditsUrl(

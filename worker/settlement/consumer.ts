@@ -1,6 +1,8 @@
 import type { AccountEvent, JournalMessage, LedgerEntry, SettlementMessage } from "./messages";
 import { LEDGER_KINDS } from "./messages";
+import { archive } from "./archive";
 import { faultPoints } from "./fault-points";
+import { ledgerFor } from "./shards";
 import { deliverWebhook } from "./webhooks";
 
 const MAX_BACKOFF_SECONDS = 300;
@@ -141,33 +143,48 @@ export function statementsFor(db: D1Database, msg: SettlementMessage, settledAt:
   return stmts;
 }
 
+type Planned = { msg: Message<SettlementMessage>; db: D1Database; stmts: D1PreparedStatement[] };
+
 /**
- * Settles a batch into D1. The whole batch goes in one D1 batch (one transaction); if that fails, each
- * message is tried on its own so that one bad message cannot hold back the rest, and each is acked or
- * retried with backoff. Messages that keep failing go to the dead-letter queue.
+ * Settles a batch into D1. Each message goes to its account's ledger shard; each shard's messages go in one D1 batch
+ * (one transaction). If that fails, each message is tried on its own so that one bad message cannot hold back the
+ * rest, and each is acked or retried with backoff. Messages that keep failing go to the dead-letter queue.
  */
 export async function settleBatch(batch: MessageBatch<SettlementMessage>, env: Env): Promise<void> {
   faultPoints.consumer?.(batch, "before");
   const now = Date.now();
-  const planned: { msg: Message<SettlementMessage>; stmts: D1PreparedStatement[] }[] = [];
+  const byShard = new Map<D1Database, Planned[]>();
   for (const msg of batch.messages) {
     try {
-      planned.push({ msg, stmts: statementsFor(env.DB, msg.body, now) });
+      if (!isBatch(msg.body)) throw new Error("malformed settlement message");
+      const db = ledgerFor(env, msg.body.accountId);
+      const planned = byShard.get(db) ?? [];
+      planned.push({ msg, db, stmts: statementsFor(db, msg.body, now) });
+      byShard.set(db, planned);
     } catch {
       console.error(JSON.stringify({ event: "settlement.malformed", messageId: msg.id, attempts: msg.attempts }));
       msg.retry({ delaySeconds: backoffSeconds(msg.attempts) });
     }
   }
-  if (planned.length === 0) return;
-  const settled: typeof planned = [];
+  const inD1 = (await Promise.all([...byShard].map(([db, planned]) => settleShard(db, planned)))).flat();
+  // The archive gets what D1 took; a message whose archive write fails is retried (its D1 part is then a no-op).
+  const settled = await archiveSettled(env, inD1);
+  faultPoints.consumer?.(batch, "after");
+  // A message is done once its entries are in D1 and each event's webhook (if configured) is delivered.
+  await Promise.all(settled.map((p) => deliverEvents(env, p.db, p.msg)));
+}
+
+/** One shard's messages in one D1 batch; if that fails, message by message. Returns the messages settled. */
+async function settleShard(db: D1Database, planned: Planned[]): Promise<Planned[]> {
+  const settled: Planned[] = [];
   try {
-    await env.DB.batch(planned.flatMap((p) => p.stmts));
+    await db.batch(planned.flatMap((p) => p.stmts));
     settled.push(...planned);
   } catch (err) {
     console.error(JSON.stringify({ event: "settlement.batch_failed", size: planned.length, error: errorText(err) }));
     for (const p of planned) {
       try {
-        await env.DB.batch(p.stmts);
+        await db.batch(p.stmts);
         settled.push(p);
       } catch (err) {
         console.error(
@@ -182,25 +199,38 @@ export async function settleBatch(batch: MessageBatch<SettlementMessage>, env: E
       }
     }
   }
-  faultPoints.consumer?.(batch, "after");
-  // A message is done once its entries are in D1 and each event's webhook (if configured) is delivered.
-  await Promise.all(settled.map((p) => deliverEvents(env, p.msg)));
+  return settled;
+}
+
+async function archiveSettled(env: Env, planned: Planned[]): Promise<Planned[]> {
+  const done = await Promise.all(
+    planned.map(async (p) => {
+      try {
+        await archive(env, [p.msg.body]);
+        return true;
+      } catch (err) {
+        console.error(JSON.stringify({ event: "archive.retry", messageId: p.msg.id, error: errorText(err) }));
+        p.msg.retry({ delaySeconds: backoffSeconds(p.msg.attempts) });
+        return false;
+      }
+    }),
+  );
+  return planned.filter((_, i) => done[i]);
 }
 
 /** Posts each event's webhook once (`webhook_delivered_at` marks it), then acks; a failure retries the message. */
-async function deliverEvents(env: Env, msg: Message<SettlementMessage>): Promise<void> {
+async function deliverEvents(env: Env, db: D1Database, msg: Message<SettlementMessage>): Promise<void> {
   const events = msg.body.entries.flatMap((m) => (m.type === "event" ? [m.event] : []));
   if (!env.WEBHOOK_URL || events.length === 0) return msg.ack();
   for (const event of events) {
     try {
-      const done = await env.DB.prepare("SELECT webhook_delivered_at FROM events WHERE id = ?")
+      const done = await db
+        .prepare("SELECT webhook_delivered_at FROM events WHERE id = ?")
         .bind(event.id)
         .first<{ webhook_delivered_at: number | null }>();
       if (done?.webhook_delivered_at == null) {
         await deliverWebhook(env, event);
-        await env.DB.prepare("UPDATE events SET webhook_delivered_at = ? WHERE id = ?")
-          .bind(Date.now(), event.id)
-          .run();
+        await db.prepare("UPDATE events SET webhook_delivered_at = ? WHERE id = ?").bind(Date.now(), event.id).run();
       }
     } catch (err) {
       console.error(

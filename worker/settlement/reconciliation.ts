@@ -1,6 +1,7 @@
 import { accountObject } from "../../durable-objects/stubs";
 import { DAY_MS } from "../core/time";
 import { type LedgerHead, NO_HEAD, readHead } from "./heads";
+import { acrossLedgers, ledgerFor } from "./shards";
 
 /**
  * An account whose object and ledger disagree at the same sequence number (SPEC §7). Both sides stand at `toSeq`,
@@ -40,7 +41,8 @@ export interface Check {
  * account's history: the object subtracts only the entries still in flight. A clean check records its watermark.
  */
 export async function reconcileAccount(env: Env, accountId: string): Promise<Check> {
-  const head: LedgerHead = (await readHead(env.DB, accountId)) ?? NO_HEAD;
+  const ledger = ledgerFor(env, accountId);
+  const head: LedgerHead = (await readHead(ledger, accountId)) ?? NO_HEAD;
   const cut = await accountObject(env, accountId).settlementCut(head);
   const inFlight: InFlight | null =
     cut.lastSeq > cut.cutSeq
@@ -56,7 +58,8 @@ export async function reconcileAccount(env: Env, accountId: string): Promise<Che
   if (cut.cutSeq !== head.watermark) return { drift: null, inFlight };
   if (cut.creditPosition === head.creditPosition && cut.charged === head.charged) {
     if (head.checkedSeq < head.watermark)
-      await env.DB.prepare("UPDATE ledger_heads SET checked_seq = ?2 WHERE account_id = ?1 AND checked_seq < ?2")
+      await ledger
+        .prepare("UPDATE ledger_heads SET checked_seq = ?2 WHERE account_id = ?1 AND checked_seq < ?2")
         .bind(accountId, head.watermark)
         .run();
     return { drift: null, inFlight };
@@ -98,23 +101,30 @@ export interface ReconciliationReport {
   nextCursor: string | null;
 }
 
-/** One page of the ledger's accounts after `after` (exclusive; null: from the first), in account id order. */
+/**
+ * One page of the ledger's accounts after `after` (exclusive; null: from the first), in account id order over every
+ * shard: each shard's next page, merged. The cursor stays an account id however many shards there are.
+ */
 async function accountPage(
-  db: D1Database,
+  env: Env,
   after: string | null,
   limit: number,
 ): Promise<{ accountIds: string[]; nextCursor: string | null }> {
   const size = Math.max(1, Math.min(limit, SWEEP.maxPageSize));
   // One more than the page, to know whether another page follows (so the last page says nextCursor: null).
-  const stmt =
-    after === null
-      ? db.prepare("SELECT account_id FROM ledger_heads ORDER BY account_id LIMIT ?").bind(size + 1)
-      : db
-          .prepare("SELECT account_id FROM ledger_heads WHERE account_id > ? ORDER BY account_id LIMIT ?")
-          .bind(after, size + 1);
-  const { results } = await stmt.all<{ account_id: string }>();
-  const accountIds = results.slice(0, size).map((r) => r.account_id);
-  return { accountIds, nextCursor: results.length > size ? (accountIds.at(-1) ?? null) : null };
+  const ids = await acrossLedgers(env, async (db) => {
+    const stmt =
+      after === null
+        ? db.prepare("SELECT account_id FROM ledger_heads ORDER BY account_id LIMIT ?").bind(size + 1)
+        : db
+            .prepare("SELECT account_id FROM ledger_heads WHERE account_id > ? ORDER BY account_id LIMIT ?")
+            .bind(after, size + 1);
+    return (await stmt.all<{ account_id: string }>()).results.map((r) => r.account_id);
+  });
+  // SQLite's BINARY order: compare UTF-8 bytes, which for these ids (ASCII) is code unit order.
+  ids.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const accountIds = ids.slice(0, size);
+  return { accountIds, nextCursor: ids.length > size ? (accountIds.at(-1) ?? null) : null };
 }
 
 /** Checks the accounts (20 at a time) and records the run in `reconciliation_runs`. */
@@ -149,7 +159,7 @@ export async function reconcile(
   opts: { accountIds?: string[]; cursor?: string; limit?: number } = {},
 ): Promise<ReconciliationReport> {
   if (opts.accountIds) return { ...(await checkAccounts(env, opts.accountIds)), nextCursor: null };
-  const page = await accountPage(env.DB, opts.cursor ?? null, opts.limit ?? SWEEP.pageSize);
+  const page = await accountPage(env, opts.cursor ?? null, opts.limit ?? SWEEP.pageSize);
   return { ...(await checkAccounts(env, page.accountIds)), nextCursor: page.nextCursor };
 }
 
@@ -172,7 +182,7 @@ export async function sweep(env: Env, now = Date.now()): Promise<SweepRun> {
   const after = at?.last_account_id ?? null;
   const fresh = after === null || at?.pass_started_at == null;
   const passStartedAt = fresh ? now : (at?.pass_started_at ?? now);
-  const page = await accountPage(env.DB, after, SWEEP.pageSize);
+  const page = await accountPage(env, after, SWEEP.pageSize);
   const report = await checkAccounts(env, page.accountIds);
   const passCompleted = page.nextCursor === null;
   const passChecked = (fresh ? 0 : (at?.pass_checked ?? 0)) + report.checked;

@@ -8,6 +8,7 @@
 // CHAOS_PER_ACCOUNT (75 consumes each), CHAOS_CONCURRENCY (40 in flight), CHAOS_KILL_AFTER (answers before the kill,
 // default 40% of the burst). Tokens are read from `.dev.vars`, which `npm start` creates if it is missing; they are
 // never printed. The engine's output goes to <CHAOS_DIR>/engine-<n>.log.
+import { ledgerBindings } from "./shards.mjs";
 import { spawn, spawnSync } from "node:child_process";
 import { openSync, readFileSync, rmSync, mkdirSync, closeSync } from "node:fs";
 import { randomBytes } from "node:crypto";
@@ -355,11 +356,13 @@ async function main() {
   rmSync(DIR, { recursive: true, force: true });
   mkdirSync(DIR, { recursive: true });
   log(`persistence in ${DIR} (emptied); applying the D1 migrations there`);
-  const migrate = spawnSync("wrangler", ["d1", "migrations", "apply", "DB", "--local", "--persist-to", DIR], {
-    env: { ...env, CI: "true" },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  if (migrate.status !== 0) throw new Error("the D1 migrations did not apply");
+  for (const binding of ledgerBindings()) {
+    const migrate = spawnSync("wrangler", ["d1", "migrations", "apply", binding, "--local", "--persist-to", DIR], {
+      env: { ...env, CI: "true" },
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    if (migrate.status !== 0) throw new Error("the D1 migrations did not apply");
+  }
 
   await startEngine();
   tokens = readTokens();

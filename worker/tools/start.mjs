@@ -1,4 +1,5 @@
 // `npm start`: migrate the local D1 ledger, create local secrets if missing, and serve the engine.
+import { ledgerBindings } from "./shards.mjs";
 import { spawn, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
@@ -36,11 +37,14 @@ if (!existsSync(".dev.vars")) {
   }
 }
 
-const migrate = spawnSync("wrangler", ["d1", "migrations", "apply", "DB", "--local"], {
-  stdio: "inherit",
-  env: { ...env, CI: "true" },
-});
-if (migrate.status !== 0) process.exit(migrate.status ?? 1);
+// Every ledger shard gets the same migrations.
+for (const binding of ledgerBindings()) {
+  const migrate = spawnSync("wrangler", ["d1", "migrations", "apply", binding, "--local"], {
+    stdio: "inherit",
+    env: { ...env, CI: "true" },
+  });
+  if (migrate.status !== 0) process.exit(migrate.status ?? 1);
+}
 
 console.log(`Serving on http://localhost:${port}`);
 // Extra arguments go to wrangler dev (e.g. `npm start -- --var BILLING_URL:https://…`).
