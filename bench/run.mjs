@@ -695,7 +695,7 @@ async function inObjectPhase(api) {
 /** `duringSeeding` starts setup work that may overlap the seeding (not a measurement); it is awaited before the 100,000-charge measurement. */
 async function growthPhase(api, duringSeeding = async () => undefined) {
   const HOUR = 3_600_000;
-  const span = 40 * HOUR; // every prior charge inside every retention (idempotency 48 h, decisions and window journal 7 days)
+  const span = 40 * HOUR; // every prior charge inside every retention (answers 48 h, journal rows with window usage 7 days)
   const decide = (accountId, n, startNow, stepMs, extra = {}) =>
     api.post("/__bench/account/decide-many", {
       accountId,
@@ -731,9 +731,9 @@ async function growthPhase(api, duringSeeding = async () => undefined) {
   for (let k = 0; k < CFG.growthReps; k++) await decide(`growth10_${k}`, 10, Date.now() - span, span / 10);
 
   // Which table's size a decision feels: accounts with 100,000 synthetic rows in one table each (copies
-  // of real rows' payloads, random UUIDs where the product uses them), one with all four, one with none.
+  // of real rows' payloads, random UUIDs where the product uses them), one with both, one with none.
   say(`growth: ${CFG.growthPrior.toLocaleString("en")} synthetic rows in one table at a time`);
-  const tables = ["idempotency", "decisions", "outbox", "window_charges"];
+  const tables = ["answers", "outbox"];
   const byTableIds = ["none", ...tables, "all"];
   for (const id of byTableIds) await decide(`inflate_${id}`, 10, Date.now() - span, span / 10);
   for (const t of tables) {
@@ -1157,9 +1157,9 @@ function buildRows(r) {
   const sa = g.sizesAfterAlarmAt8Days;
   rows.push([
     "c",
-    `account rows at ${fmt(g.priorLarge)} charges: idempotency/decisions/outbox/window_charges`,
-    `${fmt(sz.idempotency)}/${fmt(sz.decisions)}/${fmt(sz.outbox)}/${fmt(sz.window_charges)}, ${fmt(sz.databaseBytes / 1e6, 1)} MB`,
-    `after the alarm 8 days on: ${fmt(sa.idempotency)}/${fmt(sa.decisions)}/${fmt(sa.outbox)}/${fmt(sa.window_charges)}, ${fmt(sa.databaseBytes / 1e6, 1)} MB`,
+    `account rows at ${fmt(g.priorLarge)} charges: answers/outbox`,
+    `${fmt(sz.answers)}/${fmt(sz.outbox)}, ${fmt(sz.databaseBytes / 1e6, 1)} MB`,
+    `after the alarm 8 days on: ${fmt(sa.answers)}/${fmt(sa.outbox)}, ${fmt(sa.databaseBytes / 1e6, 1)} MB`,
     "-",
     "-",
     "info",
@@ -1168,8 +1168,8 @@ function buildRows(r) {
   rows.push([
     "c",
     `growth by table: ${fmt(g.priorLarge)} synthetic rows in one table (best of ${CFG.growthReps})`,
-    ["idempotency", "decisions", "outbox", "window_charges"].map((t) => `${t} ${fmt(bt[t].ratio, 2)}x`).join(", "),
-    `all four at once: ${fmt(bt.all.ratio, 2)}x`,
+    ["answers", "outbox"].map((t) => `${t} ${fmt(bt[t].ratio, 2)}x`).join(", "),
+    `both at once: ${fmt(bt.all.ratio, 2)}x`,
     "-",
     "-",
     "info",

@@ -6,7 +6,9 @@
 import { DurableObject } from "cloudflare:workers";
 import product, { AccountDO, ResetControlDO } from "../worker/index";
 import type { Outbox, Sender } from "../durable-objects/account/outbox";
+import { AnswerTables } from "../durable-objects/account/answer-book";
 import type { AccountStore } from "../durable-objects/account/store";
+import { sqlOf } from "../durable-objects/sql";
 import type { CallContext, Charge, ResetEpoch } from "../durable-objects/types";
 import * as core from "../worker/core/account";
 import type { ConsumeResult, GrantResult } from "../worker/core/account/answers";
@@ -368,48 +370,53 @@ export class BenchAccountDO extends AccountDO {
 
   /**
    * Adds n rows to one table, shaped like the rows real decisions leave there (copies of a real row's
-   * payload, random UUID ids where the product uses them): which table's size a decision feels. Outbox rows
-   * are journal rows the ledger already holds (kept until their key's horizon): seqs below the journal's
-   * lowest, so at or below `settlement.confirmed` (a row above it is pending: sent again by every settlement
-   * check, never pruned) and clear of the seqs the account's next entries take.
+   * payload, random keys and ids where the product uses them): which table's size a decision feels. `answers` is
+   * the answers table of `now`'s period (durable-objects/account/answer-book.ts). Outbox rows are journal rows the
+   * ledger already holds, carrying window usage as a window charge's row does (kept a week): seqs below the
+   * journal's lowest, so at or below `settlement.confirmed` (a row above it is pending: sent again by every
+   * settlement check, never pruned) and clear of the seqs the account's next entries take.
    */
-  inflate(table: "idempotency" | "decisions" | "outbox" | "window_charges", n: number, now: number): number {
+  inflate(table: "answers" | "outbox", n: number, now: number): number {
     const sql = this.ctx.storage.sql;
     const nums = `WITH RECURSIVE x(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM x WHERE i < ${Math.floor(n)})`;
     const uuid =
       "lower(hex(randomblob(4)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(2)) || '-' || hex(randomblob(6)))";
-    if (table === "idempotency")
+    if (table === "answers") {
+      const answers = new AnswerTables(sqlOf(sql));
+      const latest = answers.periods().at(-1);
+      if (latest === undefined) throw new Error("bench: inflate answers of an account that kept none");
+      const name = `answers_${latest}`;
       sql.exec(
-        `${nums} INSERT INTO idempotency (key, fingerprint, body, created_at) SELECT 'fill-' || ${uuid}, 'bench', (SELECT body FROM idempotency LIMIT 1), ? - i FROM x`,
-        now,
+        `${nums} INSERT INTO ${name} (key, fingerprint, answer) SELECT randomblob(16), randomblob(32), (SELECT answer FROM ${name} LIMIT 1) FROM x`,
       );
-    else if (table === "decisions")
-      sql.exec(
-        `${nums} INSERT INTO decisions (id, created_at, product, cost, allowed, reason, sources, idempotency_key) SELECT ${uuid}, ? - i, 'codex', 1, 1, NULL, (SELECT sources FROM decisions LIMIT 1), 'fill-' || i FROM x`,
-        now,
-      );
-    else if (table === "outbox") {
-      const lowest = sql.exec<{ s: number }>("SELECT COALESCE(MIN(seq), 1) AS s FROM outbox").one().s;
-      sql.exec(
-        `${nums} INSERT INTO outbox (seq, entry_id, message, created_at) SELECT ? - i, ${uuid}, (SELECT message FROM outbox LIMIT 1), ? - i FROM x`,
-        lowest,
-        now,
-      );
-    } else
-      sql.exec(`${nums} INSERT INTO window_charges (product, at, amount) SELECT 'codex', ? - i * 1000, 1 FROM x`, now);
-    return sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM ${table}`).one().n;
+      return answers
+        .periods()
+        .reduce((c, p) => c + sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM answers_${p}`).one().n, 0);
+    }
+    const lowest = sql.exec<{ s: number }>("SELECT COALESCE(MIN(seq), 1) AS s FROM outbox").one().s;
+    sql.exec(
+      `${nums} INSERT INTO outbox (seq, entry_id, message, created_at, usage_product, usage)
+        SELECT ? - i, ${uuid}, (SELECT message FROM outbox LIMIT 1), ? - i, 'codex', 1 FROM x`,
+      lowest,
+      now,
+    );
+    return sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n;
   }
 
-  /** Row counts of every table of the account object. */
+  /** Row counts of every table of the account object (the answers tables summed as `answers`). */
   tableSizes(): Record<string, number> {
     const sql = this.ctx.storage.sql;
-    const out: Record<string, number> = {};
+    const out: Record<string, number> = { answers: 0 };
     const tables = sql
       .exec<{ name: string }>(
         "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT LIKE '_cf_%'",
       )
       .toArray();
-    for (const t of tables) out[t.name] = sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM "${t.name}"`).one().n;
+    for (const t of tables) {
+      const rows = sql.exec<{ n: number }>(`SELECT COUNT(*) AS n FROM "${t.name}"`).one().n;
+      if (t.name.startsWith("answers_")) out.answers += rows;
+      else out[t.name] = rows;
+    }
     out.databaseBytes = sql.databaseSize;
     // Journal rows the ledger has not confirmed (above `settlement.confirmed`): the settlement check's to send.
     if (tables.some((t) => t.name === "settlement"))
@@ -418,9 +425,12 @@ export class BenchAccountDO extends AccountDO {
         .one().n;
     // Payload bytes of the rows a decision leaves behind.
     const avg = (q: string) => sql.exec<{ b: number | null }>(q).one().b ?? 0;
-    out.avgIdempotencyBodyBytes = Math.round(avg("SELECT AVG(LENGTH(body)) AS b FROM idempotency"));
+    const latest = tables
+      .map((t) => t.name)
+      .filter((t) => t.startsWith("answers_"))
+      .at(-1);
+    if (latest) out.avgAnswerBytes = Math.round(avg(`SELECT AVG(LENGTH(answer)) AS b FROM ${latest}`));
     out.avgOutboxMessageBytes = Math.round(avg("SELECT AVG(LENGTH(message)) AS b FROM outbox"));
-    out.avgDecisionSourcesBytes = Math.round(avg("SELECT AVG(LENGTH(sources)) AS b FROM decisions"));
     return out;
   }
 
@@ -704,7 +714,7 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
       return json(await benchAccount(accountId).addGrant(ctx, Number(body.amount)));
     }
     case "/account/inflate":
-      return json(await benchAccount(accountId).inflate(body.table as "idempotency", Number(body.n), Number(body.now)));
+      return json(await benchAccount(accountId).inflate(body.table as "answers", Number(body.n), Number(body.now)));
     case "/account/table-sizes":
       return json(await benchAccount(accountId).tableSizes());
     case "/account/alarm":

@@ -1,11 +1,15 @@
 /** Ordered schema migrations, and the one runner both objects use. */
 import type { Sql } from "./sql";
 
-/** One step of an object's schema; `id`s run 1, 2, 3… and each is applied once, in order. */
+/**
+ * One step of an object's schema; `id`s run 1, 2, 3… and each is applied once, in order. `run`, if any, comes after
+ * the step's `sql`, for data SQL alone cannot carry over (rows rewritten in another encoding).
+ */
 export interface Migration {
   id: number;
   description: string;
   sql: string[];
+  run?: (db: Sql) => void;
 }
 
 /** The version the last migration brings the schema to. */
@@ -24,7 +28,10 @@ export function migrate(db: Sql, migrations: readonly Migration[]): void {
   const stored = db.first<{ version: number | null }>`SELECT MAX(version) AS version FROM schema_version`?.version ?? 0;
   const pending = migrations.filter((m) => m.id > stored);
   if (pending.length === 0) return;
-  for (const m of pending) for (const statement of m.sql) db.exec(statement);
+  for (const m of pending) {
+    for (const statement of m.sql) db.exec(statement);
+    m.run?.(db);
+  }
   db.run`DELETE FROM schema_version`;
   db.run`INSERT INTO schema_version (version) VALUES (${versionOf(pending)})`;
 }

@@ -14,8 +14,10 @@ import type { AccountDO } from "../durable-objects/account/object";
 import { faultPoints, type Sender } from "../worker/settlement/fault-points";
 import { readHead } from "../worker/settlement/heads";
 import type { JournalMessage, SettlementMessage } from "../worker/settlement/messages";
+import { ledgerFor, settlementQueueFor } from "../worker/settlement/shards";
 import { ADMIN, account, addCredits, CREDIT, call, consume, HOUR, T0, uid } from "./helpers";
 import { outboxOf, sleep, stubFor } from "./settle-helpers";
+import { journalIn, rewindToVersion5 } from "./storage-helpers";
 
 const SEC = 1000;
 
@@ -77,22 +79,19 @@ afterEach(() => {
 async function journalOf(id: string) {
   return runInDurableObject(stubFor(id), (_i: AccountDO, state) => {
     const sql = state.storage.sql;
-    const messages = sql
-      .exec<{ seq: number; message: string }>("SELECT seq, message FROM outbox ORDER BY seq")
-      .toArray()
-      .map((r) => ({ seq: r.seq, message: JSON.parse(r.message) as JournalMessage }));
+    const messages = journalIn(sql).map((message) => ({ seq: seqOfMsg(message), message }));
     return { messages, lastSeq: sql.exec<{ n: number }>("SELECT journal_seq AS n FROM account").one().n };
   });
 }
 
 /** The ledger's rows and events for one account, with their sequence numbers. */
 async function ledgerOf(id: string) {
-  const rows = await env.DB.prepare(
-    "SELECT id, account_seq, kind, amount, layer FROM ledger WHERE account_id = ? ORDER BY account_seq",
-  )
+  const rows = await ledgerFor(env, id)
+    .prepare("SELECT id, account_seq, kind, amount, layer FROM ledger WHERE account_id = ? ORDER BY account_seq")
     .bind(id)
     .all<{ id: string; account_seq: number; kind: string; amount: number; layer: string | null }>();
-  const events = await env.DB.prepare("SELECT id, account_seq FROM events WHERE account_id = ? ORDER BY account_seq")
+  const events = await ledgerFor(env, id)
+    .prepare("SELECT id, account_seq FROM events WHERE account_id = ? ORDER BY account_seq")
     .bind(id)
     .all<{ id: string; account_seq: number }>();
   return { rows: rows.results, events: events.results };
@@ -130,7 +129,7 @@ async function settleAll(ids: string[], timeoutMs = 90_000): Promise<number> {
 async function expectExactlyOnce(id: string) {
   const journal = await journalOf(id);
   const { rows, events } = await ledgerOf(id);
-  const head = await readHead(env.DB, id);
+  const head = await readHead(ledgerFor(env, id), id);
   expect(head?.watermark, id).toBe(journal.lastSeq);
   // every seq 1..lastSeq exactly once, across entries and events
   const seqs = [...rows.map((r) => r.account_seq), ...events.map((e) => e.account_seq)].sort((a, b) => a - b);
@@ -292,8 +291,8 @@ describe("the watermark", () => {
     // deliver everything captured except the first of them: the ledger holds later entries but not that one
     const [first, ...rest] = entries;
     const batch = { accountId: id, floor: 0, entries: rest };
-    await env.SETTLEMENT.send(batch);
-    const before = await readHead(env.DB, id);
+    await settlementQueueFor(env, id).send(batch);
+    const before = await readHead(ledgerFor(env, id), id);
     const head = await waitForHead(id, (h) => h.highest === Math.max(...seqs));
     expect(head.watermark).toBe(seqs[0] - 1);
     expect(before === null || before.watermark <= head.watermark).toBe(true);
@@ -308,7 +307,7 @@ describe("the watermark", () => {
 
     // the object's own checks: the first learns the watermark; the next finds the gap overdue and sends from it
     await runInDurableObject(stubFor(id), (instance: AccountDO) => {
-      instance.settlement = env.SETTLEMENT;
+      instance.settlement = settlementQueueFor(env, id);
     });
     for (let i = 0; i < 3; i++) await runDurableObjectAlarm(stubFor(id));
     const healed = await waitForHead(id, (h) => h.watermark === Math.max(...seqs));
@@ -325,14 +324,14 @@ describe("the watermark", () => {
     expect((await consume(id, { product: "codex", cost: 6 * CREDIT }, { now: T0 + SEC })).status).toBe(200);
     await sleep(100);
     expect(captured.length).toBeGreaterThan(0);
-    for (const b of captured) await env.SETTLEMENT.send(b);
+    for (const b of captured) await settlementQueueFor(env, id).send(b);
     const once = await waitForHead(
       id,
       (h) => h.watermark === Math.max(...captured.flatMap((b) => b.entries.map(seqOfMsg))),
     );
-    for (const b of captured) await env.SETTLEMENT.send(b);
+    for (const b of captured) await settlementQueueFor(env, id).send(b);
     await sleep(1_500);
-    expect(await readHead(env.DB, id)).toEqual(once);
+    expect(await readHead(ledgerFor(env, id), id)).toEqual(once);
     const { rows } = await ledgerOf(id);
     expect(new Set(rows.map((r) => r.id)).size).toBe(rows.length);
     expect(sums(rows)).toEqual({ creditPosition: once.creditPosition, charged: once.charged });
@@ -361,7 +360,8 @@ describe("reconciliation at a consistent cut", () => {
 
     // a ledger total that disagrees with the object at the same seq is drift, named with its range and amounts;
     // the last clean check stood at this very watermark, so the range is the whole history
-    await env.DB.prepare("UPDATE ledger_heads SET charged_total = charged_total - 1 WHERE account_id = ?")
+    await ledgerFor(env, id)
+      .prepare("UPDATE ledger_heads SET charged_total = charged_total - 1 WHERE account_id = ?")
       .bind(id)
       .run();
     const d = await call("GET", `/v1/admin/reconciliation?accountId=${id}`, undefined, { token: ADMIN });
@@ -378,11 +378,12 @@ describe("reconciliation at a consistent cut", () => {
     expect(d.body.inFlight).toHaveLength(1);
 
     // drift found after a later clean check names only the entries since it
-    await env.DB.prepare("UPDATE ledger_heads SET charged_total = charged_total + 1 WHERE account_id = ?")
+    await ledgerFor(env, id)
+      .prepare("UPDATE ledger_heads SET charged_total = charged_total + 1 WHERE account_id = ?")
       .bind(id)
       .run();
     await runInDurableObject(stubFor(id), (instance: AccountDO) => {
-      instance.settlement = env.SETTLEMENT;
+      instance.settlement = settlementQueueFor(env, id);
     });
     await settleAll([id]);
     const clean = await call("GET", `/v1/admin/reconciliation?accountId=${id}`, undefined, { token: ADMIN });
@@ -391,7 +392,8 @@ describe("reconciliation at a consistent cut", () => {
     expect((await consume(id, { product: "codex", cost: CREDIT / 4 }, { now: T0 + 3 * SEC })).status).toBe(200);
     await settleAll([id]);
     const last = (await outboxOf(id)).lastSeq;
-    await env.DB.prepare("UPDATE ledger_heads SET credit_position = credit_position + 5 WHERE account_id = ?")
+    await ledgerFor(env, id)
+      .prepare("UPDATE ledger_heads SET credit_position = credit_position + 5 WHERE account_id = ?")
       .bind(id)
       .run();
     const later = await call("GET", `/v1/admin/reconciliation?accountId=${id}`, undefined, { token: ADMIN });
@@ -402,7 +404,7 @@ describe("reconciliation at a consistent cut", () => {
 });
 
 describe("pruning", () => {
-  it("removes journal rows only at or below the confirmed watermark, and only past the idempotency horizon", async () => {
+  it("removes journal rows only at or below the confirmed watermark, and only past the journal's 7 days", async () => {
     const id = uid("prune");
     await addCredits(id, { amount: 5 * CREDIT, kind: "purchase" }, { now: T0 });
     await settleAll([id]);
@@ -414,8 +416,8 @@ describe("pruning", () => {
     expect((await consume(id, { product: "codex", cost: 4 * CREDIT }, { now: T0 + SEC })).status).toBe(200);
     const box = await outboxOf(id);
     expect(box.lastSeq).toBeGreaterThan(settled.lastSeq);
-    // two days on, the alarm prunes what the ledger confirmed, and keeps what it has not
-    expect((await account(id, T0 + 48 * HOUR)).status).toBe(200);
+    // eight days on (the journal keeps 7), the alarm prunes what the ledger confirmed, and keeps what it has not
+    expect((await account(id, T0 + 8 * 24 * HOUR)).status).toBe(200);
     await runDurableObjectAlarm(stubFor(id));
     const after = await outboxOf(id);
     const left = (await journalOf(id)).messages.map((m) => m.seq);
@@ -429,7 +431,7 @@ const seqOfMsg = (m: JournalMessage) => (m.type === "ledger" ? m.entry.seq : m.e
 async function waitForHead(id: string, done: (h: NonNullable<Awaited<ReturnType<typeof readHead>>>) => boolean) {
   const deadline = Date.now() + 10_000;
   for (;;) {
-    const h = await readHead(env.DB, id);
+    const h = await readHead(ledgerFor(env, id), id);
     if (h && done(h)) return h;
     if (Date.now() > deadline) throw new Error(`head never got there: ${JSON.stringify(h)}`);
     await sleep(100);
@@ -450,6 +452,7 @@ describe("an account that settled before the journal was sequenced", () => {
     // Rewind the object to storage version 4: no seq in the messages, no journal_seq, no settlement table.
     await runInDurableObject(stubFor(id), (_i: AccountDO, state) => {
       const sql = state.storage.sql;
+      rewindToVersion5(sql);
       sql.exec("UPDATE outbox SET message = json_remove(message, '$.entry.seq', '$.event.seq')");
       sql.exec("UPDATE outbox SET delivered_at = 1 WHERE seq <= ?", K);
       sql.exec("ALTER TABLE account DROP COLUMN journal_seq");
@@ -457,19 +460,21 @@ describe("an account that settled before the journal was sequenced", () => {
       sql.exec("UPDATE schema_version SET version = 4");
     });
     // Rewind the ledger to what D1 migration 0004 leaves: rows without seq, the head seeded with their totals at 0.
-    await env.DB.batch([
-      env.DB.prepare("DELETE FROM ledger WHERE account_id = ? AND account_seq > ?").bind(id, K + 1),
-      env.DB.prepare("DELETE FROM events WHERE account_id = ? AND account_seq > ?").bind(id, K + 1),
-      env.DB.prepare("UPDATE ledger SET account_seq = NULL WHERE account_id = ?").bind(id),
-      env.DB.prepare("UPDATE events SET account_seq = NULL WHERE account_id = ?").bind(id),
+    const ledger = ledgerFor(env, id);
+    await ledger.batch([
+      ledger.prepare("DELETE FROM ledger WHERE account_id = ? AND account_seq > ?").bind(id, K + 1),
+      ledger.prepare("DELETE FROM events WHERE account_id = ? AND account_seq > ?").bind(id, K + 1),
+      ledger.prepare("UPDATE ledger SET account_seq = NULL WHERE account_id = ?").bind(id),
+      ledger.prepare("UPDATE events SET account_seq = NULL WHERE account_id = ?").bind(id),
     ]);
     const legacy = (await ledgerOf(id)).rows;
     expect(legacy.length).toBeLessThan(settled.length);
     const seeded = sums(legacy);
-    await env.DB.prepare(
-      `UPDATE ledger_heads SET watermark = 0, highest = 0, credit_position = ?2, charged_total = ?3, checked_seq = 0
+    await ledger
+      .prepare(
+        `UPDATE ledger_heads SET watermark = 0, highest = 0, credit_position = ?2, charged_total = ?3, checked_seq = 0
        WHERE account_id = ?1`,
-    )
+      )
       .bind(id, seeded.creditPosition, seeded.charged)
       .run();
 
@@ -477,7 +482,7 @@ describe("an account that settled before the journal was sequenced", () => {
     await evictDurableObject(stubFor(id));
     expect((await account(id, T0 + 10 * SEC)).status).toBe(200);
     await settleAll([id]);
-    const head = await readHead(env.DB, id);
+    const head = await readHead(ledgerFor(env, id), id);
     const { rows } = await ledgerOf(id);
     expect(head?.watermark).toBe(n);
     expect([...rows.map((r) => r.id)].sort()).toEqual([...settled.map((r) => r.id)].sort());

@@ -13,6 +13,7 @@ import { env, exports } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { ResetControlDO } from "../durable-objects/reset-control";
 import { createApp } from "../worker/app";
+import { ledgerFor } from "../worker/settlement/shards";
 import { account, ADMIN, addCredits, call, consume, CREDIT, HOUR, T0, uid } from "./helpers";
 import { d1Rows, outboxMessages, waitFor } from "./settle-helpers";
 
@@ -145,7 +146,8 @@ async function outboxEntries(id: string, kind: string) {
   return (await outboxMessages(id)).flatMap((m) => (m.type === "ledger" && m.entry.kind === kind ? [m.entry] : []));
 }
 async function d1Events(id: string) {
-  const { results } = await env.DB.prepare("SELECT id, type, created_at FROM events WHERE account_id = ?")
+  const { results } = await ledgerFor(env, id)
+    .prepare("SELECT id, type, created_at FROM events WHERE account_id = ?")
     .bind(id)
     .all<{ id: string; type: string; created_at: number }>();
   return results;
@@ -818,7 +820,8 @@ describe("console pages", () => {
     const ids = (h: string) => [...h.matchAll(/data-testid="ledger-row" data-entry="([^"]+)"/g)].map((m) => m[1]);
     const page1 = ids(first.html);
     expect(page1).toHaveLength(5);
-    const { results } = await env.DB.prepare("SELECT id FROM ledger WHERE account_id = ? ORDER BY seq DESC")
+    const { results } = await ledgerFor(env, id)
+      .prepare("SELECT id FROM ledger WHERE account_id = ? ORDER BY seq DESC")
       .bind(id)
       .all<{ id: string }>();
     expect(page1).toEqual(results.slice(0, 5).map((r) => r.id));

@@ -9,6 +9,7 @@ import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { AccountDO } from "../durable-objects/account/object";
 import type { AccountEvent } from "../worker/settlement/messages";
+import { ledgerFor } from "../worker/settlement/shards";
 import { outboxMessages, sleep, stubFor, waitFor } from "./settle-helpers";
 import { account, addCredits, call, consume, CREDIT, HOUR, SERVICE, setPlan, T0, uid } from "./helpers";
 
@@ -386,8 +387,9 @@ describe("refunds (SPEC §6)", () => {
     expect(before.map((e) => e.kind).sort()).toEqual(["charge", "charge", "grant"]);
     const charge = before.find((e) => e.kind === "charge" && e.layer === "grant");
     expect(charge).toMatchObject({ amount: 5 * C, decisionId: d.body.decisionId, grantId: g.body.id });
-    const rawBefore = (await env.DB.prepare("SELECT * FROM ledger WHERE account_id = ? ORDER BY seq").bind(id).all())
-      .results;
+    const rawBefore = (
+      await ledgerFor(env, id).prepare("SELECT * FROM ledger WHERE account_id = ? ORDER BY seq").bind(id).all()
+    ).results;
 
     // Refunds are admin-only.
     expect((await refund(id, { amount: 5 * C, reason: "duplicate" }, t + MIN, undefined, SERVICE)).status).toBe(403);
@@ -423,8 +425,9 @@ describe("refunds (SPEC §6)", () => {
     const refunds = after.filter((e) => e.kind === "refund");
     expect(refunds).toHaveLength(1);
     expect(refunds[0]).toMatchObject({ id: r.body.refundId, kind: "refund", amount: 5 * C });
-    const rawAfter = (await env.DB.prepare("SELECT * FROM ledger WHERE account_id = ? ORDER BY seq").bind(id).all())
-      .results;
+    const rawAfter = (
+      await ledgerFor(env, id).prepare("SELECT * FROM ledger WHERE account_id = ? ORDER BY seq").bind(id).all()
+    ).results;
     expect(rawAfter.slice(0, rawBefore.length)).toEqual(rawBefore);
     expect(String(rawAfter.find((x: any) => x.kind === "refund")?.note)).toContain("duplicate request");
 

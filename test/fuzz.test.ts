@@ -26,7 +26,9 @@ import { beforeAll, describe, expect, it } from "vitest";
 import type { AccountDO } from "../durable-objects/account/object";
 import { ERROR_STATUS } from "../worker/http/errors";
 import { resetControl } from "../worker/resets";
+import { acrossLedgers } from "../worker/settlement/shards";
 import { ADMIN, call, CREDIT, SERVICE, uid } from "./helpers";
+import { keptAnswers } from "./storage-helpers";
 
 const viteEnv = ((import.meta as unknown as { env?: Record<string, string | undefined> }).env ?? {}) as Record<
   string,
@@ -123,12 +125,21 @@ beforeAll(async () => {
   const expected = written.reduce((a, b) => a + b, 0);
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const l = await env.DB.prepare("SELECT COUNT(*) AS n FROM ledger").first<{ n: number }>();
-    const e = await env.DB.prepare("SELECT COUNT(*) AS n FROM events").first<{ n: number }>();
-    if (l!.n + e!.n >= expected || Date.now() > deadline) break;
+    const l = await overLedgers<"n">("SELECT COUNT(*) AS n FROM ledger");
+    const e = await overLedgers<"n">("SELECT COUNT(*) AS n FROM events");
+    if (l.n + e.n >= expected || Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 100));
   }
 }, 60_000);
+
+/** A one-row aggregate (COUNT, SUM) over the whole ledger: summed over every ledger shard. */
+async function overLedgers<K extends string>(sql: string): Promise<Record<K, number>> {
+  const rows = await acrossLedgers(env, async (db) => [(await db.prepare(sql).first<Record<K, number>>()) ?? {}]);
+  const total = {} as Record<K, number>;
+  for (const row of rows)
+    for (const [k, v] of Object.entries(row) as [K, number][]) total[k] = (total[k] ?? 0) + Number(v);
+  return total;
+}
 
 function stubFor(id: string): DurableObjectStub<AccountDO> {
   return env.ACCOUNT.get(env.ACCOUNT.idFromName(id)) as DurableObjectStub<AccountDO>;
@@ -143,16 +154,13 @@ async function snapshot() {
     victims.map((id) =>
       runInDurableObject(stubFor(id), (_i: AccountDO, state) => ({
         outbox: state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n,
-        decisions: state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM decisions").one().n,
+        answers: keptAnswers(state.storage.sql),
       })),
     ),
   );
   const resets = (await call("GET", "/v1/admin/resets?limit=500", undefined, { token: ADMIN })).body;
-  const ledger = await env.DB.prepare("SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS s FROM ledger").first<{
-    n: number;
-    s: number;
-  }>();
-  const events = await env.DB.prepare("SELECT COUNT(*) AS n FROM events").first<{ n: number }>();
+  const ledger = await overLedgers<"n" | "s">("SELECT COUNT(*) AS n, COALESCE(SUM(amount), 0) AS s FROM ledger");
+  const events = await overLedgers<"n">("SELECT COUNT(*) AS n FROM events");
   const epochs = (await resetControl(env).epochs()).length;
   return { accounts, outboxes, resets, ledger, events, epochs };
 }

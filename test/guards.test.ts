@@ -1,6 +1,7 @@
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { AccountEvent } from "../worker/settlement/messages";
+import { ledgerFor } from "../worker/settlement/shards";
 import { outboxMessages, waitFor } from "./settle-helpers";
 import { account, addCredits, call, consume, CREDIT, HOUR, SERVICE, T0, uid } from "./helpers";
 
@@ -27,9 +28,8 @@ async function outboxEvents(id: string, type?: string): Promise<AccountEvent[]> 
 async function d1Events(
   id: string,
 ): Promise<{ id: string; type: string; data: string; webhook_delivered_at: number | null }[]> {
-  const { results } = await env.DB.prepare(
-    "SELECT id, type, data, webhook_delivered_at FROM events WHERE account_id = ? ORDER BY created_at",
-  )
+  const { results } = await ledgerFor(env, id)
+    .prepare("SELECT id, type, data, webhook_delivered_at FROM events WHERE account_id = ? ORDER BY created_at")
     .bind(id)
     .all<any>();
   return results;

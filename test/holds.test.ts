@@ -8,6 +8,7 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import type { AccountDO } from "../durable-objects/account/object";
 import { account, addCredits, call, consume, CREDIT, T0, uid } from "./helpers";
 import { drainAccount, ledgerAll, sleep, stubFor } from "./settle-helpers";
+import { journalIn } from "./storage-helpers";
 
 const SEC = 1000;
 const GO_FIVE_HOUR = 2 * CREDIT;
@@ -492,7 +493,7 @@ describe("hold expiry", () => {
         return {
           hold: sql.exec<{ state: string }>("SELECT state FROM holds WHERE id = ?", h.body.holdId).one().state,
           windowUsed: sql
-            .exec<{ used: number }>("SELECT used FROM windows WHERE product = 'codex' AND kind = 'fiveHour'")
+            .exec<{ used: number }>(`SELECT json_extract(windows, '$."codex:fiveHour"[1]') AS used FROM account`)
             .one().used,
           grantRemaining: sql.exec<{ r: number }>("SELECT SUM(remaining) AS r FROM grants").one().r,
         };
@@ -509,10 +510,7 @@ describe("hold expiry", () => {
     expect(await stateOf()).toEqual({ hold: "expired", windowUsed: 0, grantRemaining: CREDIT });
     // the alarm wrote the release to the outbox
     const releases = await runInDurableObject(stub, (_i: AccountDO, state) =>
-      state.storage.sql
-        .exec<{ message: string }>("SELECT message FROM outbox")
-        .toArray()
-        .map((r) => JSON.parse(r.message))
+      journalIn(state.storage.sql)
         .filter((m) => m.type === "ledger" && m.entry.kind === "release" && m.entry.holdId === h.body.holdId)
         .reduce((n: number, m: any) => n + m.entry.amount, 0),
     );

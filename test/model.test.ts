@@ -34,7 +34,9 @@ import type { AccountState } from "../worker/core/account/state";
 import { settleBatch } from "../worker/settlement/consumer";
 import { faultPoints, type Sender } from "../worker/settlement/fault-points";
 import type { SettlementMessage } from "../worker/settlement/messages";
+import { ledgerFor, settlementQueueFor } from "../worker/settlement/shards";
 import { ADMIN, call, uid } from "./helpers";
+import { journalIn } from "./storage-helpers";
 import {
   C,
   DAY,
@@ -704,6 +706,7 @@ class Evict extends Step {
     // only a running object can be evicted
     await runInDurableObject(stubFor(w.id), () => undefined);
     await evictDurableObject(stubFor(w.id));
+    faultTally.evictions++;
     return undefined;
   }
 }
@@ -1100,10 +1103,7 @@ async function settleAndReconcile(w: World) {
       return {
         confirmed: sql.exec<{ n: number }>("SELECT confirmed AS n FROM settlement").one().n,
         lastSeq: sql.exec<{ n: number }>("SELECT journal_seq AS n FROM account").one().n,
-        ids: sql
-          .exec<{ entry_id: string }>("SELECT entry_id FROM outbox WHERE json_extract(message, '$.type') = 'ledger'")
-          .toArray()
-          .map((r) => r.entry_id),
+        ids: journalIn(sql).flatMap((m) => (m.type === "ledger" ? [m.entry.id] : [])),
       };
     });
   // faults on: deliver what arrived, let the object's settlement check learn the watermark and send again what was
@@ -1117,7 +1117,7 @@ async function settleAndReconcile(w: World) {
     box = await journal();
   }
   expect(box.confirmed, `${where(w)}\nthe object never confirmed its journal`).toBe(box.lastSeq);
-  const ledger = env.DB;
+  const ledger = ledgerFor(env, w.id);
   const head = await ledger
     .prepare("SELECT watermark FROM ledger_heads WHERE account_id = ?")
     .bind(w.id)
@@ -1178,7 +1178,7 @@ async function settleAndReconcile(w: World) {
   // hand the object back to the real queue for whatever its alarms write later (expiries), then reconcile;
   // an alarm that fired meanwhile wrote to the capture, so that is delivered too before asking again
   await runInDurableObject(stub, (instance: AccountDO) => {
-    instance.settlement = env.SETTLEMENT as Queue<SettlementMessage>;
+    instance.settlement = settlementQueueFor(env, w.id);
   });
   let rec = await call("GET", `/v1/admin/reconciliation?accountId=${w.id}`, undefined, { token: ADMIN });
   // entries an alarm wrote meanwhile are in flight (not drift) until they arrive

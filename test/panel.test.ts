@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { env, exports } from "cloudflare:workers";
 import { createApp } from "../worker/app";
+import { ledgerFor } from "../worker/settlement/shards";
 import { account, addCredits, call, consume, CREDIT, HOUR, setPlan, T0, uid } from "./helpers";
 import { ledgerAll, waitFor } from "./settle-helpers";
 
@@ -301,10 +302,13 @@ describe("usage panel: limits, credits, holds and activity", () => {
     const a = uid();
     const other = uid();
     const kinds = ["charge", "grant", "hold", "release", "refund"];
-    const insert = env.DB.prepare(
-      "INSERT INTO ledger (id, account_id, kind, amount, layer, product, created_at, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    );
-    await env.DB.batch(
+    // each account's entries go into its own ledger shard, where the panel reads them
+    const into = (id: string) =>
+      ledgerFor(env, id).prepare(
+        "INSERT INTO ledger (id, account_id, kind, amount, layer, product, created_at, settled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+      );
+    const insert = into(a);
+    await ledgerFor(env, a).batch(
       Array.from({ length: 25 }, (_, i) =>
         insert.bind(
           `${a}-e${i}`,
@@ -316,8 +320,9 @@ describe("usage panel: limits, credits, holds and activity", () => {
           T0 + i * MINUTE,
           T0 + i * MINUTE,
         ),
-      ).concat([insert.bind(`${other}-e0`, other, "write_off", 987_654_321, null, "codex", T0, T0)]),
+      ),
     );
+    await into(other).bind(`${other}-e0`, other, "write_off", 987_654_321, null, "codex", T0, T0).run();
     const html = (await page((await panelLink(a, T0 + HOUR)).token, T0 + HOUR)).html;
     const rows = texts(html, "activity");
     expect(rows).toHaveLength(20);

@@ -4,7 +4,7 @@
  *
  * How the 1,200 accounts are made: 20 of them (one in every 60, spread over the whole id order) get a real grant
  * through the API, settled through the real queue into D1 by their account object; the other 1,180 are rows
- * inserted directly into D1's `ledger_heads` (watermark 0, zero totals) with no ledger rows. An account object that was never written to
+ * inserted directly into `ledger_heads` of their own ledger shard (watermark 0, zero totals) with no ledger rows. An account object that was never written to
  * holds nothing (credit position 0, charged 0, no journal), which is exactly an empty head's totals, so those 1,180 are
  * consistent, and every check still goes through the real account object and the real D1 ledger. Writing all
  * 1,200 through the API would cost 1,200 settlements through the local queue for no extra coverage: what is
@@ -15,6 +15,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import worker from "../worker/index";
 import { SWEEP, sweep } from "../worker/settlement/reconciliation";
+import { ledgerFor, ledgers } from "../worker/settlement/shards";
 import { addCredits, CREDIT, T0 } from "./helpers";
 import { drainAccount, reconciliation } from "./settle-helpers";
 
@@ -48,19 +49,37 @@ beforeAll(async () => {
     }),
   );
   const real = new Set(realIds);
-  const inserts = ids
-    .filter((id) => !real.has(id))
-    .map((id) =>
-      env.DB.prepare(
-        `INSERT INTO ledger_heads (account_id, watermark, highest, credit_position, charged_total, updated_at)
-         VALUES (?, 0, 0, 0, 0, ?)`,
-      ).bind(id, T0),
+  // each head goes into its account's own ledger shard, as the consumer would have put it
+  const inserts = new Map<D1Database, D1PreparedStatement[]>();
+  for (const id of ids.filter((id) => !real.has(id))) {
+    const db = ledgerFor(env, id);
+    const list = inserts.get(db) ?? [];
+    list.push(
+      db
+        .prepare(
+          `INSERT INTO ledger_heads (account_id, watermark, highest, credit_position, charged_total, updated_at)
+           VALUES (?, 0, 0, 0, 0, ?)`,
+        )
+        .bind(id, T0),
     );
-  for (let i = 0; i < inserts.length; i += 100) await env.DB.batch(inserts.slice(i, i + 100));
-  const n = await env.DB.prepare("SELECT COUNT(*) AS n FROM ledger_heads WHERE account_id LIKE ?")
-    .bind(`${prefix}_%`)
-    .first<{ n: number }>();
-  expect(n?.n).toBe(TOTAL);
+    inserts.set(db, list);
+  }
+  for (const [db, list] of inserts) for (let i = 0; i < list.length; i += 100) await db.batch(list.slice(i, i + 100));
+  const counts = await Promise.all(
+    ledgers(env).map(
+      async (db) =>
+        (
+          await db
+            .prepare("SELECT COUNT(*) AS n FROM ledger_heads WHERE account_id LIKE ?")
+            .bind(`${prefix}_%`)
+            .first<{ n: number }>()
+        )?.n ?? 0,
+    ),
+  );
+  // the accounts are spread over every shard, and together the shards hold all of them
+  expect(counts.length).toBeGreaterThan(1);
+  for (const n of counts) expect(n).toBeGreaterThan(0);
+  expect(counts.reduce((a, b) => a + b, 0)).toBe(TOTAL);
 }, 120_000);
 
 afterEach(() => vi.restoreAllMocks());
@@ -162,7 +181,8 @@ describe("on demand: GET /v1/admin/reconciliation", () => {
 
   it("an account with drift past the 1,000th is reported by paging, by the sweep and by ?accountId=", async () => {
     // the ledger's running total loses the grant: the object and the ledger now differ at the same seq
-    const tampered = await env.DB.prepare("UPDATE ledger_heads SET credit_position = 0 WHERE account_id = ?")
+    const tampered = await ledgerFor(env, LATE)
+      .prepare("UPDATE ledger_heads SET credit_position = 0 WHERE account_id = ?")
       .bind(LATE)
       .run();
     expect(tampered.meta.changes).toBe(1);

@@ -84,7 +84,11 @@ function stored(id: string) {
     const sql = state.storage.sql;
     return {
       resetSeq: sql.exec<{ reset_seq: number }>("SELECT reset_seq FROM account").one().reset_seq,
-      windows: sql.exec("SELECT product, kind, opened_at, used FROM windows ORDER BY product, kind").toArray(),
+      windows: sql
+        .exec(`SELECT substr(j.key, 1, instr(j.key, ':') - 1) AS product, substr(j.key, instr(j.key, ':') + 1) AS kind,
+          json_extract(j.value, '$[0]') AS opened_at, json_extract(j.value, '$[1]') AS used
+          FROM account, json_each(account.windows) AS j ORDER BY product, kind`)
+        .toArray(),
     };
   });
 }

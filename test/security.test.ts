@@ -289,12 +289,25 @@ describe("tokens never reach the logs or the answers", () => {
     const broken = (what: string) => {
       throw new Error(`injected ${what} failure`);
     };
+    const ledgerBindings = (env.LEDGER_SHARDS ?? "DB").split(",").map((s) => s.trim());
     const envs: [string, Env][] = [
       [
         "account binding",
         { ...env, ACCOUNT: { idFromName: () => broken("ACCOUNT"), get: () => broken("ACCOUNT") } } as unknown as Env,
       ],
-      ["D1", { ...env, DB: { prepare: () => broken("D1"), batch: () => broken("D1") } } as unknown as Env],
+      // every ledger shard down at once (the first also holds the operator tables)
+      [
+        "D1",
+        {
+          ...env,
+          ...Object.fromEntries(
+            ledgerBindings.map((b) => [
+              b,
+              { prepare: () => broken("D1"), batch: () => broken("D1"), exec: () => broken("D1") },
+            ]),
+          ),
+        } as unknown as Env,
+      ],
       [
         "reset control",
         {

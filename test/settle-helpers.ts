@@ -7,7 +7,9 @@ import { env } from "cloudflare:workers";
 import type { AccountDO } from "../durable-objects/account/object";
 import { readHead } from "../worker/settlement/heads";
 import type { JournalMessage } from "../worker/settlement/messages";
+import { ledgerFor } from "../worker/settlement/shards";
 import { call } from "./helpers";
+import { journalIn } from "./storage-helpers";
 
 export const LEDGER_KINDS = ["charge", "grant", "expiry", "refund", "write_off", "hold", "release", "reset"] as const;
 
@@ -65,9 +67,8 @@ export async function ledgerAll(id: string, limit = 500): Promise<LedgerEntryJso
 export async function d1Rows(
   id: string,
 ): Promise<{ id: string; kind: string; amount: number; layer: string | null; hold_id: string | null }[]> {
-  const { results } = await env.DB.prepare(
-    "SELECT id, kind, amount, layer, hold_id FROM ledger WHERE account_id = ? ORDER BY seq",
-  )
+  const { results } = await ledgerFor(env, id)
+    .prepare("SELECT id, kind, amount, layer, hold_id FROM ledger WHERE account_id = ? ORDER BY seq")
     .bind(id)
     .all<any>();
   return results;
@@ -87,18 +88,13 @@ export async function outboxOf(
     const pending = one(`SELECT COUNT(*) AS n FROM outbox WHERE seq > ${confirmed}`);
     const total = one("SELECT COUNT(*) AS n FROM outbox");
     const lastSeq = one("SELECT journal_seq AS n FROM account");
-    const ledgerIds = sql
-      .exec<{ entry_id: string }>(
-        "SELECT entry_id FROM outbox WHERE json_extract(message, '$.type') = 'ledger' ORDER BY seq",
-      )
-      .toArray()
-      .map((r) => r.entry_id);
+    const ledgerIds = journalIn(sql).flatMap((m) => (m.type === "ledger" ? [m.entry.id] : []));
     return { pending, ledgerIds, total, lastSeq, confirmed };
   });
 }
 
 /** The ledger's head for one account (watermark, highest, running totals), or null before its first entry. */
-export const headOf = (id: string) => readHead(env.DB, id);
+export const headOf = (id: string) => readHead(ledgerFor(env, id), id);
 
 /**
  * Drains one account: runs its alarm (the settlement check: learn the ledger's watermark, send again what is overdue)
@@ -121,10 +117,5 @@ export const reconciliation = (query = "") => call("GET", `/v1/admin/reconciliat
 
 /** Every message the account object wrote to its outbox, oldest first. */
 export async function outboxMessages(id: string): Promise<JournalMessage[]> {
-  return runInDurableObject(stubFor(id), (_i: AccountDO, state) =>
-    state.storage.sql
-      .exec<{ message: string }>("SELECT message FROM outbox ORDER BY seq")
-      .toArray()
-      .map((r) => JSON.parse(r.message) as JournalMessage),
-  );
+  return runInDurableObject(stubFor(id), (_i: AccountDO, state) => journalIn(state.storage.sql));
 }

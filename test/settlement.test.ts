@@ -21,6 +21,7 @@ import { idOf, type JournalMessage, type LedgerEntry, seqOf } from "../worker/co
 import worker from "../worker/index";
 import { settleBatch } from "../worker/settlement/consumer";
 import type { SettlementMessage } from "../worker/settlement/messages";
+import { ledgerFor, shardOf } from "../worker/settlement/shards";
 import { account, addCredits, ADMIN, call, consume, CREDIT, HOUR, T0, uid } from "./helpers";
 import {
   d1Rows,
@@ -117,9 +118,13 @@ async function deliver(batch: MessageBatch<SettlementMessage>, e: Env = env) {
 
 type Mode = "ok" | "fail" | "fail-after-commit";
 
-/** An env whose DB is the real D1 except that `batch` fails on the calls `plan` chooses (1-based). */
-function flakyEnv(plan: (call: number) => Mode) {
-  const real = env.DB;
+/**
+ * A copy of the real env in which the account's ledger shard is the real D1 except that `batch` fails on the calls
+ * `plan` chooses (1-based). The consumer routes each message to its account's shard, so it writes through the wrapper.
+ */
+function flakyEnv(id: string, plan: (call: number) => Mode) {
+  const real = ledgerFor(env, id);
+  const binding = (env.LEDGER_SHARDS ?? "DB").split(",").map((s) => s.trim())[shardOf(env, id)];
   const state = { calls: 0, failed: 0 };
   const DB = {
     prepare: (q: string) => real.prepare(q),
@@ -141,7 +146,10 @@ function flakyEnv(plan: (call: number) => Mode) {
       return r;
     },
   };
-  return { env: { DB } as unknown as Env, state };
+  const flaky = { ...env, [binding]: DB } as unknown as Env;
+  // the wrapper really is the account's ledger as the consumer will look it up
+  expect(ledgerFor(flaky, id)).toBe(DB);
+  return { env: flaky, state };
 }
 
 /** Ops that write several ledger entries and events; the caller's sender decides where they go. */
@@ -199,7 +207,8 @@ async function expectHeadAt(id: string, lastSeq: number) {
   expect(head, `no ledger head for ${id}`).not.toBeNull();
   expect(head!.watermark).toBe(lastSeq);
   expect(head!.highest).toBe(lastSeq);
-  const { results } = await env.DB.prepare("SELECT kind, amount, layer FROM ledger WHERE account_id = ?")
+  const { results } = await ledgerFor(env, id)
+    .prepare("SELECT kind, amount, layer FROM ledger WHERE account_id = ?")
     .bind(id)
     .all<{ kind: string; amount: number; layer: string | null }>();
   const credit = results.reduce(
@@ -402,16 +411,16 @@ describe("the consumer", () => {
     expect(r2.retryMessages).toEqual([]);
     expect(r2.explicitAcks.sort()).toEqual(second.messages.map((m) => m.id).sort());
 
-    const { results: dupes } = await env.DB.prepare(
-      "SELECT id, COUNT(*) AS n FROM ledger WHERE account_id = ? GROUP BY id HAVING n > 1",
-    )
+    const { results: dupes } = await ledgerFor(env, id)
+      .prepare("SELECT id, COUNT(*) AS n FROM ledger WHERE account_id = ? GROUP BY id HAVING n > 1")
       .bind(id)
       .all();
     expect(dupes).toEqual([]);
     const rows = await d1Rows(id);
     expect(rows.map((r) => r.id).sort()).toEqual(ledgerMsgs.map(idOf).sort());
     const events = all.filter((m) => m.type === "event");
-    const { results: ev } = await env.DB.prepare("SELECT COUNT(*) AS n FROM events WHERE account_id = ?")
+    const { results: ev } = await ledgerFor(env, id)
+      .prepare("SELECT COUNT(*) AS n FROM events WHERE account_id = ?")
       .bind(id)
       .all<{ n: number }>();
     expect(ev[0].n).toBe(events.length);
@@ -440,7 +449,8 @@ describe("the consumer", () => {
     expect(r.explicitAcks.sort()).toEqual(["dup-a", "dup-b"]);
     expect(r.retryMessages).toEqual([]);
     expect((await d1Rows(id)).length).toBe(1);
-    const { results } = await env.DB.prepare("SELECT account_seq FROM ledger WHERE account_id = ?")
+    const { results } = await ledgerFor(env, id)
+      .prepare("SELECT account_seq FROM ledger WHERE account_id = ?")
       .bind(id)
       .all<{ account_seq: number }>();
     expect(results.map((x) => x.account_seq)).toEqual([ledgerEntryOf(charge).seq]);
@@ -456,7 +466,7 @@ describe("the consumer", () => {
     expect(failIndex).toBeGreaterThan(0);
     expect(failIndex).toBeLessThan(captured.length - 1);
     // call 1 is the whole batch; call k + 2 is message k on its own
-    const flaky = flakyEnv((n) => (n === 1 || n === failIndex + 2 ? "fail" : "ok"));
+    const flaky = flakyEnv(id, (n) => (n === 1 || n === failIndex + 2 ? "fail" : "ok"));
     const r = await deliver(batch, flaky.env);
     expect(flaky.state.failed).toBe(2);
     const failedId = batch.messages[failIndex].id;
@@ -467,7 +477,7 @@ describe("the consumer", () => {
     const later = createMessageBatch<SettlementMessage>("settlement", [
       { id: failedId, timestamp: new Date(), attempts: 4, body: captured[failIndex] },
     ]);
-    const rLater = await deliver(later, flakyEnv(() => "fail").env);
+    const rLater = await deliver(later, flakyEnv(id, () => "fail").env);
     expect(rLater.retryMessages.map((m) => m.msgId)).toEqual([failedId]);
     expect(rLater.delays.get(failedId) ?? 0).toBeGreaterThan(firstDelay);
     expect(r.explicitAcks.sort()).toEqual(
@@ -513,7 +523,7 @@ describe("the consumer", () => {
     const id = uid();
     const captured = await capturedActivity(id);
     const batch = batchOf(captured);
-    const flaky = flakyEnv((n) => (n === 1 ? "fail" : "ok"));
+    const flaky = flakyEnv(id, (n) => (n === 1 ? "fail" : "ok"));
     const r = await deliver(batch, flaky.env);
     expect(r.retryMessages).toEqual([]);
     expect(r.explicitAcks).toHaveLength(captured.length);
@@ -527,7 +537,7 @@ describe("the consumer", () => {
     const captured = await capturedActivity(id);
     const batch = batchOf(captured);
     // the whole-batch write commits and then throws; the first per-message write does the same
-    const flaky = flakyEnv((n) => (n <= 2 ? "fail-after-commit" : "ok"));
+    const flaky = flakyEnv(id, (n) => (n <= 2 ? "fail-after-commit" : "ok"));
     const r = await deliver(batch, flaky.env);
     expect(r.retryMessages.map((m) => m.msgId)).toEqual([batch.messages[0].id]);
     const again = createMessageBatch<SettlementMessage>("settlement", [
@@ -546,7 +556,7 @@ describe("the consumer", () => {
     const id = uid();
     const captured = await capturedActivity(id);
     const batch = batchOf(captured);
-    const r = await deliver(batch, flakyEnv(() => "fail").env);
+    const r = await deliver(batch, flakyEnv(id, () => "fail").env);
     expect(r.explicitAcks).toEqual([]);
     expect(r.ackAll).toBe(false);
     expect(r.retryMessages.map((m) => m.msgId).sort()).toEqual(batch.messages.map((m) => m.id).sort());

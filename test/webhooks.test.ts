@@ -11,6 +11,7 @@ import { Webhook, WebhookVerificationError } from "standardwebhooks";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { settleBatch } from "../worker/settlement/consumer";
 import type { AccountEvent, SettlementMessage } from "../worker/settlement/messages";
+import { ledgerFor } from "../worker/settlement/shards";
 import { outboxMessages } from "./settle-helpers";
 import { addCredits, consume, CREDIT, HOUR, T0, uid } from "./helpers";
 
@@ -64,9 +65,11 @@ async function settleEvents(events: AccountEvent[], path: "ok" | "fail", attempt
   return { ids: messages.map((m) => m.id), result: await getQueueResult(batch, ctx) };
 }
 
-const eventRow = (id: string) =>
-  env.DB.prepare("SELECT id, type, webhook_delivered_at FROM events WHERE id = ?")
-    .bind(id)
+/** The event's row in its account's ledger shard. */
+const eventRow = (event: Pick<AccountEvent, "id" | "accountId">) =>
+  ledgerFor(env, event.accountId)
+    .prepare("SELECT id, type, webhook_delivered_at FROM events WHERE id = ?")
+    .bind(event.id)
     .first<{ id: string; type: string; webhook_delivered_at: number | null }>();
 
 /** What a receiver does: the library verifies and parses, or throws. */
@@ -128,7 +131,7 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
     const { "webhook-timestamp": _ts, ...noTimestamp } = d.headers;
     rejects(SECRET, { ...d, headers: noTimestamp });
 
-    const row = await eventRow(event.id);
+    const row = await eventRow(event);
     expect(row?.type).toBe("account.credits_paused");
     expect(row?.webhook_delivered_at).not.toBeNull();
   });
@@ -154,7 +157,7 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
     const [failed] = await deliveriesOf(event.id);
     expect(failed).toMatchObject({ path: "/fail" });
     verify(SECRET, failed); // valid when it was sent
-    expect((await eventRow(event.id))?.webhook_delivered_at).toBeNull();
+    expect((await eventRow(event))?.webhook_delivered_at).toBeNull();
 
     // The queue redelivers (attempt 2) and the receiver is healthy again: delivered once, then marked.
     vi.setSystemTime(realNow);
@@ -178,7 +181,7 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
       body: retried.body,
       headers: { ...retried.headers, "webhook-signature": failed.headers["webhook-signature"] },
     });
-    expect((await eventRow(event.id))?.webhook_delivered_at).not.toBeNull();
+    expect((await eventRow(event))?.webhook_delivered_at).not.toBeNull();
   });
 
   it("a retried webhook backs off longer with each attempt", async () => {
@@ -218,7 +221,7 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
     expect(delays[0]).toBeGreaterThan(0);
     expect(delays[1]!).toBeGreaterThan(delays[0]!);
     expect(delays[2]!).toBeGreaterThan(delays[1]!);
-    expect((await eventRow(event.id))?.webhook_delivered_at).toBeNull();
+    expect((await eventRow(event))?.webhook_delivered_at).toBeNull();
     // Every attempt carried the same id and its own valid signature.
     const attempts = await deliveriesOf(event.id);
     expect(attempts).toHaveLength(3);
@@ -239,13 +242,13 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
     };
     const first = await settleEvents([event], "ok");
     expect(first.result.explicitAcks).toEqual(first.ids);
-    const deliveredAt = (await eventRow(event.id))?.webhook_delivered_at;
+    const deliveredAt = (await eventRow(event))?.webhook_delivered_at;
     expect(deliveredAt).not.toBeNull();
     const again = await settleEvents([event], "ok", 2);
     expect(again.result.explicitAcks).toEqual(again.ids);
     expect(again.result.retryMessages).toEqual([]);
     expect(await deliveriesOf(event.id)).toHaveLength(1);
-    expect((await eventRow(event.id))?.webhook_delivered_at).toBe(deliveredAt);
+    expect((await eventRow(event))?.webhook_delivered_at).toBe(deliveredAt);
   });
 
   it.each([
@@ -268,6 +271,6 @@ describe("webhooks (SPEC §7 events, Standard Webhooks)", () => {
     expect(result.explicitAcks).toEqual([]);
     expect(result.retryMessages).toHaveLength(1);
     expect(await deliveriesOf(event.id)).toEqual([]);
-    expect((await eventRow(event.id))?.webhook_delivered_at).toBeNull();
+    expect((await eventRow(event))?.webhook_delivered_at).toBeNull();
   });
 });

@@ -16,6 +16,7 @@ import type { LedgerHead } from "../../worker/settlement/heads";
 import { newerEpochs, stepContext, withMissedEpochs } from "./epochs";
 import { faultPoints } from "../../worker/settlement/fault-points";
 import { NO_HEAD, readHead } from "../../worker/settlement/heads";
+import { ledgerFor, settlementQueueFor } from "../../worker/settlement/shards";
 import { CHECK_MS, Outbox, type Sender } from "./outbox";
 import { AccountStore } from "./store";
 
@@ -29,8 +30,11 @@ type Op<R> = (d: core.Draft) => R;
 export class AccountDO extends DurableObject<Env> {
   private readonly store: AccountStore;
   private readonly outbox: Outbox;
-  /** The queue the outbox drains to. A field so fault-injection tests can swap in a failing sender. */
-  settlement: Sender;
+  /**
+   * Where the journal goes: the settlement queue of the account's ledger shard (through the sender fault point, if a
+   * test set one). A field so fault-injection tests can swap in a failing sender for this instance.
+   */
+  settlement: Sender = { sendBatch: (messages, options) => this.queue().sendBatch(messages, options) };
   private snapshot: AccountState | undefined;
   private schemaReady: boolean;
   private alarmAt: number | null = null;
@@ -39,7 +43,6 @@ export class AccountDO extends DurableObject<Env> {
     super(ctx, env);
     const db = sqlOf(ctx.storage.sql);
     this.store = new AccountStore(db);
-    this.settlement = faultPoints.sender ? faultPoints.sender(env.SETTLEMENT) : env.SETTLEMENT;
     this.outbox = new Outbox(
       db,
       () => this.settlement,
@@ -85,7 +88,9 @@ export class AccountDO extends DurableObject<Env> {
   /** The entry a refund names is looked up first: in the outbox while there, else in the D1 ledger. */
   async refund(ctx: CallContext, req: RefundRequest): Promise<Answered<A.RefundResult>> {
     const entry =
-      req.entryId === undefined ? null : await this.outbox.refundableEntry(this.env.DB, ctx.accountId, req.entryId);
+      req.entryId === undefined
+        ? null
+        : await this.outbox.refundableEntry(ledgerFor(this.env, ctx.accountId), ctx.accountId, req.entryId);
     return this.transact(ctx, (d) => core.refund(d, req, entry));
   }
   setPlan(ctx: CallContext, plan: PlanId): Promise<Answered<A.AccountChangeResult>> {
@@ -172,7 +177,7 @@ export class AccountDO extends DurableObject<Env> {
     const accountId = this.state().account?.accountId;
     if (!accountId || !this.outbox.hasUnconfirmed(lastSeq)) return null;
     try {
-      const head = (await readHead(this.env.DB, accountId)) ?? NO_HEAD;
+      const head = (await readHead(ledgerFor(this.env, accountId), accountId)) ?? NO_HEAD;
       return (await this.outbox.check(head, lastSeq)).nextAt;
     } catch (err) {
       // The ledger could not be read: send what was never sent, and ask again later.
@@ -180,6 +185,14 @@ export class AccountDO extends DurableObject<Env> {
       await this.outbox.flush();
       return Date.now() + CHECK_MS;
     }
+  }
+
+  /** The account's settlement queue (its ledger shard's), through the fault point when a test sets one. */
+  private queue(): Sender {
+    const accountId = this.state().account?.accountId;
+    if (!accountId) throw new Error("a journal send before the account exists");
+    const queue = settlementQueueFor(this.env, accountId);
+    return faultPoints.sender ? faultPoints.sender(queue) : queue;
   }
 
   private lastSeq(): number {
@@ -253,8 +266,8 @@ export class AccountDO extends DurableObject<Env> {
       if (!this.schemaReady) this.store.migrate();
       const key = ctx.idempotency;
       if (!key) throw new Error("a mutating call without an Idempotency-Key");
-      // Answers in the book are results this object kept (JSON of R).
-      const book = this.store.answers((json) => JSON.parse(json) as R, ctx.now);
+      // Answers in the book are results this object kept (R, in compact text).
+      const book = this.store.answers<R>(ctx.now);
       return idempotent(book, key, run, (a) => !deferred && (!isRefused(a) || keepsKey(a.refusal.code)));
     });
     // Committed: only now does the snapshot change.

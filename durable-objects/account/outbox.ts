@@ -7,6 +7,7 @@
  */
 import type { JournalBatch, JournalMessage, Totals } from "../../worker/core/journal";
 import { totalsDelta } from "../../worker/core/journal";
+import { accountIdIn, type JournalRow, messageOf } from "./journal";
 import type { LedgerHead } from "../../worker/settlement/heads";
 import type { Sql } from "../sql";
 
@@ -38,6 +39,7 @@ export class Outbox {
   /** Checks in a row that found entries overdue: the backoff's exponent. */
   private overdueChecks = 0;
   private position: { floor: number; confirmed: number; legacyThrough: number } | null = null;
+  private accountId: string | null = null;
   /** False only once a drain found nothing unsent; a step that journals sets it. */
   pending = true;
 
@@ -56,6 +58,12 @@ export class Outbox {
       legacyThrough: 0,
     };
     return this.position;
+  }
+
+  /** The message a journal row holds (the account's id is read once: it never changes). */
+  private messageOf(row: JournalRow): JournalMessage {
+    this.accountId ||= accountIdIn(this.db);
+    return messageOf(row, this.accountId);
   }
 
   get confirmed(): number {
@@ -83,8 +91,8 @@ export class Outbox {
     try {
       for (;;) {
         const from = Math.max(this.sentThrough, this.settled.confirmed);
-        const rows = this.db.all<{ seq: number; message: string }>`
-          SELECT seq, message FROM outbox WHERE seq > ${from} ORDER BY seq LIMIT ${READ_ROWS}`;
+        const rows = this.db.all<JournalRow>`
+          SELECT seq, entry_id, message, created_at FROM outbox WHERE seq > ${from} ORDER BY seq LIMIT ${READ_ROWS}`;
         if (rows.length === 0) {
           this.pending = false;
           return;
@@ -103,15 +111,15 @@ export class Outbox {
   }
 
   /** Rows packed into messages of at most MESSAGE_BYTES, and messages into sends of at most SEND_BYTES. */
-  private packed(rows: { seq: number; message: string }[]): { messages: JournalBatch[]; lastSeq: number }[] {
+  private packed(rows: JournalRow[]): { messages: JournalBatch[]; lastSeq: number }[] {
     const { floor, legacyThrough } = this.settled;
     const sends: { messages: JournalBatch[]; lastSeq: number }[] = [];
     let send = { messages: [] as JournalBatch[], lastSeq: 0, bytes: 0 };
     let message: JournalBatch | null = null;
     let messageBytes = 0;
     for (const row of rows) {
-      const entry = withSeq(row.seq, row.message);
-      const size = bytes.encode(row.message).length + 16;
+      const entry = this.messageOf(row);
+      const size = bytes.encode(JSON.stringify(entry)).length;
       if (!message || messageBytes + size > MESSAGE_BYTES) {
         if (send.bytes + messageBytes + size > SEND_BYTES && send.messages.length > 0) {
           sends.push(send);
@@ -185,9 +193,9 @@ export class Outbox {
   totalsAbove(seq: number): Totals & { entries: number } {
     const out = { creditPosition: 0, charged: 0, entries: 0 };
     if (!this.hasSchema()) return out;
-    for (const r of this.db.all<{ message: string }>`SELECT message FROM outbox WHERE seq > ${seq}`) {
+    for (const r of this.db.all<JournalRow>`SELECT seq, entry_id, message, created_at FROM outbox WHERE seq > ${seq}`) {
       out.entries++;
-      const m = JSON.parse(r.message) as JournalMessage;
+      const m = this.messageOf(r);
       if (m.type !== "ledger") continue;
       const d = totalsDelta(m.entry);
       out.creditPosition += d.creditPosition;
@@ -201,15 +209,19 @@ export class Outbox {
     return this.hasSchema() ? this.settled.floor : 0;
   }
 
-  /** A ledger entry still in the journal, by id. */
+  /**
+   * A ledger entry the ledger has not confirmed yet, by id: a scan of the rows above the watermark (`entry_id` has no
+   * index, which would cost a row written per entry). Whatever is at or below it, the ledger holds.
+   */
   ledgerEntry(entryId: string): { kind: string; amount: number } | null | undefined {
-    const row = this.db.first<{ message: string }>`SELECT message FROM outbox WHERE entry_id = ${entryId}`;
+    const row = this.db.first<JournalRow>`SELECT seq, entry_id, message, created_at FROM outbox
+      WHERE seq > ${this.settled.confirmed} AND entry_id = ${entryId}`;
     if (!row) return undefined;
-    const m = JSON.parse(row.message) as JournalMessage;
+    const m = this.messageOf(row);
     return m.type === "ledger" ? { kind: m.entry.kind, amount: m.entry.amount } : null;
   }
 
-  /** A charge or write-off a refund may name: from the journal while there, else from the D1 ledger. */
+  /** A charge or write-off a refund may name: from the journal while unconfirmed, else from the D1 ledger. */
   async refundableEntry(ledger: D1Database, accountId: string, entryId: string) {
     const local = this.hasSchema() ? this.ledgerEntry(entryId) : undefined;
     if (local !== undefined) return local;
@@ -221,12 +233,3 @@ export class Outbox {
 }
 
 const accountIdOf = (m: JournalMessage): string => (m.type === "ledger" ? m.entry.accountId : m.event.accountId);
-
-/** A journal row's message, carrying the row's `seq` (rows written before sequencing have none in their JSON). */
-function withSeq(seq: number, json: string): JournalMessage {
-  // Rows this object wrote from journal messages.
-  const m = JSON.parse(json) as JournalMessage;
-  return m.type === "ledger"
-    ? { type: "ledger", entry: { ...m.entry, seq } }
-    : { type: "event", event: { ...m.event, seq } };
-}

@@ -29,6 +29,8 @@ export type AccountRow = {
   resumed_spend: number;
   granted_total: number;
   journal_seq: number;
+  /** the windows, `{ "<product>:<kind>": [openedAt, used] }` */
+  windows: string;
 };
 export type GrantRow = {
   id: string;
@@ -68,6 +70,27 @@ export const kindOf = (k: string): WindowKind => (k === "weekly" ? "weekly" : "f
 export const windowKey = (product: string, kind: string): WindowKey => `${productOf(product)}:${kindOf(kind)}`;
 export const holdStatusOf = (s: string): HoldStatus =>
   s === "settled" || s === "released" || s === "expired" ? s : "active";
+
+/** The windows as the account row keeps them: `{ "<product>:<kind>": [openedAt, used] }`. */
+export function windowsJson(w: AccountState["windows"]): string {
+  return JSON.stringify(Object.fromEntries(windowEntries(w).map(([key, v]) => [key, [v.openedAt, v.used]])));
+}
+
+export function windowsOf(json: string): AccountState["windows"] {
+  const out: AccountState["windows"] = {};
+  // A column this object wrote (windowsJson).
+  for (const [key, [openedAt, used]] of Object.entries(JSON.parse(json) as Record<string, [number | null, number]>)) {
+    const [product, kind] = key.split(":");
+    out[windowKey(product, kind)] = { openedAt, used };
+  }
+  return out;
+}
+
+export function sameWindows(a: AccountState["windows"], b: AccountState["windows"]): boolean {
+  const ka = windowEntries(a);
+  if (ka.length !== windowEntries(b).length) return false;
+  return ka.every(([key, w]) => b[key]?.openedAt === w.openedAt && b[key]?.used === w.used);
+}
 
 export function windowEntries(w: AccountState["windows"]): [WindowKey, WindowState][] {
   const out: [WindowKey, WindowState][] = [];

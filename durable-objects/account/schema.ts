@@ -3,7 +3,12 @@
  * storage has come; only the migrations after it run, in order, inside the first write's transaction. Append a
  * migration to change the schema; never edit one that has shipped.
  */
+import type { JournalMessage } from "../../worker/core/journal";
 import { type Migration, versionOf } from "../migrations";
+import type { Sql } from "../sql";
+import { AnswerTables } from "./answer-book";
+import { pack } from "./compact";
+import { accountIdIn, rowOf } from "./journal";
 
 export const MIGRATIONS: readonly Migration[] = [
   {
@@ -116,6 +121,66 @@ export const MIGRATIONS: readonly Migration[] = [
            (SELECT MIN(seq) - 1 FROM outbox WHERE delivered_at IS NULL), (SELECT MAX(seq) FROM outbox), 0) AS f)`,
       `DROP INDEX IF EXISTS outbox_pending`,
     ],
+  },
+  // 6–9: the lean journal (issue #15). A decision writes the account row, its journal rows and its answer; the rows it
+  // wrote besides (window upserts, a decision row, index entries, `sqlite_sequence`) are gone.
+  {
+    id: 6,
+    description: "the windows move into the account row (they change with it): no window rows to upsert",
+    sql: [
+      `ALTER TABLE account ADD COLUMN windows TEXT NOT NULL DEFAULT '{}'`,
+      `UPDATE account SET windows = (SELECT COALESCE(json_group_object(product || ':' || kind, json_array(opened_at, used)),
+         '{}') FROM windows)`,
+      `DROP TABLE windows`,
+    ],
+  },
+  {
+    id: 7,
+    description: "no decision log of its own: a decision is its journal entries and its kept answer",
+    sql: [`DROP TABLE IF EXISTS decisions`],
+  },
+  {
+    id: 8,
+    description:
+      "the journal without AUTOINCREMENT (the core assigns seq) or a UNIQUE index on entry_id, its rows in compact text, " +
+      "carrying the window usage their step recorded (window_charges keeps only usage recorded before this migration)",
+    sql: [
+      `CREATE TABLE journal_v8 (
+         seq INTEGER PRIMARY KEY, entry_id TEXT NOT NULL, message TEXT NOT NULL, created_at INTEGER NOT NULL,
+         usage_product TEXT, usage INTEGER)`,
+      `DROP INDEX IF EXISTS window_charges_at`,
+    ],
+    run: (db) => {
+      const accountId = accountIdIn(db);
+      for (const r of db.all<{ seq: number; entry_id: string; message: string; created_at: number }>`
+        SELECT seq, entry_id, message, created_at FROM outbox ORDER BY seq`) {
+        // Rows this object wrote from journal messages; those written before sequencing have no seq of their own.
+        const m = JSON.parse(r.message) as JournalMessage;
+        const own = { id: r.entry_id, seq: r.seq, createdAt: r.created_at };
+        const row = rowOf(
+          m.type === "ledger"
+            ? { type: "ledger", entry: { ...m.entry, ...own } }
+            : { type: "event", event: { ...m.event, ...own } },
+          accountId,
+        );
+        db.run`INSERT INTO journal_v8 (seq, entry_id, message, created_at)
+          VALUES (${row.seq}, ${row.entry_id}, ${row.message}, ${row.created_at})`;
+      }
+      db.run`DROP TABLE outbox`;
+      db.run`ALTER TABLE journal_v8 RENAME TO outbox`;
+    },
+  },
+  {
+    id: 9,
+    description: "kept answers in compact text, one WITHOUT ROWID table per period, dropped whole past the horizon",
+    sql: [],
+    run: (db: Sql) => {
+      const book = new AnswerTables(db);
+      for (const r of db.all<{ key: string; fingerprint: string; body: string; created_at: number }>`
+        SELECT key, fingerprint, body, created_at FROM idempotency ORDER BY created_at, key`)
+        book.carry(r.created_at, { key: r.key, fingerprint: r.fingerprint }, pack(JSON.parse(r.body)));
+      db.run`DROP TABLE idempotency`;
+    },
   },
 ];
 

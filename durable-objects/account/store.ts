@@ -1,6 +1,11 @@
 /**
  * All of the account's SQL. `load` reads the snapshot once; `write(prev, next, effects)` writes the difference and
  * the step's effects inside the caller's `transactionSync`; `reads` answers the core's range questions.
+ *
+ * Rows written are what a Durable Object's SQLite bills, so a decision writes few: the account row (its windows in
+ * it), one journal row per entry (no secondary index), the window usage on those journal rows, and its kept answer
+ * (./answer-book.ts); pruning later deletes each journal row once and drops answers table by table.
+ * test/rows-written.test.ts measures it.
  */
 import { catalog, WEEK_MS } from "../../worker/catalog";
 import type {
@@ -13,8 +18,8 @@ import type {
   Reads,
 } from "../../worker/core/account/state";
 import { EMPTY_STATE } from "../../worker/core/account/state";
-import type { AnswerBook, IdempotencyKey } from "../idempotency";
-import { DAY_MS, HOUR_MS, minuteOf } from "../../worker/core/time";
+import type { AnswerBook } from "../idempotency";
+import { DAY_MS, minuteOf } from "../../worker/core/time";
 import { migrate } from "../migrations";
 import type { Sql } from "../sql";
 import {
@@ -27,24 +32,35 @@ import {
   holdStatusOf,
   planOf,
   sameRecord,
-  windowEntries,
-  windowKey,
+  sameWindows,
+  windowsJson,
+  windowsOf,
 } from "./rows";
+import { ANSWER_HORIZON_MS, AnswerTables } from "./answer-book";
+import { type JournalRow, rowOf } from "./journal";
 import { MIGRATIONS } from "./schema";
 
 type Sum = { s: number | null };
 
 export const RETENTION = {
-  idempotencyMs: catalog.guards.idempotencyRetentionHours * HOUR_MS,
-  decisionsMs: 7 * DAY_MS,
-  /** a confirmed journal row is kept this long after it was made (the idempotency horizon) */
-  journalMs: catalog.guards.idempotencyRetentionHours * HOUR_MS,
+  idempotencyMs: ANSWER_HORIZON_MS,
+  /** a hold that ended is kept this long after its expiry */
+  closedHoldsMs: 7 * DAY_MS,
+  /**
+   * a confirmed journal row is kept this long after it was made: SPEC §7 keeps each decision traceable entry by entry
+   * in the journal for at least 7 days, which also covers the window usage rows carry (a week: the longest window)
+   */
+  journalMs: WEEK_MS,
+  /** usage recorded before migration 8, in `window_charges` */
+  windowUsageMs: WEEK_MS,
 };
 
-const plus = (t: number | null, ms: number): number | null => (t === null ? null : t + ms);
-
 export class AccountStore {
-  constructor(private readonly db: Sql) {}
+  private readonly answerTables: AnswerTables;
+
+  constructor(private readonly db: Sql) {
+    this.answerTables = new AnswerTables(db);
+  }
 
   hasSchema(): boolean {
     return this.db.first`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'` !== undefined;
@@ -60,15 +76,11 @@ export class AccountStore {
   load(): AccountState {
     const row = this.db.first<AccountRow>`SELECT * FROM account WHERE singleton = 1`;
     if (!row) return EMPTY_STATE;
-    const windows: AccountState["windows"] = {};
-    for (const w of this.db.all<{ product: string; kind: string; opened_at: number | null; used: number }>`
-      SELECT product, kind, opened_at, used FROM windows`)
-      windows[windowKey(w.product, w.kind)] = { openedAt: w.opened_at, used: w.used };
     const pending = this.db.first<{ id: string; requested_at: number }>`
       SELECT id, requested_at FROM top_ups WHERE state = 'pending' LIMIT 1`;
     return {
       account: accountOf(row),
-      windows,
+      windows: windowsOf(row.windows),
       grants: this.db.all<GrantRow>`SELECT * FROM grants WHERE active = 1`.map(grantOf),
       holds: this.db.all<HoldRow>`SELECT * FROM holds WHERE state = 'active' ORDER BY created_at, rowid`.map(holdOf),
       bankedResets: this.db.all<{ id: string; granted_at: number; expires_at: number | null; origin: string }>`
@@ -87,8 +99,11 @@ export class AccountStore {
       this.db.first<Sum>`SELECT SUM(amount) AS s FROM spend_minutes WHERE minute >= ${minuteOf(fromMs)}`?.s ?? 0,
     spentInMinute: (minute) =>
       this.db.first<{ amount: number }>`SELECT amount FROM spend_minutes WHERE minute = ${minute}`?.amount ?? 0,
+    // Usage rides on the journal rows of the step that recorded it; window_charges holds what came before that.
     windowUsageAfter: (product, afterMs) =>
-      this.db.first<Sum>`SELECT SUM(amount) AS s FROM window_charges WHERE product = ${product} AND at > ${afterMs}`
+      this.db.first<Sum>`SELECT (SELECT COALESCE(SUM(usage), 0) FROM outbox
+          WHERE usage_product = ${product} AND created_at > ${afterMs})
+        + (SELECT COALESCE(SUM(amount), 0) FROM window_charges WHERE product = ${product} AND at > ${afterMs}) AS s`
         ?.s ?? 0,
     planAt: (ms) =>
       planOf(
@@ -120,8 +135,7 @@ export class AccountStore {
 
   /** Writes what changed from `prev` to `next`, and the step's effects. Inside the caller's transaction. */
   write(prev: AccountState, next: AccountState, effects: readonly Effect[], now: number): void {
-    if (next.account && next.account !== prev.account) this.writeAccount(prev.account, next.account);
-    this.writeWindows(prev.windows, next.windows);
+    if (next.account) this.writeAccount(prev, next.account, next.windows);
     this.writeGrants(prev.grants, next.grants);
     const prevHolds = new Set(prev.holds.map((h) => h.id));
     for (const h of next.holds) if (!prevHolds.has(h.id)) this.insertHold(h);
@@ -133,39 +147,28 @@ export class AccountStore {
       if (!prevBanked.has(b.id))
         this.db
           .run`INSERT INTO banked_resets (id, granted_at, expires_at, origin) VALUES (${b.id}, ${b.grantedAt}, ${b.expiresAt}, ${b.origin})`;
-    this.writeEffects(effects);
+    this.writeEffects(effects, next.account?.accountId ?? "");
   }
 
-  private writeAccount(prev: AccountRecord | null, a: AccountRecord): void {
+  /** The account row, windows included: one row, written only when something in it changed. */
+  private writeAccount(prev: AccountState, a: AccountRecord, windows: AccountState["windows"]): void {
     const autoTopUp = a.autoTopUp ? JSON.stringify(a.autoTopUp) : null;
-    if (!prev) {
+    if (!prev.account) {
       this.db
         .run`INSERT INTO account (singleton, account_id, plan, created_at, paused, spend_cap, auto_top_up, flex_month,
         flex_used, reset_seq, banked_accrued_at, clock_offset, charged_total, resumed_at, resumed_spend, granted_total,
-        journal_seq)
+        journal_seq, windows)
         VALUES (1, ${a.accountId}, ${a.plan}, ${a.createdAt}, ${a.paused ? 1 : 0}, ${a.spendCap}, ${autoTopUp},
         ${a.flexMonth}, ${a.flexUsed}, ${a.resetSeq}, ${a.bankedAccruedAt}, ${a.clockOffset}, ${a.chargedTotal},
-        ${a.resumedAt}, ${a.resumedSpend}, ${a.grantedTotal}, ${a.journalSeq})`;
+        ${a.resumedAt}, ${a.resumedSpend}, ${a.grantedTotal}, ${a.journalSeq}, ${windowsJson(windows)})`;
       return;
     }
-    if (sameRecord(prev, a)) return;
+    if ((a === prev.account || sameRecord(prev.account, a)) && sameWindows(prev.windows, windows)) return;
     this.db.run`UPDATE account SET plan = ${a.plan}, paused = ${a.paused ? 1 : 0}, spend_cap = ${a.spendCap},
       auto_top_up = ${autoTopUp}, flex_month = ${a.flexMonth}, flex_used = ${a.flexUsed}, reset_seq = ${a.resetSeq},
       banked_accrued_at = ${a.bankedAccruedAt}, clock_offset = ${a.clockOffset}, charged_total = ${a.chargedTotal},
       resumed_at = ${a.resumedAt}, resumed_spend = ${a.resumedSpend}, granted_total = ${a.grantedTotal},
-      journal_seq = ${a.journalSeq} WHERE singleton = 1`;
-  }
-
-  /** Changed windows, one upsert each (measured no slower than one multi-row statement; see docs/performance.md). */
-  private writeWindows(prev: AccountState["windows"], next: AccountState["windows"]): void {
-    for (const [key, w] of windowEntries(next)) {
-      const before = prev[key];
-      if (before && before.openedAt === w.openedAt && before.used === w.used) continue;
-      const [product, kind] = key.split(":");
-      this.db
-        .run`INSERT INTO windows (product, kind, opened_at, used) VALUES (${product}, ${kind}, ${w.openedAt}, ${w.used})
-        ON CONFLICT (product, kind) DO UPDATE SET opened_at = excluded.opened_at, used = excluded.used`;
-    }
+      journal_seq = ${a.journalSeq}, windows = ${windowsJson(windows)} WHERE singleton = 1`;
   }
 
   /** New or refilled grants are upserted, spent ones updated, and those with nothing left leave the live set. */
@@ -194,30 +197,49 @@ export class AccountStore {
       ${h.flexMonth}, ${h.expiresAt}, ${h.createdAt}, 'active')`;
   }
 
-  private writeEffects(effects: readonly Effect[]): void {
+  /**
+   * The step's effects. Journal rows are written last, each carrying the window usage its step recorded for one
+   * product at its time (usage summed per product and instant, as only sums over time ranges are ever read); usage
+   * that finds no journal row of its step at its instant (none does today) goes to window_charges.
+   */
+  private writeEffects(effects: readonly Effect[], accountId: string): void {
     const spend = new Map<number, number>();
+    const journal: { row: JournalRow; product: string | undefined; usage?: { product: string; amount: number } }[] = [];
+    /** the step's usage not yet written, by product and instant (`${product}@${at}`) */
+    const usage = new Map<string, { product: string; at: number; amount: number }>();
     for (const e of effects) {
       switch (e.type) {
-        case "journal": {
-          const { id, seq, createdAt } = e.message.type === "ledger" ? e.message.entry : e.message.event;
-          this.db.run`INSERT INTO outbox (seq, entry_id, message, created_at)
-            VALUES (${seq}, ${id}, ${JSON.stringify(e.message)}, ${createdAt})`;
+        case "journal":
+          journal.push({
+            row: rowOf(e.message, accountId),
+            product: e.message.type === "ledger" ? e.message.entry.product : undefined,
+          });
           break;
-        }
         case "decision":
-          this.db.run`INSERT INTO decisions (id, created_at, product, cost, allowed, reason, sources, idempotency_key)
-            VALUES (${e.id}, ${e.at}, ${e.product}, ${e.cost}, ${e.reason === null ? 1 : 0}, ${e.reason},
-            ${e.sources ? JSON.stringify(e.sources) : null}, ${e.idempotencyKey ?? null})`;
+          // Not stored: a decision is its journal entries and its kept answer.
           break;
         case "spend":
           spend.set(e.minute, (spend.get(e.minute) ?? 0) + e.amount);
           break;
-        case "window_usage":
-          this.db.run`INSERT INTO window_charges (product, at, amount) VALUES (${e.product}, ${e.at}, ${e.amount})`;
+        case "window_usage": {
+          const key = `${e.product}@${e.at}`;
+          const u = usage.get(key) ?? { product: e.product, at: e.at, amount: 0 };
+          u.amount += e.amount;
+          usage.set(key, u);
           break;
+        }
         case "window_usage_cleared":
-          if (e.upTo === null) this.db.run`DELETE FROM window_charges WHERE product = ${e.product}`;
-          else this.db.run`DELETE FROM window_charges WHERE product = ${e.product} AND at <= ${e.upTo}`;
+          // What this step recorded before the clear goes too, as the rows already written do.
+          for (const [key, u] of usage)
+            if (u.product === e.product && (e.upTo === null || u.at <= e.upTo)) usage.delete(key);
+          if (e.upTo === null) {
+            this.db.run`UPDATE outbox SET usage_product = NULL, usage = NULL WHERE usage_product = ${e.product}`;
+            this.db.run`DELETE FROM window_charges WHERE product = ${e.product}`;
+          } else {
+            this.db.run`UPDATE outbox SET usage_product = NULL, usage = NULL
+              WHERE usage_product = ${e.product} AND created_at <= ${e.upTo}`;
+            this.db.run`DELETE FROM window_charges WHERE product = ${e.product} AND at <= ${e.upTo}`;
+          }
           break;
         case "plan_changed":
           this.db.run`INSERT INTO plan_history (since, plan) VALUES (${e.since}, ${e.plan})`;
@@ -247,6 +269,17 @@ export class AccountStore {
     for (const [minute, amount] of spend)
       this.db.run`INSERT INTO spend_minutes (minute, amount) VALUES (${minute}, ${amount})
         ON CONFLICT (minute) DO UPDATE SET amount = amount + excluded.amount`;
+    for (const u of usage.values()) {
+      if (u.amount === 0) continue;
+      // A journal row of the step at the usage's instant, one of its product if there is one.
+      const free = journal.filter((j) => !j.usage && j.row.created_at === u.at);
+      const carrier = free.find((j) => j.product === u.product) ?? free[0];
+      if (carrier) carrier.usage = { product: u.product, amount: u.amount };
+      else this.db.run`INSERT INTO window_charges (product, at, amount) VALUES (${u.product}, ${u.at}, ${u.amount})`;
+    }
+    for (const { row, usage: u } of journal)
+      this.db.run`INSERT INTO outbox (seq, entry_id, message, created_at, usage_product, usage)
+        VALUES (${row.seq}, ${row.entry_id}, ${row.message}, ${row.created_at}, ${u?.product ?? null}, ${u?.amount ?? null})`;
   }
 
   // ─────────────────────────── retention and views ───────────────────────────
@@ -254,12 +287,11 @@ export class AccountStore {
   /** Deletes what has aged past its horizon. `now` is the request clock; delivery times are wall-clock. */
   prune(now: number): void {
     const anomalyBaselineMs = catalog.guards.anomaly.baselineDays * DAY_MS;
-    this.db.run`DELETE FROM idempotency WHERE created_at < ${now - RETENTION.idempotencyMs}`;
-    this.db.run`DELETE FROM decisions WHERE created_at < ${now - RETENTION.decisionsMs}`;
-    this.db.run`DELETE FROM holds WHERE state != 'active' AND expires_at < ${now - RETENTION.decisionsMs}`;
-    this.db.run`DELETE FROM window_charges WHERE at < ${now - WEEK_MS}`;
-    // A journal row goes only once the ledger holds it (at or below the confirmed watermark) and its key's horizon
-    // has passed (SPEC §7); one range delete.
+    this.answerTables.prune(now);
+    this.db.run`DELETE FROM holds WHERE state != 'active' AND expires_at < ${now - RETENTION.closedHoldsMs}`;
+    this.db.run`DELETE FROM window_charges WHERE at < ${now - RETENTION.windowUsageMs}`;
+    // A journal row goes only once the ledger holds it (at or below the confirmed watermark) and it is past the
+    // journal's 7 days (SPEC §7); one range delete.
     this.db.run`DELETE FROM outbox WHERE seq <= (SELECT confirmed FROM settlement)
       AND created_at < ${now - RETENTION.journalMs}`;
     this.db.run`DELETE FROM spend_minutes WHERE minute < ${minuteOf(now - anomalyBaselineMs)}`;
@@ -271,16 +303,9 @@ export class AccountStore {
     const requestClock = [
       t(this.db.first<{ t: number | null }>`SELECT MIN(expires_at) AS t FROM holds WHERE state = 'active'`),
       t(this.db.first<{ t: number | null }>`SELECT MIN(expires_at) AS t FROM grants WHERE active = 1`),
-      plus(
-        t(this.db.first<{ t: number | null }>`SELECT MIN(created_at) AS t FROM idempotency`),
-        RETENTION.idempotencyMs,
-      ),
-      plus(t(this.db.first<{ t: number | null }>`SELECT MIN(created_at) AS t FROM decisions`), RETENTION.decisionsMs),
-      plus(
-        t(this.db.first<{ t: number | null }>`
-          SELECT MIN(created_at) AS t FROM outbox WHERE seq <= (SELECT confirmed FROM settlement)`),
-        RETENTION.journalMs,
-      ),
+      this.answerTables.dueAt(),
+      t(this.db.first<{ t: number | null }>`
+        SELECT MIN(created_at) + ${RETENTION.journalMs} AS t FROM outbox WHERE seq <= (SELECT confirmed FROM settlement)`),
     ];
     return requestClock.flatMap((x) => (x === null ? [] : [wallNow + Math.max(0, x - now)]));
   }
@@ -293,7 +318,9 @@ export class AccountStore {
     return {
       spend: this.db.all<{ minute: number; amount: number }>`
         SELECT minute, amount FROM spend_minutes WHERE minute >= ${minuteOf(start)}`,
-      usage: this.db.all<{ at: number; amount: number }>`SELECT at, amount FROM window_charges WHERE at >= ${start}`,
+      usage: this.db.all<{ at: number; amount: number }>`
+        SELECT created_at AS at, usage AS amount FROM outbox WHERE usage IS NOT NULL AND created_at >= ${start}
+        UNION ALL SELECT at, amount FROM window_charges WHERE at >= ${start}`,
     };
   }
 
@@ -304,18 +331,8 @@ export class AccountStore {
 
   // ─────────────────────────── answers ───────────────────────────
 
-  /** The account's kept answers (SPEC §4), for `idempotent`. */
-  answers<A>(parse: (json: string) => A, now: number): AnswerBook<A> {
-    return {
-      find: (key) => {
-        const r = this.db.first<{ fingerprint: string; body: string }>`
-          SELECT fingerprint, body FROM idempotency WHERE key = ${key}`;
-        return r ? { fingerprint: r.fingerprint, answer: parse(r.body) } : undefined;
-      },
-      keep: (key: IdempotencyKey, answer: A) => {
-        this.db.run`INSERT INTO idempotency (key, fingerprint, body, created_at)
-          VALUES (${key.key}, ${key.fingerprint}, ${JSON.stringify(answer)}, ${now})`;
-      },
-    };
+  /** The account's kept answers (SPEC §4), for `idempotent`: the book of one transaction (./answer-book.ts). */
+  answers<A>(now: number): AnswerBook<A> {
+    return this.answerTables.book<A>(now);
   }
 }

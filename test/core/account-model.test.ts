@@ -108,7 +108,7 @@ const SHRINK = setting("CORE_MODEL_SHRINK") !== "0";
 const SPAN = 57 * DAY;
 /** SPEC §6 (catalog `maxGoodwillRefund`, 100 credits), restated. */
 const MAX_GOODWILL = 100 * C;
-/** store.ts RETENTION.decisionsMs: a closed hold is pruned this long after its expiry. */
+/** store.ts RETENTION.closedHoldsMs: a closed hold is pruned this long after its expiry. */
 const HOLD_RETENTION = 7 * DAY;
 const MAX = Number.MAX_SAFE_INTEGER;
 

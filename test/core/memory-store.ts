@@ -8,12 +8,15 @@
  *   remainder updated, a new grant upserted — a grant that ran out and gets credits back is re-activated — and a grant
  *   that left the live set zeroed and deactivated, its row kept), new holds inserted, banked resets marked used or
  *   inserted, then each effect in order (a `window_usage_cleared` deletes the usage rows written before it in the same
- *   step, as the store flushes them first);
+ *   step, as the store drops the step's usage not yet written). The SQL store keeps window usage on the journal rows
+ *   of the step that recorded it rather than in rows of its own; the sums any time range gives are the same;
  * - `load()` is `store.load`: what a restarted object would read back (live grants, active holds by creation,
  *   unused banked resets in redemption order, the first pending top-up);
- * - `prune(now)` is the part of `store.prune` the core can observe (closed holds, window usage, spend minutes;
- *   decisions too). Kept answers and the outbox belong to the shell: the journal here is never pruned, it stands for
- *   the outbox plus the D1 ledger the consumer writes.
+ * - `prune(now)` is the part of `store.prune` the core can observe (closed holds, window usage, spend minutes).
+ *   Kept answers and the outbox belong to the shell: the journal here is never pruned, it stands for the outbox plus
+ *   the D1 ledger the consumer writes.
+ * - `decisions` are the core's `decision` effects, which the SQL store does not keep (a decision is its journal
+ *   entries and its kept answer): the model test checks them here (I8).
  *
  * Primary keys and UNIQUE constraints the SQL has throw here too (a duplicate ledger id, hold id, banked reset id…).
  */
@@ -34,7 +37,7 @@ import type { WindowState } from "../../worker/core/windows";
 
 const MINUTE_MS = 60_000;
 const DAY_MS = 86_400_000;
-/** store.ts RETENTION.decisionsMs: decisions and closed holds are kept this long. */
+/** store.ts RETENTION.closedHoldsMs: closed holds are kept this long (and decisions here, for the model test). */
 const DECISIONS_MS = 7 * DAY_MS;
 
 type TopUpState = "pending" | "confirmed" | "failed";
@@ -91,7 +94,7 @@ export class MemoryStore {
   decisions: DecisionRow[] = [];
   /** Every journal message written, in order (the outbox, never pruned here). */
   readonly journal: JournalMessage[] = [];
-  private readonly journalIds = new Set<string>();
+  private readonly journalSeqs = new Set<number>();
 
   /** The ledger entries of the journal, in order. */
   ledger(): LedgerEntry[] {
@@ -217,9 +220,10 @@ export class MemoryStore {
     for (const e of effects) {
       switch (e.type) {
         case "journal": {
-          const id = e.message.type === "ledger" ? e.message.entry.id : e.message.event.id;
-          if (this.journalIds.has(id)) throw new Error(`outbox: duplicate entry_id ${id}`);
-          this.journalIds.add(id);
+          // the journal's key is `seq` (the model test checks that ids are unique: I9)
+          const seq = e.message.type === "ledger" ? e.message.entry.seq : e.message.event.seq;
+          if (this.journalSeqs.has(seq)) throw new Error(`outbox: duplicate seq ${seq}`);
+          this.journalSeqs.add(seq);
           // the core builds each message afresh and never touches it again
           this.journal.push(e.message);
           break;
