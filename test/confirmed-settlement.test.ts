@@ -284,7 +284,7 @@ describe("the watermark", () => {
     await capture(id, captured);
     for (let i = 1; i <= 4; i++)
       expect((await consume(id, { product: "codex", cost: 3 * CREDIT }, { now: T0 + i * SEC })).status).toBe(200);
-    await sleep(100);
+    await runInDurableObject(stubFor(id), (instance: AccountDO) => instance.flushOutbox());
     const entries = captured.flatMap((b) => b.entries);
     const seqs = entries.map((m) => (m.type === "ledger" ? m.entry.seq : m.event.seq));
     expect(seqs.length).toBeGreaterThan(4);
@@ -322,7 +322,7 @@ describe("the watermark", () => {
     await capture(id, captured);
     await addCredits(id, { amount: 5 * CREDIT, kind: "purchase" }, { now: T0 });
     expect((await consume(id, { product: "codex", cost: 6 * CREDIT }, { now: T0 + SEC })).status).toBe(200);
-    await sleep(100);
+    await runInDurableObject(stubFor(id), (instance: AccountDO) => instance.flushOutbox());
     expect(captured.length).toBeGreaterThan(0);
     for (const b of captured) await settlementQueueFor(env, id).send(b);
     const once = await waitForHead(

@@ -41,7 +41,10 @@ type Sender = AccountDO["settlement"];
 
 // ───────────────────────── fault injection helpers ─────────────────────────
 
-/** Replaces the object's queue sender; returns a function that puts the original back. */
+/**
+ * Replaces the object's queue sender; returns a function that puts the original back. The object sends a moment
+ * after each step (FLUSH_DELAY_MS), so putting the original back first sends what is still waiting, through the swap.
+ */
 async function swapSender(id: string, make: (original: Sender) => Sender): Promise<() => Promise<void>> {
   let original: Sender | undefined;
   await runInDurableObject(stubFor(id), (instance: AccountDO) => {
@@ -49,7 +52,8 @@ async function swapSender(id: string, make: (original: Sender) => Sender): Promi
     instance.settlement = make(original);
   });
   return async () => {
-    await runInDurableObject(stubFor(id), (instance: AccountDO) => {
+    await runInDurableObject(stubFor(id), async (instance: AccountDO) => {
+      await instance.flushOutbox();
       instance.settlement = original!;
     });
   };
@@ -248,6 +252,7 @@ describe("a queue send that throws", () => {
     const restore = await swapSender(id, () => throwingSender(sends));
 
     await someActivity(id);
+    await runInDurableObject(stub, (instance: AccountDO) => instance.flushOutbox());
     const box = await outboxOf(id);
     expect(box.total).toBeGreaterThan(5);
     expect(box.pending).toBe(box.total);

@@ -264,7 +264,7 @@ describe("the consumer", () => {
       };
     });
     expect((await consume(id, { product: "codex", cost: 4 * C }, { now: t + MIN })).status).toBe(200);
-    await sleep(100);
+    await runInDurableObject(stubFor(id), (instance: AccountDO) => instance.flushOutbox());
     expect(captured.length).toBeGreaterThan(0);
     // shard 1's account, sent through shard 0's queue
     for (const b of captured) await env.SETTLEMENT.send(b);

@@ -18,6 +18,8 @@ import type { Sender } from "../../worker/settlement/fault-points";
 const MESSAGE_BYTES = 100_000;
 const SEND_BYTES = 200_000;
 const READ_ROWS = 500;
+/** A step's journal rows are sent this long after it, with every other step's of that moment (one message). */
+export const FLUSH_DELAY_MS = 200;
 /** A check follows every send by this much; while it finds entries overdue it backs off, doubling up to the cap. */
 export const CHECK_MS = 5_000;
 const MAX_CHECK_MS = 5 * 60_000;
