@@ -151,7 +151,7 @@ export class AccountDO extends DurableObject<Env> {
     return this.outbox.flush();
   }
 
-  /** Applies expiries, prunes what aged out, re-sends undelivered rows, and sets the next alarm. */
+  /** Applies expiries, prunes what aged out, runs the settlement check (docs/settlement.md), and sets the next alarm. */
   override async alarm(): Promise<void> {
     this.alarmAt = null;
     const state = this.state();
