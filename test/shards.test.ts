@@ -18,17 +18,7 @@ import { readHead } from "../worker/settlement/heads";
 import type { SettlementMessage } from "../worker/settlement/messages";
 import { fnv1a, ledgerFor, ledgers, settlementQueueFor, shardOf } from "../worker/settlement/shards";
 import { ADMIN, addCredits, CREDIT, consume, HOUR, T0, uid } from "./helpers";
-import {
-  d1Rows,
-  drainAccount,
-  headOf,
-  ledgerAll,
-  outboxOf,
-  reconciliation,
-  sleep,
-  stubFor,
-  waitFor,
-} from "./settle-helpers";
+import { d1Rows, drainAccount, headOf, ledgerAll, outboxOf, reconciliation, stubFor, waitFor } from "./settle-helpers";
 
 const C = CREDIT;
 const MIN = 60_000;
