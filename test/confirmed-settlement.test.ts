@@ -15,22 +15,11 @@ import { faultPoints, type Sender } from "../worker/settlement/fault-points";
 import { readHead } from "../worker/settlement/heads";
 import type { JournalMessage, SettlementMessage } from "../worker/settlement/messages";
 import { ledgerFor, settlementQueueFor } from "../worker/settlement/shards";
-import { ADMIN, account, addCredits, CREDIT, call, consume, HOUR, T0, uid } from "./helpers";
+import { ADMIN, account, addCredits, CREDIT, call, consume, HOUR, T0, uid, mulberry32 } from "./helpers";
 import { outboxOf, sleep, stubFor } from "./settle-helpers";
 import { journalIn, rewindToVersion5 } from "./storage-helpers";
 
 const SEC = 1000;
-
-function mulberry32(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Faults {
   sends: number;

@@ -57,3 +57,15 @@ export const addCredits = (id: string, body: unknown, opts?: CallOptions) =>
   call("POST", `/v1/accounts/${id}/credits`, body, opts);
 export const setPlan = (id: string, plan: string, opts?: CallOptions) =>
   call("PUT", `/v1/accounts/${id}/plan`, { plan }, opts);
+
+/** A seeded generator of numbers in [0, 1): random workloads and faults that replay from their seed. */
+export function mulberry32(seed: number) {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

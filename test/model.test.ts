@@ -35,7 +35,7 @@ import { settleBatch } from "../worker/settlement/consumer";
 import { faultPoints, type Sender } from "../worker/settlement/fault-points";
 import type { SettlementMessage } from "../worker/settlement/messages";
 import { ledgerFor, settlementQueueFor } from "../worker/settlement/shards";
-import { ADMIN, call, uid } from "./helpers";
+import { ADMIN, call, uid, mulberry32 } from "./helpers";
 import { journalIn } from "./storage-helpers";
 import {
   C,
@@ -1037,18 +1037,6 @@ async function expectMemoryMatchesStorage(w: World) {
     const restarted = new AccountDO(state, env);
     expect(memoryView(restarted), `${where(w)}\nin-memory state differs from storage`).toEqual(memoryView(instance));
   });
-}
-
-/** 0 ≤ x < 1, from a seed: the settlement faults are as reproducible as the steps. */
-function mulberry32(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 const faultTally = { sends: 0, dropped: 0, batches: 0, thrown: 0, evictions: 0 };

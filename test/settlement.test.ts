@@ -22,7 +22,7 @@ import worker from "../worker/index";
 import { settleBatch } from "../worker/settlement/consumer";
 import type { SettlementMessage } from "../worker/settlement/messages";
 import { ledgerFor, shardOf } from "../worker/settlement/shards";
-import { account, addCredits, ADMIN, call, consume, CREDIT, HOUR, T0, uid } from "./helpers";
+import { account, addCredits, ADMIN, call, consume, CREDIT, HOUR, T0, uid, mulberry32 } from "./helpers";
 import {
   d1Rows,
   drainAccount,
@@ -652,17 +652,6 @@ describe("an object evicted between commit and send", () => {
 });
 
 // ───────────────────────── seeded random workload ─────────────────────────
-
-function mulberry32(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe("a random workload", () => {
   it("≥ 500 operations over several accounts, with a flaky queue on some, alarms firing and evictions between requests, reconcile to zero drift", async () => {
