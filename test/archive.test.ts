@@ -3,6 +3,7 @@
  * NDJSON keyed by shard, account and hour once it settles; a redelivered message rewrites the same objects; the
  * operator export streams one account's entries in a time range, each sequence number once.
  */
+import { itemOf, seqOf } from "../worker/core/journal";
 import { runDurableObjectAlarm } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
@@ -31,8 +32,6 @@ async function exportOf(id: string, from: number, to: number) {
   const lines = typeof r.body === "string" ? r.body.split("\n").filter((l: string) => l.length > 0) : [r.body];
   return { ...r, messages: lines.map((l: string) => JSON.parse(l) as JournalMessage) };
 }
-
-const seqOf = (m: JournalMessage) => (m.type === "ledger" ? m.entry.seq : m.event.seq);
 
 describe("the archive", () => {
   it("holds every journal entry once it settles, window usage and events included, by shard, account and hour", async () => {
@@ -63,8 +62,7 @@ describe("the archive", () => {
     const later = await exportOf(id, T0 + HOUR, T0 + 3 * HOUR);
     expect(later.messages.length).toBeGreaterThan(0);
     expect(later.messages.length).toBeLessThan(all.messages.length);
-    for (const m of later.messages)
-      expect(m.type === "ledger" ? m.entry.createdAt : m.event.createdAt).toBeGreaterThanOrEqual(T0 + HOUR);
+    for (const m of later.messages) expect(itemOf(m).createdAt).toBeGreaterThanOrEqual(T0 + HOUR);
   });
 
   it("a redelivered message rewrites the same objects, and overlapping resends export each seq once", async () => {

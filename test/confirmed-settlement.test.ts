@@ -7,13 +7,14 @@
  * ledger's running totals equal both its rows and the objects' totals, and reconciliation finds no drift.
  * Also: the watermark, gaps and their refill, the consistent cut, and pruning only below the watermark.
  */
+import { idOf, seqOf } from "../worker/core/journal";
 import { afterEach, describe, expect, it } from "vitest";
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type { AccountDO } from "../durable-objects/account/object";
 import { faultPoints, type Sender } from "../worker/settlement/fault-points";
 import { readHead } from "../worker/settlement/heads";
-import type { JournalMessage, SettlementMessage } from "../worker/settlement/messages";
+import type { SettlementMessage } from "../worker/settlement/messages";
 import { ledgerFor, settlementQueueFor } from "../worker/settlement/shards";
 import { ADMIN, account, addCredits, CREDIT, call, consume, HOUR, T0, uid, mulberry32 } from "./helpers";
 import { outboxOf, sleep, stubFor } from "./settle-helpers";
@@ -68,7 +69,7 @@ afterEach(() => {
 async function journalOf(id: string) {
   return runInDurableObject(stubFor(id), (_i: AccountDO, state) => {
     const sql = state.storage.sql;
-    const messages = journalIn(sql).map((message) => ({ seq: seqOfMsg(message), message }));
+    const messages = journalIn(sql).map((message) => ({ seq: seqOf(message), message }));
     return { messages, lastSeq: sql.exec<{ n: number }>("SELECT journal_seq AS n FROM account").one().n };
   });
 }
@@ -124,9 +125,7 @@ async function expectExactlyOnce(id: string) {
   const seqs = [...rows.map((r) => r.account_seq), ...events.map((e) => e.account_seq)].sort((a, b) => a - b);
   expect(seqs).toEqual(Array.from({ length: journal.lastSeq }, (_, i) => i + 1));
   // and each is the entry the object journaled under that seq
-  const byId = new Map(
-    journal.messages.map((m) => [m.message.type === "ledger" ? m.message.entry.id : m.message.event.id, m.seq]),
-  );
+  const byId = new Map(journal.messages.map((m) => [idOf(m.message), m.seq]));
   for (const r of rows) expect(byId.get(r.id), r.id).toBe(r.account_seq);
   expect(new Set(rows.map((r) => r.id)).size).toBe(rows.length);
   // running totals equal the rows' sums
@@ -275,7 +274,7 @@ describe("the watermark", () => {
       expect((await consume(id, { product: "codex", cost: 3 * CREDIT }, { now: T0 + i * SEC })).status).toBe(200);
     await runInDurableObject(stubFor(id), (instance: AccountDO) => instance.flushOutbox());
     const entries = captured.flatMap((b) => b.entries);
-    const seqs = entries.map((m) => (m.type === "ledger" ? m.entry.seq : m.event.seq));
+    const seqs = entries.map(seqOf);
     expect(seqs.length).toBeGreaterThan(4);
     // deliver everything captured except the first of them: the ledger holds later entries but not that one
     const [first, ...rest] = entries;
@@ -316,7 +315,7 @@ describe("the watermark", () => {
     for (const b of captured) await settlementQueueFor(env, id).send(b);
     const once = await waitForHead(
       id,
-      (h) => h.watermark === Math.max(...captured.flatMap((b) => b.entries.map(seqOfMsg))),
+      (h) => h.watermark === Math.max(...captured.flatMap((b) => b.entries.map(seqOf))),
     );
     for (const b of captured) await settlementQueueFor(env, id).send(b);
     await sleep(1_500);
@@ -414,8 +413,6 @@ describe("pruning", () => {
     expect(after.total).toBe(box.lastSeq - settled.lastSeq);
   });
 });
-
-const seqOfMsg = (m: JournalMessage) => (m.type === "ledger" ? m.entry.seq : m.event.seq);
 
 async function waitForHead(id: string, done: (h: NonNullable<Awaited<ReturnType<typeof readHead>>>) => boolean) {
   const deadline = Date.now() + 10_000;

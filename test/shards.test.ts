@@ -9,6 +9,7 @@
  *   with nextCursor crossing from one shard to the other), and the console's account page and overview read the right
  *   shard for accounts on both.
  */
+import { seqOf } from "../worker/core/journal";
 import { runInDurableObject } from "cloudflare:test";
 import { env, exports } from "cloudflare:workers";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -258,9 +259,7 @@ describe("the consumer", () => {
     expect(captured.length).toBeGreaterThan(0);
     // shard 1's account, sent through shard 0's queue
     for (const b of captured) await env.SETTLEMENT.send(b);
-    const lastSeq = Math.max(
-      ...captured.flatMap((b) => b.entries.map((e) => (e.type === "ledger" ? e.entry.seq : e.event.seq))),
-    );
+    const lastSeq = Math.max(...captured.flatMap((b) => b.entries.map(seqOf)));
     const head = await waitFor(
       () => readHead(env.DB_1, id),
       (h) => h !== null && h.watermark === lastSeq,

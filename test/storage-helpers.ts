@@ -7,7 +7,7 @@ import { ANSWER_HORIZON_MS } from "../durable-objects/account/answer-book";
 import { unpack } from "../durable-objects/account/compact";
 import { journalMessages } from "../durable-objects/account/journal";
 import { sqlOf } from "../durable-objects/sql";
-import type { JournalMessage } from "../worker/core/journal";
+import { itemOf, type JournalMessage } from "../worker/core/journal";
 
 /** Every message in the object's journal, oldest first, as the core made it. */
 export const journalIn = (sql: SqlStorage): JournalMessage[] => journalMessages(sqlOf(sql));
@@ -67,7 +67,7 @@ export function rewindToVersion5(sql: SqlStorage): void {
   sql.exec(`CREATE TABLE outbox_v5 (seq INTEGER PRIMARY KEY AUTOINCREMENT, entry_id TEXT NOT NULL UNIQUE,
     message TEXT NOT NULL, created_at INTEGER NOT NULL, delivered_at INTEGER)`);
   messages.forEach((m, i) => {
-    const e = m.type === "ledger" ? m.entry : m.event;
+    const e = itemOf(m);
     sql.exec(
       "INSERT INTO outbox_v5 (seq, entry_id, message, created_at) VALUES (?, ?, ?, ?)",
       e.seq,

@@ -5,7 +5,7 @@
  * core made it, key order included. A row also carries the window usage its step recorded (`usage_product`, `usage`):
  * the history `Reads.windowUsageAfter` and the usage panel read.
  */
-import type { AccountEvent, JournalMessage, LedgerEntry } from "../../worker/core/journal";
+import { type AccountEvent, itemOf, type JournalMessage, type LedgerEntry } from "../../worker/core/journal";
 import type { Sql } from "../sql";
 import { pack, unpack } from "./compact";
 
@@ -18,7 +18,7 @@ export type JournalRow = {
 
 /** The row of a message: its id, seq and time as columns, and the rest (less the object's own account id) as text. */
 export function rowOf(m: JournalMessage, accountId: string): JournalRow {
-  const { id, seq, accountId: account, createdAt, ...rest } = m.type === "ledger" ? m.entry : m.event;
+  const { id, seq, accountId: account, createdAt, ...rest } = itemOf(m);
   // Kept in the text only where it is not what the row's columns and the object give back.
   const own = account === accountId ? {} : { accountId: account };
   return { seq, entry_id: id, message: pack({ ...own, ...rest }), created_at: createdAt };

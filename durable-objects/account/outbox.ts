@@ -6,7 +6,7 @@
  * sends again what is overdue above it, and lets pruning remove rows at or below it. See docs/settlement.md.
  */
 import type { JournalBatch, JournalMessage, Totals } from "../../worker/core/journal";
-import { totalsDelta } from "../../worker/core/journal";
+import { itemOf, totalsDelta } from "../../worker/core/journal";
 import { accountIdIn, type JournalRow, messageOf } from "./journal";
 import type { LedgerHead } from "../../worker/settlement/heads";
 import type { Sql } from "../sql";
@@ -127,7 +127,7 @@ export class Outbox {
           sends.push(send);
           send = { messages: [], lastSeq: 0, bytes: 0 };
         }
-        message = { accountId: accountIdOf(entry), floor, entries: [] };
+        message = { accountId: itemOf(entry).accountId, floor, entries: [] };
         send.messages.push(message);
         messageBytes = 200;
         send.bytes += messageBytes;
@@ -192,11 +192,10 @@ export class Outbox {
   }
 
   /** The totals of the ledger entries above `seq` still in the journal (entries in flight, for a cut). */
-  totalsAbove(seq: number): Totals & { entries: number } {
-    const out = { creditPosition: 0, charged: 0, entries: 0 };
+  totalsAbove(seq: number): Totals {
+    const out = { creditPosition: 0, charged: 0 };
     if (!this.hasSchema()) return out;
     for (const r of this.db.all<JournalRow>`SELECT seq, entry_id, message, created_at FROM outbox WHERE seq > ${seq}`) {
-      out.entries++;
       const m = this.messageOf(r);
       if (m.type !== "ledger") continue;
       const d = totalsDelta(m.entry);
@@ -233,5 +232,3 @@ export class Outbox {
       .first<{ kind: string; amount: number }>();
   }
 }
-
-const accountIdOf = (m: JournalMessage): string => (m.type === "ledger" ? m.entry.accountId : m.event.accountId);

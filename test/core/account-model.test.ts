@@ -62,7 +62,7 @@ import {
 } from "../../worker/core/account/state";
 
 type Result = { kind: string };
-import { type LedgerEntry, seqOf, totalsDelta } from "../../worker/core/journal";
+import { idOf, type LedgerEntry, seqOf, totalsDelta } from "../../worker/core/journal";
 import { chargeOf, type Charge, type Usage } from "../../worker/core/pricing";
 import {
   C,
@@ -365,10 +365,7 @@ function checkChargesByKey(w: World): void {
   const modelKeys = [...w.ref.chargedByKey].filter(([, v]) => v > 0).sort();
   same(w, [...byKey].map(([k, v]) => [k, v.sum]).sort(), modelKeys, "charges per Idempotency-Key (I8)");
   for (const [k, v] of byKey) if (v.origins.size !== 1) fail(w, `key ${k} charged by ${[...v.origins]} (I8)`);
-  if (
-    new Set(w.store.journal.map((m) => (m.type === "ledger" ? m.entry.id : m.event.id))).size !== w.store.journal.length
-  )
-    fail(w, "a journal id written twice (I9)");
+  if (new Set(w.store.journal.map(idOf)).size !== w.store.journal.length) fail(w, "a journal id written twice (I9)");
   // SPEC §7: every journal entry took the account's next seq, so the journal is exactly 1..journalSeq
   const seqs = w.store.journal.map(seqOf);
   const last = w.store.load().account?.journalSeq ?? 0;

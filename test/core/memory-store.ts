@@ -32,7 +32,7 @@ import type {
   Reads,
   WindowKey,
 } from "../../worker/core/account/state";
-import type { JournalMessage, LedgerEntry } from "../../worker/core/journal";
+import { type JournalMessage, type LedgerEntry, seqOf } from "../../worker/core/journal";
 import type { WindowState } from "../../worker/core/windows";
 
 const MINUTE_MS = 60_000;
@@ -221,7 +221,7 @@ export class MemoryStore {
       switch (e.type) {
         case "journal": {
           // the journal's key is `seq` (the model test checks that ids are unique: I9)
-          const seq = e.message.type === "ledger" ? e.message.entry.seq : e.message.event.seq;
+          const seq = seqOf(e.message);
           if (this.journalSeqs.has(seq)) throw new Error(`outbox: duplicate seq ${seq}`);
           this.journalSeqs.add(seq);
           // the core builds each message afresh and never touches it again

@@ -35,8 +35,10 @@ export interface AccountEvent {
 
 export type JournalMessage = { type: "ledger"; entry: LedgerEntry } | { type: "event"; event: AccountEvent };
 
-export const seqOf = (m: JournalMessage): number => (m.type === "ledger" ? m.entry.seq : m.event.seq);
-export const idOf = (m: JournalMessage): string => (m.type === "ledger" ? m.entry.id : m.event.id);
+/** The ledger entry or the event a journal message carries (both have id, seq, accountId and createdAt). */
+export const itemOf = (m: JournalMessage): LedgerEntry | AccountEvent => (m.type === "ledger" ? m.entry : m.event);
+export const seqOf = (m: JournalMessage): number => itemOf(m).seq;
+export const idOf = (m: JournalMessage): string => itemOf(m).id;
 
 /**
  * What one settlement queue message carries: a run of one account's journal, as many entries as fit in a message

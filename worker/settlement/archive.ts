@@ -9,12 +9,12 @@
  * two objects can hold the same entry: the export keeps each (accountId, seq) once.
  */
 import type { JournalBatch, JournalMessage } from "../core/journal";
-import { seqOf } from "../core/journal";
+import { itemOf, seqOf } from "../core/journal";
 import { shardOf } from "./shards";
 
 const pad = (seq: number) => String(seq).padStart(16, "0");
 const hourOf = (ms: number) => new Date(ms).toISOString().slice(0, 13);
-const createdAtOf = (m: JournalMessage) => (m.type === "ledger" ? m.entry.createdAt : m.event.createdAt);
+const createdAtOf = (m: JournalMessage) => itemOf(m).createdAt;
 
 /** The folder of one account's archive in its shard. */
 export const accountPrefix = (shard: number, accountId: string) => `journal/${shard}/${accountId}/`;

@@ -1,4 +1,5 @@
 import type { AccountEvent, JournalMessage, LedgerEntry, SettlementMessage } from "./messages";
+import { seqOf } from "../core/journal";
 import { LEDGER_KINDS } from "./messages";
 import { archive } from "./archive";
 import { faultPoints } from "./fault-points";
@@ -128,7 +129,7 @@ export function statementsFor(db: D1Database, msg: SettlementMessage, settledAt:
   if (!isBatch(msg)) throw new Error("malformed settlement message");
   const ledger = msg.entries.flatMap((m) => (m.type === "ledger" ? [m.entry] : []));
   const events = msg.entries.flatMap((m) => (m.type === "event" ? [m.event] : []));
-  const highest = Math.max(0, ...msg.entries.map((m) => (m.type === "ledger" ? m.entry.seq : m.event.seq)));
+  const highest = Math.max(0, ...msg.entries.map(seqOf));
   const [ledgerJson, eventsJson] = [JSON.stringify(ledger), JSON.stringify(events)];
   const stmts: D1PreparedStatement[] = [db.prepare(OPEN_HEAD).bind(msg.accountId, msg.floor, settledAt)];
   if (msg.upgrade)
