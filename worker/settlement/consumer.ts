@@ -77,6 +77,16 @@ const OPEN_HEAD = `INSERT INTO ledger_heads (account_id, watermark, highest, cre
   WHERE ledger_heads.watermark < excluded.watermark`;
 
 /**
+ * The running totals' sums over the ledger rows `where` picks: the credit position (grants + refunds − expiries −
+ * charges paid by grants) and every charge, as `totalsDelta` in worker/core/journal.ts computes them per entry.
+ */
+const creditSum = (where: string) => `SELECT COALESCE(SUM(CASE WHEN kind IN ('grant', 'refund') THEN amount
+    WHEN kind = 'expiry' OR (kind = 'charge' AND layer = 'grant') THEN -amount ELSE 0 END), 0) FROM ledger WHERE ${where}`;
+const chargedSum = (where: string) => `SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE kind = 'charge' AND ${where}`;
+
+const IN_RUN = "account_id = ?1 AND account_seq > ledger_heads.watermark AND account_seq <= nw.w";
+
+/**
  * Moves the watermark over every contiguous seq now present (ledger entries and events share the sequence), adds
  * the entries it passes to the running totals (the same sums as `totalsDelta` in worker/core/journal.ts), and
  * records the highest seq seen. One statement, so concurrent consumers cannot interleave a read and a write.
@@ -89,19 +99,16 @@ const ADVANCE = `WITH RECURSIVE run(s) AS (
        OR EXISTS (SELECT 1 FROM events WHERE account_id = ?1 AND account_seq = s + 1)
   )
   UPDATE ledger_heads SET
-    credit_position = credit_position + (
-      SELECT COALESCE(SUM(CASE WHEN kind IN ('grant', 'refund') THEN amount
-                               WHEN kind = 'expiry' OR (kind = 'charge' AND layer = 'grant') THEN -amount
-                               ELSE 0 END), 0)
-      FROM ledger WHERE account_id = ?1 AND account_seq > ledger_heads.watermark AND account_seq <= nw.w),
-    charged_total = charged_total + (
-      SELECT COALESCE(SUM(amount), 0) FROM ledger
-      WHERE account_id = ?1 AND kind = 'charge' AND account_seq > ledger_heads.watermark AND account_seq <= nw.w),
+    credit_position = credit_position + (${creditSum(IN_RUN)}),
+    charged_total = charged_total + (${chargedSum(IN_RUN)}),
     watermark = nw.w,
     highest = MAX(highest, ?2),
     updated_at = ?3
   FROM (SELECT MAX(s) AS w FROM run) AS nw
   WHERE ledger_heads.account_id = ?1`;
+
+/** The batch's ledger entries (?2) that the ledger holds without a seq. */
+const UNSEQUENCED = "account_seq IS NULL AND id IN (SELECT json_extract(value, '$.id') FROM json_each(?2))";
 
 /**
  * For a batch flagged `upgrade`: entries written before sequencing may already be in the ledger without a seq (their
@@ -110,14 +117,8 @@ const ADVANCE = `WITH RECURSIVE run(s) AS (
  * Both statements touch only rows still without a seq, so running them again changes nothing.
  */
 const REBASE_LEGACY = `UPDATE ledger_heads SET
-    credit_position = credit_position - (
-      SELECT COALESCE(SUM(CASE WHEN kind IN ('grant', 'refund') THEN amount
-                               WHEN kind = 'expiry' OR (kind = 'charge' AND layer = 'grant') THEN -amount
-                               ELSE 0 END), 0)
-      FROM ledger WHERE account_seq IS NULL AND id IN (SELECT json_extract(value, '$.id') FROM json_each(?2))),
-    charged_total = charged_total - (
-      SELECT COALESCE(SUM(amount), 0) FROM ledger
-      WHERE kind = 'charge' AND account_seq IS NULL AND id IN (SELECT json_extract(value, '$.id') FROM json_each(?2)))
+    credit_position = credit_position - (${creditSum(UNSEQUENCED)}),
+    charged_total = charged_total - (${chargedSum(UNSEQUENCED)})
   WHERE account_id = ?1`;
 
 const sequenceLegacy = (table: "ledger" | "events") => `UPDATE ${table} SET account_seq = (
@@ -127,6 +128,11 @@ const sequenceLegacy = (table: "ledger" | "events") => `UPDATE ${table} SET acco
 /** The D1 statements that settle one message: its entries, then the account's head. Redelivery is a no-op. */
 export function statementsFor(db: D1Database, msg: SettlementMessage, settledAt: number): D1PreparedStatement[] {
   if (!isBatch(msg)) throw new Error("malformed settlement message");
+  return statementsOf(db, msg, settledAt);
+}
+
+/** `statementsFor` of a message already checked. */
+function statementsOf(db: D1Database, msg: SettlementMessage, settledAt: number): D1PreparedStatement[] {
   const ledger = msg.entries.flatMap((m) => (m.type === "ledger" ? [m.entry] : []));
   const events = msg.entries.flatMap((m) => (m.type === "event" ? [m.event] : []));
   const highest = Math.max(0, ...msg.entries.map(seqOf));
@@ -160,7 +166,7 @@ export async function settleBatch(batch: MessageBatch<SettlementMessage>, env: E
       if (!isBatch(msg.body)) throw new Error("malformed settlement message");
       const db = ledgerFor(env, msg.body.accountId);
       const planned = byShard.get(db) ?? [];
-      planned.push({ msg, db, stmts: statementsFor(db, msg.body, now) });
+      planned.push({ msg, db, stmts: statementsOf(db, msg.body, now) });
       byShard.set(db, planned);
     } catch {
       console.error(JSON.stringify({ event: "settlement.malformed", messageId: msg.id, attempts: msg.attempts }));
