@@ -24,7 +24,9 @@ export function archiveObjects(shard: number, msg: JournalBatch): { key: string;
   const byHour = new Map<string, JournalMessage[]>();
   for (const m of msg.entries) {
     const hour = hourOf(createdAtOf(m));
-    byHour.set(hour, [...(byHour.get(hour) ?? []), m]);
+    const group = byHour.get(hour);
+    if (group) group.push(m);
+    else byHour.set(hour, [m]);
   }
   return [...byHour].map(([hour, entries]) => {
     const seqs = entries.map(seqOf);
