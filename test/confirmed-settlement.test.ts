@@ -7,7 +7,7 @@
  * ledger's running totals equal both its rows and the objects' totals, and reconciliation finds no drift.
  * Also: the watermark, gaps and their refill, the consistent cut, and pruning only below the watermark.
  */
-import { idOf, seqOf } from "../worker/core/journal";
+import { idOf, isUsage, seqOf } from "../worker/core/journal";
 import { afterEach, describe, expect, it } from "vitest";
 import { evictDurableObject, runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
@@ -17,7 +17,7 @@ import { readHead } from "../worker/settlement/heads";
 import type { SettlementMessage } from "../worker/settlement/messages";
 import { ledgerFor, settlementQueueFor } from "../worker/settlement/shards";
 import { ADMIN, account, addCredits, CREDIT, call, consume, HOUR, T0, uid, mulberry32 } from "./helpers";
-import { outboxOf, sleep, stubFor } from "./settle-helpers";
+import { ledgerView, outboxOf, sleep, stubFor } from "./settle-helpers";
 import { journalIn, rewindToVersion5 } from "./storage-helpers";
 
 const SEC = 1000;
@@ -74,12 +74,23 @@ async function journalOf(id: string) {
   });
 }
 
-/** The ledger's rows and events for one account, with their sequence numbers. */
+/**
+ * The ledger's rows and events for one account, with their sequence numbers (`usage` rollups have none: they sum
+ * window charges).
+ */
 async function ledgerOf(id: string) {
   const rows = await ledgerFor(env, id)
-    .prepare("SELECT id, account_seq, kind, amount, layer FROM ledger WHERE account_id = ? ORDER BY account_seq")
+    .prepare(`SELECT id, account_seq, kind, amount, layer, usage_count FROM ledger WHERE account_id = ?
+      ORDER BY account_seq`)
     .bind(id)
-    .all<{ id: string; account_seq: number; kind: string; amount: number; layer: string | null }>();
+    .all<{
+      id: string;
+      account_seq: number | null;
+      kind: string;
+      amount: number;
+      layer: string | null;
+      usage_count: number | null;
+    }>();
   const events = await ledgerFor(env, id)
     .prepare("SELECT id, account_seq FROM events WHERE account_id = ? ORDER BY account_seq")
     .bind(id)
@@ -94,7 +105,7 @@ function sums(rows: { kind: string; amount: number; layer: string | null }[]) {
   for (const r of rows) {
     if (r.kind === "grant" || r.kind === "refund") creditPosition += r.amount;
     if (r.kind === "expiry" || (r.kind === "charge" && r.layer === "grant")) creditPosition -= r.amount;
-    if (r.kind === "charge") charged += r.amount;
+    if (r.kind === "charge" || r.kind === "usage") charged += r.amount;
   }
   return { creditPosition, charged };
 }
@@ -121,13 +132,24 @@ async function expectExactlyOnce(id: string) {
   const { rows, events } = await ledgerOf(id);
   const head = await readHead(ledgerFor(env, id), id);
   expect(head?.watermark, id).toBe(journal.lastSeq);
-  // every seq 1..lastSeq exactly once, across entries and events
-  const seqs = [...rows.map((r) => r.account_seq), ...events.map((e) => e.account_seq)].sort((a, b) => a - b);
-  expect(seqs).toEqual(Array.from({ length: journal.lastSeq }, (_, i) => i + 1));
-  // and each is the entry the object journaled under that seq
+  // every seq 1..lastSeq exactly once, across money entries, events and the window usage the rollups sum
+  const entries = rows.filter((r) => r.kind !== "usage");
+  const usageSeqs = journal.messages.flatMap((m) =>
+    m.message.type === "ledger" && isUsage(m.message.entry) ? [m.seq] : [],
+  );
+  const seqs = [...entries.map((r) => r.account_seq ?? 0), ...events.map((e) => e.account_seq), ...usageSeqs];
+  expect(seqs.sort((a, b) => a - b)).toEqual(Array.from({ length: journal.lastSeq }, (_, i) => i + 1));
+  // and each row is the entry the object journaled under that seq
   const byId = new Map(journal.messages.map((m) => [idOf(m.message), m.seq]));
-  for (const r of rows) expect(byId.get(r.id), r.id).toBe(r.account_seq);
+  for (const r of entries) expect(byId.get(r.id), r.id).toBe(r.account_seq);
   expect(new Set(rows.map((r) => r.id)).size).toBe(rows.length);
+  // each rollup sums its hour's window charges, each counted once
+  const rollup = (id: string, amount: number, count: number) => [id, { amount, count }] as const;
+  const expected = [...ledgerView(journal.messages.map((m) => m.message))].flatMap(([id, v]) =>
+    v.kind === "usage" ? [rollup(id, v.amount, v.count)] : [],
+  );
+  const actual = rows.flatMap((r) => (r.kind === "usage" ? [rollup(r.id, r.amount, r.usage_count ?? 0)] : []));
+  expect(Object.fromEntries(actual)).toEqual(Object.fromEntries(expected));
   // running totals equal the rows' sums
   expect({ creditPosition: head?.creditPosition, charged: head?.charged }).toEqual(sums(rows));
   return { rows, lastSeq: journal.lastSeq };
@@ -232,7 +254,7 @@ describe("three faults at once: dropped sends, a failing consumer, evictions", (
 
     const rounds = await settleAll(ids);
     let changes = 0;
-    for (const id of ids) changes += (await expectExactlyOnce(id)).rows.length;
+    for (const id of ids) changes += (await expectExactlyOnce(id)).lastSeq;
     // the faults really fired, and the workload was as large as promised
     expect(changes).toBeGreaterThanOrEqual(2_000);
     expect(faults.dropped).toBeGreaterThan(10);
@@ -434,6 +456,15 @@ describe("an account that settled before the journal was sequenced", () => {
     const { lastSeq: n, rows: settled } = await expectExactlyOnce(id);
     expect(n).toBeGreaterThanOrEqual(5);
     const K = 2; // rows 1..K were marked delivered by the old outbox; K+1 arrived but was never marked; the rest were lost
+    // the old ledger kept window charges one row each: seq 2 (1.5 credits) and seq 3 (0.5), K + 1 among them
+    const early = (await journalOf(id)).messages.flatMap((m) =>
+      m.message.type === "ledger" && m.seq <= K + 1 && isUsage(m.message.entry) ? [m.message.entry] : [],
+    );
+    expect(early.map((e) => [e.seq, e.kind, e.amount])).toEqual([
+      [2, "charge", 1.5 * CREDIT],
+      [3, "charge", 0.5 * CREDIT],
+    ]);
+    const later = (await journalOf(id)).messages.filter((m) => m.seq > K + 1).map((m) => m.message);
 
     // Rewind the object to storage version 4: no seq in the messages, no journal_seq, no settlement table.
     await runInDurableObject(stubFor(id), (_i: AccountDO, state) => {
@@ -448,13 +479,20 @@ describe("an account that settled before the journal was sequenced", () => {
     // Rewind the ledger to what D1 migration 0004 leaves: rows without seq, the head seeded with their totals at 0.
     const ledger = ledgerFor(env, id);
     await ledger.batch([
-      ledger.prepare("DELETE FROM ledger WHERE account_id = ? AND account_seq > ?").bind(id, K + 1),
+      ledger.prepare("DELETE FROM ledger WHERE account_id = ? AND (account_seq > ? OR kind = 'usage')").bind(id, K + 1),
+      ...early.map((e) =>
+        ledger
+          .prepare(`INSERT INTO ledger (id, account_id, account_seq, kind, amount, layer, product, created_at, settled_at)
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+          .bind(e.id, id, e.seq, e.kind, e.amount, e.layer ?? null, e.product ?? null, e.createdAt, e.createdAt),
+      ),
       ledger.prepare("DELETE FROM events WHERE account_id = ? AND account_seq > ?").bind(id, K + 1),
       ledger.prepare("UPDATE ledger SET account_seq = NULL WHERE account_id = ?").bind(id),
       ledger.prepare("UPDATE events SET account_seq = NULL WHERE account_id = ?").bind(id),
     ]);
     const legacy = (await ledgerOf(id)).rows;
     expect(legacy.length).toBeLessThan(settled.length);
+    expect(legacy.filter((r) => r.layer === "window").map((r) => r.amount)).toEqual([1.5 * CREDIT, 0.5 * CREDIT]);
     const seeded = sums(legacy);
     await ledger
       .prepare(
@@ -471,11 +509,16 @@ describe("an account that settled before the journal was sequenced", () => {
     const head = await readHead(ledgerFor(env, id), id);
     const { rows } = await ledgerOf(id);
     expect(head?.watermark).toBe(n);
-    expect([...rows.map((r) => r.id)].sort()).toEqual([...settled.map((r) => r.id)].sort());
+    // the legacy rows stay as they were (the window charge that had arrived is not rolled up a second time); what
+    // came later is settled as now: money entries one by one, window charges in rollups
+    const expected = [...legacy.map((r) => r.id), ...ledgerView(later).keys()];
+    expect([...rows.map((r) => r.id)].sort()).toEqual(expected.sort());
     expect({ creditPosition: head?.creditPosition, charged: head?.charged }).toEqual(sums(rows));
-    // the rows settled before the upgrade keep no seq; every later one has its own
-    expect(rows.filter((r) => r.account_seq === null).length).toBeGreaterThan(0);
-    expect(rows.filter((r) => r.account_seq !== null).every((r) => r.account_seq > K)).toBe(true);
+    expect(head?.charged).toBe(4.5 * CREDIT);
+    // the rows settled before the upgrade keep no seq; every later entry has its own
+    const entries = rows.filter((r) => r.kind !== "usage");
+    expect(entries.filter((r) => r.account_seq === null).length).toBeGreaterThan(0);
+    expect(entries.filter((r) => r.account_seq !== null).every((r) => (r.account_seq ?? 0) > K)).toBe(true);
     const r = await call("GET", `/v1/admin/reconciliation?accountId=${id}`, undefined, { token: ADMIN });
     expect(r.body).toMatchObject({ drifted: [], inFlight: [] });
   });

@@ -544,21 +544,51 @@ describe("console actions", () => {
     expect((await consume(id, { product: "codex", cost: 5 * C }, { now: t + 1000 })).status).toBe(200); // 2 from the window, 3 from the grant
     const rows = await waitFor(
       () => d1Rows(id),
-      (r) => r.some((e) => e.kind === "charge" && e.layer === "grant"),
+      (r) => r.some((e) => e.kind === "charge" && e.layer === "grant") && r.some((e) => e.kind === "usage"),
     );
     const charge = rows.find((e) => e.kind === "charge" && e.layer === "grant")!;
-    const windowCharge = rows.find((e) => e.kind === "charge" && e.layer === "window")!;
     const grantEntry = rows.find((e) => e.kind === "grant")!;
     expect(charge.amount).toBe(3 * C);
+    // The window paid 2 credits of that request: in D1 that is the hour's usage rollup (SPEC §7), not a charge row.
+    const usage = rows.find((e) => e.kind === "usage")!;
+    expect(usage).toMatchObject({ amount: 2 * C, layer: "window", usage_count: 1 });
+    const windowCharges = (await outboxEntries(id, "charge")).filter((e) => e.layer === "window");
+    expect(windowCharges.map((e) => e.amount)).toEqual([2 * C]);
+    expect(rows.map((e) => e.id)).not.toContain(windowCharges[0].id);
 
     const s = await signIn(t + MIN);
     const accountPage = await page(s, `/console/accounts/${id}`, t + MIN);
     expect(accountPage.html).toContain(`href="/console/accounts/${id}/refund?entry=${charge.id}"`);
     expect(accountPage.html).not.toContain(`refund?entry=${grantEntry.id}`);
-    // The window paid 2 credits of that request: the plan's allowance, not credits, so no refund is offered for it;
-    // opened directly, its confirmation screen warns.
-    expect(accountPage.html).not.toContain(`refund?entry=${windowCharge.id}`);
-    expect((await page(s, `/console/accounts/${id}/refund?entry=${windowCharge.id}`, t + MIN)).html).toMatch(
+    // The window's usage is the plan's allowance, not credits: its rollup is listed without a refund offer, and neither
+    // the rollup nor the window charge it sums is an entry a refund can name.
+    expect(accountPage.html).toContain(`data-entry="${usage.id}"`);
+    expect(accountPage.html).not.toContain(`refund?entry=${encodeURIComponent(usage.id)}`);
+    for (const entry of [usage.id, windowCharges[0].id])
+      expect(
+        (
+          await web("GET", `/console/accounts/${id}/refund?entry=${encodeURIComponent(entry)}`, {
+            now: t + MIN,
+            cookies: [s.cookie],
+          })
+        ).status,
+        entry,
+      ).toBe(404);
+    // A window charge settled before the rollups (migration 0005 keeps those rows as they were) is offered no refund
+    // either; opened directly, its confirmation screen warns.
+    const legacy = uid("clegacy");
+    const legacyCharge = `${legacy}-window-charge`;
+    await ledgerFor(env, legacy)
+      .prepare(
+        `INSERT INTO ledger (id, account_id, kind, amount, layer, product, created_at, settled_at)
+         VALUES (?, ?, 'charge', ?, 'window', 'codex', ?, ?)`,
+      )
+      .bind(legacyCharge, legacy, 2 * C, t, t)
+      .run();
+    const legacyPage = await page(s, `/console/accounts/${legacy}`, t + MIN);
+    expect(legacyPage.html).toContain(`data-entry="${legacyCharge}"`);
+    expect(legacyPage.html).not.toContain(`refund?entry=${legacyCharge}`);
+    expect((await page(s, `/console/accounts/${legacy}/refund?entry=${legacyCharge}`, t + MIN)).html).toMatch(
       /covered by the plan(&#39;|')s window, not by credits/,
     );
 

@@ -384,9 +384,11 @@ describe("refunds (SPEC §6)", () => {
     expect(d.body.account.credits.balance).toBe(15 * C);
 
     const before = await ledgerUntil(id, (e) => e.length >= 3);
-    expect(before.map((e) => e.kind).sort()).toEqual(["charge", "charge", "grant"]);
+    // the grant, the grant's charge, and the window's 2 credits in the hour's usage rollup (SPEC §7)
+    expect(before.map((e) => e.kind).sort()).toEqual(["charge", "grant", "usage"]);
     const charge = before.find((e) => e.kind === "charge" && e.layer === "grant");
     expect(charge).toMatchObject({ amount: 5 * C, decisionId: d.body.decisionId, grantId: g.body.id });
+    expect(before.find((e) => e.kind === "usage")).toMatchObject({ amount: 2 * C, count: 1, layer: "window" });
     const rawBefore = (
       await ledgerFor(env, id).prepare("SELECT * FROM ledger WHERE account_id = ? ORDER BY seq").bind(id).all()
     ).results;
@@ -416,7 +418,8 @@ describe("refunds (SPEC §6)", () => {
     const spend = await ok(consume(id, { product: "codex", cost: 20 * C }, { now: t + 5 * MIN }));
     expect(layerSum(spend.body.sources, "grant")).toBe(20 * C);
 
-    const charges = 2 + spend.body.sources.length;
+    // the grant charge before, and the spend's (all from grants: the window's usage rollup is untouched)
+    const charges = 1 + spend.body.sources.length;
     const after = await ledgerUntil(
       id,
       (e) => e.some((x) => x.kind === "refund") && e.filter((x) => x.kind === "charge").length >= charges,
@@ -477,6 +480,24 @@ describe("refunds (SPEC §6)", () => {
     // A grant entry is not a charge: nothing to compensate.
     const notCharge = await refund(id, { amount: C, reason: "a grant", entryId: grantEntry.id }, t + 2 * MIN);
     await refusedWithoutEffect(id, notCharge, 404, "entry_not_found", t + 2 * MIN, 15 * C);
+  });
+
+  it("a refund naming a window charge is 404 entry_not_found, in flight or settled: window usage is not money", async () => {
+    const t = T0 + 17 * DAY;
+    const { id } = await accountWithCharge(t);
+    const windowCharge = (await outbox(id))
+      .flatMap((m) => (m.type === "ledger" ? [m.entry] : []))
+      .find((e) => e.kind === "charge" && e.layer === "window")!;
+    expect(windowCharge.amount).toBe(2 * C);
+    // still in the object's journal, unconfirmed: refused all the same
+    const inFlight = await refund(id, { amount: C, reason: "window", entryId: windowCharge.id }, t + MIN);
+    await refusedWithoutEffect(id, inFlight, 404, "entry_not_found", t + MIN, 15 * C);
+    expect(inFlight.body.error.message).toMatch(/window/);
+    // settled (the ledger keeps it only in its hour's usage rollup): the same answer, not a different one by timing
+    await ledgerUntil(id, (e) => e.some((x) => x.kind === "usage"));
+    await runDurableObjectAlarm(stubFor(id));
+    const settled = await refund(id, { amount: C, reason: "window", entryId: windowCharge.id }, t + 2 * MIN);
+    await refusedWithoutEffect(id, settled, 404, "entry_not_found", t + 2 * MIN, 15 * C);
   });
 
   it("a refund naming another account's charge is 404 entry_not_found, whether the entry is in flight or settled", async () => {

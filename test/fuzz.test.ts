@@ -28,6 +28,7 @@ import { ERROR_STATUS } from "../worker/http/errors";
 import { resetControl } from "../worker/resets";
 import { acrossLedgers } from "../worker/settlement/shards";
 import { ADMIN, call, CREDIT, SERVICE, uid } from "./helpers";
+import { headOf } from "./settle-helpers";
 import { keptAnswers } from "./storage-helpers";
 
 const viteEnv = ((import.meta as unknown as { env?: Record<string, string | undefined> }).env ?? {}) as Record<
@@ -113,21 +114,21 @@ beforeAll(async () => {
       );
     await setUp(id, "POST", "/v1/admin/accounts/{id}/resume", undefined, 200);
   }
-  // the set-up's own entries reach D1 through the real queue: wait for them before the "before" snapshot
-  const written = await Promise.all(
+  // the set-up's own entries reach D1 through the real queue: wait for them before the "before" snapshot, until each
+  // victim's ledger head has its watermark at the object's last seq (a count of D1 rows no longer tells: window
+  // charges settle into their hour's usage rollup, SPEC §7)
+  const lastSeqs = await Promise.all(
     victims.map((id) =>
       runInDurableObject(
         stubFor(id),
-        (_i: AccountDO, state) => state.storage.sql.exec<{ n: number }>("SELECT COUNT(*) AS n FROM outbox").one().n,
+        (_i: AccountDO, state) => state.storage.sql.exec<{ n: number }>("SELECT journal_seq AS n FROM account").one().n,
       ),
     ),
   );
-  const expected = written.reduce((a, b) => a + b, 0);
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const l = await overLedgers<"n">("SELECT COUNT(*) AS n FROM ledger");
-    const e = await overLedgers<"n">("SELECT COUNT(*) AS n FROM events");
-    if (l.n + e.n >= expected || Date.now() > deadline) break;
+    const heads = await Promise.all(victims.map((id) => headOf(id)));
+    if (heads.every((h, i) => (h?.watermark ?? 0) >= lastSeqs[i]) || Date.now() > deadline) break;
     await new Promise((r) => setTimeout(r, 100));
   }
 }, 60_000);

@@ -7,8 +7,9 @@ import { describe, expect, it } from "vitest";
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import type { AccountDO } from "../durable-objects/account/object";
 import { account, addCredits, call, consume, CREDIT, T0, uid } from "./helpers";
-import { drainAccount, ledgerAll, sleep, stubFor } from "./settle-helpers";
+import { drainAccount, ledgerAll, ledgerView, outboxMessages, sleep, stubFor } from "./settle-helpers";
 import { journalIn } from "./storage-helpers";
+import type { LedgerEntry } from "../worker/core/journal";
 
 const SEC = 1000;
 const GO_FIVE_HOUR = 2 * CREDIT;
@@ -28,6 +29,26 @@ async function purchase(id: string, amount: number, now = T0) {
   expect(r.status, JSON.stringify(r.body)).toBe(201);
   return r.body.id as string;
 }
+
+/** The account object's journal entries: every ledger entry, window usage included, as the object wrote it. */
+const journalEntries = async (id: string): Promise<LedgerEntry[]> =>
+  (await outboxMessages(id)).flatMap((m) => (m.type === "ledger" ? [m.entry] : []));
+const sumOf = (xs: { amount: number }[]) => xs.reduce((n, x) => n + x.amount, 0);
+
+type D1Row = Awaited<ReturnType<typeof drainAccount>>["rows"][number];
+
+/**
+ * The drained D1 ledger is what the journal settles into (SPEC §7): each money entry as its own row, window charges
+ * summed into their hour's `usage` rollup (amount and count), window holds and releases not at all.
+ */
+async function expectLedgerOfJournal(id: string, rows: D1Row[]) {
+  const view = ledgerView(await outboxMessages(id));
+  const held = new Map(rows.map((r) => [r.id, { kind: r.kind, amount: r.amount, count: r.usage_count ?? 1 }]));
+  expect(held).toEqual(view);
+}
+
+/** D1's `usage` rollups as [amount, count]. */
+const usageRollups = (rows: D1Row[]) => rows.filter((r) => r.kind === "usage").map((r) => [r.amount, r.usage_count]);
 
 /** No balance, window or grant is ever negative, and no window is over its limit. */
 function expectNeverNegative(a: any) {
@@ -200,10 +221,19 @@ describe("settling a hold", () => {
     expect(c.status).toBe(200);
     expect(c.body.sources).toEqual([{ layer: "window", amount: 0.5 * CREDIT }]);
 
-    // the ledger charges exactly the actual cost for the hold
+    // the journal charges exactly the actual cost for the hold, all of it from the window
     const { rows } = await drainAccount(id);
-    const holdCharges = rows.filter((r) => r.kind === "charge" && r.hold_id === h.body.holdId);
-    expect(holdCharges.reduce((n, r) => n + r.amount, 0)).toBe(1.5 * CREDIT);
+    const holdCharges = (await journalEntries(id)).filter((e) => e.kind === "charge" && e.holdId === h.body.holdId);
+    expect(holdCharges.map((e) => [e.layer, e.amount])).toEqual([["window", 1.5 * CREDIT]]);
+    // in D1 the window charges are the hour's usage rollup (the hold's 1.5 and the later 0.5); no credit was charged,
+    // and of the hold only its credit part is there, reserved and given back in full
+    await expectLedgerOfJournal(id, rows);
+    expect(usageRollups(rows)).toEqual([[2 * CREDIT, 2]]);
+    expect(rows.filter((r) => r.kind === "charge")).toEqual([]);
+    expect(rows.filter((r) => r.hold_id === h.body.holdId).map((r) => [r.kind, r.layer, r.amount])).toEqual([
+      ["hold", "grant", CREDIT],
+      ["release", "grant", CREDIT],
+    ]);
     expect(rows.some((r) => r.kind === "write_off")).toBe(false);
   });
 
@@ -266,9 +296,21 @@ describe("settling a hold", () => {
     expect(a.credits.balance).toBe(0.5 * CREDIT);
     expectNeverNegative(a);
 
+    // the journal charges the hold 2.5: the reserved window credit, then the extra (window, then the grant)
     const { rows } = await drainAccount(id);
-    const holdCharges = rows.filter((r) => r.kind === "charge" && r.hold_id === h.body.holdId);
-    expect(holdCharges.reduce((n, r) => n + r.amount, 0)).toBe(2.5 * CREDIT);
+    const holdCharges = (await journalEntries(id)).filter((e) => e.kind === "charge" && e.holdId === h.body.holdId);
+    expect(sumOf(holdCharges)).toBe(2.5 * CREDIT);
+    expect(holdCharges.map((e) => [e.layer, e.amount])).toEqual([
+      ["window", CREDIT],
+      ["window", CREDIT],
+      ["grant", 0.5 * CREDIT],
+    ]);
+    // D1: the grant's part as the hold's charge row, both window charges in the hour's usage rollup
+    await expectLedgerOfJournal(id, rows);
+    expect(
+      rows.filter((r) => r.kind === "charge" && r.hold_id === h.body.holdId).map((r) => [r.layer, r.amount]),
+    ).toEqual([["grant", 0.5 * CREDIT]]);
+    expect(usageRollups(rows)).toEqual([[2 * CREDIT, 2]]);
     expect(rows.some((r) => r.kind === "write_off")).toBe(false);
   });
 
@@ -291,8 +333,15 @@ describe("settling a hold", () => {
     const writeOffs = rows.filter((r) => r.kind === "write_off");
     expect(writeOffs).toHaveLength(1);
     expect(writeOffs[0]).toMatchObject({ amount: 2 * CREDIT, hold_id: h.body.holdId });
-    const holdCharges = rows.filter((r) => r.kind === "charge" && r.hold_id === h.body.holdId);
-    expect(holdCharges.reduce((n, r) => n + r.amount, 0)).toBe(2 * CREDIT);
+    // the hold's charges are the window's 1.5 held and 0.5 extra: in the journal, and in D1 as the hour's usage rollup
+    const holdCharges = (await journalEntries(id)).filter((e) => e.kind === "charge" && e.holdId === h.body.holdId);
+    expect(holdCharges.map((e) => [e.layer, e.amount])).toEqual([
+      ["window", 1.5 * CREDIT],
+      ["window", 0.5 * CREDIT],
+    ]);
+    await expectLedgerOfJournal(id, rows);
+    expect(usageRollups(rows)).toEqual([[2 * CREDIT, 2]]);
+    expect(rows.filter((r) => r.kind === "charge")).toEqual([]);
     // the ledger route shows it too, with a positive amount
     const entries = await ledgerAll(id);
     expect(entries.filter((e) => e.kind === "write_off").map((e) => e.amount)).toEqual([2 * CREDIT]);
@@ -358,13 +407,21 @@ describe("releasing a hold", () => {
     const c = await consume(id, { product: "codex", cost: 3 * CREDIT }, { now: T0 + 2 * SEC });
     expect(c.status, JSON.stringify(c.body)).toBe(200);
 
-    // the ledger records hold and release, and no charge for the hold
+    // the journal records hold and release, and no charge for the hold
     const { rows } = await drainAccount(id);
-    const ofHold = rows.filter((x) => x.hold_id === h.body.holdId);
-    const sum = (kind: string) => ofHold.filter((x) => x.kind === kind).reduce((n, x) => n + x.amount, 0);
+    const ofHold = (await journalEntries(id)).filter((e) => e.holdId === h.body.holdId);
+    const sum = (kind: string) => sumOf(ofHold.filter((e) => e.kind === kind));
     expect(sum("hold")).toBe(2.5 * CREDIT);
     expect(sum("release")).toBe(2.5 * CREDIT);
     expect(sum("charge")).toBe(0);
+    // D1 holds the credit part of both (the window's reservation is usage, in the journal only); the window charge in
+    // the hour's usage rollup is the later consume's alone
+    await expectLedgerOfJournal(id, rows);
+    expect(rows.filter((r) => r.hold_id === h.body.holdId).map((r) => [r.kind, r.layer, r.amount])).toEqual([
+      ["hold", "grant", 0.5 * CREDIT],
+      ["release", "grant", 0.5 * CREDIT],
+    ]);
+    expect(usageRollups(rows)).toEqual([[2 * CREDIT, 1]]);
   });
 
   it("replays the same Idempotency-Key instead of answering 409", async () => {
@@ -465,12 +522,18 @@ describe("hold expiry", () => {
     const r = await release(id, h.body.holdId, T0 + 63 * SEC);
     expect(r.status).toBe(409);
 
-    // the expiry is in the ledger as a release of everything reserved
+    // the expiry is in the journal as a release of everything reserved, and in D1 as the release of its credit part
     const { rows } = await drainAccount(id);
-    const released = rows
-      .filter((x) => x.kind === "release" && x.hold_id === h.body.holdId)
-      .reduce((n, x) => n + x.amount, 0);
-    expect(released).toBe(2.5 * CREDIT);
+    const releases = (await journalEntries(id)).filter((e) => e.kind === "release" && e.holdId === h.body.holdId);
+    expect(releases.map((e) => [e.layer, e.amount])).toEqual([
+      ["window", 2 * CREDIT],
+      ["grant", 0.5 * CREDIT],
+    ]);
+    await expectLedgerOfJournal(id, rows);
+    expect(
+      rows.filter((r) => r.kind === "release" && r.hold_id === h.body.holdId).map((r) => [r.layer, r.amount]),
+    ).toEqual([["grant", 0.5 * CREDIT]]);
+    expect(rows.filter((r) => r.hold_id === h.body.holdId && r.kind === "charge")).toEqual([]);
   });
 
   it("the first request that reaches the TTL itself may use the freed capacity", async () => {

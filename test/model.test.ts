@@ -17,8 +17,9 @@
  * batches (before or after its D1 write; the batch is delivered again later), and objects are evicted at random steps.
  * After every sequence the journal is settled into D1 through the real consumer (each batch delivered twice), the
  * object's settlement checks sending again what was lost, until it has confirmed every entry:
- * D1 holds each ledger entry exactly once, Σ charges in D1 = Σ charges the model made, per Idempotency-Key too,
- * no grant was drawn after its expiry, and GET /v1/admin/reconciliation reports zero drift.
+ * D1 holds each money entry exactly once and window charges exactly once in their hour's usage rollup (SPEC §7),
+ * Σ charges in D1 = Σ charges the model made, per Idempotency-Key too (over the journal that D1 matches), no grant was
+ * drawn after its expiry, and GET /v1/admin/reconciliation reports zero drift.
  *
  * Counts and seed (defaults below, for CI): VITE_MODEL_RUNS, VITE_MODEL_STEPS, VITE_MODEL_SEED, VITE_MODEL_PATH
  * and VITE_MODEL_SHRINK=1 in the shell (Vite passes VITE_* variables to import.meta.env), or MODEL_RUNS /
@@ -37,6 +38,7 @@ import type { SettlementMessage } from "../worker/settlement/messages";
 import { ledgerFor, settlementQueueFor } from "../worker/settlement/shards";
 import { ADMIN, call, uid, mulberry32 } from "./helpers";
 import { journalIn } from "./storage-helpers";
+import { ledgerView } from "./settle-helpers";
 import {
   C,
   DAY,
@@ -1091,14 +1093,15 @@ async function settleAndReconcile(w: World) {
       return {
         confirmed: sql.exec<{ n: number }>("SELECT confirmed AS n FROM settlement").one().n,
         lastSeq: sql.exec<{ n: number }>("SELECT journal_seq AS n FROM account").one().n,
-        ids: journalIn(sql).flatMap((m) => (m.type === "ledger" ? [m.entry.id] : [])),
+        messages: journalIn(sql),
       };
     });
   // faults on: deliver what arrived, let the object's settlement check learn the watermark and send again what was
   // lost, until it has confirmed its whole journal
   let box = await journal();
-  // every ledger entry the object wrote (nothing is confirmed yet, so nothing was pruned: the checks below may prune)
-  const written = box.ids;
+  // every journal message the object wrote (nothing is confirmed yet, so nothing was pruned: the checks below may
+  // prune)
+  const written = box.messages;
   for (let round = 0; round < 40 && box.confirmed < box.lastSeq; round++) {
     await deliverCaptured(w);
     await runDurableObjectAlarm(stub);
@@ -1113,7 +1116,7 @@ async function settleAndReconcile(w: World) {
   expect(head?.watermark ?? 0, where(w)).toBe(box.lastSeq);
   const { results: rows } = await ledger
     .prepare(
-      "SELECT id, kind, amount, layer, grant_id, decision_id, hold_id, idempotency_key, created_at FROM ledger WHERE account_id = ?",
+      "SELECT id, kind, amount, layer, grant_id, decision_id, hold_id, idempotency_key, created_at, usage_count FROM ledger WHERE account_id = ?",
     )
     .bind(w.id)
     .all<{
@@ -1126,22 +1129,31 @@ async function settleAndReconcile(w: World) {
       hold_id: string | null;
       idempotency_key: string | null;
       created_at: number;
+      usage_count: number | null;
     }>();
-  // every entry the object wrote, exactly once
-  expect(rows.map((r) => r.id).sort(), where(w)).toEqual([...written].sort());
-  const charges = rows.filter((r) => r.kind === "charge");
+  // every entry the object wrote, exactly once: money entries row by row, window charges summed into their hour's
+  // usage rollup (amount and count), window holds and releases not in D1
+  const view = ledgerView(written);
+  expect(rows.map((r) => r.id).sort(), where(w)).toEqual([...view.keys()].sort());
+  for (const r of rows)
+    expect({ kind: r.kind, amount: r.amount, count: r.usage_count ?? 1 }, `${where(w)}\n${r.id}`).toEqual(
+      view.get(r.id),
+    );
+  const charged = rows.filter((r) => r.kind === "charge" || r.kind === "usage");
   expect(
-    charges.reduce((s, r) => s + r.amount, 0),
+    charged.reduce((s, r) => s + r.amount, 0),
     `${where(w)}\nΣ charges in D1 vs the model`,
   ).toBe(w.ref.chargedTotal);
-  // per key: the model's charges, and all of them from one decision or one hold
+  // per key, over the journal's charges (D1 holds exactly what they settle into, above; a usage rollup has no key):
+  // the model's charges, and all of them from one decision or one hold
+  const charges = written.flatMap((m) => (m.type === "ledger" && m.entry.kind === "charge" ? [m.entry] : []));
   const byKey = new Map<string, { sum: number; origins: Set<string> }>();
-  for (const r of charges) {
-    expect(r.idempotency_key, "every charge traces to a request key").not.toBeNull();
-    const e = byKey.get(r.idempotency_key!) ?? { sum: 0, origins: new Set<string>() };
-    e.sum += r.amount;
-    e.origins.add(r.decision_id ?? `hold:${r.hold_id}`);
-    byKey.set(r.idempotency_key!, e);
+  for (const e of charges) {
+    expect(e.idempotencyKey ?? null, "every charge traces to a request key").not.toBeNull();
+    const k = byKey.get(e.idempotencyKey!) ?? { sum: 0, origins: new Set<string>() };
+    k.sum += e.amount;
+    k.origins.add(e.decisionId ?? `hold:${e.holdId}`);
+    byKey.set(e.idempotencyKey!, k);
   }
   const modelKeys = [...w.ref.chargedByKey].filter(([, v]) => v > 0);
   expect([...byKey].map(([k, v]) => [k, v.sum]).sort(), `${where(w)}\ncharges per Idempotency-Key`).toEqual(

@@ -6,12 +6,47 @@ import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import type { AccountDO } from "../durable-objects/account/object";
 import { readHead } from "../worker/settlement/heads";
-import type { JournalMessage } from "../worker/settlement/messages";
+import { isUsage, type JournalMessage, type LedgerEntry } from "../worker/core/journal";
 import { ledgerFor } from "../worker/settlement/shards";
-import { call } from "./helpers";
+import { call, HOUR } from "./helpers";
 import { journalIn } from "./storage-helpers";
 
-export const LEDGER_KINDS = ["charge", "grant", "expiry", "refund", "write_off", "hold", "release", "reset"] as const;
+export const LEDGER_KINDS = [
+  "charge",
+  "grant",
+  "expiry",
+  "refund",
+  "write_off",
+  "hold",
+  "release",
+  "reset",
+  "usage",
+] as const;
+
+/** The `usage` rollup a window charge settles into (SPEC §7), named as the consumer's SQL names it. */
+export const usageIdOf = (e: LedgerEntry) =>
+  `usage:${e.accountId}:${e.product}:${Math.floor(e.createdAt / HOUR) * HOUR}`;
+
+/**
+ * What the D1 ledger holds for these journal messages, by id: each money entry, and window charges summed into their
+ * hour's `usage` rollup. A window hold or release is in the journal and the archive only.
+ */
+export function ledgerView(messages: JournalMessage[]): Map<string, { kind: string; amount: number; count: number }> {
+  const view = new Map<string, { kind: string; amount: number; count: number }>();
+  for (const m of messages) {
+    if (m.type !== "ledger") continue;
+    const e = m.entry;
+    if (!isUsage(e)) view.set(e.id, { kind: e.kind, amount: e.amount, count: 1 });
+    else if (e.kind === "charge") {
+      const r = view.get(usageIdOf(e)) ?? { kind: "usage", amount: 0, count: 0 };
+      view.set(usageIdOf(e), { ...r, amount: r.amount + e.amount, count: r.count + 1 });
+    }
+  }
+  return view;
+}
+
+/** The ids `ledgerView` gives. */
+export const ledgerIdsOf = (messages: JournalMessage[]) => [...ledgerView(messages).keys()];
 
 export function stubFor(id: string): DurableObjectStub<AccountDO> {
   return env.ACCOUNT.get(env.ACCOUNT.idFromName(id)) as DurableObjectStub<AccountDO>;
@@ -39,6 +74,9 @@ export interface LedgerEntryJson {
   id: string;
   kind: (typeof LEDGER_KINDS)[number];
   amount: number;
+  from?: string;
+  to?: string;
+  count?: number;
   layer?: "window" | "grant" | "flex";
   product?: string;
   grantId?: string;
@@ -64,11 +102,18 @@ export async function ledgerAll(id: string, limit = 500): Promise<LedgerEntryJso
 }
 
 /** Raw D1 ledger rows of one account. */
-export async function d1Rows(
-  id: string,
-): Promise<{ id: string; kind: string; amount: number; layer: string | null; hold_id: string | null }[]> {
+export async function d1Rows(id: string): Promise<
+  {
+    id: string;
+    kind: string;
+    amount: number;
+    layer: string | null;
+    hold_id: string | null;
+    usage_count: number | null;
+  }[]
+> {
   const { results } = await ledgerFor(env, id)
-    .prepare("SELECT id, kind, amount, layer, hold_id FROM ledger WHERE account_id = ? ORDER BY seq")
+    .prepare("SELECT id, kind, amount, layer, hold_id, usage_count FROM ledger WHERE account_id = ? ORDER BY seq")
     .bind(id)
     .all<any>();
   return results;
@@ -76,7 +121,7 @@ export async function d1Rows(
 
 /**
  * The account object's journal: rows the ledger has not confirmed (above the watermark the object last learned), the
- * ids of every ledger entry it still holds, and its last sequence number.
+ * ids the D1 ledger holds for the entries it still has (`ledgerView`), and its last sequence number.
  */
 export async function outboxOf(
   id: string,
@@ -88,7 +133,7 @@ export async function outboxOf(
     const pending = one(`SELECT COUNT(*) AS n FROM outbox WHERE seq > ${confirmed}`);
     const total = one("SELECT COUNT(*) AS n FROM outbox");
     const lastSeq = one("SELECT journal_seq AS n FROM account");
-    const ledgerIds = journalIn(sql).flatMap((m) => (m.type === "ledger" ? [m.entry.id] : []));
+    const ledgerIds = ledgerIdsOf(journalIn(sql));
     return { pending, ledgerIds, total, lastSeq, confirmed };
   });
 }

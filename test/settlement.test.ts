@@ -29,6 +29,10 @@ import {
   headOf,
   LEDGER_KINDS,
   ledgerAll,
+  ledgerIdsOf,
+  ledgerView,
+  usageIdOf,
+  outboxMessages,
   outboxOf,
   reconciliation,
   sleep,
@@ -87,6 +91,8 @@ const singles = (batches: SettlementMessage[]): SettlementMessage[] =>
 const entryOf = (m: SettlementMessage): JournalMessage => m.entries[0];
 const msgId = (m: SettlementMessage) => idOf(entryOf(m));
 const isLedger = (m: SettlementMessage) => entryOf(m).type === "ledger";
+/** The ids the D1 ledger holds for these messages' entries (money entries, and window charges' `usage` rollups). */
+const ledgerIdsIn = (msgs: SettlementMessage[]) => ledgerIdsOf(msgs.flatMap((m) => m.entries));
 const ledgerEntryOf = (m: SettlementMessage): LedgerEntry => {
   const e = entryOf(m);
   if (e.type !== "ledger") throw new Error(`not a ledger entry: ${JSON.stringify(e)}`);
@@ -192,6 +198,9 @@ async function capturedActivity(id: string): Promise<SettlementMessage[]> {
 }
 
 const sumOf = (xs: { amount: number }[]) => xs.reduce((n, x) => n + x.amount, 0);
+/** How many window charges the `usage` rollups among these D1 rows sum. */
+const usageCount = (rows: { kind: string; usage_count: number | null }[]) =>
+  rows.reduce((n, r) => n + (r.kind === "usage" ? (r.usage_count ?? 0) : 0), 0);
 
 /** D1 totals for one account vs its object: both must agree, with nothing in flight (reconciliation for just this account). */
 async function expectReconciled(id: string) {
@@ -226,7 +235,9 @@ async function expectHeadAt(id: string, lastSeq: number) {
     0,
   );
   expect(head!.creditPosition, "running credit position vs Σ ledger").toBe(credit);
-  expect(head!.charged, "running charged total vs Σ charges").toBe(sumOf(results.filter((r) => r.kind === "charge")));
+  // window charges are summed in `usage` rollups
+  const charged = sumOf(results.filter((r) => r.kind === "charge" || r.kind === "usage"));
+  expect(head!.charged, "running charged total vs Σ charges").toBe(charged);
   return head!;
 }
 
@@ -238,6 +249,8 @@ async function expectLedgerComplete(id: string) {
   const ids = rows.map((r) => r.id);
   expect(new Set(ids).size).toBe(ids.length);
   expect([...ids].sort()).toEqual([...box.ledgerIds].sort());
+  const view = ledgerView(await outboxMessages(id));
+  for (const r of rows) if (view.has(r.id)) expect(r.amount, r.id).toBe(view.get(r.id)!.amount);
   await expectHeadAt(id, box.lastSeq);
   return { box, rows };
 }
@@ -286,10 +299,11 @@ describe("a queue send that throws", () => {
     // the ledger's totals are the account's
     const entries = await ledgerAll(id);
     expect(entries.map((e) => e.id).sort()).toEqual(rows.map((r) => r.id).sort());
-    const charges = entries.filter((e) => e.kind === "charge");
+    // window charges are in their hour's usage rollup
+    const charges = entries.filter((e) => e.kind === "charge" || e.kind === "usage");
     expect(sumOf(charges)).toBe(3 * CREDIT);
     const a = (await account(id, T0 + 5 * SEC)).body;
-    expect(sumOf(charges.filter((e) => e.layer === "window"))).toBe(a.products.codex.fiveHour.used);
+    expect(sumOf(entries.filter((e) => e.kind === "usage"))).toBe(a.products.codex.fiveHour.used);
     const granted = sumOf(entries.filter((e) => e.kind === "grant"));
     expect(granted - sumOf(charges.filter((e) => e.layer === "grant"))).toBe(a.credits.balance);
     expect((await headOf(id))?.charged).toBe(3 * CREDIT);
@@ -309,7 +323,7 @@ describe("a queue send that throws", () => {
       expect((await consume(id, { product: "codex", cost: 0.1 * CREDIT }, { now: T0 + i * SEC })).status).toBe(200);
     await restore();
     const { rows } = await expectLedgerComplete(id);
-    expect(rows.filter((r) => r.kind === "charge")).toHaveLength(12);
+    expect(usageCount(rows)).toBe(12);
     await expectReconciled(id);
   });
 
@@ -336,7 +350,7 @@ describe("a queue send that throws", () => {
       (h) => h?.watermark === box.lastSeq,
     );
     const { rows } = await expectLedgerComplete(id);
-    expect(rows.filter((r) => r.kind === "charge")).toHaveLength(3);
+    expect(usageCount(rows)).toBe(3);
     await expectReconciled(id);
   });
 });
@@ -366,8 +380,9 @@ describe("the outbox alarm", () => {
     expect(await outboxOf(id)).toMatchObject({ pending: 0, confirmed: first.lastSeq });
     await runInDurableObject(stub, (instance: AccountDO) => instance.flushOutbox());
 
-    // a later charge must still reach the ledger: on its own, or at the latest by the next alarm
-    const second = await consume(id, { product: "codex", cost: 0.5 * CREDIT }, { now: T0 + SEC });
+    // a later charge must still reach the ledger: on its own, or at the latest by the next alarm (an hour on, so
+    // that it has its own usage rollup)
+    const second = await consume(id, { product: "codex", cost: 0.5 * CREDIT }, { now: T0 + HOUR });
     expect(second.status).toBe(200);
     await waitFor(
       () => d1Rows(id),
@@ -422,7 +437,7 @@ describe("the consumer", () => {
       .all();
     expect(dupes).toEqual([]);
     const rows = await d1Rows(id);
-    expect(rows.map((r) => r.id).sort()).toEqual(ledgerMsgs.map(idOf).sort());
+    expect(rows.map((r) => r.id).sort()).toEqual(ledgerIdsOf(all).sort());
     const events = all.filter((m) => m.type === "event");
     const { results: ev } = await ledgerFor(env, id)
       .prepare("SELECT COUNT(*) AS n FROM events WHERE account_id = ?")
@@ -453,15 +468,16 @@ describe("the consumer", () => {
     const r = await deliver(batch);
     expect(r.explicitAcks.sort()).toEqual(["dup-a", "dup-b"]);
     expect(r.retryMessages).toEqual([]);
-    expect((await d1Rows(id)).length).toBe(1);
+    // a window charge: its hour's usage rollup, counted once
     const { results } = await ledgerFor(env, id)
-      .prepare("SELECT account_seq FROM ledger WHERE account_id = ?")
+      .prepare("SELECT id, kind, amount, usage_count FROM ledger WHERE account_id = ?")
       .bind(id)
-      .all<{ account_seq: number }>();
-    expect(results.map((x) => x.account_seq)).toEqual([ledgerEntryOf(charge).seq]);
+      .all<{ id: string; kind: string; amount: number; usage_count: number }>();
+    expect(results).toEqual([{ id: usageIdOf(ledgerEntryOf(charge)), kind: "usage", amount: CREDIT, usage_count: 1 }]);
+    expect((await headOf(id))?.charged).toBe(CREDIT);
   });
 
-  it("fails mid-batch: the failed message is retried with backoff, the rest acked, the gap is in flight (not drift), and redelivery converges without duplicates", async () => {
+  it("fails mid-batch: the failed message and those after it are retried with backoff, the rest acked, the gap is in flight (not drift), and redelivery converges without duplicates", async () => {
     const id = uid();
     const captured = await capturedActivity(id);
     const lastSeq = (await outboxOf(id)).lastSeq;
@@ -475,10 +491,13 @@ describe("the consumer", () => {
     const r = await deliver(batch, flaky.env);
     expect(flaky.state.failed).toBe(2);
     const failedId = batch.messages[failIndex].id;
-    expect(r.retryMessages.map((m) => m.msgId)).toEqual([failedId]);
+    // the messages after it do not continue the ledger yet: they wait (retried), none is applied past the gap
+    const waiting = batch.messages.slice(failIndex + 1).map((m) => m.id);
+    expect(r.retryMessages.map((m) => m.msgId).sort()).toEqual([failedId, ...waiting].sort());
     // retried with a backoff delay, which grows with the attempts
     const firstDelay = r.delays.get(failedId) ?? 0;
     expect(firstDelay).toBeGreaterThan(0);
+    for (const w of waiting) expect(r.delays.get(w) ?? 0).toBeGreaterThan(0);
     const later = createMessageBatch<SettlementMessage>("settlement", [
       { id: failedId, timestamp: new Date(), attempts: 4, body: captured[failIndex] },
     ]);
@@ -487,21 +506,19 @@ describe("the consumer", () => {
     expect(rLater.delays.get(failedId) ?? 0).toBeGreaterThan(firstDelay);
     expect(r.explicitAcks.sort()).toEqual(
       batch.messages
-        .filter((m) => m.id !== failedId)
+        .slice(0, failIndex)
         .map((m) => m.id)
         .sort(),
     );
 
-    // everything but the failed entry is settled
-    const ledgerIds = captured.filter(isLedger).map(msgId);
-    const failedEntry = msgId(captured[failIndex]);
+    // everything before the failed entry is settled
     const failedSeq = ledgerEntryOf(captured[failIndex]).seq;
     let rows = await d1Rows(id);
-    expect(rows.map((x) => x.id).sort()).toEqual(ledgerIds.filter((x) => x !== failedEntry).sort());
-    // the watermark stops below the missing entry; the entries past it arrived (a gap)
+    expect(rows.map((x) => x.id).sort()).toEqual(ledgerIdsIn(captured.slice(0, failIndex)).sort());
+    // the watermark stops below the missing entry; the entries past it were seen (a gap)
     const gapped = await headOf(id);
     expect(gapped).toMatchObject({ watermark: failedSeq - 1, highest: lastSeq });
-    // reconciliation compares at the watermark: the missing entry is in flight, with the gap, and is not drift
+    // reconciliation compares at the watermark: the missing entries are in flight, with the gap, and are not drift
     const rec = await reconciliation(`?accountId=${id}`);
     expect(rec.status, JSON.stringify(rec.body)).toBe(200);
     expect(rec.body.drifted).toEqual([]);
@@ -509,17 +526,20 @@ describe("the consumer", () => {
       expect.objectContaining({ accountId: id, fromSeq: failedSeq, toSeq: lastSeq, gap: true }),
     ]);
 
-    // redeliver what was retried (plus, as a queue may, one already acked message)
+    // redeliver what was retried (plus, as a queue may, one already acked message), out of order
     const again = createMessageBatch<SettlementMessage>("settlement", [
-      { id: failedId, timestamp: new Date(), attempts: 2, body: captured[failIndex] },
+      ...batch.messages
+        .slice(failIndex)
+        .reverse()
+        .map((m) => ({ id: m.id, timestamp: new Date(), attempts: 2, body: m.body })),
       { id: batch.messages[0].id, timestamp: new Date(), attempts: 2, body: captured[0] },
     ]);
     const r2 = await deliver(again);
     expect(r2.retryMessages).toEqual([]);
-    expect(r2.explicitAcks.sort()).toEqual([failedId, batch.messages[0].id].sort());
+    expect(r2.explicitAcks.sort()).toEqual(again.messages.map((m) => m.id).sort());
     rows = await d1Rows(id);
-    expect(rows.map((x) => x.id).sort()).toEqual([...ledgerIds].sort());
-    // the filled gap moves the watermark over everything that had arrived
+    expect(rows.map((x) => x.id).sort()).toEqual(ledgerIdsIn(captured).sort());
+    // the filled gap moves the watermark over everything
     await expectHeadAt(id, lastSeq);
     await expectReconciled(id);
   });
@@ -532,7 +552,7 @@ describe("the consumer", () => {
     const r = await deliver(batch, flaky.env);
     expect(r.retryMessages).toEqual([]);
     expect(r.explicitAcks).toHaveLength(captured.length);
-    expect((await d1Rows(id)).length).toBe(captured.filter(isLedger).length);
+    expect((await d1Rows(id)).length).toBe(ledgerIdsIn(captured).length);
     await expectHeadAt(id, (await outboxOf(id)).lastSeq);
     await expectReconciled(id);
   });
@@ -550,7 +570,7 @@ describe("the consumer", () => {
     ]);
     expect((await deliver(again)).explicitAcks).toEqual([batch.messages[0].id]);
     const rows = await d1Rows(id);
-    expect(rows.length).toBe(captured.filter(isLedger).length);
+    expect(rows.length).toBe(ledgerIdsIn(captured).length);
     expect(new Set(rows.map((x) => x.id)).size).toBe(rows.length);
     // every entry was applied up to three times; the running totals counted each once
     await expectHeadAt(id, (await outboxOf(id)).lastSeq);
@@ -569,7 +589,7 @@ describe("the consumer", () => {
     expect(await headOf(id)).toBeNull();
     const r2 = await deliver(batchOf(captured, 2));
     expect(r2.explicitAcks).toHaveLength(captured.length);
-    expect((await d1Rows(id)).length).toBe(captured.filter(isLedger).length);
+    expect((await d1Rows(id)).length).toBe(ledgerIdsIn(captured).length);
     await expectHeadAt(id, (await outboxOf(id)).lastSeq);
   });
 
@@ -600,7 +620,7 @@ describe("the consumer", () => {
     expect(r.explicitAcks).toEqual(["good"]);
     expect(r.retryMessages.map((m) => m.msgId)).toEqual(["bad"]);
     expect(r.delays.get("bad") ?? 0).toBeGreaterThan(0);
-    expect((await d1Rows(id)).map((x) => x.id)).toEqual([entry.id]);
+    expect((await d1Rows(id)).map((x) => x.id)).toEqual([usageIdOf(entry)]);
     expect((await headOf(id))?.highest).toBeLessThan(wellFormed.seq);
   });
 });
@@ -632,7 +652,8 @@ describe("an object evicted between commit and send", () => {
     expect(c.status).toBe(200);
     const box = await outboxOf(id);
     expect(box.pending).toBe(box.total);
-    expect(box.ledgerIds).toHaveLength(2);
+    // both window charges, in one hour: one usage rollup
+    expect(box.ledgerIds).toHaveLength(1);
 
     await abortAllDurableObjects();
     const stub = stubFor(id);
@@ -641,12 +662,7 @@ describe("an object evicted between commit and send", () => {
     expect(await runDurableObjectAlarm(stub)).toBe(true);
     await expectLedgerComplete(id);
     const entries = await ledgerAll(id);
-    expect(
-      entries
-        .filter((e) => e.kind === "charge")
-        .map((e) => e.decisionId)
-        .sort(),
-    ).toEqual([r.body.decisionId, c.body.decisionId].sort());
+    expect(entries.map((e) => [e.kind, e.amount, e.count])).toEqual([["usage", 1.5 * CREDIT, 2]]);
     await expectReconciled(id);
   });
 });
@@ -787,7 +803,7 @@ describe("a random workload", () => {
 // ───────────────────────────── ledger route ─────────────────────────────
 
 describe("GET /v1/accounts/{id}/ledger", () => {
-  it("pages with limit and cursor, oldest first, nextCursor null at the end; entries have the SPEC shape", async () => {
+  it("pages with limit and cursor in settlement order, nextCursor null at the end; entries have the SPEC shape, window charges in a usage rollup", async () => {
     const id = uid();
     const g = await addCredits(id, { amount: 5 * CREDIT, kind: "purchase" }, { now: T0 });
     expect(g.status).toBe(201);
@@ -822,7 +838,7 @@ describe("GET /v1/accounts/{id}/ledger", () => {
     expect(all.body.nextCursor).toBeNull();
     const entries = all.body.entries as any[];
     expect(entries).toHaveLength(box.ledgerIds.length);
-    expect(entries.length).toBeGreaterThanOrEqual(7);
+    expect(entries.length).toBeGreaterThanOrEqual(6);
 
     // shape
     for (const e of entries) {
@@ -842,19 +858,33 @@ describe("GET /v1/accounts/{id}/ledger", () => {
           "decisionId",
           "holdId",
           "rateCardVersion",
+          "from",
+          "to",
+          "count",
           "createdAt",
         ]).toContain(k);
       if (e.kind === "charge") expect(["window", "grant", "flex"]).toContain(e.layer);
       if (e.layer === "grant") expect(e.grantId).toBe(g.body.id);
     }
-    // oldest first
-    const times = entries.map((e) => Date.parse(e.createdAt));
+    // money moves oldest first
+    const times = entries.filter((e) => e.kind !== "usage").map((e) => Date.parse(e.createdAt));
     expect(times).toEqual([...times].sort((a, b) => a - b));
-    // one charge entry per layer that paid, tied to its decision
+    // one charge entry per money layer that paid, tied to its decision; the window's part is in the hour's rollup
     const c2Charges = entries.filter((e) => e.kind === "charge" && e.decisionId === c2.body.decisionId);
-    expect(c2Charges.map((e) => [e.layer, e.amount]).sort()).toEqual([
-      ["grant", CREDIT],
-      ["window", CREDIT],
+    expect(c2Charges.map((e) => [e.layer, e.amount])).toEqual([["grant", CREDIT]]);
+    const hour = Math.floor(T0 / HOUR) * HOUR;
+    expect(entries.filter((e) => e.kind === "usage")).toEqual([
+      {
+        id: `usage:${id}:codex:${hour}`,
+        kind: "usage",
+        amount: 2 * CREDIT,
+        layer: "window",
+        product: "codex",
+        from: new Date(hour).toISOString(),
+        to: new Date(hour + HOUR).toISOString(),
+        count: 2,
+        createdAt: new Date(T0 + SEC).toISOString(),
+      },
     ]);
     expect(c2Charges.every((e) => e.rateCardVersion === c2.body.rateCardVersion)).toBe(true);
     expect(entries.filter((e) => e.kind === "grant").map((e) => [e.grantId, e.amount])).toContainEqual([

@@ -151,14 +151,15 @@ describe("40 accounts over two shards", () => {
   it("each account's entries, events and head are in its own shard and not in the other", async () => {
     for (const id of ids) {
       const own = await heldBy(ledgerFor(env, id), id);
-      // a grant, a window charge and a grant charge; the head is one row
+      // a grant, a grant charge and the window charge's usage rollup; the head is one row
       expect(own.ledger, id).toBe(3);
       expect(own.heads, id).toBe(1);
       expect(await heldBy(otherShard(id), id), id).toEqual({ ledger: 0, events: 0, heads: 0 });
       const head = await headOf(id);
       const rows = await d1Rows(id);
       const spent = bigSpenders.includes(id) ? 10 * C : 1 * C;
-      expect(rows.map((r) => r.kind).sort()).toEqual(["charge", "charge", "grant"]);
+      expect(rows.map((r) => r.kind).sort()).toEqual(["charge", "grant", "usage"]);
+      expect(rows.find((r) => r.kind === "usage")).toMatchObject({ amount: 2 * C, layer: "window", usage_count: 1 });
       expect({ watermark: head?.watermark, creditPosition: head?.creditPosition, charged: head?.charged }).toEqual({
         watermark: (await outboxOf(id)).lastSeq,
         creditPosition: 20 * C - spent,
@@ -175,7 +176,8 @@ describe("40 accounts over two shards", () => {
           entries.map((e) => e.id),
           id,
         ).toEqual((await d1Rows(id)).map((r) => r.id));
-        expect(entries.map((e) => e.kind).sort()).toEqual(["charge", "charge", "grant"]);
+        expect(entries.map((e) => e.kind).sort()).toEqual(["charge", "grant", "usage"]);
+        expect(entries.find((e) => e.kind === "usage")).toMatchObject({ amount: 2 * C, count: 1, product: "codex" });
         expect(entries.find((e) => e.kind === "grant")?.amount).toBe(20 * C);
       }
     }

@@ -242,12 +242,17 @@ export const BankedResetRedeemed = z.object({
   bankedResets: AccountSummary.shape.bankedResets,
   account: AccountSummary,
 });
+/** The journal's kinds, and `usage`: the ledger's hourly rollup of window charges (SPEC §7). */
+export const LedgerKindSchema = z.enum([...LEDGER_KINDS, "usage"]);
 export const LedgerEntry = z.object({
   id: z.string(),
-  kind: z.enum(LEDGER_KINDS),
+  kind: LedgerKindSchema,
   amount: Count,
   layer: z.enum(["window", "grant", "flex"]).optional(),
   product: z.string().optional(),
+  from: IsoTime.optional().openapi({ description: "`usage`: the start of its hour" }),
+  to: IsoTime.optional().openapi({ description: "`usage`: the end of its hour" }),
+  count: Count.optional().openapi({ description: "`usage`: how many window charges it sums" }),
   grantId: z.string().optional(),
   decisionId: z.string().optional(),
   holdId: z.string().optional(),

@@ -8,6 +8,7 @@
 import type { JournalBatch, JournalMessage, Totals } from "../../worker/core/journal";
 import { itemOf, totalsDelta } from "../../worker/core/journal";
 import { accountIdIn, type JournalRow, messageOf } from "./journal";
+import type { RefundableEntry } from "../../worker/core/account/credits";
 import type { LedgerHead } from "../../worker/settlement/heads";
 import type { Sql } from "../sql";
 
@@ -214,12 +215,12 @@ export class Outbox {
    * A ledger entry the ledger has not confirmed yet, by id: a scan of the rows above the watermark (`entry_id` has no
    * index, which would cost a row written per entry). Whatever is at or below it, the ledger holds.
    */
-  ledgerEntry(entryId: string): { kind: string; amount: number } | null | undefined {
+  ledgerEntry(entryId: string): RefundableEntry | null | undefined {
     const row = this.db.first<JournalRow>`SELECT seq, entry_id, message, created_at FROM outbox
       WHERE seq > ${this.settled.confirmed} AND entry_id = ${entryId}`;
     if (!row) return undefined;
     const m = this.messageOf(row);
-    return m.type === "ledger" ? { kind: m.entry.kind, amount: m.entry.amount } : null;
+    return m.type === "ledger" ? { kind: m.entry.kind, amount: m.entry.amount, layer: m.entry.layer ?? null } : null;
   }
 
   /** A charge or write-off a refund may name: from the journal while unconfirmed, else from the D1 ledger. */
@@ -227,8 +228,8 @@ export class Outbox {
     const local = this.hasSchema() ? this.ledgerEntry(entryId) : undefined;
     if (local !== undefined) return local;
     return ledger
-      .prepare("SELECT kind, amount FROM ledger WHERE id = ? AND account_id = ?")
+      .prepare("SELECT kind, amount, layer FROM ledger WHERE id = ? AND account_id = ?")
       .bind(entryId, accountId)
-      .first<{ kind: string; amount: number }>();
+      .first<RefundableEntry>();
   }
 }

@@ -417,7 +417,7 @@ export class EngineClient {
     return this.#request({ method: "GET", path: "/v1/catalog", auth: "service" }, options);
   }
 
-  /** `GET /v1/accounts/{id}/ledger`: one page of settled entries, oldest first. */
+  /** `GET /v1/accounts/{id}/ledger`: one page of settled entries, in the order they settled (window charges as hourly `usage` rollups). */
   ledger(accountId: string, query?: LedgerQuery, options?: RequestOptions): Promise<WithMeta<LedgerPage>> {
     return this.#request(
       { method: "GET", path: "/v1/accounts/{id}/ledger", pathParams: { id: accountId }, query, auth: "service" },

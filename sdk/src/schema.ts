@@ -253,7 +253,7 @@ export interface paths {
         };
         /**
          * List settled ledger entries
-         * @description The account's entries in the D1 ledger, oldest first, `limit` per page (default 100); pass `nextCursor` as `cursor` for the next page. Entries land within a second or two of the decision that made them.
+         * @description The account's entries in the D1 ledger in the order they settled, `limit` per page (default 100); pass `nextCursor` as `cursor` for the next page. Money moves are entries one by one; window charges are `usage` rollups per product and hour (`from`, `to`, `count`, `amount`; `createdAt` is the hour's first charge), which grow until their hour ends and stand where their first charge settled. Entries land within a second or two of the decision that made them.
          */
         get: operations["getLedger"];
         put?: never;
@@ -1951,7 +1951,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description settled entries, oldest first */
+            /** @description settled entries, in the order they settled */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1962,11 +1962,25 @@ export interface operations {
                         entries: {
                             id: string;
                             /** @enum {string} */
-                            kind: "charge" | "grant" | "expiry" | "refund" | "write_off" | "hold" | "release" | "reset";
+                            kind: "charge" | "grant" | "expiry" | "refund" | "write_off" | "hold" | "release" | "reset" | "usage";
                             amount: number;
                             /** @enum {string} */
                             layer?: "window" | "grant" | "flex";
                             product?: string;
+                            /**
+                             * Format: date-time
+                             * @description `usage`: the start of its hour
+                             * @example 2026-11-21T12:00:00.000Z
+                             */
+                            from?: string;
+                            /**
+                             * Format: date-time
+                             * @description `usage`: the end of its hour
+                             * @example 2026-11-21T12:00:00.000Z
+                             */
+                            to?: string;
+                            /** @description `usage`: how many window charges it sums */
+                            count?: number;
                             grantId?: string;
                             decisionId?: string;
                             holdId?: string;

@@ -75,3 +75,10 @@ export function totalsDelta(e: LedgerEntry): Totals {
         : 0;
   return { creditPosition: credit, charged: e.kind === "charge" ? e.amount : 0 };
 }
+
+/**
+ * Window usage, as opposed to money (SPEC §7): what the plan windows paid or reserved. The journal and the archive
+ * keep these entry by entry; the D1 ledger keeps window charges as hourly `usage` rollups, and a window hold or
+ * release (a reservation, netted out when its hold settles) only in the journal and the archive.
+ */
+export const isUsage = (e: LedgerEntry): boolean => e.layer === "window";

@@ -1,17 +1,23 @@
 import { ledgerFor } from "../settlement/shards";
-import { createRoute, OpenAPIHono } from "@hono/zod-openapi";
+import { createRoute, OpenAPIHono, type z } from "@hono/zod-openapi";
 import type { AppEnv } from "../http/context";
 import { iso } from "../core/time";
-import { AccountParams, LedgerPage, LedgerQuery } from "../schemas";
-import type { LedgerKind } from "../settlement/messages";
+import { AccountParams, type LedgerKindSchema, LedgerPage, LedgerQuery } from "../schemas";
 import { errorResponses, jsonResponse as json, serviceAuth } from "./common";
 
 const DEFAULT_PAGE = 100;
+const HOUR_MS = 3_600_000;
+
+/** A `usage` rollup's hour (from its first charge's time) and how many window charges it sums. */
+const usageSpan = (firstAt: number, count: number) => {
+  const from = firstAt - (firstAt % HOUR_MS);
+  return { from: iso(from), to: iso(from + HOUR_MS), count };
+};
 
 interface LedgerRow {
   seq: number;
   id: string;
-  kind: LedgerKind;
+  kind: z.infer<typeof LedgerKindSchema>;
   amount: number;
   layer: "window" | "grant" | "flex" | null;
   product: string | null;
@@ -20,6 +26,7 @@ interface LedgerRow {
   hold_id: string | null;
   rate_card_version: string | null;
   created_at: number;
+  usage_count: number | null;
 }
 
 export const ledgerRoutes = new OpenAPIHono<AppEnv>();
@@ -33,16 +40,17 @@ ledgerRoutes.openapi(
     operationId: "getLedger",
     summary: "List settled ledger entries",
     description:
-      "The account's entries in the D1 ledger, oldest first, `limit` per page (default 100); pass `nextCursor` as `cursor` for the next page. Entries land within a second or two of the decision that made them.",
+      "The account's entries in the D1 ledger in the order they settled, `limit` per page (default 100); pass `nextCursor` as `cursor` for the next page. Money moves are entries one by one; window charges are `usage` rollups per product and hour (`from`, `to`, `count`, `amount`; `createdAt` is the hour's first charge), which grow until their hour ends and stand where their first charge settled. Entries land within a second or two of the decision that made them.",
     request: { params: AccountParams, query: LedgerQuery },
-    responses: { 200: json(LedgerPage, "settled entries, oldest first"), ...errorResponses },
+    responses: { 200: json(LedgerPage, "settled entries, in the order they settled"), ...errorResponses },
   }),
   async (c) => {
     const { id } = c.req.valid("param");
     const { limit = DEFAULT_PAGE, cursor } = c.req.valid("query");
     const { results } = await ledgerFor(c.env, id)
       .prepare(
-        "SELECT seq, id, kind, amount, layer, product, grant_id, decision_id, hold_id, rate_card_version, created_at FROM ledger WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+        `SELECT seq, id, kind, amount, layer, product, grant_id, decision_id, hold_id, rate_card_version, created_at,
+           usage_count FROM ledger WHERE account_id = ? AND seq > ? ORDER BY seq LIMIT ?`,
       )
       .bind(id, Number(cursor ?? 0), limit + 1)
       .all<LedgerRow>();
@@ -57,6 +65,7 @@ ledgerRoutes.openapi(
       ...(r.decision_id ? { decisionId: r.decision_id } : {}),
       ...(r.hold_id ? { holdId: r.hold_id } : {}),
       ...(r.rate_card_version ? { rateCardVersion: r.rate_card_version } : {}),
+      ...(r.kind === "usage" ? usageSpan(r.created_at, r.usage_count ?? 0) : {}),
       createdAt: iso(r.created_at),
     }));
     return c.json({ entries, nextCursor: results.length > limit ? String(page[page.length - 1].seq) : null }, 200);

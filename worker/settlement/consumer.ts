@@ -1,5 +1,5 @@
 import type { AccountEvent, JournalMessage, LedgerEntry, SettlementMessage } from "./messages";
-import { seqOf } from "../core/journal";
+import { isUsage, seqOf } from "../core/journal";
 import { LEDGER_KINDS } from "./messages";
 import { archive } from "./archive";
 import { faultPoints } from "./fault-points";
@@ -42,6 +42,9 @@ function isEvent(e: unknown, accountId: string): e is AccountEvent {
 const isJournalMessage = (m: JournalMessage, accountId: string): boolean =>
   (m?.type === "ledger" && isLedgerEntry(m.entry, accountId)) || (m?.type === "event" && isEvent(m.event, accountId));
 
+/** A run of the journal: its seqs consecutive, in order (a message that skipped one would move the watermark past it). */
+const isRun = (entries: JournalMessage[]) => entries.every((m, i) => i === 0 || seqOf(m) === seqOf(entries[i - 1]) + 1);
+
 function isBatch(msg: unknown): msg is SettlementMessage {
   const x = msg as SettlementMessage;
   return (
@@ -51,24 +54,52 @@ function isBatch(msg: unknown): msg is SettlementMessage {
     x.floor >= 0 &&
     (x.upgrade === undefined || x.upgrade === true) &&
     Array.isArray(x.entries) &&
-    x.entries.every((m) => isJournalMessage(m, x.accountId))
+    x.entries.every((m) => isJournalMessage(m, x.accountId)) &&
+    isRun(x.entries)
   );
 }
 
-// Each entry is applied once by its (account_id, account_seq) and by its id: a redelivery inserts nothing.
+/**
+ * A message applies only where it continues the account's ledger: its first seq is at most one past the watermark.
+ * Every statement of a message reads the watermark through this gate before the last one moves it, and takes only
+ * the entries above it, so a redelivery, an overlapping resend or a message racing another is a no-op or a remainder.
+ * (?1 is the account, ?3 the message's first seq.)
+ */
+const GATE = "SELECT watermark AS w FROM ledger_heads WHERE account_id = ?1 AND watermark >= ?3 - 1";
+
+/** The entries of a JSON array (?2) above the watermark, as columns. */
+const ABOVE_WATERMARK = (columns: string) => `WITH head AS (${GATE})
+  SELECT ${columns} FROM json_each(?2), head WHERE json_extract(value, '$.seq') > head.w`;
+
+const at = (field: string) => `json_extract(value, '$.${field}')`;
+
+/** Money entries, one row each (also unique on id and on (account_id, account_seq), as a second guard). */
 const INSERT_LEDGER = `INSERT OR IGNORE INTO ledger (id, account_id, account_seq, kind, amount, layer, product, grant_id,
     decision_id, hold_id, idempotency_key, rate_card_version, note, created_at, settled_at)
-  SELECT json_extract(value, '$.id'), json_extract(value, '$.accountId'), json_extract(value, '$.seq'),
-    json_extract(value, '$.kind'), json_extract(value, '$.amount'), json_extract(value, '$.layer'),
-    json_extract(value, '$.product'), json_extract(value, '$.grantId'), json_extract(value, '$.decisionId'),
-    json_extract(value, '$.holdId'), json_extract(value, '$.idempotencyKey'), json_extract(value, '$.rateCardVersion'),
-    json_extract(value, '$.note'), json_extract(value, '$.createdAt'), ?2
-  FROM json_each(?1)`;
+  ${ABOVE_WATERMARK(`${at("id")}, ?1, ${at("seq")}, ${at("kind")}, ${at("amount")}, ${at("layer")}, ${at("product")},
+    ${at("grantId")}, ${at("decisionId")}, ${at("holdId")}, ${at("idempotencyKey")}, ${at("rateCardVersion")},
+    ${at("note")}, ${at("createdAt")}, ?4`)}`;
 
 const INSERT_EVENTS = `INSERT OR IGNORE INTO events (id, account_id, account_seq, type, data, created_at)
-  SELECT json_extract(value, '$.id'), json_extract(value, '$.accountId'), json_extract(value, '$.seq'),
-    json_extract(value, '$.type'), COALESCE(json_extract(value, '$.data'), '{}'), json_extract(value, '$.createdAt')
-  FROM json_each(?1)`;
+  ${ABOVE_WATERMARK(`${at("id")}, ?1, ${at("seq")}, ${at("type")}, COALESCE(${at("data")}, '{}'), ${at("createdAt")}`)}`;
+
+const HOUR_MS = 3_600_000;
+
+/**
+ * Window charges (?2) added to their hour's `usage` row per product (migrations/0005_usage_rollups.sql): the row is
+ * written once per account, product and hour, then updated in place (one row written, no index touched); its
+ * `created_at` is its earliest charge's. In an
+ * `upgrade` batch (?5 = 1) a charge the ledger already holds as its own row, from before sequencing, is left out.
+ */
+const ROLL_UP_USAGE = `INSERT INTO ledger (id, account_id, kind, amount, layer, product, usage_count, created_at, settled_at)
+  SELECT 'usage:' || ?1 || ':' || product || ':' || hour, ?1, 'usage', SUM(amount), 'window', product, COUNT(*),
+    MIN(created_at), ?4
+  FROM (${ABOVE_WATERMARK(`${at("product")} AS product, (${at("createdAt")} / ${HOUR_MS}) * ${HOUR_MS} AS hour,
+      ${at("amount")} AS amount, ${at("createdAt")} AS created_at, ${at("id")} AS entry_id`)}) AS charges
+  WHERE ?5 = 0 OR NOT EXISTS (SELECT 1 FROM ledger WHERE ledger.id = charges.entry_id)
+  GROUP BY product, hour
+  ON CONFLICT (id) DO UPDATE SET amount = amount + excluded.amount, usage_count = usage_count + excluded.usage_count,
+    created_at = MIN(created_at, excluded.created_at), settled_at = excluded.settled_at`;
 
 /** The account's head, created at its floor (0 for accounts sequenced from the start), or raised to it. */
 const OPEN_HEAD = `INSERT INTO ledger_heads (account_id, watermark, highest, credit_position, charged_total, updated_at)
@@ -77,43 +108,43 @@ const OPEN_HEAD = `INSERT INTO ledger_heads (account_id, watermark, highest, cre
   WHERE ledger_heads.watermark < excluded.watermark`;
 
 /**
- * The running totals' sums over the ledger rows `where` picks: the credit position (grants + refunds − expiries −
- * charges paid by grants) and every charge, as `totalsDelta` in worker/core/journal.ts computes them per entry.
+ * The running totals' sums over ledger entries: the credit position (grants + refunds − expiries − charges paid by
+ * grants) and every charge, as `totalsDelta` in worker/core/journal.ts computes them per entry. `from` yields the
+ * columns kind, layer and amount.
  */
-const creditSum = (where: string) => `SELECT COALESCE(SUM(CASE WHEN kind IN ('grant', 'refund') THEN amount
-    WHEN kind = 'expiry' OR (kind = 'charge' AND layer = 'grant') THEN -amount ELSE 0 END), 0) FROM ledger WHERE ${where}`;
-const chargedSum = (where: string) => `SELECT COALESCE(SUM(amount), 0) FROM ledger WHERE kind = 'charge' AND ${where}`;
+const creditSum = (from: string) => `SELECT COALESCE(SUM(CASE WHEN kind IN ('grant', 'refund') THEN amount
+    WHEN kind = 'expiry' OR (kind = 'charge' AND layer = 'grant') THEN -amount ELSE 0 END), 0) FROM ${from}`;
+const chargedSum = (from: string) => `SELECT COALESCE(SUM(amount), 0) FROM ${from} WHERE kind = 'charge'`;
 
-const IN_RUN = "account_id = ?1 AND account_seq > ledger_heads.watermark AND account_seq <= nw.w";
+/** Every ledger entry of the message (?2), window usage included, above the watermark the head has before this step. */
+const MESSAGE_ABOVE = `(SELECT ${at("kind")} AS kind, ${at("layer")} AS layer, ${at("amount")} AS amount
+  FROM json_each(?2) WHERE ${at("seq")} > ledger_heads.watermark)`;
 
 /**
- * Moves the watermark over every contiguous seq now present (ledger entries and events share the sequence), adds
- * the entries it passes to the running totals (the same sums as `totalsDelta` in worker/core/journal.ts), and
- * records the highest seq seen. One statement, so concurrent consumers cannot interleave a read and a write.
+ * Moves the watermark to the message's last seq (?4) and adds its entries above the old watermark to the running
+ * totals, if the message continues the ledger; otherwise records only how far the account has been seen (`highest`
+ * above the watermark is a gap). One statement, so concurrent consumers cannot interleave a read and a write.
  */
-const ADVANCE = `WITH RECURSIVE run(s) AS (
-    SELECT watermark FROM ledger_heads WHERE account_id = ?1
-    UNION ALL
-    SELECT s + 1 FROM run
-    WHERE EXISTS (SELECT 1 FROM ledger WHERE account_id = ?1 AND account_seq = s + 1)
-       OR EXISTS (SELECT 1 FROM events WHERE account_id = ?1 AND account_seq = s + 1)
-  )
-  UPDATE ledger_heads SET
-    credit_position = credit_position + (${creditSum(IN_RUN)}),
-    charged_total = charged_total + (${chargedSum(IN_RUN)}),
-    watermark = nw.w,
-    highest = MAX(highest, ?2),
-    updated_at = ?3
-  FROM (SELECT MAX(s) AS w FROM run) AS nw
-  WHERE ledger_heads.account_id = ?1`;
+const ADVANCE = `UPDATE ledger_heads SET
+    credit_position = credit_position + (${creditSum(MESSAGE_ABOVE)}),
+    charged_total = charged_total + (${chargedSum(MESSAGE_ABOVE)}),
+    watermark = ?4,
+    highest = MAX(highest, ?4),
+    updated_at = ?5
+  WHERE account_id = ?1 AND watermark >= ?3 - 1 AND watermark < ?4`;
+const SEEN = "UPDATE ledger_heads SET highest = ?2 WHERE account_id = ?1 AND highest < ?2";
+
+/** The watermark after the message's statements: the message is settled once it covers the message's last seq. */
+const WATERMARK = "SELECT watermark FROM ledger_heads WHERE account_id = ?1";
 
 /** The batch's ledger entries (?2) that the ledger holds without a seq. */
-const UNSEQUENCED = "account_seq IS NULL AND id IN (SELECT json_extract(value, '$.id') FROM json_each(?2))";
+const UNSEQUENCED =
+  "(SELECT kind, layer, amount FROM ledger WHERE account_seq IS NULL AND id IN (SELECT json_extract(value, '$.id') FROM json_each(?2)))";
 
 /**
  * For a batch flagged `upgrade`: entries written before sequencing may already be in the ledger without a seq (their
  * send arrived, the old outbox never marked it). D1 migration 0004 counted those rows in the head's starting totals,
- * so they are taken back out of the totals here and given their seq; ADVANCE then counts them once, in order.
+ * so they are taken back out of the totals here and given their seq; ADVANCE then counts them once, from the message.
  * Both statements touch only rows still without a seq, so running them again changes nothing.
  */
 const REBASE_LEGACY = `UPDATE ledger_heads SET
@@ -125,7 +156,17 @@ const sequenceLegacy = (table: "ledger" | "events") => `UPDATE ${table} SET acco
     SELECT json_extract(value, '$.seq') FROM json_each(?1) WHERE json_extract(value, '$.id') = ${table}.id)
   WHERE account_seq IS NULL AND id IN (SELECT json_extract(value, '$.id') FROM json_each(?1))`;
 
-/** The D1 statements that settle one message: its entries, then the account's head. Redelivery is a no-op. */
+/** The seq range a message covers: its entries' (consecutive, checked by isBatch), or just its floor. */
+function rangeOf(msg: SettlementMessage): { first: number; last: number } {
+  if (msg.entries.length === 0) return { first: msg.floor, last: msg.floor };
+  const seqs = msg.entries.map(seqOf);
+  return { first: Math.min(...seqs), last: Math.max(...seqs) };
+}
+
+/**
+ * The D1 statements that settle one message: its entries, then the account's head; the last reads the watermark
+ * after them. Redelivery is a no-op; a message that does not continue the ledger changes nothing but `highest`.
+ */
 export function statementsFor(db: D1Database, msg: SettlementMessage, settledAt: number): D1PreparedStatement[] {
   if (!isBatch(msg)) throw new Error("malformed settlement message");
   return statementsOf(db, msg, settledAt);
@@ -135,27 +176,40 @@ export function statementsFor(db: D1Database, msg: SettlementMessage, settledAt:
 function statementsOf(db: D1Database, msg: SettlementMessage, settledAt: number): D1PreparedStatement[] {
   const ledger = msg.entries.flatMap((m) => (m.type === "ledger" ? [m.entry] : []));
   const events = msg.entries.flatMap((m) => (m.type === "event" ? [m.event] : []));
-  const highest = Math.max(0, ...msg.entries.map(seqOf));
-  const [ledgerJson, eventsJson] = [JSON.stringify(ledger), JSON.stringify(events)];
-  const stmts: D1PreparedStatement[] = [db.prepare(OPEN_HEAD).bind(msg.accountId, msg.floor, settledAt)];
-  if (msg.upgrade)
+  const money = ledger.filter((e) => !isUsage(e));
+  const windowCharges = ledger.filter((e) => isUsage(e) && e.kind === "charge");
+  const { first, last } = rangeOf(msg);
+  const id = msg.accountId;
+  const ledgerJson = JSON.stringify(ledger);
+  const stmts: D1PreparedStatement[] = [db.prepare(OPEN_HEAD).bind(id, msg.floor, settledAt)];
+  if (msg.upgrade) {
+    const eventsJson = JSON.stringify(events);
     stmts.push(
-      db.prepare(REBASE_LEGACY).bind(msg.accountId, ledgerJson),
+      db.prepare(REBASE_LEGACY).bind(id, ledgerJson),
       db.prepare(sequenceLegacy("ledger")).bind(ledgerJson),
       db.prepare(sequenceLegacy("events")).bind(eventsJson),
     );
-  if (ledger.length > 0) stmts.push(db.prepare(INSERT_LEDGER).bind(ledgerJson, settledAt));
-  if (events.length > 0) stmts.push(db.prepare(INSERT_EVENTS).bind(eventsJson));
-  stmts.push(db.prepare(ADVANCE).bind(msg.accountId, highest, settledAt));
+  }
+  if (money.length > 0) stmts.push(db.prepare(INSERT_LEDGER).bind(id, JSON.stringify(money), first, settledAt));
+  if (events.length > 0) stmts.push(db.prepare(INSERT_EVENTS).bind(id, JSON.stringify(events), first));
+  if (windowCharges.length > 0)
+    stmts.push(
+      db.prepare(ROLL_UP_USAGE).bind(id, JSON.stringify(windowCharges), first, settledAt, msg.upgrade ? 1 : 0),
+    );
+  if (msg.entries.length > 0)
+    stmts.push(db.prepare(ADVANCE).bind(id, ledgerJson, first, last, settledAt), db.prepare(SEEN).bind(id, last));
+  stmts.push(db.prepare(WATERMARK).bind(id));
   return stmts;
 }
 
-type Planned = { msg: Message<SettlementMessage>; db: D1Database; stmts: D1PreparedStatement[] };
+type Planned = { msg: Message<SettlementMessage>; db: D1Database; stmts: D1PreparedStatement[]; last: number };
 
 /**
  * Settles a batch into D1. Each message goes to its account's ledger shard; each shard's messages go in one D1 batch
- * (one transaction). If that fails, each message is tried on its own so that one bad message cannot hold back the
- * rest, and each is acked or retried with backoff. Messages that keep failing go to the dead-letter queue.
+ * (one transaction), an account's in seq order so that a run of messages applies at once. If that fails, each message
+ * is tried on its own so that one bad message cannot hold back the rest. A message that does not yet continue its
+ * account's ledger (one before it is late or lost) is retried with backoff; the object's settlement check sends the
+ * missing run again in any case. Messages that keep failing go to the dead-letter queue.
  */
 export async function settleBatch(batch: MessageBatch<SettlementMessage>, env: Env): Promise<void> {
   faultPoints.consumer?.(batch, "before");
@@ -166,7 +220,7 @@ export async function settleBatch(batch: MessageBatch<SettlementMessage>, env: E
       if (!isBatch(msg.body)) throw new Error("malformed settlement message");
       const db = ledgerFor(env, msg.body.accountId);
       const planned = byShard.get(db) ?? [];
-      planned.push({ msg, db, stmts: statementsOf(db, msg.body, now) });
+      planned.push({ msg, db, stmts: statementsOf(db, msg.body, now), last: rangeOf(msg.body).last });
       byShard.set(db, planned);
     } catch {
       console.error(JSON.stringify({ event: "settlement.malformed", messageId: msg.id, attempts: msg.attempts }));
@@ -181,18 +235,45 @@ export async function settleBatch(batch: MessageBatch<SettlementMessage>, env: E
   await Promise.all(settled.map((p) => deliverEvents(env, p.db, p.msg)));
 }
 
-/** One shard's messages in one D1 batch; if that fails, message by message. Returns the messages settled. */
+const firstSeqOf = (p: Planned) => rangeOf(p.msg.body).first;
+const inSeqOrder = (a: Planned, b: Planned) =>
+  a.msg.body.accountId < b.msg.body.accountId
+    ? -1
+    : a.msg.body.accountId > b.msg.body.accountId
+      ? 1
+      : firstSeqOf(a) - firstSeqOf(b);
+
+/** The watermark a message's last statement (WATERMARK) read. */
+const watermarkIn = (result: D1Result | undefined) =>
+  (result?.results?.[0] as { watermark?: number } | undefined)?.watermark ?? 0;
+
+/**
+ * One shard's messages in one D1 batch; if that fails, message by message. Returns the messages the ledger now holds
+ * in full; the others are retried.
+ */
 async function settleShard(db: D1Database, planned: Planned[]): Promise<Planned[]> {
+  planned.sort(inSeqOrder);
   const settled: Planned[] = [];
+  const held = (p: Planned, watermark: number) => {
+    if (watermark >= p.last) return settled.push(p);
+    console.warn(
+      JSON.stringify({ event: "settlement.ahead_of_ledger", messageId: p.msg.id, watermark, attempts: p.msg.attempts }),
+    );
+    p.msg.retry({ delaySeconds: backoffSeconds(p.msg.attempts) });
+  };
   try {
-    await db.batch(planned.flatMap((p) => p.stmts));
-    settled.push(...planned);
+    const results = await db.batch(planned.flatMap((p) => p.stmts));
+    let end = 0;
+    for (const p of planned) {
+      end += p.stmts.length;
+      held(p, watermarkIn(results[end - 1]));
+    }
   } catch (err) {
     console.error(JSON.stringify({ event: "settlement.batch_failed", size: planned.length, error: errorText(err) }));
     for (const p of planned) {
       try {
-        await db.batch(p.stmts);
-        settled.push(p);
+        const results = await db.batch(p.stmts);
+        held(p, watermarkIn(results[results.length - 1]));
       } catch (err) {
         console.error(
           JSON.stringify({

@@ -1,8 +1,9 @@
 // `npm run chaos`: the crash check of issue #14 (item 5). It starts the engine with `npm start` on a port and a
 // persistence directory of its own, drives a burst of consumes over a few accounts, SIGKILLs the engine's whole process
 // group mid-burst, starts it again on the same state, retries every request that got no answer (same key, same body)
-// until each has one, and then checks, polling for up to 60 s, that every allowed consume's charges are in the D1
-// ledger exactly once and that reconciliation reports no drift. Exit 0 only if all of that holds, 1 otherwise.
+// until each has one, and then checks, polling for up to 60 s, that every allowed consume's charges were settled
+// exactly once (traced per decision through the R2 archive; the D1 ledger's money charges and hourly usage rollups
+// must agree with it) and that reconciliation reports no drift. Exit 0 only if all of that holds, 1 otherwise.
 //
 // Environment: CHAOS_PORT (default 8796), CHAOS_DIR (default .wrangler/chaos, emptied at start), CHAOS_ACCOUNTS (4),
 // CHAOS_PER_ACCOUNT (75 consumes each), CHAOS_CONCURRENCY (40 in flight), CHAOS_KILL_AFTER (answers before the kill,
@@ -24,6 +25,8 @@ const CHECK_WINDOW_MS = 60_000;
 const BASE = `http://localhost:${PORT}`;
 const env = { ...process.env, WRANGLER_SEND_METRICS: "false" };
 const CREDIT = 1_000_000;
+const HOUR = 3_600_000;
+const startedAt = Date.now();
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const log = (...a) => console.log(`[chaos ${new Date().toISOString().slice(11, 19)}]`, ...a);
@@ -129,7 +132,7 @@ async function call(method, path, { body, key, admin = false, timeoutMs = 30_000
   try {
     json = JSON.parse(text);
   } catch {}
-  return { status: res.status, json, replayed: res.headers.get("idempotent-replayed") === "true" };
+  return { status: res.status, json, text, replayed: res.headers.get("idempotent-replayed") === "true" };
 }
 
 async function must(method, path, opts) {
@@ -214,14 +217,45 @@ async function ledgerOf(id) {
   return entries;
 }
 
+/** Every ledger entry of the account in the R2 archive (the export keeps each seq once), window charges included. */
+async function archiveOf(id) {
+  const q = `from=${new Date(startedAt - HOUR).toISOString()}&to=${new Date(Date.now() + HOUR).toISOString()}`;
+  const r = await call("GET", `/v1/admin/accounts/${encodeURIComponent(id)}/archive?${q}`, { admin: true });
+  if (r.status !== 200) throw new Error(`archive of ${id} answered ${r.status}: ${r.text.slice(0, 200)}`);
+  return r.text
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => JSON.parse(line))
+    .flatMap((m) => (m.type === "ledger" ? [m.entry] : []));
+}
+
+const sumOf = (xs) => xs.reduce((n, x) => n + x.amount, 0);
+
 async function check() {
   const perAccount = [];
   for (const id of accountIds) {
+    // The D1 ledger keeps money charges one by one and window charges in hourly usage rollups (SPEC §7); the
+    // archive keeps every entry. Each decision is traced through the archive, and the ledger must agree with it.
     const entries = await ledgerOf(id);
+    const archived = await archiveOf(id);
     const ids = new Map();
     for (const e of entries) ids.set(e.id, (ids.get(e.id) ?? 0) + 1);
     const duplicateIds = [...ids.values()].filter((n) => n > 1).length;
-    const charges = entries.filter((e) => e.kind === "charge");
+    const charges = archived.filter((e) => e.kind === "charge");
+    const windowCharges = charges.filter((e) => e.layer === "window");
+    const usage = entries.filter((e) => e.kind === "usage");
+    const ledgerMoney = entries
+      .filter((e) => e.kind === "charge")
+      .map((e) => e.id)
+      .sort();
+    const archivedMoney = charges
+      .filter((e) => e.layer !== "window")
+      .map((e) => e.id)
+      .sort();
+    const ledgerDisagrees =
+      JSON.stringify(ledgerMoney) !== JSON.stringify(archivedMoney) ||
+      sumOf(usage) !== sumOf(windowCharges) ||
+      usage.reduce((n, e) => n + e.count, 0) !== windowCharges.length;
     const byDecision = new Map();
     for (const e of charges) {
       const d = byDecision.get(e.decisionId) ?? { count: 0, sum: 0 };
@@ -266,6 +300,7 @@ async function check() {
       partialDecisions === 0 &&
       wrongSums === 0 &&
       strangers === 0 &&
+      !ledgerDisagrees &&
       grants === 1 &&
       drift === null &&
       inFlight === null;
@@ -284,6 +319,7 @@ async function check() {
       wrongSums,
       duplicateIds,
       strangers,
+      ledgerDisagrees,
       grants,
       drift,
       inFlight,
@@ -344,6 +380,9 @@ function report(results, elapsedMs) {
   if (dups) console.log(`  ${dups} ledger entry ids present more than once`);
   if (strangers) console.log(`  ${strangers} charge entries for no allowed answer (a key charged twice?)`);
   if (badGrants) console.log(`  ${badGrants} accounts whose purchase grant is not in the ledger exactly once`);
+  const disagreeing = results.filter((a) => a.ledgerDisagrees).length;
+  if (disagreeing)
+    console.log(`  ${disagreeing} accounts whose D1 charges or usage rollups differ from their archived journal`);
   console.log(`  reconciliation: ${drifted === 0 ? "no drift" : `drift on ${drifted} of ${ACCOUNTS} accounts`}`);
   const ok = results.every((a) => a.ok);
   console.log(ok ? "\nPASS" : "\nFAIL");

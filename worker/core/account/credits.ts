@@ -23,6 +23,7 @@ export interface GrantInput {
 export interface RefundableEntry {
   kind: string;
   amount: number;
+  layer?: string | null;
 }
 
 export function addCredits(d: Draft, req: GrantInput): GrantResult {
@@ -81,6 +82,13 @@ export function refund(
   } else {
     if (!entry || (entry.kind !== "charge" && entry.kind !== "write_off"))
       return refused("entry_not_found", "this account has no charge or write-off with this entryId");
+    // Window usage is not money (SPEC §7): it cost no credits, and the ledger keeps it only as hourly rollups, so
+    // naming one would succeed or fail by how soon it settled.
+    if (entry.layer === "window")
+      return refused(
+        "entry_not_found",
+        "this entry is plan window usage, not a credit or flex charge: there is nothing to compensate",
+      );
     const refunded = d.reads.refundedAgainst(req.entryId);
     if (refunded + req.amount > entry.amount)
       return refused("refund_exceeds_entry", "refunds against this entry would exceed what it charged", {
