@@ -137,24 +137,26 @@ const SEEN = "UPDATE ledger_heads SET highest = ?2 WHERE account_id = ?1 AND hig
 /** The watermark after the message's statements: the message is settled once it covers the message's last seq. */
 const WATERMARK = "SELECT watermark FROM ledger_heads WHERE account_id = ?1";
 
-/** The batch's ledger entries (?2) that the ledger holds without a seq. */
-const UNSEQUENCED =
-  "(SELECT kind, layer, amount FROM ledger WHERE account_seq IS NULL AND id IN (SELECT json_extract(value, '$.id') FROM json_each(?2)))";
+/** The batch's ledger entries (?2) above the watermark that the ledger holds without a seq. */
+const UNSEQUENCED = `(SELECT kind, layer, amount FROM ledger WHERE account_seq IS NULL AND id IN (
+    SELECT ${at("id")} FROM json_each(?2) WHERE ${at("seq")} > ledger_heads.watermark))`;
 
 /**
  * For a batch flagged `upgrade`: entries written before sequencing may already be in the ledger without a seq (their
  * send arrived, the old outbox never marked it). D1 migration 0004 counted those rows in the head's starting totals,
  * so they are taken back out of the totals here and given their seq; ADVANCE then counts them once, from the message.
- * Both statements touch only rows still without a seq, so running them again changes nothing.
+ * Both run only where the message continues the ledger (as ADVANCE does, so the totals never dip in between), and
+ * touch only rows still without a seq, so running them again changes nothing.
  */
 const REBASE_LEGACY = `UPDATE ledger_heads SET
     credit_position = credit_position - (${creditSum(UNSEQUENCED)}),
     charged_total = charged_total - (${chargedSum(UNSEQUENCED)})
-  WHERE account_id = ?1`;
+  WHERE account_id = ?1 AND watermark >= ?3 - 1`;
 
 const sequenceLegacy = (table: "ledger" | "events") => `UPDATE ${table} SET account_seq = (
-    SELECT json_extract(value, '$.seq') FROM json_each(?1) WHERE json_extract(value, '$.id') = ${table}.id)
-  WHERE account_seq IS NULL AND id IN (SELECT json_extract(value, '$.id') FROM json_each(?1))`;
+    SELECT ${at("seq")} FROM json_each(?1) WHERE ${at("id")} = ${table}.id)
+  WHERE account_seq IS NULL AND id IN (SELECT ${at("id")} FROM json_each(?1))
+    AND EXISTS (SELECT 1 FROM ledger_heads WHERE account_id = ?2 AND watermark >= ?3 - 1)`;
 
 /** The seq range a message covers: its entries' (consecutive, checked by isBatch), or just its floor. */
 function rangeOf(msg: SettlementMessage): { first: number; last: number } {
@@ -185,9 +187,9 @@ function statementsOf(db: D1Database, msg: SettlementMessage, settledAt: number)
   if (msg.upgrade) {
     const eventsJson = JSON.stringify(events);
     stmts.push(
-      db.prepare(REBASE_LEGACY).bind(id, ledgerJson),
-      db.prepare(sequenceLegacy("ledger")).bind(ledgerJson),
-      db.prepare(sequenceLegacy("events")).bind(eventsJson),
+      db.prepare(REBASE_LEGACY).bind(id, ledgerJson, first),
+      db.prepare(sequenceLegacy("ledger")).bind(ledgerJson, id, first),
+      db.prepare(sequenceLegacy("events")).bind(eventsJson, id, first),
     );
   }
   if (money.length > 0) stmts.push(db.prepare(INSERT_LEDGER).bind(id, JSON.stringify(money), first, settledAt));
