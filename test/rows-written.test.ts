@@ -10,7 +10,11 @@ import { describe, expect, it } from "vitest";
 import type { AccountDO } from "../durable-objects/account/object";
 import type { CallContext } from "../durable-objects/types";
 import type { Product } from "../worker/catalog";
+import { env } from "cloudflare:workers";
+import type { JournalMessage } from "../worker/core/journal";
+import { statementsFor } from "../worker/settlement/consumer";
 import { NO_HEAD } from "../worker/settlement/heads";
+import { ledgerFor } from "../worker/settlement/shards";
 import { CREDIT, HOUR, T0, uid } from "./helpers";
 import { stubFor } from "./settle-helpers";
 
@@ -165,5 +169,38 @@ describe("rows written and bytes kept per decision", () => {
     expect(m.perDecision + m.prunedPerDecision).toBeLessThanOrEqual(8);
     expect(m.raw.answers).toBeLessThanOrEqual(300);
     expect(m.bytesPerDecision).toBeLessThanOrEqual(520);
+  });
+});
+
+describe("D1 rows written per settlement message", () => {
+  it("a message of window charges that continues the ledger costs two rows: its hour's usage row and the head", async () => {
+    const id = uid("d1rows");
+    const db = ledgerFor(env, id);
+    const charge = (seq: number): JournalMessage => ({
+      type: "ledger",
+      entry: {
+        id: `${id}-${seq}`,
+        seq,
+        accountId: id,
+        kind: "charge",
+        amount: 5,
+        layer: "window",
+        product: "codex",
+        createdAt: T0 + seq,
+      },
+    });
+    const written: number[] = [];
+    for (let m = 0; m < 3; m++) {
+      const entries = Array.from({ length: 20 }, (_, i) => charge(m * 20 + i + 1));
+      const results = await db.batch(statementsFor(db, { accountId: id, floor: 0, entries }, T0));
+      written.push(results.reduce((n, r) => n + r.meta.rows_written, 0));
+    }
+    // the first message opens the head and the hour's row (with their indexes); later ones only update both
+    expect(written.slice(1)).toEqual([2, 2]);
+    const row = await db
+      .prepare("SELECT amount, usage_count FROM ledger WHERE account_id = ? AND kind = 'usage'")
+      .bind(id)
+      .first();
+    expect(row).toEqual({ amount: 5 * 60, usage_count: 60 });
   });
 });

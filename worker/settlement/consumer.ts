@@ -86,20 +86,30 @@ const INSERT_EVENTS = `INSERT OR IGNORE INTO events (id, account_id, account_seq
 const HOUR_MS = 3_600_000;
 
 /**
- * Window charges (?2) added to their hour's `usage` row per product (migrations/0005_usage_rollups.sql): the row is
- * written once per account, product and hour, then updated in place (one row written, no index touched); its
- * `created_at` is its earliest charge's. In an
- * `upgrade` batch (?5 = 1) a charge the ledger already holds as its own row, from before sequencing, is left out.
+ * Window charges (?2) summed per product and hour, named as their `usage` row (migrations/0005_usage_rollups.sql). In
+ * an `upgrade` batch (?5 = 1) a charge the ledger already holds as its own row, from before sequencing, is left out.
  */
-const ROLL_UP_USAGE = `INSERT INTO ledger (id, account_id, kind, amount, layer, product, usage_count, created_at, settled_at)
-  SELECT 'usage:' || ?1 || ':' || product || ':' || hour, ?1, 'usage', SUM(amount), 'window', product, COUNT(*),
-    MIN(created_at), ?4
+const USAGE_GROUPS = `(SELECT 'usage:' || ?1 || ':' || product || ':' || hour AS id, product, SUM(amount) AS amount,
+    COUNT(*) AS n, MIN(created_at) AS first_at
   FROM (${ABOVE_WATERMARK(`${at("product")} AS product, (${at("createdAt")} / ${HOUR_MS}) * ${HOUR_MS} AS hour,
       ${at("amount")} AS amount, ${at("createdAt")} AS created_at, ${at("id")} AS entry_id`)}) AS charges
   WHERE ?5 = 0 OR NOT EXISTS (SELECT 1 FROM ledger WHERE ledger.id = charges.entry_id)
-  GROUP BY product, hour
-  ON CONFLICT (id) DO UPDATE SET amount = amount + excluded.amount, usage_count = usage_count + excluded.usage_count,
-    created_at = MIN(created_at, excluded.created_at), settled_at = excluded.settled_at`;
+  GROUP BY product, hour)`;
+
+/**
+ * The hour's `usage` row grows in place: one row written, no index touched (an upsert's update path costs D1 two rows
+ * written, so the rollup is an UPDATE, then an INSERT of the hours that have no row yet).
+ */
+const ADD_TO_USAGE = `UPDATE ledger SET amount = ledger.amount + g.amount, usage_count = ledger.usage_count + g.n,
+    created_at = MIN(ledger.created_at, g.first_at), settled_at = ?4
+  FROM ${USAGE_GROUPS} AS g WHERE ledger.id = g.id`;
+/**
+ * A new hour's `usage` row; `created_at` is its earliest charge's. Only hours without a row are inserted (a conflict
+ * ignored by INSERT OR IGNORE still costs D1 a row written).
+ */
+const OPEN_USAGE = `INSERT INTO ledger (id, account_id, kind, amount, layer, product, usage_count, created_at, settled_at)
+  SELECT id, ?1, 'usage', amount, 'window', product, n, first_at, ?4 FROM ${USAGE_GROUPS} AS g
+  WHERE NOT EXISTS (SELECT 1 FROM ledger WHERE ledger.id = g.id)`;
 
 /** The account's head, created at its floor (0 for accounts sequenced from the start), or raised to it. */
 const OPEN_HEAD = `INSERT INTO ledger_heads (account_id, watermark, highest, credit_position, charged_total, updated_at)
@@ -194,10 +204,10 @@ function statementsOf(db: D1Database, msg: SettlementMessage, settledAt: number)
   }
   if (money.length > 0) stmts.push(db.prepare(INSERT_LEDGER).bind(id, JSON.stringify(money), first, settledAt));
   if (events.length > 0) stmts.push(db.prepare(INSERT_EVENTS).bind(id, JSON.stringify(events), first));
-  if (windowCharges.length > 0)
-    stmts.push(
-      db.prepare(ROLL_UP_USAGE).bind(id, JSON.stringify(windowCharges), first, settledAt, msg.upgrade ? 1 : 0),
-    );
+  if (windowCharges.length > 0) {
+    const usage = [id, JSON.stringify(windowCharges), first, settledAt, msg.upgrade ? 1 : 0];
+    stmts.push(db.prepare(ADD_TO_USAGE).bind(...usage), db.prepare(OPEN_USAGE).bind(...usage));
+  }
   if (msg.entries.length > 0)
     stmts.push(db.prepare(ADVANCE).bind(id, ledgerJson, first, last, settledAt), db.prepare(SEEN).bind(id, last));
   stmts.push(db.prepare(WATERMARK).bind(id));
