@@ -337,7 +337,7 @@ export interface paths {
         };
         /**
          * Export an account's archived journal
-         * @description Streams, as NDJSON, every journal entry of the account made in [`from`, `to`) from the R2 archive: one line per entry, `{"type":"ledger","entry":…}` or `{"type":"event","event":…}`, window usage included, each sequence number once. Entries reach the archive when they settle. The export reads one archived object per hour and settlement message in the range, so it is slow for long ranges: ask for a day or a week at a time.
+         * @description Streams, as NDJSON, every journal entry of the account made in [`from`, `to`) from the R2 archive: one line per entry, `{"type":"ledger","entry":…}` or `{"type":"event","event":…}`, window usage included, each sequence number once. Entries reach the archive when they settle. Archived objects are shared by every account on the same ledger shard, so the export reads every object of that shard in the range (one per consumer batch and hour): its cost grows with the traffic of the shard, not of the account. Ask for a day at a time.
          */
         get: operations["exportArchive"];
         put?: never;

@@ -302,20 +302,35 @@ async function settleShard(db: D1Database, planned: Planned[]): Promise<Planned[
   return settled;
 }
 
+/**
+ * Archives the settled messages in one call per shard, so the batch costs one R2 put per shard-hour. If a shard's
+ * call fails, every message of that shard is retried: its D1 part is then a no-op, and the export keeps each seq
+ * once however often it is archived.
+ */
 async function archiveSettled(env: Env, planned: Planned[]): Promise<Planned[]> {
+  const byShard = new Map<D1Database, Planned[]>();
+  for (const p of planned) {
+    const shard = byShard.get(p.db) ?? [];
+    shard.push(p);
+    byShard.set(p.db, shard);
+  }
   const done = await Promise.all(
-    planned.map(async (p) => {
+    [...byShard.values()].map(async (shard) => {
       try {
-        await archive(env, [p.msg.body]);
-        return true;
+        await archive(
+          env,
+          shard.map((p) => p.msg.body),
+        );
+        return shard;
       } catch (err) {
-        console.error(JSON.stringify({ event: "archive.retry", messageId: p.msg.id, error: errorText(err) }));
-        p.msg.retry({ delaySeconds: backoffSeconds(p.msg.attempts) });
-        return false;
+        const messageIds = shard.map((p) => p.msg.id);
+        console.error(JSON.stringify({ event: "archive.retry", messageIds, error: errorText(err) }));
+        for (const p of shard) p.msg.retry({ delaySeconds: backoffSeconds(p.msg.attempts) });
+        return [];
       }
     }),
   );
-  return planned.filter((_, i) => done[i]);
+  return done.flat();
 }
 
 /** Posts each event's webhook once (`webhook_delivered_at` marks it), then acks; a failure retries the message. */
