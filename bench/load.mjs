@@ -10,13 +10,14 @@ import autocannon from "autocannon";
  * @param {number} o.seconds
  * @param {(i: number) => {method: string, path: string, headers?: object, body?: string}} o.next
  * @param {number} [o.overallRate]  paced instead of closed-loop: this many requests per second in all
+ * @param {number} [o.amount]       this many requests in all, however long they take (instead of `seconds`)
  */
-export async function load({ base, connections, seconds, next, overallRate }) {
+export async function load({ base, connections, seconds, next, overallRate, amount }) {
   let i = 0;
   const result = await autocannon({
     url: base.origin,
     connections,
-    duration: seconds,
+    ...(amount ? { amount } : { duration: seconds }),
     pipelining: 1,
     timeout: 30,
     ...(overallRate ? { overallRate } : {}),

@@ -5,7 +5,9 @@
 //   3. in-object cost of one decision vs one single-row upsert;
 //   4. per-decision cost at 10 vs 100,000 prior charges;
 //   5. settlement through the queue consumer into D1 vs raw batched D1 inserts, and charge-to-ledger time;
-//   6. a global reset with 1 and with 10,000 accounts.
+//   6. a global reset with 1 and with 10,000 accounts;
+//   15. what a decision costs (issue #15): rows written in the object and in D1, bytes kept, queue messages,
+//       list-price dollars per million decisions (bench/cost.mjs, prices in bench/capacity-model.mjs).
 // Prints one table and writes bench/results.json. Only loopback traffic; every loop is bounded.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -13,8 +15,10 @@ import { createRequire } from "node:module";
 import os from "node:os";
 import { dirname, join, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { busiestRun, dollarsPerMillion, LIMITS, PRICES, perDecision, quietestRun } from "./capacity-model.mjs";
+import { cpuMeter, machineBusyMs, measureRun, prepareAccounts } from "./cost.mjs";
 import { load } from "./load.mjs";
-import { startServer, TOKENS } from "./server.mjs";
+import { buildBundle, client, productBindings, startServer, TOKENS } from "./server.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const OUT = join(ROOT, "bench", "out");
@@ -34,7 +38,9 @@ const CFG = {
   manyAccounts: 1000,
   totalAccounts: QUICK ? 2000 : 10_000,
   populationBudgetSeconds: QUICK ? 30 : 120, // account creation stops here if the machine is slow; the table names the count reached
-  populationDeadlineSeconds: QUICK ? 120 : 245, // ... and at this point of the whole run
+  // ... and at this point of the whole run: settlement through the archive put per message made the phases before
+  // the population slower (they reach it after ~260 s), so 245 s left the reset row with one account
+  populationDeadlineSeconds: QUICK ? 120 : 420,
   growthPrior: QUICK ? 10_000 : 100_000,
   growthChunk: 20_000,
   growthMeasureN: 1000,
@@ -52,6 +58,11 @@ const CFG = {
   pacedRps: 200,
   resets: 40,
   resetWarmup: 5,
+  // Cost runs (issue #15 item 6): 200 decisions/s in all, on 1, 10, 100 and 1,000 accounts (the per-account rates
+  // the capacity model interpolates between), and grant-funded on 1 account.
+  costRate: 200,
+  costSeconds: QUICK ? 3 : 10,
+  costAccounts: [1, 10, 100, 1000],
 };
 
 const started = performance.now();
@@ -84,80 +95,7 @@ function checkNode() {
 
 function build() {
   say("building the bench bundle with wrangler deploy --dry-run");
-  const r = spawnSync(
-    "wrangler",
-    ["deploy", "--dry-run", "--outdir", BUNDLE_DIR, "-c", join(ROOT, "bench", "wrangler.toml")],
-    {
-      cwd: ROOT,
-      encoding: "utf8",
-      env: { ...process.env, WRANGLER_SEND_METRICS: "false", CI: "true" },
-    },
-  );
-  if (r.status !== 0) {
-    console.error(r.stdout, r.stderr);
-    throw new Error("wrangler build failed");
-  }
-  return join(BUNDLE_DIR, "worker.js");
-}
-
-const TICK_MS = 10; // /proc times are in USER_HZ ticks, 100 per second on Linux
-
-/** Busy CPU time of the whole machine (all cores), ms, from /proc/stat. */
-function machineBusyMs() {
-  const f = readFileSync("/proc/stat", "utf8").split("\n")[0].trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal
-  return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) * TICK_MS;
-}
-
-/**
- * CPU time of workerd (the child processes Miniflare started), of this Node process (the load generator)
- * and of the rest of the machine: other processes (others' builds and tests may share these 2 cores)
- * and kernel work not billed to a process (loopback networking, disk writeback).
- */
-function cpuMeter() {
-  const kids = readdirSync("/proc")
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        const st = readFileSync(`/proc/${p}/stat`, "utf8");
-        return (
-          Number(st.slice(st.lastIndexOf(")") + 2).split(" ")[1]) === process.pid &&
-          readFileSync(`/proc/${p}/comm`, "utf8").startsWith("workerd")
-        );
-      } catch {
-        return false;
-      }
-    });
-  const workerdMs = () =>
-    kids.reduce((sum, p) => {
-      try {
-        const st = readFileSync(`/proc/${p}/stat`, "utf8");
-        const f = st.slice(st.lastIndexOf(")") + 2).split(" ");
-        return sum + (Number(f[11]) + Number(f[12])) * TICK_MS;
-      } catch {
-        return sum;
-      }
-    }, 0);
-  return {
-    pids: kids.map(Number),
-    start() {
-      const w0 = workerdMs();
-      const n0 = process.cpuUsage();
-      const m0 = machineBusyMs();
-      const t0 = performance.now();
-      return () => {
-        const n = process.cpuUsage(n0);
-        const w = workerdMs() - w0;
-        const nodeMs = (n.user + n.system) / 1000;
-        return {
-          wallMs: performance.now() - t0,
-          workerdMs: w,
-          nodeMs,
-          otherMs: Math.max(0, machineBusyMs() - m0 - w - nodeMs),
-        };
-      };
-    },
-  };
+  return buildBundle(BUNDLE_DIR);
 }
 
 /** Waits (bounded) until workerd is nearly idle, so one phase's background work (alarms, queue) is not billed to the next. */
@@ -181,27 +119,6 @@ async function waitMachineQuiet(maxMs) {
     if (machineBusyMs() - m0 < 500) break;
   }
   return performance.now() - t0;
-}
-
-function client(base) {
-  const call = async (method, path, body, headers = {}) => {
-    const res = await fetch(new URL(path, base), {
-      method,
-      headers: body === undefined ? headers : { "content-type": "application/json", ...headers },
-      body: body === undefined ? undefined : JSON.stringify(body),
-      signal: AbortSignal.timeout(120_000),
-    });
-    const text = await res.text();
-    let parsed = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      /* keep text */
-    }
-    if (!res.ok) throw new Error(`${method} ${path} → ${res.status} ${text.slice(0, 300)}`);
-    return parsed;
-  };
-  return { post: (path, body) => call("POST", path, body), call };
 }
 
 // ───────────────────────────── request shapes ─────────────────────────────
@@ -543,9 +460,10 @@ async function settlementPhase(base, api, meter, ledger, e2eTags) {
     );
   }
   const expectedMessages = Math.ceil(CFG.settleN / CFG.settlePerMessage);
-  if (queueShape.entries !== CFG.settleN || queueShape.messages !== expectedMessages)
+  // First deliveries: a message the consumer retried (one that arrived before the run it continues) comes again.
+  if (queueShape.firstEntries !== CFG.settleN || queueShape.firstMessages !== expectedMessages)
     throw new Error(
-      `settlement: the consumer saw ${queueShape.messages} messages / ${queueShape.entries} entries of the q0_ run, expected ${expectedMessages} / ${CFG.settleN}`,
+      `settlement: the consumer saw ${queueShape.firstMessages} messages / ${queueShape.firstEntries} entries of the q0_ run on first delivery, expected ${expectedMessages} / ${CFG.settleN}`,
     );
   // Raw inserts at the what-if batch size, for the batch-size effect.
   const rAlt = await api.post("/__bench/settle/raw", {
@@ -886,7 +804,7 @@ async function prepareResets(scriptPath) {
   const population = (async () => {
     const t0 = performance.now();
     let accounts = 1;
-    // Bounded by its own budget and by the whole run's deadline (the bench must end within 5 minutes).
+    // Bounded by its own budget and by the whole run's deadline.
     const open = () =>
       performance.now() - t0 < CFG.populationBudgetSeconds * 1000 && Number(elapsed()) < CFG.populationDeadlineSeconds;
     for (let from = 0; accounts < CFG.totalAccounts && open(); ) {
@@ -979,6 +897,82 @@ async function queueWhatIf(scriptPath) {
     };
   } finally {
     await mf.dispose();
+  }
+}
+
+/**
+ * Cost runs on a fresh instance whose ACCOUNT is the metered BenchAccountDO: rows written and read in the objects and
+ * in D1, queue messages, archive puts, bytes kept, per decision; and list-price dollars per million decisions.
+ */
+async function costPhase(scriptPath) {
+  const server = await startServer({
+    scriptPath,
+    stateDir: join(OUT, "state-cost"),
+    migrationsDir: join(ROOT, "migrations"),
+    preventEviction: true,
+    queue: CONSUMER,
+    accountClass: "BenchAccountDO",
+    bindings: { BENCH_METER: "1" },
+  });
+  try {
+    const api = client(server.base);
+    const cpu = cpuMeter();
+    const empty = await api.post("/__bench/storage", {});
+    const window = [];
+    for (const n of CFG.costAccounts) {
+      const ids = Array.from({ length: n }, (_, k) => `cost_w${n}_${k}`);
+      say(`cost: window-funded, ${n} account(s) at ${fmt(CFG.costRate / n, 1)} decisions/s each`);
+      await prepareAccounts(api, ids);
+      const r = await measureRun(api, server.base, {
+        tag: `cost-w${n}`,
+        ids,
+        pick: (i) => ids[i % n],
+        rate: CFG.costRate,
+        seconds: CFG.costSeconds,
+        cpu,
+      });
+      say(
+        `cost: ${fmt(r.objectRows, 2)} object rows, ${fmt(r.d1Rows, 3)} D1 rows, ${fmt(r.messages, 3)} messages, ${fmt(r.r2Puts, 3)} R2 puts per decision`,
+      );
+      window.push(r);
+    }
+    say(`cost: grant-funded, 1 account at ${CFG.costRate} decisions/s`);
+    await prepareAccounts(api, ["cost_g1_0"], { grant: true });
+    const grant = await measureRun(api, server.base, {
+      tag: "cost-g1",
+      ids: ["cost_g1_0"],
+      pick: () => "cost_g1_0",
+      rate: CFG.costRate,
+      seconds: CFG.costSeconds,
+      cpu,
+    });
+    const one = window.find((w) => w.accounts === 1);
+    const figures = {
+      window,
+      grant,
+      // what a decision keeps in its object, split as the bytes of its journal row (kept 7 days) and answer (48 h)
+      objectBytes: { held: one.objectBytesHeld, journal: one.objectBytesJournal, answers: one.objectBytesAnswers },
+      objectEmptyBytes: median(window.map((w) => w.objectEmptyBytes)),
+      // workerd's CPU per decision (the worker, the object, the consumer and local D1/R2 together): an upper bound
+      // for the Worker CPU billed, and for the object's own time per decision
+      workerCpuMs: one.workerCpuMs,
+      objectMsPerDecision: one.workerCpuMs,
+      // bytes a D1 row takes, indexes included: the ledger's growth over the rows it kept
+      d1BytesPerRow: (grant.d1Storage.bytes - empty.d1.reduce((a, b) => a + b, 0)) / grant.d1Storage.rows,
+      d1StatementsPerMessage: median(window.map((w) => w.d1StatementsPerMessage).filter((x) => x !== null)),
+      prices: PRICES,
+      limits: LIMITS,
+    };
+    const many = quietestRun(figures);
+    figures.dollarsPerMillion = {
+      window1Account: dollarsPerMillion(perDecision(figures, one.rate, "window")),
+      window1000Accounts: dollarsPerMillion(perDecision(figures, many.rate, "window")),
+      grant1Account: dollarsPerMillion(perDecision(figures, grant.rate, "grant")),
+    };
+    figures.workerdProblems = server.problems();
+    return figures;
+  } finally {
+    await server.mf.dispose();
   }
 }
 
@@ -1251,7 +1245,124 @@ function buildRows(r) {
     "-",
     "info",
   ]);
+  if (r.cost) rows.push(...costRows(r.cost));
   return rows;
+}
+
+/** The cost rows (issue #15 item 6): per decision, at 200 decisions/s on one account unless named otherwise. */
+function costRows(c) {
+  const one = busiestRun(c);
+  const many = quietestRun(c);
+  const g = c.grant;
+  const $ = (x) => `$${fmt(x.total, 2)}`;
+  const rowsOf = (x) =>
+    `${fmt(x.objectRows, 2)} (run ${fmt(x.objectRowsRun, 2)}, alarms set ${fmt(x.objectAlarmsSet, 2)}, pruning ${fmt(x.objectRowsPruning, 2)})`;
+  const top = (x) =>
+    Object.entries(x.parts)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([k, v]) => `${k} $${fmt(v, 2)}`);
+  return [
+    [
+      "15a",
+      "object rows written per window-funded decision, 1 account at 200/s",
+      rowsOf(one),
+      `over 1,000 accounts: ${fmt(many.objectRows, 2)}`,
+      "-",
+      "<= 4",
+      verdict(one.objectRows <= 4),
+    ],
+    [
+      "15b",
+      "object rows written per grant-funded decision, 1 account at 200/s",
+      rowsOf(g),
+      `window-funded: ${fmt(one.objectRows, 2)}`,
+      "-",
+      "<= 8",
+      verdict(g.objectRows <= 8),
+    ],
+    [
+      "15c",
+      "D1 rows written per window-funded decision, 1 account at 200/s",
+      `${fmt(one.d1Rows, 3)}`,
+      `over 1,000 accounts: ${fmt(many.d1Rows, 3)}`,
+      "-",
+      "<= 0.1",
+      verdict(one.d1Rows <= 0.1),
+    ],
+    [
+      "15d",
+      "D1 rows written per grant-funded decision, 1 account at 200/s",
+      `${fmt(g.d1Rows, 3)}`,
+      `window-funded: ${fmt(one.d1Rows, 3)}`,
+      "-",
+      "-",
+      "info",
+    ],
+    [
+      "15e",
+      "object bytes kept per decision over the idempotency horizon (journal row 7 d + answer 48 h)",
+      `${fmt(one.objectBytesHeld)} B (journal ${fmt(one.objectBytesJournal)}, answer ${fmt(one.objectBytesAnswers)})`,
+      `after retention ran (8 days on): ${fmt(one.objectBytesAfterRetention)} B`,
+      "-",
+      "<= 300 B",
+      verdict(one.objectBytesHeld <= 300),
+    ],
+    [
+      "15f",
+      "D1 rows kept / R2 bytes per window-funded decision, 1 account at 200/s",
+      `${fmt(one.d1RowsKept, 4)} rows (${fmt(one.d1RowsKept * c.d1BytesPerRow)} B) / ${fmt(one.r2BytesListed)} B`,
+      `over 1,000 accounts: ${fmt(many.d1RowsKept, 4)} rows / ${fmt(many.r2BytesListed)} B; a D1 row ${fmt(c.d1BytesPerRow)} B; + 1 usage row per account and hour active`,
+      "-",
+      "-",
+      "info",
+    ],
+    [
+      "15f",
+      "D1 rows kept / R2 bytes per grant-funded decision, 1 account at 200/s",
+      `${fmt(g.d1RowsKept, 3)} rows (${fmt(g.d1RowsKept * c.d1BytesPerRow)} B) / ${fmt(g.r2BytesListed)} B`,
+      "-",
+      "-",
+      "-",
+      "info",
+    ],
+    [
+      "15g",
+      "queue messages per decision, 1 account at 200/s (first deliveries)",
+      `${fmt(one.messages, 3)} (${fmt(one.entriesPerMessage, 1)} entries/message)`,
+      `over 1,000 accounts at 0.2/s each: ${fmt(many.messages, 3)}`,
+      "-",
+      "<= 0.05",
+      verdict(one.messages <= 0.05),
+    ],
+    [
+      "15g",
+      "queue messages per decision by the account's own rate (the capacity model's input)",
+      c.window.map((w) => `${fmt(w.rate, 1)}/s: ${fmt(w.messages, 3)}`).join(", "),
+      "-",
+      "-",
+      "-",
+      "info",
+    ],
+    [
+      "15h",
+      "list-price $ per million window-funded decisions, 1 account at 200/s",
+      $(c.dollarsPerMillion.window1Account),
+      `over 1,000 accounts: ${$(c.dollarsPerMillion.window1000Accounts)} (${top(c.dollarsPerMillion.window1000Accounts).join(", ")})`,
+      top(c.dollarsPerMillion.window1Account).join(", "),
+      "<= $5",
+      verdict(c.dollarsPerMillion.window1Account.total <= 5),
+    ],
+    [
+      "15i",
+      "list-price $ per million grant-funded decisions, 1 account at 200/s",
+      $(c.dollarsPerMillion.grant1Account),
+      "-",
+      top(c.dollarsPerMillion.grant1Account).join(", "),
+      "-",
+      "info",
+    ],
+  ];
 }
 
 function renderTable(rows) {
@@ -1274,6 +1385,18 @@ async function main() {
   const miniflareVersion = JSON.parse(
     readFileSync(join(dirname(require.resolve("miniflare")), "..", "..", "package.json"), "utf8"),
   ).version;
+  if (process.env.BENCH_ONLY === "cost") {
+    // Only the cost runs, for working on them: printed, and written beside the quick run's JSON.
+    const cost = await costPhase(scriptPath);
+    const path = join(OUT, "results-cost.json");
+    writeFileSync(
+      path,
+      `${JSON.stringify({ startedAt: new Date().toISOString(), source: gitState(), cost }, null, 2)}\n`,
+    );
+    console.log(renderTable(costRows(cost)));
+    console.log(`JSON copy: ${relative(ROOT, path)}`);
+    return;
+  }
   const results = {
     startedAt: new Date().toISOString(),
     source: gitState(),
@@ -1300,7 +1423,7 @@ async function main() {
       server: `${main1.base.origin} -> Miniflare ${miniflareVersion} entry (no wrangler proxy) -> workerd ${workerdVersion} (one process, pid ${meter.pids.join(",")}) -> ${relative(ROOT, scriptPath)}`,
       bundle:
         "bench/worker.ts = worker/index.ts's default export for every path outside /__bench/ (a prefix test in front), plus BenchProbeDO, BenchAccountDO (extends AccountDO) and /__bench/* routes",
-      storage: `SQLite Durable Objects and D1 on disk under bench/out/; settlement queue producer and consumer as in wrangler.toml (max_batch_size ${CONSUMER.maxBatchSize}, max_batch_timeout ${CONSUMER.maxBatchTimeout} s)`,
+      storage: `SQLite Durable Objects, the D1 ledger shards (${Object.keys(productBindings().d1Databases).join(", ")}) and the R2 archive on disk under bench/out/; settlement queues (${Object.keys(productBindings().queueConsumers).join(", ")}) with producers and consumer as in wrangler.toml (max_batch_size ${CONSUMER.maxBatchSize}, max_batch_timeout ${CONSUMER.maxBatchTimeout} s)`,
     };
     const e2e = await e2ePhase(main1.base, api, meter, ledger);
     results.e2e = e2e;
@@ -1341,6 +1464,7 @@ async function main() {
   results.resets = await measureResets(resets);
   say(`queue what-if: consumer max_batch_size ${WHAT_IF_BATCH}`);
   results.queueWhatIf = await queueWhatIf(scriptPath);
+  results.cost = await costPhase(scriptPath);
 
   if (process.env.BENCH_KEEP_STATE !== "1")
     for (const d of readdirSync(OUT)) if (d.startsWith("state")) rmSync(join(OUT, d), { recursive: true, force: true });
@@ -1391,19 +1515,15 @@ function gitState() {
   return { commit: head.stdout.trim(), uncommittedProductFiles: changed };
 }
 
-/** max_batch_size, max_batch_timeout, max_retries and the dead-letter queue of the product's settlement consumer. */
+/** max_batch_size, max_batch_timeout, max_retries and the dead-letter queue of the product's settlement consumers. */
 function consumerConfig() {
-  const toml = readFileSync(join(ROOT, "wrangler.toml"), "utf8");
-  const section = toml.split(/^\[\[queues\.consumers\]\]/m)[1]?.split(/^\[/m)[0] ?? "";
-  const num = (key) => Number(section.match(new RegExp(`^\\s*${key}\\s*=\\s*(\\d+)`, "m"))?.[1]);
-  const cfg = {
-    maxBatchSize: num("max_batch_size"),
-    maxBatchTimeout: num("max_batch_timeout"),
-    maxRetries: num("max_retries"),
-    deadLetterQueue: section.match(/^\s*dead_letter_queue\s*=\s*"([^"]+)"/m)?.[1],
-  };
-  if (!Object.values(cfg).every((v) => v !== undefined && !Number.isNaN(v)))
+  const consumers = Object.values(productBindings().queueConsumers);
+  const cfg = consumers[0];
+  if (!cfg || !Object.values(cfg).every((v) => v !== undefined && !Number.isNaN(v)))
     throw new Error(`bench: cannot read the settlement consumer from wrangler.toml: ${JSON.stringify(cfg)}`);
+  // One consumer setting serves every settlement queue: they must agree.
+  if (consumers.some((c) => JSON.stringify(c) !== JSON.stringify(cfg)))
+    throw new Error(`bench: the settlement consumers in wrangler.toml differ: ${JSON.stringify(consumers)}`);
   return cfg;
 }
 

@@ -20,6 +20,7 @@ import { ERROR_STATUS } from "../worker/http/errors";
 import type { JournalMessage, LedgerEntry, SettlementMessage } from "../worker/settlement/messages";
 import { statementsFor } from "../worker/settlement/consumer";
 import { NO_HEAD, readHead } from "../worker/settlement/heads";
+import { acrossLedgers, ledgerFor, ledgers } from "../worker/settlement/shards";
 
 export { AccountDO, ResetControlDO };
 
@@ -28,6 +29,131 @@ interface BenchEnv extends Env {
   BENCH_TRANSPORT: Queue<SettlementMessage>;
   BENCH_PROBE: DurableObjectNamespace<BenchProbeDO>;
   BENCH_ACCOUNT: DurableObjectNamespace<BenchAccountDO>;
+  /** "1": BenchAccountDO meters every statement and alarm it runs (bench/server.mjs sets it for the cost runs) */
+  BENCH_METER?: string;
+}
+
+/**
+ * What the cost runs meter, in this isolate (workerd runs the worker, its objects and the queue consumer in one
+ * isolate locally; every count is checked for zero where it cannot be):
+ *   object   rows the account objects' SQL wrote and read (`rowsWritten`/`rowsRead` of every cursor), alarms set
+ *            (Durable Objects bill a setAlarm as a row written) and alarms run (billed as requests);
+ *   ledger   `meta.rows_written`/`rows_read` of every D1 batch the product's settlement consumer runs;
+ *   archive  the consumer's R2 puts and their bytes.
+ */
+const meter = {
+  object: { rowsWritten: 0, rowsRead: 0, statements: 0, alarmsSet: 0, alarmsRun: 0 },
+  ledger: { rowsWritten: 0, rowsRead: 0, batches: 0, statements: 0 },
+  archive: { puts: 0, bytes: 0 },
+};
+const zeroMeter = () => {
+  for (const part of Object.values(meter)) for (const k of Object.keys(part)) (part as Record<string, number>)[k] = 0;
+};
+
+/**
+ * Sums `rowsWritten`/`rowsRead` of every cursor the object's SqlStorage hands out. A cursor's counts are final once the
+ * caller has read it, which durable-objects/sql.ts does at once: they are summed a microtask later.
+ */
+function meterObjectSql(ctx: DurableObjectState): void {
+  const sql = ctx.storage.sql;
+  const exec = sql.exec.bind(sql);
+  let pending: SqlStorageCursor<Record<string, SqlStorageValue>>[] = [];
+  const sum = () => {
+    for (const c of pending) {
+      meter.object.rowsWritten += c.rowsWritten;
+      meter.object.rowsRead += c.rowsRead;
+    }
+    meter.object.statements += pending.length;
+    pending = [];
+  };
+  sql.exec = <T extends Record<string, SqlStorageValue>>(query: string, ...bindings: unknown[]) => {
+    const cursor = exec<T>(query, ...bindings);
+    if (pending.length === 0) queueMicrotask(sum);
+    pending.push(cursor);
+    return cursor;
+  };
+  const setAlarm = ctx.storage.setAlarm.bind(ctx.storage);
+  ctx.storage.setAlarm = (at, options) => {
+    meter.object.alarmsSet++;
+    return setAlarm(at, options);
+  };
+}
+
+/** A ledger shard whose batches add their `meta.rows_written` and `rows_read` to the meter. */
+function meteredLedger(db: D1Database): D1Database {
+  return new Proxy(db, {
+    get(target, prop) {
+      if (prop === "batch")
+        return async (stmts: D1PreparedStatement[]) => {
+          const results = await target.batch(stmts);
+          meter.ledger.batches++;
+          meter.ledger.statements += stmts.length;
+          for (const r of results) {
+            meter.ledger.rowsWritten += r.meta.rows_written ?? 0;
+            meter.ledger.rowsRead += r.meta.rows_read ?? 0;
+          }
+          return results;
+        };
+      const v = Reflect.get(target, prop);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+}
+
+/** The archive bucket, counting puts and their bytes. */
+function meteredArchive(bucket: R2Bucket): R2Bucket {
+  return new Proxy(bucket, {
+    get(target, prop) {
+      if (prop === "put")
+        return (key: string, body: string, options?: R2PutOptions) => {
+          meter.archive.puts++;
+          meter.archive.bytes += typeof body === "string" ? new TextEncoder().encode(body).length : 0;
+          return target.put(key, body, options);
+        };
+      const v = Reflect.get(target, prop);
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+}
+
+/** The env the product's consumer gets in the cost runs: every ledger shard and the archive metered. */
+function meteredEnv(env: BenchEnv): BenchEnv {
+  const shards = (env.LEDGER_SHARDS ?? "DB").split(",").map((s) => s.trim());
+  const out: Record<string, unknown> = { ...env, ARCHIVE: meteredArchive(env.ARCHIVE) };
+  for (const name of shards) out[name] = meteredLedger(Reflect.get(env, name) as D1Database);
+  return out as unknown as BenchEnv;
+}
+
+/**
+ * Bytes in every ledger shard (D1's `size_after`) and the rows they keep (ledger, heads, events), and the archive's
+ * objects and bytes (the sizes R2 lists).
+ */
+async function storageBytes(
+  env: BenchEnv,
+): Promise<{ d1: number[]; d1Rows: number[]; r2: { objects: number; bytes: number } }> {
+  const shards = await Promise.all(
+    ledgers(env).map(async (db) => {
+      const r = await db
+        .prepare(
+          "SELECT (SELECT COUNT(*) FROM ledger) + (SELECT COUNT(*) FROM ledger_heads) + (SELECT COUNT(*) FROM events) AS n",
+        )
+        .run<{ n: number }>();
+      return { bytes: r.meta.size_after ?? 0, rows: r.results[0]?.n ?? 0 };
+    }),
+  );
+  const d1 = shards.map((x) => x.bytes);
+  const d1Rows = shards.map((x) => x.rows);
+  const r2 = { objects: 0, bytes: 0 };
+  let cursor: string | undefined;
+  do {
+    const page = await env.ARCHIVE.list({ cursor, limit: 1000 });
+    for (const o of page.objects) {
+      r2.objects++;
+      r2.bytes += o.size;
+    }
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  return { d1, d1Rows, r2 };
 }
 
 /** The floors (an empty method, one single-row upsert) and in-object SQLite probes. */
@@ -181,6 +307,12 @@ const ROLLBACK = new Error("bench: rolled back");
 
 /** The product's AccountDO, plus methods that run N real decisions inside one RPC. */
 export class BenchAccountDO extends AccountDO {
+  constructor(ctx: DurableObjectState, env: BenchEnv) {
+    super(ctx, env);
+    // After super(): the constructor's own schema check is not metered (once per object life, not per decision).
+    if (env.BENCH_METER === "1") meterObjectSql(ctx);
+  }
+
   /**
    * The product object's private parts the bench reads. Element access keeps them typed from the product's own
    * declarations (a rename fails to compile here), where a cast would fail only at run time.
@@ -215,6 +347,7 @@ export class BenchAccountDO extends AccountDO {
 
   /** The product's alarm, after confirming what the stubbed sender took (see `stubSentThrough`). */
   override async alarm(): Promise<void> {
+    meter.object.alarmsRun++;
     const { outbox, lastSeq } = this.internals;
     if (this.stubSentThrough > outbox.confirmed) outbox.confirm(this.stubSentThrough, lastSeq());
     await super.alarm();
@@ -431,12 +564,41 @@ export class BenchAccountDO extends AccountDO {
       .at(-1);
     if (latest) out.avgAnswerBytes = Math.round(avg(`SELECT AVG(LENGTH(answer)) AS b FROM ${latest}`));
     out.avgOutboxMessageBytes = Math.round(avg("SELECT AVG(LENGTH(message)) AS b FROM outbox"));
+    // Bytes of every column of the journal and of the kept answers (what the pages hold, less B-tree overhead).
+    const rawBytes = (t: string) => {
+      const cols = sql
+        .exec<{ name: string }>(`PRAGMA table_info("${t}")`)
+        .toArray()
+        .map((c) => `COALESCE(length(CAST("${c.name}" AS BLOB)), 0)`);
+      return cols.length === 0 ? 0 : avg(`SELECT SUM(${cols.join(" + ")}) AS b FROM "${t}"`);
+    };
+    out.journalRawBytes = rawBytes("outbox");
+    out.answersRawBytes = tables.filter((t) => t.name.startsWith("answers_")).reduce((a, t) => a + rawBytes(t.name), 0);
     return out;
   }
 
   /** Runs the product's alarm now (expiries, pruning by age, outbox re-send). */
   async runAlarm(): Promise<void> {
     await this.alarm();
+  }
+
+  /**
+   * Retention, as time would run it: a read `days` later moves the object's clock (the request clock), then the
+   * product's alarm prunes what aged out. Returns the object rows the alarm wrote (metered objects only) and the
+   * table sizes after it.
+   */
+  async retain(
+    accountId: string,
+    days: number,
+  ): Promise<{ prunedRows: number; before: Record<string, number>; sizes: Record<string, number> }> {
+    const before = this.tableSizes();
+    const now = Date.now() + days * 24 * 3_600_000;
+    await this.summary({ accountId, now, requestId: "bench_retain", resets: [] });
+    const rows = meter.object.rowsWritten;
+    await this.alarm();
+    // the alarm's statements are summed a microtask after they ran
+    await Promise.resolve();
+    return { prunedRows: meter.object.rowsWritten - rows, before, sizes: this.tableSizes() };
   }
 
   addGrant(ctx: CallContext, amount: number): Promise<Answered<GrantResult>> {
@@ -554,32 +716,75 @@ async function rawInsert(
 ): Promise<{ inserted: number; messages: number; entriesPerMessage: number; ms: number }> {
   const t0 = Date.now();
   let messages = 0;
-  let stmts: D1PreparedStatement[] = [];
+  // As the consumer does: each message to its account's shard, each shard's messages of a batch in one D1 batch.
+  let byShard = new Map<D1Database, D1PreparedStatement[]>();
+  const flush = async () => {
+    await Promise.all([...byShard].map(([db, stmts]) => db.batch(stmts)));
+    byShard = new Map();
+  };
   for (const msg of benchMessages(run.prefix, run.n, run.accounts, run.perMessage)) {
-    stmts.push(...statementsFor(env.DB, msg, Date.now()));
-    if (++messages % batch === 0) {
-      await env.DB.batch(stmts);
-      stmts = [];
-    }
+    const db = ledgerFor(env, msg.accountId);
+    byShard.set(db, [...(byShard.get(db) ?? []), ...statementsFor(db, msg, Date.now())]);
+    if (++messages % batch === 0) await flush();
   }
-  if (stmts.length > 0) await env.DB.batch(stmts);
+  if (byShard.size > 0) await flush();
   return { inserted: run.n, messages, entriesPerMessage: run.perMessage, ms: Date.now() - t0 };
 }
 
 /**
- * What reached the settlement queue's consumer in this isolate since the last `reset`: batches, messages and
- * entries (the outbox packs several entries into a message when an account has several unsent). Counted in memory
- * in front of the product's consumer; no I/O.
+ * What reached the settlement queues' consumer in this isolate since the last `reset`: batches, messages and
+ * entries (the outbox packs several entries into a message when an account has several unsent), and of them those
+ * on their first delivery (what the objects sent; the rest are redeliveries). Counted in memory in front of the
+ * product's consumer; no I/O.
  */
-const settled = { batches: 0, messages: 0, entries: 0 };
+const settled = { batches: 0, messages: 0, entries: 0, firstMessages: 0, firstEntries: 0 };
 
-/** Ledger rows whose id starts with `prefix`, and their charge-to-ledger times (settled_at − created_at). */
+/**
+ * Charge-to-ledger times (ms from an entry's `createdAt` to the end of the consumer batch that settled it), by the
+ * idempotency key's run prefix (`tag-`). Kept here, not read back from D1: window charges land in D1 as hourly
+ * `usage` rollups, which keep no per-entry time.
+ */
+const lagsByRun = new Map<string, number[]>();
+
+function recordLags(batch: MessageBatch<SettlementMessage>, settledAt: number): void {
+  for (const m of batch.messages) {
+    if (m.attempts !== 1) continue;
+    for (const e of m.body?.entries ?? []) {
+      if (e.type !== "ledger" || !e.entry.idempotencyKey) continue;
+      const key = e.entry.idempotencyKey;
+      const run = key.slice(0, key.lastIndexOf("-") + 1);
+      const lags = lagsByRun.get(run) ?? [];
+      lags.push(settledAt - e.entry.createdAt);
+      lagsByRun.set(run, lags);
+    }
+  }
+}
+
+/**
+ * Entries the ledger holds, summed over its shards: every head's watermark (the account's seqs held without a gap),
+ * less the events (they share the sequence). Rollups make ledger rows no measure of entries.
+ */
+async function entriesHeld(env: BenchEnv, accountPrefix = ""): Promise<number> {
+  const range = [accountPrefix, `${accountPrefix}\uffff`];
+  const per = await acrossLedgers(env, async (db) => {
+    const heads = await db
+      .prepare("SELECT COALESCE(SUM(watermark), 0) AS n FROM ledger_heads WHERE account_id >= ?1 AND account_id < ?2")
+      .bind(...range)
+      .first<{ n: number }>();
+    const events = await db
+      .prepare("SELECT COUNT(*) AS n FROM events WHERE account_id >= ?1 AND account_id < ?2")
+      .bind(...range)
+      .first<{ n: number }>();
+    return [(heads?.n ?? 0) - (events?.n ?? 0)];
+  });
+  return per.reduce((a, b) => a + b, 0);
+}
+
+/** A run's settled entries: by idempotency-key prefix (charge-to-ledger times), or a synthetic run's accounts. */
 async function ledgerStats(env: BenchEnv, prefix: string, byKey: boolean): Promise<{ count: number; lags: number[] }> {
-  const where = byKey ? "idempotency_key >= ?1 AND idempotency_key < ?2" : "id >= ?1 AND id < ?2";
-  const { results } = await env.DB.prepare(`SELECT settled_at - created_at AS lag FROM ledger WHERE ${where}`)
-    .bind(prefix, `${prefix}\uffff`)
-    .all<{ lag: number }>();
-  return { count: results.length, lags: results.map((r) => r.lag).sort((a, b) => a - b) };
+  if (!byKey) return { count: await entriesHeld(env, `${prefix}acct_`), lags: [] };
+  const lags = [...(lagsByRun.get(prefix) ?? [])].sort((a, b) => a - b);
+  return { count: lags.length, lags };
 }
 
 /** Makes an account exist: one real consume, or a plan change to `go`, by RPC straight to AccountDO. */
@@ -735,7 +940,7 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
     case "/account/reconciliation-state": {
       // What reconciliation reads (worker/settlement/reconciliation.ts): the ledger's head, then the object's cut at
       // it. The cut runs a settlement check, which may send overdue entries again.
-      const head = (await readHead(env.DB, accountId)) ?? NO_HEAD;
+      const head = (await readHead(ledgerFor(env, accountId), accountId)) ?? NO_HEAD;
       const cut = await env.ACCOUNT.get(env.ACCOUNT.idFromName(accountId)).settlementCut(head);
       return json({ head, ...cut });
     }
@@ -758,13 +963,46 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
       return json(await rawInsert(env, runShape(body), Number(body.batch ?? 50)));
     case "/settle/shape": {
       const out = { ...settled };
-      if (body.reset) Object.assign(settled, { batches: 0, messages: 0, entries: 0 });
+      if (body.reset) for (const k of Object.keys(settled) as (keyof typeof settled)[]) settled[k] = 0;
+      return json(out);
+    }
+    // The cost runs' meters (see `meter`), with what reached the consumer; `reset` zeroes them after the read.
+    case "/meter": {
+      await Promise.resolve(); // statements of the current turn are summed a microtask later
+      const out = { ...structuredClone(meter), queue: { ...settled } };
+      if (body.reset) {
+        zeroMeter();
+        for (const k of Object.keys(settled) as (keyof typeof settled)[]) settled[k] = 0;
+      }
+      return json(out);
+    }
+    case "/storage":
+      return json(await storageBytes(env));
+    // The cost runs serve BenchAccountDO behind ACCOUNT (bench/server.mjs `accountClass`): the product's object, metered.
+    case "/account/retain": {
+      const ids = (body.accountIds as string[]) ?? [accountId];
+      const ns = env.ACCOUNT as unknown as DurableObjectNamespace<BenchAccountDO>;
+      const out: { prunedRows: number; before: Record<string, number>; sizes: Record<string, number> }[] = [];
+      for (let i = 0; i < ids.length; i += 64)
+        out.push(
+          ...(await Promise.all(
+            ids.slice(i, i + 64).map((id) => ns.get(ns.idFromName(id)).retain(id, Number(body.days))),
+          )),
+        );
+      return json(out);
+    }
+    case "/account/sizes": {
+      const ids = (body.accountIds as string[]) ?? [accountId];
+      const ns = env.ACCOUNT as unknown as DurableObjectNamespace<BenchAccountDO>;
+      const out: Record<string, number>[] = [];
+      for (let i = 0; i < ids.length; i += 64)
+        out.push(...(await Promise.all(ids.slice(i, i + 64).map((id) => ns.get(ns.idFromName(id)).tableSizes()))));
       return json(out);
     }
     case "/settle/stats":
       return json(await ledgerStats(env, String(body.prefix), !!body.byKey));
     case "/settle/total":
-      return json(await env.DB.prepare("SELECT COUNT(*) AS n FROM ledger").first<{ n: number }>());
+      return json({ n: await entriesHeld(env) });
     default:
       return json({ error: "no such bench route" }, 404);
   }
@@ -788,12 +1026,18 @@ async function countTransport(batch: MessageBatch<SettlementMessage>, env: Bench
 
 export default {
   ...product,
-  queue(batch: MessageBatch<SettlementMessage>, env: BenchEnv): Promise<void> {
+  async queue(batch: MessageBatch<SettlementMessage>, env: BenchEnv): Promise<void> {
     if (batch.queue === "bench-transport") return countTransport(batch, env);
     settled.batches++;
     settled.messages += batch.messages.length;
     settled.entries += entriesIn(batch);
-    return product.queue(batch, env);
+    for (const m of batch.messages)
+      if (m.attempts === 1) {
+        settled.firstMessages++;
+        settled.firstEntries += m.body?.entries?.length ?? 0;
+      }
+    await product.queue(batch, env.BENCH_METER === "1" ? meteredEnv(env) : env);
+    recordLags(batch, Date.now());
   },
   fetch(request: Request, env: BenchEnv, ctx: ExecutionContext): Response | Promise<Response> {
     // The one addition in front of the product: a prefix test on the path.
