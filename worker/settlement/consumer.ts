@@ -308,14 +308,8 @@ async function settleShard(db: D1Database, planned: Planned[]): Promise<Planned[
  * once however often it is archived.
  */
 async function archiveSettled(env: Env, planned: Planned[]): Promise<Planned[]> {
-  const byShard = new Map<D1Database, Planned[]>();
-  for (const p of planned) {
-    const shard = byShard.get(p.db) ?? [];
-    shard.push(p);
-    byShard.set(p.db, shard);
-  }
   const done = await Promise.all(
-    [...byShard.values()].map(async (shard) => {
+    [...Map.groupBy(planned, (p) => p.db).values()].map(async (shard) => {
       try {
         await archive(
           env,
