@@ -13,7 +13,7 @@ import { settleBatch } from "../worker/settlement/consumer";
 import type { JournalMessage, SettlementMessage } from "../worker/settlement/messages";
 import { shardOf } from "../worker/settlement/shards";
 import { ADMIN, addCredits, CREDIT, call, consume, HOUR, T0, uid } from "./helpers";
-import { outboxOf, sleep, stubFor } from "./settle-helpers";
+import { headOf, outboxOf, sleep, stubFor } from "./settle-helpers";
 
 const SEC = 1000;
 
@@ -219,23 +219,27 @@ describe("the archive", () => {
     expect(seqsOf((await exportOf(a, H, H + HOUR)).messages)).toEqual([1, 2, 3, 4, 5]);
   });
 
-  it("retries the messages whose archive write failed, and only those", async () => {
+  it("archives before D1: a failed write retries those messages untouched in D1, and only those", async () => {
     const H = Date.UTC(2031, 0, 3, 9);
     const { same, other } = accountsIn(1);
     const [a] = same;
     const failing = hourPrefix(shardOf(env, a), H);
     const broken = recording((key) => key.startsWith(failing));
     const r = await deliver([run(a, 1, 2, H), run(other, 1, 2, H)], broken.env, "fail");
-    // a's shard write failed: a's message is retried (its D1 part already done), the other shard's is acked
+    // a's shard write failed: a's message is retried and D1 has not seen it, so the watermark (which lets the object
+    // prune its journal) cannot pass entries the archive lacks; the other shard's is archived, settled and acked
     expect(r.retried).toEqual(["fail-0"]);
     expect(r.acked).toEqual(["fail-1"]);
     expect(await keysUnder(failing)).toEqual([]);
     expect((await exportOf(a, H, H + HOUR)).messages).toEqual([]);
+    expect(await headOf(a)).toBeNull();
+    expect((await headOf(other))?.watermark).toBe(2);
 
-    // the retry settles as a no-op in D1 and archives
+    // the retry archives and settles
     const retry = await deliver([run(a, 1, 2, H)], env, "fail", 2);
     expect(retry.acked).toEqual(["fail-0"]);
     expect(seqsOf((await exportOf(a, H, H + HOUR)).messages)).toEqual([1, 2]);
+    expect((await headOf(a))?.watermark).toBe(2);
   });
 
   it("refuses a range that is not one, in the one error shape", async () => {

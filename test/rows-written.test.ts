@@ -16,7 +16,7 @@ import { statementsFor } from "../worker/settlement/consumer";
 import { NO_HEAD } from "../worker/settlement/heads";
 import { ledgerFor } from "../worker/settlement/shards";
 import { CREDIT, HOUR, T0, uid } from "./helpers";
-import { stubFor } from "./settle-helpers";
+import { d1Rows, headOf, stubFor } from "./settle-helpers";
 
 const DAY = 24 * HOUR;
 const N = 1000;
@@ -172,7 +172,7 @@ describe("rows written and bytes kept per decision", () => {
   });
 });
 
-describe("D1 rows written per settlement message", () => {
+describe("D1 rows written per settlement message, and what they hold", () => {
   it("a message of window charges that continues the ledger costs two rows: its hour's usage row and the head", async () => {
     const id = uid("d1rows");
     const db = ledgerFor(env, id);
@@ -202,5 +202,40 @@ describe("D1 rows written per settlement message", () => {
       .bind(id)
       .first();
     expect(row).toEqual({ amount: 5 * 60, usage_count: 60 });
+  });
+
+  it("a window charge the ledger already holds as a row (settled before migration 0005) is not rolled up again", async () => {
+    const id = uid();
+    const db = ledgerFor(env, id);
+    const charge = (seq: number, amount: number): JournalMessage => ({
+      type: "ledger",
+      entry: {
+        id: `${id}-${seq}`,
+        seq,
+        accountId: id,
+        kind: "charge",
+        amount,
+        layer: "window",
+        product: "codex",
+        createdAt: T0 + seq,
+      },
+    });
+    await db.batch(statementsFor(db, { accountId: id, floor: 0, entries: [charge(1, 1)] }, T0));
+    // the old consumer wrote seq 3 as its own row although seq 2 had not arrived
+    await db
+      .prepare(`INSERT INTO ledger (id, account_id, account_seq, kind, amount, layer, product, created_at, settled_at)
+        VALUES (?, ?, 3, 'charge', 30, 'window', 'codex', ?, ?)`)
+      .bind(`${id}-3`, id, T0 + 3, T0)
+      .run();
+    await db.batch(
+      statementsFor(db, { accountId: id, floor: 0, entries: [charge(2, 20), charge(3, 30), charge(4, 40)] }, T0),
+    );
+    const rows = await d1Rows(id);
+    expect(rows.map((r) => [r.kind, r.amount, r.usage_count])).toEqual([
+      ["usage", 1 + 20 + 40, 3],
+      ["charge", 30, null],
+    ]);
+    // the running total counts every charge once
+    expect((await headOf(id))?.charged).toBe(91);
   });
 });

@@ -40,7 +40,7 @@ ledgerRoutes.openapi(
     operationId: "getLedger",
     summary: "List settled ledger entries",
     description:
-      "The account's entries in the D1 ledger in the order they settled, `limit` per page (default 100); pass `nextCursor` as `cursor` for the next page. Money moves are entries one by one; window charges are `usage` rollups per product and hour (`from`, `to`, `count`, `amount`; `createdAt` is the hour's first charge), which grow until their hour ends and stand where their first charge settled. Entries land within a second or two of the decision that made them.",
+      "The account's entries in the D1 ledger in the order they settled, `limit` per page (default 100); pass `nextCursor` as `cursor` for the next page. Money moves are entries one by one; window charges are `usage` rollups per product and hour (`from`, `to`, `count`, `amount`; `createdAt` is the hour's first charge), which grow as that hour's window charges settle, late ones included (a row read once may have grown since), and stand where their first charge settled. Entries land within a second or two of the decision that made them.",
     request: { params: AccountParams, query: LedgerQuery },
     responses: { 200: json(LedgerPage, "settled entries, in the order they settled"), ...errorResponses },
   }),

@@ -1,8 +1,8 @@
 /**
  * The archive (SPEC §7): every journal entry, window usage and events included, lands in R2 as NDJSON, one line per
  * entry (`{"type":"ledger","entry":…}` or `{"type":"event","event":…}`, the accountId inside), written by the
- * consumer once the entries are in D1. All the entries of one `archive` call (a consumer batch's settled messages of
- * one shard) are grouped by shard and the UTC hour they were made in, and each group is one object:
+ * consumer before its D1 write (so the watermark never passes an entry the archive lacks). All the entries of one
+ * `archive` call (a consumer batch's messages of one shard) are grouped by shard and the UTC hour they were made in, and each group is one object:
  *
  *   journal/<shard>/<YYYY-MM-DDTHH>/<digest>.ndjson
  *

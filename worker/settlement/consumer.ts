@@ -23,9 +23,14 @@ function isLedgerEntry(e: unknown, accountId: string): e is LedgerEntry {
     (LEDGER_KINDS as readonly string[]).includes(x.kind) &&
     Number.isSafeInteger(x.amount) &&
     x.amount > 0 &&
-    Number.isSafeInteger(x.createdAt)
+    Number.isSafeInteger(x.createdAt) &&
+    (x.layer === undefined || LAYERS.includes(x.layer)) &&
+    (x.layer !== "window" || typeof x.product === "string")
   );
 }
+
+/** As the ledger's CHECK has them (migrations/0001_ledger.sql). */
+const LAYERS: readonly string[] = ["window", "grant", "flex"];
 
 function isEvent(e: unknown, accountId: string): e is AccountEvent {
   const x = e as AccountEvent;
@@ -73,27 +78,34 @@ const ABOVE_WATERMARK = (columns: string) => `WITH head AS (${GATE})
 
 const at = (field: string) => `json_extract(value, '$.${field}')`;
 
-/** Money entries, one row each (also unique on id and on (account_id, account_seq), as a second guard). */
-const INSERT_LEDGER = `INSERT OR IGNORE INTO ledger (id, account_id, account_seq, kind, amount, layer, product, grant_id,
+/**
+ * Money entries, one row each (also unique on id and on (account_id, account_seq), as a second guard). ON CONFLICT DO
+ * NOTHING skips only those duplicates: a row that breaks a CHECK fails the batch instead of vanishing while the
+ * watermark passes it (INSERT OR IGNORE would drop it).
+ */
+const INSERT_LEDGER = `INSERT INTO ledger (id, account_id, account_seq, kind, amount, layer, product, grant_id,
     decision_id, hold_id, idempotency_key, rate_card_version, note, created_at, settled_at)
   ${ABOVE_WATERMARK(`${at("id")}, ?1, ${at("seq")}, ${at("kind")}, ${at("amount")}, ${at("layer")}, ${at("product")},
     ${at("grantId")}, ${at("decisionId")}, ${at("holdId")}, ${at("idempotencyKey")}, ${at("rateCardVersion")},
-    ${at("note")}, ${at("createdAt")}, ?4`)}`;
+    ${at("note")}, ${at("createdAt")}, ?4`)}
+  ON CONFLICT DO NOTHING`;
 
-const INSERT_EVENTS = `INSERT OR IGNORE INTO events (id, account_id, account_seq, type, data, created_at)
-  ${ABOVE_WATERMARK(`${at("id")}, ?1, ${at("seq")}, ${at("type")}, COALESCE(${at("data")}, '{}'), ${at("createdAt")}`)}`;
+const INSERT_EVENTS = `INSERT INTO events (id, account_id, account_seq, type, data, created_at)
+  ${ABOVE_WATERMARK(`${at("id")}, ?1, ${at("seq")}, ${at("type")}, COALESCE(${at("data")}, '{}'), ${at("createdAt")}`)}
+  ON CONFLICT DO NOTHING`;
 
 const HOUR_MS = 3_600_000;
 
 /**
- * Window charges (?2) summed per product and hour, named as their `usage` row (migrations/0005_usage_rollups.sql). In
- * an `upgrade` batch (?5 = 1) a charge the ledger already holds as its own row, from before sequencing, is left out.
+ * Window charges (?2) summed per product and hour, named as their `usage` row (migrations/0005_usage_rollups.sql). A
+ * charge the ledger already holds as its own row (settled before migration 0005, or before sequencing) is left out:
+ * one lookup by id, a read, not a write.
  */
 const USAGE_GROUPS = `(SELECT 'usage:' || ?1 || ':' || product || ':' || hour AS id, product, SUM(amount) AS amount,
     COUNT(*) AS n, MIN(created_at) AS first_at
   FROM (${ABOVE_WATERMARK(`${at("product")} AS product, (${at("createdAt")} / ${HOUR_MS}) * ${HOUR_MS} AS hour,
       ${at("amount")} AS amount, ${at("createdAt")} AS created_at, ${at("id")} AS entry_id`)}) AS charges
-  WHERE ?5 = 0 OR NOT EXISTS (SELECT 1 FROM ledger WHERE ledger.id = charges.entry_id)
+  WHERE NOT EXISTS (SELECT 1 FROM ledger WHERE ledger.id = charges.entry_id)
   GROUP BY product, hour)`;
 
 /**
@@ -205,7 +217,7 @@ function statementsOf(db: D1Database, msg: SettlementMessage, settledAt: number)
   if (money.length > 0) stmts.push(db.prepare(INSERT_LEDGER).bind(id, JSON.stringify(money), first, settledAt));
   if (events.length > 0) stmts.push(db.prepare(INSERT_EVENTS).bind(id, JSON.stringify(events), first));
   if (windowCharges.length > 0) {
-    const usage = [id, JSON.stringify(windowCharges), first, settledAt, msg.upgrade ? 1 : 0];
+    const usage = [id, JSON.stringify(windowCharges), first, settledAt];
     stmts.push(db.prepare(ADD_TO_USAGE).bind(...usage), db.prepare(OPEN_USAGE).bind(...usage));
   }
   if (msg.entries.length > 0)
@@ -239,9 +251,10 @@ export async function settleBatch(batch: MessageBatch<SettlementMessage>, env: E
       msg.retry({ delaySeconds: backoffSeconds(msg.attempts) });
     }
   }
-  const inD1 = (await Promise.all([...byShard].map(([db, planned]) => settleShard(db, planned)))).flat();
-  // The archive gets what D1 took; a message whose archive write fails is retried (its D1 part is then a no-op).
-  const settled = await archiveSettled(env, inD1);
+  // The archive first, so the watermark (which lets the object prune its journal) never passes an entry the archive
+  // lacks: a shard whose write fails is retried before D1 sees it.
+  const archived = await archiveFirst(env, byShard);
+  const settled = (await Promise.all([...archived].map(([db, planned]) => settleShard(db, planned)))).flat();
   faultPoints.consumer?.(batch, "after");
   // A message is done once its entries are in D1 and each event's webhook (if configured) is delivered.
   await Promise.all(settled.map((p) => deliverEvents(env, p.db, p.msg)));
@@ -303,28 +316,28 @@ async function settleShard(db: D1Database, planned: Planned[]): Promise<Planned[
 }
 
 /**
- * Archives the settled messages in one call per shard, so the batch costs one R2 put per shard-hour. If a shard's
- * call fails, every message of that shard is retried: its D1 part is then a no-op, and the export keeps each seq
- * once however often it is archived.
+ * Archives each shard's messages in one call, so the batch costs one R2 put per shard-hour, and returns the shards
+ * written. If a shard's call fails, every message of that shard is retried without touching D1. Messages ahead of a
+ * gap are archived too (and again on their retry); the export keeps each seq once however often it is archived.
  */
-async function archiveSettled(env: Env, planned: Planned[]): Promise<Planned[]> {
-  const done = await Promise.all(
-    [...Map.groupBy(planned, (p) => p.db).values()].map(async (shard) => {
+async function archiveFirst(env: Env, byShard: Map<D1Database, Planned[]>): Promise<Map<D1Database, Planned[]>> {
+  const written = new Map<D1Database, Planned[]>();
+  await Promise.all(
+    [...byShard].map(async ([db, shard]) => {
       try {
         await archive(
           env,
           shard.map((p) => p.msg.body),
         );
-        return shard;
+        written.set(db, shard);
       } catch (err) {
         const messageIds = shard.map((p) => p.msg.id);
         console.error(JSON.stringify({ event: "archive.retry", messageIds, error: errorText(err) }));
         for (const p of shard) p.msg.retry({ delaySeconds: backoffSeconds(p.msg.attempts) });
-        return [];
       }
     }),
   );
-  return done.flat();
+  return written;
 }
 
 /** Posts each event's webhook once (`webhook_delivered_at` marks it), then acks; a failure retries the message. */
