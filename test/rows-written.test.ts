@@ -172,23 +172,26 @@ describe("rows written and bytes kept per decision", () => {
   });
 });
 
+/** A window charge of `accountId` as its journal sends it, made `seq` ms after T0. */
+const windowCharge = (accountId: string, seq: number, amount: number): JournalMessage => ({
+  type: "ledger",
+  entry: {
+    id: `${accountId}-${seq}`,
+    seq,
+    accountId,
+    kind: "charge",
+    amount,
+    layer: "window",
+    product: "codex",
+    createdAt: T0 + seq,
+  },
+});
+
 describe("D1 rows written per settlement message, and what they hold", () => {
   it("a message of window charges that continues the ledger costs two rows: its hour's usage row and the head", async () => {
     const id = uid("d1rows");
     const db = ledgerFor(env, id);
-    const charge = (seq: number): JournalMessage => ({
-      type: "ledger",
-      entry: {
-        id: `${id}-${seq}`,
-        seq,
-        accountId: id,
-        kind: "charge",
-        amount: 5,
-        layer: "window",
-        product: "codex",
-        createdAt: T0 + seq,
-      },
-    });
+    const charge = (seq: number) => windowCharge(id, seq, 5);
     const written: number[] = [];
     for (let m = 0; m < 3; m++) {
       const entries = Array.from({ length: 20 }, (_, i) => charge(m * 20 + i + 1));
@@ -207,19 +210,7 @@ describe("D1 rows written per settlement message, and what they hold", () => {
   it("a window charge the ledger already holds as a row (settled before migration 0005) is not rolled up again", async () => {
     const id = uid();
     const db = ledgerFor(env, id);
-    const charge = (seq: number, amount: number): JournalMessage => ({
-      type: "ledger",
-      entry: {
-        id: `${id}-${seq}`,
-        seq,
-        accountId: id,
-        kind: "charge",
-        amount,
-        layer: "window",
-        product: "codex",
-        createdAt: T0 + seq,
-      },
-    });
+    const charge = (seq: number, amount: number) => windowCharge(id, seq, amount);
     await db.batch(statementsFor(db, { accountId: id, floor: 0, entries: [charge(1, 1)] }, T0));
     // the old consumer wrote seq 3 as its own row although seq 2 had not arrived
     await db

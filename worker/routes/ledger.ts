@@ -1,12 +1,11 @@
 import { ledgerFor } from "../settlement/shards";
 import { createRoute, OpenAPIHono, type z } from "@hono/zod-openapi";
 import type { AppEnv } from "../http/context";
-import { iso } from "../core/time";
+import { HOUR_MS, iso } from "../core/time";
 import { AccountParams, type LedgerKindSchema, LedgerPage, LedgerQuery } from "../schemas";
 import { errorResponses, jsonResponse as json, serviceAuth } from "./common";
 
 const DEFAULT_PAGE = 100;
-const HOUR_MS = 3_600_000;
 
 /** A `usage` rollup's hour (from its first charge's time) and how many window charges it sums. */
 const usageSpan = (firstAt: number, count: number) => {

@@ -13,9 +13,9 @@
  */
 import type { JournalBatch, JournalMessage } from "../core/journal";
 import { itemOf, seqOf } from "../core/journal";
+import { HOUR_MS } from "../core/time";
 import { shardOf } from "./shards";
 
-const HOUR_MS = 3_600_000;
 const hourOf = (ms: number) => new Date(ms).toISOString().slice(0, 13);
 const createdAtOf = (m: JournalMessage) => itemOf(m).createdAt;
 const accountOf = (m: JournalMessage) => itemOf(m).accountId;

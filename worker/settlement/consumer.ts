@@ -1,5 +1,6 @@
 import type { AccountEvent, JournalMessage, LedgerEntry, SettlementMessage } from "./messages";
 import { isUsage, seqOf } from "../core/journal";
+import { HOUR_MS } from "../core/time";
 import { LEDGER_KINDS } from "./messages";
 import { archive } from "./archive";
 import { faultPoints } from "./fault-points";
@@ -93,8 +94,6 @@ const INSERT_LEDGER = `INSERT INTO ledger (id, account_id, account_seq, kind, am
 const INSERT_EVENTS = `INSERT INTO events (id, account_id, account_seq, type, data, created_at)
   ${ABOVE_WATERMARK(`${at("id")}, ?1, ${at("seq")}, ${at("type")}, COALESCE(${at("data")}, '{}'), ${at("createdAt")}`)}
   ON CONFLICT DO NOTHING`;
-
-const HOUR_MS = 3_600_000;
 
 /**
  * Window charges (?2) summed per product and hour, named as their `usage` row (migrations/0005_usage_rollups.sql). A
