@@ -1,7 +1,7 @@
 import { z } from "@hono/zod-openapi";
 import { GRANT_KINDS, METERS, PLANS, PRODUCTS, planSchema, rateCardSchema, type Meter } from "./catalog";
 import { ERROR_CODES } from "./http/errors";
-import { LEDGER_KINDS } from "./settlement/messages";
+import { LAYERS, LEDGER_KINDS } from "./core/journal";
 
 /** A positive safe integer of micro-credits (SPEC §2). */
 export const Amount = z.number().int().positive().max(Number.MAX_SAFE_INTEGER).openapi({ example: 1_000_000 });
@@ -189,7 +189,7 @@ export const AccountSummary = z
   })
   .openapi("AccountSummary");
 const SourceSchema = z.object({
-  layer: z.enum(["window", "grant", "flex"]),
+  layer: z.enum(LAYERS),
   grantId: z.string().optional(),
   amount: Count,
 });
@@ -248,7 +248,7 @@ export const LedgerEntry = z.object({
   id: z.string(),
   kind: LedgerKindSchema,
   amount: Count,
-  layer: z.enum(["window", "grant", "flex"]).optional(),
+  layer: z.enum(LAYERS).optional(),
   product: z.string().optional(),
   from: IsoTime.optional().openapi({ description: "`usage`: the start of its hour" }),
   to: IsoTime.optional().openapi({ description: "`usage`: the end of its hour" }),

@@ -7,7 +7,7 @@
 import { acrossLedgers } from "../settlement/shards";
 import type { Drift } from "../settlement/reconciliation";
 import { DAY_MS, HOUR_MS } from "../core/time";
-import type { LedgerKind } from "../settlement/messages";
+import type { Layer, LedgerKind } from "../settlement/messages";
 
 /** Events the overview lists: the anomaly guard's, auto top-up requests and depleted balances (and resumes, for context). */
 export const INCIDENT_EVENT_TYPES = [
@@ -50,7 +50,7 @@ export interface LedgerRowView {
   id: string;
   kind: LedgerKind;
   amount: number;
-  layer: "window" | "grant" | "flex" | null;
+  layer: Layer | null;
   product: string | null;
   grantId: string | null;
   holdId: string | null;

@@ -2,7 +2,9 @@
 
 export const LEDGER_KINDS = ["charge", "grant", "expiry", "refund", "write_off", "hold", "release", "reset"] as const;
 export type LedgerKind = (typeof LEDGER_KINDS)[number];
-export type Layer = "window" | "grant" | "flex";
+/** The layers that can pay (the ledger's `layer` CHECK, migrations/0001_ledger.sql). */
+export const LAYERS = ["window", "grant", "flex"] as const;
+export type Layer = (typeof LAYERS)[number];
 
 /** One ledger entry. `amount` is positive; `kind` gives the direction. */
 export interface LedgerEntry {

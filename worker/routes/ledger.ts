@@ -2,6 +2,7 @@ import { ledgerFor } from "../settlement/shards";
 import { createRoute, OpenAPIHono, type z } from "@hono/zod-openapi";
 import type { AppEnv } from "../http/context";
 import { HOUR_MS, iso } from "../core/time";
+import type { Layer } from "../core/journal";
 import { AccountParams, type LedgerKindSchema, LedgerPage, LedgerQuery } from "../schemas";
 import { errorResponses, jsonResponse as json, serviceAuth } from "./common";
 
@@ -18,7 +19,7 @@ interface LedgerRow {
   id: string;
   kind: z.infer<typeof LedgerKindSchema>;
   amount: number;
-  layer: "window" | "grant" | "flex" | null;
+  layer: Layer | null;
   product: string | null;
   grant_id: string | null;
   decision_id: string | null;

@@ -1,5 +1,5 @@
 import type { AccountEvent, JournalMessage, LedgerEntry, SettlementMessage } from "./messages";
-import { isUsage, seqOf } from "../core/journal";
+import { isUsage, LAYERS, seqOf } from "../core/journal";
 import { HOUR_MS } from "../core/time";
 import { LEDGER_KINDS } from "./messages";
 import { archive } from "./archive";
@@ -25,13 +25,10 @@ function isLedgerEntry(e: unknown, accountId: string): e is LedgerEntry {
     Number.isSafeInteger(x.amount) &&
     x.amount > 0 &&
     Number.isSafeInteger(x.createdAt) &&
-    (x.layer === undefined || LAYERS.includes(x.layer)) &&
+    (x.layer === undefined || (LAYERS as readonly string[]).includes(x.layer)) &&
     (x.layer !== "window" || typeof x.product === "string")
   );
 }
-
-/** As the ledger's CHECK has them (migrations/0001_ledger.sql). */
-const LAYERS: readonly string[] = ["window", "grant", "flex"];
 
 function isEvent(e: unknown, accountId: string): e is AccountEvent {
   const x = e as AccountEvent;
@@ -225,7 +222,14 @@ function statementsOf(db: D1Database, msg: SettlementMessage, settledAt: number)
   return stmts;
 }
 
-type Planned = { msg: Message<SettlementMessage>; db: D1Database; stmts: D1PreparedStatement[]; last: number };
+/** A message ready for D1: its statements and the seq range they cover (`rangeOf`, computed once). */
+type Planned = {
+  msg: Message<SettlementMessage>;
+  db: D1Database;
+  stmts: D1PreparedStatement[];
+  first: number;
+  last: number;
+};
 
 /**
  * Settles a batch into D1. Each message goes to its account's ledger shard; each shard's messages go in one D1 batch
@@ -243,7 +247,7 @@ export async function settleBatch(batch: MessageBatch<SettlementMessage>, env: E
       if (!isBatch(msg.body)) throw new Error("malformed settlement message");
       const db = ledgerFor(env, msg.body.accountId);
       const planned = byShard.get(db) ?? [];
-      planned.push({ msg, db, stmts: statementsOf(db, msg.body, now), last: rangeOf(msg.body).last });
+      planned.push({ msg, db, stmts: statementsOf(db, msg.body, now), ...rangeOf(msg.body) });
       byShard.set(db, planned);
     } catch {
       console.error(JSON.stringify({ event: "settlement.malformed", messageId: msg.id, attempts: msg.attempts }));
@@ -259,13 +263,12 @@ export async function settleBatch(batch: MessageBatch<SettlementMessage>, env: E
   await Promise.all(settled.map((p) => deliverEvents(env, p.db, p.msg)));
 }
 
-const firstSeqOf = (p: Planned) => rangeOf(p.msg.body).first;
 const inSeqOrder = (a: Planned, b: Planned) =>
   a.msg.body.accountId < b.msg.body.accountId
     ? -1
     : a.msg.body.accountId > b.msg.body.accountId
       ? 1
-      : firstSeqOf(a) - firstSeqOf(b);
+      : a.first - b.first;
 
 /** The watermark a message's last statement (WATERMARK) read. */
 const watermarkIn = (result: D1Result | undefined) =>
