@@ -8,6 +8,11 @@ export function accountObject(env: Env, accountId: string) {
   return env.ACCOUNT.get(env.ACCOUNT.idFromName(accountId));
 }
 
+/** The object that owns one organization's pool: its grants, flex, members and leases (SPEC §9). */
+export function orgObject(env: Env, orgId: string) {
+  return env.ORG.get(env.ORG.idFromName(orgId));
+}
+
 /** The single global object that records every admin global reset (SPEC §5). */
 export function resetControl(env: Env) {
   return env.RESET_CONTROL.get(env.RESET_CONTROL.idFromName("global"));

@@ -19,6 +19,14 @@ export interface CallContext {
   includeAccount?: boolean;
 }
 
+/** What every call into an organization's object carries. */
+export interface OrgCallContext {
+  orgId: string;
+  now: number;
+  requestId: string;
+  idempotency?: IdempotencyKey;
+}
+
 export interface GrantRequest {
   amount: number;
   kind: GrantKind;

@@ -10,6 +10,7 @@ import { docsRoutes } from "./routes/docs";
 import { adminRoutes } from "./routes/admin";
 import { holdRoutes } from "./routes/holds";
 import { ledgerRoutes } from "./routes/ledger";
+import { orgRoutes } from "./routes/orgs";
 import { panelRoutes } from "./routes/panel";
 import { catalogRoutes, publicRoutes } from "./routes/public";
 
@@ -48,6 +49,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   );
   app.use("/v1/admin/*", requireToken("admin"));
   app.use("/v1/accounts/*", requireToken("service"));
+  app.use("/v1/orgs/*", requireToken("service"));
   app.use("/v1/catalog", requireToken("service"));
   app.use("/v1/*", idempotencyKey);
 
@@ -57,6 +59,7 @@ export function createApp(): OpenAPIHono<AppEnv> {
   app.route("/", holdRoutes);
   app.route("/", ledgerRoutes);
   app.route("/", adminRoutes);
+  app.route("/", orgRoutes);
   app.route("/", panelRoutes);
 
   describeApi(app);

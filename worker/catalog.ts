@@ -37,13 +37,17 @@ export const rateCardSchema = z.object({
 });
 export type RateCard = z.infer<typeof rateCardSchema>;
 
+const anomalySchema = z.object({
+  trailingMinutes: z.number().int().positive(),
+  floorMicroCredits: microCredits,
+  multiplier: z.number().positive(),
+  baselineDays: z.number().int().positive(),
+});
+
 const guardsSchema = z.object({
-  anomaly: z.object({
-    trailingMinutes: z.number().int().positive(),
-    floorMicroCredits: microCredits,
-    multiplier: z.number().positive(),
-    baselineDays: z.number().int().positive(),
-  }),
+  anomaly: anomalySchema,
+  /** the same guard across an organization's members: what its pool lends out, net of returns (SPEC §9) */
+  poolAnomaly: anomalySchema,
   hold: z.object({ defaultTtlSeconds: z.number().int().positive(), maxTtlSeconds: z.number().int().positive() }),
   idempotencyRetentionHours: z.number().int().min(24),
   grantDefaults: z.object({ promo: z.number().int(), entitlement: z.number().int(), purchase: z.number().int() }),
@@ -124,6 +128,8 @@ const rawCatalog = {
   guards: {
     // Pause credit spending when the trailing 10 minutes exceed max(50 credits, 10 × the 7-day average 10-minute spend).
     anomaly: { trailingMinutes: 10, floorMicroCredits: c(50), multiplier: 10, baselineDays: 7 },
+    // A pool serves a team: the same rule with a floor of 1,000 credits in the trailing 10 minutes.
+    poolAnomaly: { trailingMinutes: 10, floorMicroCredits: c(1000), multiplier: 10, baselineDays: 7 },
     hold: { defaultTtlSeconds: 600, maxTtlSeconds: 3600 },
     idempotencyRetentionHours: 48,
     grantDefaults: { promo: 10, entitlement: 20, purchase: 30 },

@@ -5,6 +5,7 @@ import { sweep } from "./settlement/reconciliation";
 
 export { AccountDO } from "../durable-objects/account/object";
 export { ResetControlDO } from "../durable-objects/reset-control";
+export { OrgDO } from "../durable-objects/org/object";
 
 const app = createApp();
 

@@ -2,6 +2,7 @@ import { z } from "@hono/zod-openapi";
 import { GRANT_KINDS, METERS, PLANS, PRODUCTS, planSchema, rateCardSchema, type Meter } from "./catalog";
 import { ERROR_CODES } from "./http/errors";
 import { LAYERS, LEDGER_KINDS } from "./core/journal";
+import { ORG_PLANS } from "./core/org/state";
 
 /** A positive safe integer of micro-credits (SPEC §2). */
 export const Amount = z.number().int().positive().max(Number.MAX_SAFE_INTEGER).openapi({ example: 1_000_000 });
@@ -190,6 +191,7 @@ export const AccountSummary = z
   .openapi("AccountSummary");
 const SourceSchema = z.object({
   layer: z.enum(LAYERS),
+  orgId: z.string().optional().openapi({ description: "`pool`: the organization whose pool paid" }),
   grantId: z.string().optional(),
   amount: Count,
 });
@@ -315,6 +317,70 @@ export const RefundCreated = z.object({
   refundedEntryId: z.string().nullable(),
   account: AccountSummary,
 });
+// ─────────────────────────── organizations (SPEC §9) ───────────────────────────
+
+export const OrgParams = z.object({
+  orgId: AccountId.openapi({ param: { name: "orgId", in: "path" }, example: "org_1" }),
+});
+export const MemberParams = OrgParams.extend({
+  accountId: AccountId.openapi({ param: { name: "accountId", in: "path" }, example: "acct_1" }),
+});
+export const OrgBody = z
+  .object({
+    plan: z.enum(ORG_PLANS),
+    flexMonthlyLimit: Count.optional().openapi({
+      description: "micro-credits of postpaid overage per calendar month; 0 turns flex off; absent: the plan's",
+    }),
+  })
+  .strict();
+export const MemberBody = z
+  .object({
+    dailyLimit: Amount.optional().openapi({ description: "the most this member may draw from the pool per UTC day" }),
+    monthlyLimit: Amount.optional().openapi({ description: "the most per calendar month" }),
+  })
+  .strict();
+export const PoolGrantBody = GrantBody.omit({ topUpId: true });
+export const PoolRefundBody = z.object({ amount: Amount, reason: z.string().min(1).max(500) }).strict();
+
+export const Member = z
+  .object({
+    accountId: z.string(),
+    active: z.boolean(),
+    dailyLimit: Count.nullable(),
+    monthlyLimit: Count.nullable(),
+    spentToday: Count,
+    spentThisMonth: Count,
+    leased: Count.openapi({ description: "credits out with the member now: its lease as of its last report" }),
+    reportedAt: IsoTime.nullable().openapi({
+      description: "when the member last reported its spend (each lease call)",
+    }),
+  })
+  .openapi("OrgMember");
+export const Org = z
+  .object({
+    orgId: z.string(),
+    plan: z.enum(ORG_PLANS),
+    pool: z.object({
+      balance: Count.openapi({ description: "what the pool's grants hold, not lent out" }),
+      leased: Count.openapi({
+        description: "grant credits out with members (their leases and what they spent of them)",
+      }),
+      spent: Count.openapi({ description: "what members reported spending from the pool" }),
+      granted: Count,
+      expired: Count,
+    }),
+    grants: z.array(Grant),
+    flex: z.object({ limit: Count, used: Count }).nullable(),
+    paused: z.boolean(),
+    members: z.array(Member),
+    topSpenders: z.array(z.object({ accountId: z.string(), spentToday: Count, spentThisMonth: Count })),
+    createdAt: IsoTime,
+  })
+  .openapi("Org");
+export const PoolGrantCreated = Grant.extend({ amount: Count, createdAt: IsoTime });
+export const PoolRefundCreated = z.object({ refundId: z.string(), grant: Grant, reason: z.string() });
+export const PoolResumed = z.object({ resumed: z.boolean(), org: Org });
+
 export const PanelLink = z.object({ token: z.string(), url: z.string(), expiresAt: IsoTime });
 export const CatalogView = z.object({ plans: z.array(planSchema), rateCard: rateCardSchema }).openapi("Catalog");
 export const Health = z.object({ ok: z.boolean() });

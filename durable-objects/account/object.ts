@@ -19,6 +19,8 @@ import { NO_HEAD, readHead } from "../../worker/settlement/heads";
 import { ledgerFor, settlementQueueFor } from "../../worker/settlement/shards";
 import { CHECK_MS, FLUSH_DELAY_MS, Outbox, type Sender } from "./outbox";
 import { AccountStore } from "./store";
+import type { LeaseClosed, LeaseCloseRequest, LeaseNeed, PoolLimits } from "../../worker/core/account/membership";
+import { orgObject } from "../stubs";
 
 type Result = { kind: string };
 type Op<R> = (d: core.Draft) => R;
@@ -40,6 +42,8 @@ export class AccountDO extends DurableObject<Env> {
   private alarmAt: number | null = null;
   /** a flush waiting out FLUSH_DELAY_MS */
   private flushWaiting: Promise<void> | null = null;
+  /** a lease request to the organization in flight */
+  private leasing: Promise<void> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -69,10 +73,10 @@ export class AccountDO extends DurableObject<Env> {
     return this.transact(ctx, (d) => ok(core.summaryIn(d)), false);
   }
   consume(ctx: CallContext, charge: Charge): Promise<Answered<A.ConsumeResult>> {
-    return this.decision(ctx, (d) => core.consume(d, charge));
+    return this.decision(ctx, (d) => core.consume(d, charge), charge);
   }
   createHold(ctx: CallContext, charge: Charge, ttlSeconds: number): Promise<Answered<A.HoldResult>> {
-    return this.decision(ctx, (d) => core.createHold(d, charge, ttlSeconds));
+    return this.decision(ctx, (d) => core.createHold(d, charge, ttlSeconds), charge);
   }
   settleHold(
     ctx: CallContext,
@@ -110,6 +114,16 @@ export class AccountDO extends DurableObject<Env> {
   redeemBankedReset(ctx: CallContext, product: Product): Promise<Answered<A.BankedResetResult>> {
     return this.transact(ctx, (d) => core.redeemBankedReset(d, product));
   }
+  /** Joins an organization's pool (SPEC §9): refused while the account belongs to another. */
+  joinOrg(ctx: CallContext, orgId: string, limits: PoolLimits): Promise<Answered<A.OrgJoinResult>> {
+    return this.transact(ctx, (d) => core.joinOrg(d, orgId, limits));
+  }
+  /** The organization closes this member's lease (docs/organizations.md); the same `closeId` answers the same. */
+  closeLease(accountId: string, now: number, req: LeaseCloseRequest): LeaseClosed {
+    const closed = this.systemStep(accountId, now, (d) => core.closeLease(d, req));
+    return closed.body;
+  }
+
   /** Records a signed panel link under the call's key, so a replay returns the same link. */
   issuePanelLink(ctx: CallContext, link: A.PanelLink): Promise<Answered<A.PanelLinkResult>> {
     return this.transact(ctx, () => ok(link));
@@ -220,9 +234,95 @@ export class AccountDO extends DurableObject<Env> {
     return this.snapshot;
   }
 
+  // ─────────────────────────── the pool's lease ───────────────────────────
+
+  /**
+   * A step no Idempotency-Key names (lease traffic): taken and written at once, outside the answer book. Its journal
+   * rows travel like any other.
+   */
+  private systemStep<R extends Result>(accountId: string, now: number, op: Op<R>) {
+    const state = this.state();
+    const ctx = { ...stepContext({ accountId, now, requestId: "lease" }), wallNow: Date.now() };
+    const step = core.step(state, ctx, this.store.reads, op, { creates: false });
+    // An account never written has no lease to take or close: nothing is stored for it.
+    if (state.account) {
+      this.ctx.storage.transactionSync(() => {
+        if (!this.schemaReady) this.store.migrate();
+        this.store.write(state, step.next, step.effects, now);
+      });
+      this.schemaReady = true;
+      this.snapshot = step.next;
+      if (step.effects.some((e) => e.type === "journal")) {
+        this.outbox.pending = true;
+        this.flushSoon();
+        void this.ensureAlarm(Date.now() + CHECK_MS);
+      }
+    }
+    return step.result;
+  }
+
+  /** What a decision of `charge` needs from the pool now, or as a refill (null: nothing). */
+  private leaseNeed(ctx: CallContext, charge: Charge): LeaseNeed | null {
+    if (!this.state().account?.org?.active) return null;
+    const probe = core.step(
+      this.state(),
+      stepContext(ctx),
+      this.store.reads,
+      (d) => ok(core.leaseNeed(d, charge.product, charge.cost)),
+      { creates: false },
+    );
+    return probe.result.kind === "ok" ? probe.result.body : null;
+  }
+
+  /**
+   * Asks the organization for the lease `need` describes and takes the issue. One request at a time: a decision that
+   * arrives meanwhile waits for it and looks again. A failure is logged; the decision then has only what it holds.
+   */
+  private askPool(ctx: CallContext, need: LeaseNeed): Promise<void> {
+    this.leasing ??= (async () => {
+      try {
+        const issue = await orgObject(this.env, need.orgId).issueLease(ctx.accountId, need, ctx.now);
+        faultPoints.lease?.("issued", ctx.accountId);
+        if (isRefused(issue)) return;
+        this.systemStep(ctx.accountId, ctx.now, (d) => core.takeLease(d, issue));
+      } catch (err) {
+        console.error(JSON.stringify({ event: "org.lease_failed", orgId: need.orgId, error: String(err) }));
+      } finally {
+        this.leasing = null;
+      }
+    })();
+    return this.leasing;
+  }
+
+  /** Before a decision: a lease large enough for it, unless this key was answered already (a replay draws nothing). */
+  private async leaseBefore(ctx: CallContext, charge: Charge): Promise<void> {
+    const key = ctx.idempotency?.key;
+    if (!this.state().account?.org?.active || !key) return;
+    if (this.schemaReady && this.store.answers(ctx.now).find(key)) return;
+    for (let tries = 0; tries < 2; tries++) {
+      if (this.leasing) await this.leasing;
+      const need = this.leaseNeed(ctx, charge);
+      if (!need || need.shortfall === 0) return;
+      await this.askPool(ctx, need);
+    }
+  }
+
+  /** After a decision: a refill in the background when the lease fell below its low-water mark. */
+  private leaseAfter(ctx: CallContext, charge: Charge): void {
+    if (this.leasing) return;
+    const need = this.leaseNeed(ctx, charge);
+    if (need) this.ctx.waitUntil(this.askPool(ctx, need));
+  }
+
   /** A decision's answer: the account as `?include=account` asks now, and the product's windows for the headers. */
-  private async decision<R extends A.DecisionResult>(ctx: CallContext, op: Op<R>): Promise<Answered<R | Refused>> {
+  private async decision<R extends A.DecisionResult>(
+    ctx: CallContext,
+    op: Op<R>,
+    charge?: Charge,
+  ): Promise<Answered<R | Refused>> {
+    if (charge) await this.leaseBefore(ctx, charge);
     const answer = await this.transact(ctx, op);
+    if (charge) this.leaseAfter(ctx, charge);
     const r = answer.result;
     if (r.kind === "refused") return answer;
     const state = this.state();

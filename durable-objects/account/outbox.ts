@@ -50,6 +50,8 @@ export class Outbox {
     private readonly db: Sql,
     private readonly sender: () => Sender,
     private readonly hasSchema: () => boolean,
+    /** whose journal this is (the messages' `accountId`): the account's, or an organization's `org/<id>` */
+    private readonly owner: () => string = () => accountIdIn(db),
   ) {}
 
   /** The legacy floor, the confirmed watermark and the last unsequenced row, read once. */
@@ -65,7 +67,7 @@ export class Outbox {
 
   /** The message a journal row holds (the account's id is read once: it never changes). */
   private messageOf(row: JournalRow): JournalMessage {
-    this.accountId ||= accountIdIn(this.db);
+    this.accountId ||= this.owner();
     return messageOf(row, this.accountId);
   }
 

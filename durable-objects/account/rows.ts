@@ -9,6 +9,7 @@ import type {
   WindowKey,
 } from "../../worker/core/account/state";
 import type { AutoTopUpConfig } from "../../worker/core/account/state";
+import type { Membership } from "../../worker/core/account/membership";
 import type { Source } from "../../worker/core/waterfall";
 import type { WindowKind, WindowState } from "../../worker/core/windows";
 
@@ -31,6 +32,8 @@ export type AccountRow = {
   journal_seq: number;
   /** the windows, `{ "<product>:<kind>": [openedAt, used] }` */
   windows: string;
+  /** the membership of an organization and its lease (JSON), or null */
+  org: string | null;
 };
 export type GrantRow = {
   id: string;
@@ -57,7 +60,7 @@ export type HoldRow = {
 export function sameRecord(a: AccountRecord, b: AccountRecord): boolean {
   for (const k of Object.keys(a) as (keyof AccountRecord)[]) {
     if (a[k] === b[k]) continue;
-    if (k !== "autoTopUp" || JSON.stringify(a.autoTopUp) !== JSON.stringify(b.autoTopUp)) return false;
+    if ((k !== "autoTopUp" && k !== "org") || JSON.stringify(a[k]) !== JSON.stringify(b[k])) return false;
   }
   return true;
 }
@@ -120,6 +123,8 @@ export function accountOf(r: AccountRow): AccountRecord {
     resumedSpend: r.resumed_spend,
     grantedTotal: r.granted_total,
     journalSeq: r.journal_seq,
+    // A column this object wrote from its own membership record.
+    org: r.org === null ? null : (JSON.parse(r.org) as Membership),
   };
 }
 

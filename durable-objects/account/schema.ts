@@ -182,6 +182,11 @@ export const MIGRATIONS: readonly Migration[] = [
       db.run`DROP TABLE idempotency`;
     },
   },
+  {
+    id: 10,
+    description: "the membership of an organization and its lease (SPEC §9), in the account row: a pool draw writes no other row",
+    sql: [`ALTER TABLE account ADD COLUMN org TEXT`],
+  },
 ];
 
 export const SCHEMA_VERSION = versionOf(MIGRATIONS);

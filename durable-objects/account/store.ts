@@ -153,14 +153,15 @@ export class AccountStore {
   /** The account row, windows included: one row, written only when something in it changed. */
   private writeAccount(prev: AccountState, a: AccountRecord, windows: AccountState["windows"]): void {
     const autoTopUp = a.autoTopUp ? JSON.stringify(a.autoTopUp) : null;
+    const org = a.org ? JSON.stringify(a.org) : null;
     if (!prev.account) {
       this.db
         .run`INSERT INTO account (singleton, account_id, plan, created_at, paused, spend_cap, auto_top_up, flex_month,
         flex_used, reset_seq, banked_accrued_at, clock_offset, charged_total, resumed_at, resumed_spend, granted_total,
-        journal_seq, windows)
+        journal_seq, windows, org)
         VALUES (1, ${a.accountId}, ${a.plan}, ${a.createdAt}, ${a.paused ? 1 : 0}, ${a.spendCap}, ${autoTopUp},
         ${a.flexMonth}, ${a.flexUsed}, ${a.resetSeq}, ${a.bankedAccruedAt}, ${a.clockOffset}, ${a.chargedTotal},
-        ${a.resumedAt}, ${a.resumedSpend}, ${a.grantedTotal}, ${a.journalSeq}, ${windowsJson(windows)})`;
+        ${a.resumedAt}, ${a.resumedSpend}, ${a.grantedTotal}, ${a.journalSeq}, ${windowsJson(windows)}, ${org})`;
       return;
     }
     if ((a === prev.account || sameRecord(prev.account, a)) && sameWindows(prev.windows, windows)) return;
@@ -168,7 +169,7 @@ export class AccountStore {
       auto_top_up = ${autoTopUp}, flex_month = ${a.flexMonth}, flex_used = ${a.flexUsed}, reset_seq = ${a.resetSeq},
       banked_accrued_at = ${a.bankedAccruedAt}, clock_offset = ${a.clockOffset}, charged_total = ${a.chargedTotal},
       resumed_at = ${a.resumedAt}, resumed_spend = ${a.resumedSpend}, granted_total = ${a.grantedTotal},
-      journal_seq = ${a.journalSeq}, windows = ${windowsJson(windows)} WHERE singleton = 1`;
+      journal_seq = ${a.journalSeq}, windows = ${windowsJson(windows)}, org = ${org} WHERE singleton = 1`;
   }
 
   /** New or refilled grants are upserted, spent ones updated, and those with nothing left leave the live set. */

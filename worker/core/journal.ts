@@ -1,9 +1,20 @@
 /** The account's journal: every balance change and event, as the outbox sends it to settlement (SPEC §7). */
 
-export const LEDGER_KINDS = ["charge", "grant", "expiry", "refund", "write_off", "hold", "release", "reset"] as const;
+export const LEDGER_KINDS = [
+  "charge",
+  "grant",
+  "expiry",
+  "refund",
+  "write_off",
+  "hold",
+  "release",
+  "reset",
+  "lease",
+  "lease_return",
+] as const;
 export type LedgerKind = (typeof LEDGER_KINDS)[number];
-/** The layers that can pay (the ledger's `layer` CHECK, migrations/0001_ledger.sql). */
-export const LAYERS = ["window", "grant", "flex"] as const;
+/** The layers that can pay (the ledger's `layer` CHECK, migrations/0006_pools.sql); `pool`: an organization's (SPEC §9). */
+export const LAYERS = ["window", "grant", "flex", "pool"] as const;
 export type Layer = (typeof LAYERS)[number];
 
 /** One ledger entry. `amount` is positive; `kind` gives the direction. */
@@ -17,6 +28,10 @@ export interface LedgerEntry {
   layer?: Layer;
   product?: string;
   grantId?: string;
+  /** a member's pool charge, lease or return: the organization it drew from */
+  orgId?: string;
+  /** an organization's lease or return: the member it went to or came from */
+  memberId?: string;
   decisionId?: string;
   holdId?: string;
   idempotencyKey?: string;
@@ -70,13 +85,22 @@ export interface Totals {
 
 export function totalsDelta(e: LedgerEntry): Totals {
   const credit =
-    e.kind === "grant" || e.kind === "refund"
+    e.kind === "grant" || e.kind === "refund" || (e.kind === "lease_return" && isPoolGrantSide(e))
       ? e.amount
-      : e.kind === "expiry" || (e.kind === "charge" && e.layer === "grant")
+      : e.kind === "expiry" ||
+          (e.kind === "charge" && e.layer === "grant") ||
+          (e.kind === "lease" && isPoolGrantSide(e))
         ? -e.amount
         : 0;
   return { creditPosition: credit, charged: e.kind === "charge" ? e.amount : 0 };
 }
+
+/**
+ * A pool's own lease or return of grant credits (the organization's journal: it names the member): it moves credits
+ * out of or back into the pool's grants. A member's side of a lease (it names the organization) and flex leases
+ * (no grant) move no credit position. The D1 consumer's `CREDIT` sum mirrors this.
+ */
+const isPoolGrantSide = (e: LedgerEntry): boolean => e.memberId !== undefined && e.grantId !== undefined;
 
 /**
  * Window usage, as opposed to money (SPEC §7): what the plan windows paid or reserved. The journal and the archive

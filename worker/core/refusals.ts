@@ -15,6 +15,8 @@ export const REFUSAL_CODES = [
   "refund_exceeds_entry",
   "goodwill_limit_exceeded",
   "amount_out_of_range",
+  "already_member",
+  "org_not_found",
 ] as const;
 
 export type RefusalCode = (typeof REFUSAL_CODES)[number];

@@ -27,3 +27,9 @@ export function addMonths(ms: number, months: number): number {
   d.setUTCDate(Math.min(day, lastDay));
   return d.getTime();
 }
+
+/** The first instant of the next UTC calendar month. */
+export function nextMonthStart(ms: number): number {
+  const d = new Date(ms);
+  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+}

@@ -21,7 +21,31 @@ export interface FlexState {
 export type Source =
   | { layer: "window"; amount: number }
   | { layer: "grant"; grantId: string; amount: number }
-  | { layer: "flex"; amount: number };
+  | { layer: "flex"; amount: number }
+  /** an organization's pool, through the member's lease: one of its grants, or (no grantId) its flex (SPEC §9) */
+  | { layer: "pool"; orgId: string; grantId?: string; amount: number };
+
+/** A part of a member's lease: credits reserved from one pool grant (or, `grantId` null, from the pool's flex). */
+export interface LeasePart {
+  grantId: string | null;
+  priority: number;
+  products: Product[] | null;
+  /** the pool grant's expiry (for flex, the end of the month it was leased in) */
+  expiresAt: number | null;
+  createdAt: number;
+  remaining: number;
+}
+
+/** What a member may draw from its organization's pool in this decision (SPEC §9). */
+export interface PoolInput {
+  orgId: string;
+  /** the member's lease */
+  parts: readonly LeasePart[];
+  /** what the member's daily and monthly pool limits still allow, or null without limits */
+  drawRemaining: number | null;
+  /** the pool's spending is paused (a spike across members) */
+  paused: boolean;
+}
 
 export type DenialReason = "limit_reached" | "insufficient_credits" | "credits_paused" | "spend_cap";
 
@@ -32,6 +56,8 @@ export interface WaterfallInput {
   windows: { fiveHour: WindowView; weekly: WindowView };
   grants: readonly GrantState[];
   flex: FlexState | null;
+  /** a member's pool, after its own grants and before flex (a member's flex is its organization's, in the pool) */
+  pool?: PoolInput | null;
   creditsPaused: boolean;
   /** What the daily spend cap still allows in credit spend (grants + flex), or null without a cap. */
   spendCapRemaining: number | null;
@@ -63,13 +89,41 @@ export function spendableGrants(grants: readonly GrantState[], product: Product,
     .sort(burnDownOrder);
 }
 
+/** Lease parts this product may spend at `now`: grant parts in burn-down order, then the flex part. */
+export function spendableParts(parts: readonly LeasePart[], product: Product, now: number): LeasePart[] {
+  const live = parts.filter(
+    (p) =>
+      p.remaining > 0 &&
+      (p.expiresAt === null || p.expiresAt > now) &&
+      (p.products === null || p.products.includes(product)),
+  );
+  const order = (p: LeasePart) => ({ ...p, id: p.grantId ?? "", kind: "purchase" as const });
+  return [
+    ...live.filter((p) => p.grantId !== null).sort((a, b) => burnDownOrder(order(a), order(b))),
+    ...live.filter((p) => p.grantId === null),
+  ];
+}
+
 export function windowCapacity(w: WaterfallInput["windows"]): number {
   return Math.max(0, Math.min(w.fiveHour.remaining, w.weekly.remaining));
 }
 
+const sumRemaining = (xs: readonly { remaining: number }[]) => xs.reduce((s, x) => s + x.remaining, 0);
+
+/** What the lease holds for this product, before the member's pool limits. */
+function leaseCapacity(input: WaterfallInput): number {
+  const pool = input.pool;
+  return pool && !pool.paused ? sumRemaining(spendableParts(pool.parts, input.product, input.now)) : 0;
+}
+
+/** What the pool may pay: the lease, within the member's pool limits. */
+export function poolCapacity(input: WaterfallInput): number {
+  return Math.min(leaseCapacity(input), input.pool?.drawRemaining ?? Number.POSITIVE_INFINITY);
+}
+
 function creditCapacity(input: WaterfallInput): number {
-  const grants = spendableGrants(input.grants, input.product, input.now).reduce((s, g) => s + g.remaining, 0);
-  return grants + (input.flex ? Math.max(0, input.flex.limit - input.flex.used) : 0);
+  const grants = sumRemaining(spendableGrants(input.grants, input.product, input.now));
+  return grants + poolCapacity(input) + (input.flex ? Math.max(0, input.flex.limit - input.flex.used) : 0);
 }
 
 /**
@@ -92,6 +146,23 @@ export function allocate(
     sources.push({ layer: "grant", grantId: g.id, amount: take });
     rest -= take;
     budget -= take;
+  }
+  const pool = input.pool;
+  if (pool && !pool.paused) {
+    let draw = pool.drawRemaining ?? Number.POSITIVE_INFINITY;
+    for (const p of spendableParts(pool.parts, input.product, input.now)) {
+      if (rest === 0 || budget === 0 || draw === 0) break;
+      const take = Math.min(rest, p.remaining, budget, draw);
+      sources.push({
+        layer: "pool",
+        orgId: pool.orgId,
+        ...(p.grantId === null ? {} : { grantId: p.grantId }),
+        amount: take,
+      });
+      rest -= take;
+      budget -= take;
+      draw -= take;
+    }
   }
   if (rest > 0 && budget > 0 && input.flex) {
     const take = Math.min(rest, Math.max(0, input.flex.limit - input.flex.used), budget);
@@ -136,6 +207,18 @@ function deny(input: WaterfallInput, reason: DenialReason, resetsAt: number | un
   };
 }
 
+/**
+ * Why the pool could not pay `fromPool` when a guard is the reason: the pool's pause, or the member's daily or monthly
+ * pool limit. Null when the pool simply has too little.
+ */
+function poolShortfallReason(input: WaterfallInput, fromPool: number): DenialReason | null {
+  const pool = input.pool;
+  if (!pool || fromPool <= 0) return null;
+  if (pool.paused) return "credits_paused";
+  if (pool.drawRemaining !== null && pool.drawRemaining < fromPool) return "spend_cap";
+  return null;
+}
+
 /** The decision waterfall (SPEC §4): all of `cost` from windows, grants and flex, or a denial that charges nothing. */
 export function decide(input: WaterfallInput, cost: number): Decision {
   const fromWindow = Math.min(cost, windowCapacity(input.windows));
@@ -146,7 +229,9 @@ export function decide(input: WaterfallInput, cost: number): Decision {
 
   const credits = creditCapacity(input);
   if (credits < creditsNeeded) {
-    const reason = credits === 0 ? "limit_reached" : "insufficient_credits";
+    const reason =
+      poolShortfallReason(input, creditsNeeded - (credits - poolCapacity(input))) ??
+      (credits === 0 ? "limit_reached" : "insufficient_credits");
     return deny(input, reason, earliestWindowRelief(input, cost, credits));
   }
   if (input.spendCapRemaining !== null && creditsNeeded > input.spendCapRemaining) {

@@ -103,7 +103,7 @@ function canonicalPath(pathname: string): string {
 
 /** Every mutating call carries an Idempotency-Key; its fingerprint covers method, path and payload. */
 export const idempotencyKey: MiddlewareHandler<AppEnv> = async (c, next) => {
-  if (c.req.method !== "POST" && c.req.method !== "PUT") return next();
+  if (c.req.method !== "POST" && c.req.method !== "PUT" && c.req.method !== "DELETE") return next();
   const key = c.req.header("Idempotency-Key");
   if (!key || !/^[\x21-\x7e]{1,255}$/.test(key))
     throw new ApiError("invalid_request", "an Idempotency-Key header of 1 to 255 visible ASCII characters is required");

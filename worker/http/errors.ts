@@ -15,6 +15,8 @@ const REFUSAL_STATUS = {
   refund_exceeds_entry: 409,
   goodwill_limit_exceeded: 409,
   amount_out_of_range: 409,
+  already_member: 409,
+  org_not_found: 404,
 } as const satisfies Record<RefusalCode, ContentfulStatusCode>;
 
 /** The errors only HTTP knows: the test clock, auth, the body limit, and an unexpected failure. */

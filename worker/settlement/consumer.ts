@@ -82,10 +82,10 @@ const at = (field: string) => `json_extract(value, '$.${field}')`;
  * watermark passes it (INSERT OR IGNORE would drop it).
  */
 const INSERT_LEDGER = `INSERT INTO ledger (id, account_id, account_seq, kind, amount, layer, product, grant_id,
-    decision_id, hold_id, idempotency_key, rate_card_version, note, created_at, settled_at)
+    org_id, member_id, decision_id, hold_id, idempotency_key, rate_card_version, note, created_at, settled_at)
   ${ABOVE_WATERMARK(`${at("id")}, ?1, ${at("seq")}, ${at("kind")}, ${at("amount")}, ${at("layer")}, ${at("product")},
-    ${at("grantId")}, ${at("decisionId")}, ${at("holdId")}, ${at("idempotencyKey")}, ${at("rateCardVersion")},
-    ${at("note")}, ${at("createdAt")}, ?4`)}
+    ${at("grantId")}, ${at("orgId")}, ${at("memberId")}, ${at("decisionId")}, ${at("holdId")}, ${at("idempotencyKey")},
+    ${at("rateCardVersion")}, ${at("note")}, ${at("createdAt")}, ?4`)}
   ON CONFLICT DO NOTHING`;
 
 const INSERT_EVENTS = `INSERT INTO events (id, account_id, account_seq, type, data, created_at)
@@ -127,16 +127,19 @@ const OPEN_HEAD = `INSERT INTO ledger_heads (account_id, watermark, highest, cre
 
 /**
  * The running totals' sums over ledger entries: the credit position (grants + refunds − expiries − charges paid by
- * grants) and every charge, as `totalsDelta` in worker/core/journal.ts computes them per entry. `from` yields the
- * columns kind, layer and amount.
+ * grants; for a pool, − leases + returns of its grants) and every charge, as `totalsDelta` in worker/core/journal.ts
+ * computes them per entry. `from` yields the columns kind, layer, amount, grant_id and member_id.
  */
 const creditSum = (from: string) => `SELECT COALESCE(SUM(CASE WHEN kind IN ('grant', 'refund') THEN amount
-    WHEN kind = 'expiry' OR (kind = 'charge' AND layer = 'grant') THEN -amount ELSE 0 END), 0) FROM ${from}`;
+    WHEN kind = 'expiry' OR (kind = 'charge' AND layer = 'grant') THEN -amount
+    WHEN kind = 'lease' AND member_id IS NOT NULL AND grant_id IS NOT NULL THEN -amount
+    WHEN kind = 'lease_return' AND member_id IS NOT NULL AND grant_id IS NOT NULL THEN amount ELSE 0 END), 0)
+  FROM ${from}`;
 const chargedSum = (from: string) => `SELECT COALESCE(SUM(amount), 0) FROM ${from} WHERE kind = 'charge'`;
 
 /** Every ledger entry of the message (?2), window usage included, above the watermark the head has before this step. */
-const MESSAGE_ABOVE = `(SELECT ${at("kind")} AS kind, ${at("layer")} AS layer, ${at("amount")} AS amount
-  FROM json_each(?2) WHERE ${at("seq")} > ledger_heads.watermark)`;
+const MESSAGE_ABOVE = `(SELECT ${at("kind")} AS kind, ${at("layer")} AS layer, ${at("amount")} AS amount,
+    ${at("grantId")} AS grant_id, ${at("memberId")} AS member_id FROM json_each(?2) WHERE ${at("seq")} > ledger_heads.watermark)`;
 
 /**
  * Moves the watermark to the message's last seq (?4) and adds its entries above the old watermark to the running
@@ -156,7 +159,7 @@ const SEEN = "UPDATE ledger_heads SET highest = ?2 WHERE account_id = ?1 AND hig
 const WATERMARK = "SELECT watermark FROM ledger_heads WHERE account_id = ?1";
 
 /** The batch's ledger entries (?2) above the watermark that the ledger holds without a seq. */
-const UNSEQUENCED = `(SELECT kind, layer, amount FROM ledger WHERE account_seq IS NULL AND id IN (
+const UNSEQUENCED = `(SELECT kind, layer, amount, grant_id, member_id FROM ledger WHERE account_seq IS NULL AND id IN (
     SELECT ${at("id")} FROM json_each(?2) WHERE ${at("seq")} > ledger_heads.watermark))`;
 
 /**

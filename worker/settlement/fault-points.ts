@@ -11,4 +11,11 @@ export const faultPoints: {
   sender?: (queue: Sender) => Sender;
   /** runs before and after the consumer writes a batch to D1; throwing fails that delivery of the batch */
   consumer?: (batch: MessageBatch<JournalBatch>, stage: "before" | "after") => void;
+  /**
+   * runs on the lease traffic between an organization and its members (SPEC §9): "issue" as the pool object takes a
+   * member's request (throwing: the request fails, nothing issued), "issued" as the member receives the answer
+   * (throwing: the issue is lost on the way back), "closed" as the pool object receives a close's answer (throwing:
+   * the member closed, the pool has not applied it yet)
+   */
+  lease?: (stage: "issue" | "issued" | "closed", accountId: string) => void;
 } = {};

@@ -136,6 +136,7 @@ export type RefundResult = Created<RefundCreated> | Refused;
 export type AccountChangeResult = Ok<AccountSummary> | Refused;
 export type ResumeResult = Ok<Resumed> | Refused;
 export type BankedResetResult = Ok<BankedResetRedeemed> | Refused;
+export type OrgJoinResult = Ok<{ orgId: string }> | Refused;
 export type PanelLinkResult = Ok<PanelLink> | Refused;
 /** The results of a decision: each carries `remaining`, and the account only when asked for. */
 export type DecisionResult = ConsumeResult | HoldResult | SettleResult | ReleaseResult;

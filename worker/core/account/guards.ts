@@ -9,6 +9,7 @@ import { type Decision, decide, type Source, type WaterfallInput } from "../wate
 import { viewWindow } from "../windows";
 import type { Draft } from "./draft";
 import type { AccountState } from "./state";
+import { poolInput } from "./membership";
 import { flexState } from "./summary";
 
 /** What active holds reserve from the sources `which` picks. */
@@ -41,7 +42,9 @@ export function waterfallInput(d: Draft, product: Product): WaterfallInput {
       weekly: viewWindow(d.window(product, "weekly"), "weekly", limits.weekly, d.now),
     },
     grants: d.state.grants,
-    flex: flexState(account, d.now),
+    // A member's flexible billing is its organization's, through the pool (SPEC §9).
+    flex: account.org?.active ? null : flexState(account, d.now),
+    pool: poolInput(account.org, d.now),
     creditsPaused: account.paused,
     spendCapRemaining,
   };

@@ -41,6 +41,7 @@ export function ensureAccount(d: Draft): void {
     resumedSpend: 0,
     grantedTotal: 0,
     journalSeq: 0,
+    org: null,
   };
   d.effect({ type: "plan_changed", since: d.now, plan: DEFAULT_PLAN });
 }

@@ -24,6 +24,7 @@ export function step<R extends { kind: string }>(
 export { addCredits, refund, setAutoTopUp } from "./credits";
 export { consume, createHold, releaseHold, settleHold } from "./metering";
 export { redeemBankedReset } from "./resets";
+export { closeLease, joinOrg, leaseNeed, takeLease } from "./membership";
 export { resume, setPlan, setSpendCap } from "./settings";
 export { freshSummary, resetCouldHelp, summaryIn, windowsOf } from "./summary";
 export type { Draft } from "./draft";

@@ -9,6 +9,7 @@ import type { ConsumeResult, DenialFields, HoldResult, ReleaseResult, SettleResu
 import { afterCreditSpend, expireGrants } from "./credits";
 import type { Draft } from "./draft";
 import { creditPartOf, decideGuarded, pausesOn, waterfallInput } from "./guards";
+import { countPoolSpend, drawFromLease, returnToLease } from "./membership";
 import { created, denied, type HoldRecord, isRefused, ok, refused, type Refused } from "./state";
 import { decisionTail, flexState } from "./summary";
 
@@ -53,6 +54,7 @@ export function createHold(d: Draft, charge: Charge, ttlSeconds: number): HoldRe
       layer: s.layer,
       product: charge.product,
       grantId: grantIdOf(s),
+      ...orgOf(s),
       holdId,
     });
   }
@@ -191,6 +193,8 @@ function takeFromSource(d: Draft, product: Product, s: Source): void {
     const g = d.grant(s.grantId);
     if (!g) throw new Error(`waterfall chose unknown grant ${s.grantId}`);
     d.setGrant({ ...g, remaining: g.remaining - s.amount });
+  } else if (s.layer === "pool") {
+    drawFromLease(d, s);
   } else {
     const used = flexState(d.account, d.now)?.used ?? 0;
     d.update({ flexMonth: monthKey(d.now), flexUsed: used + s.amount });
@@ -212,8 +216,9 @@ function applyCharges(d: Draft, product: Product, sources: Source[], meta: Charg
 function recordCharge(d: Draft, product: Product, s: Source, meta: ChargeMeta): void {
   d.update({ chargedTotal: d.account.chargedTotal + s.amount });
   if (s.layer !== "window") d.effect({ type: "spend", minute: minuteOf(d.now), amount: s.amount });
-  d.ledger({ kind: "charge", amount: s.amount, layer: s.layer, product, grantId: grantIdOf(s), ...meta });
+  d.ledger({ kind: "charge", amount: s.amount, layer: s.layer, product, grantId: grantIdOf(s), ...orgOf(s), ...meta });
   if (s.layer === "grant") afterCreditSpend(d, s.amount);
+  if (s.layer === "pool") countPoolSpend(d, s.amount);
 }
 
 /** Returns a hold's reserved parts to their layers, each to the same window instance, grant or month it came from. */
@@ -226,6 +231,7 @@ function giveBack(d: Draft, hold: HoldRecord, reserved: readonly Source[], toRel
       layer: s.layer,
       product: hold.product,
       grantId: grantIdOf(s),
+      ...orgOf(s),
       holdId: hold.id,
     });
   for (const s of toRelease) {
@@ -242,6 +248,8 @@ function giveBack(d: Draft, hold: HoldRecord, reserved: readonly Source[], toRel
       // An expired grant gets its reservation back, and the expiry sweep records the remainder as expired.
       const g = d.grant(s.grantId);
       if (g) d.setGrant({ ...g, remaining: g.remaining + s.amount });
+    } else if (s.layer === "pool") {
+      returnToLease(d, s, hold.createdAt);
     } else if (hold.flexMonth === monthKey(d.now)) {
       d.update({ flexUsed: Math.max(0, (flexState(d.account, d.now)?.used ?? 0) - s.amount) });
     }
@@ -273,7 +281,8 @@ function denialFields(dn: Extract<Decision, { allowed: false }>): DenialFields {
   };
 }
 
-const grantIdOf = (s: Source): string | undefined => (s.layer === "grant" ? s.grantId : undefined);
+const grantIdOf = (s: Source): string | undefined => (s.layer === "grant" || s.layer === "pool" ? s.grantId : undefined);
+const orgOf = (s: Source): { orgId?: string } => (s.layer === "pool" ? { orgId: s.orgId } : {});
 
 /** Sums parts that came from the same layer and grant, keeping first-seen order. */
 function mergeSources(sources: Source[]): Source[] {

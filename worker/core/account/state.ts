@@ -5,6 +5,7 @@
  */
 import type { PlanId, Product } from "../../catalog";
 import type { JournalMessage } from "../journal";
+import type { Membership } from "./membership";
 import type { Refusal } from "../refusals";
 import type { GrantState, Source } from "../waterfall";
 import type { WindowKind, WindowState, WindowView } from "../windows";
@@ -39,6 +40,8 @@ export interface AccountRecord {
   grantedTotal: number;
   /** the journal's last sequence number: every balance change and event takes the next one (SPEC §7) */
   journalSeq: number;
+  /** the organization whose pool this account draws from, and its lease (SPEC §9); null outside any */
+  org: Membership | null;
 }
 
 export type WindowKey = `${Product}:${WindowKind}`;
