@@ -33,7 +33,8 @@ export async function call(
   const headers: Record<string, string> = { ...(opts.headers ?? {}) };
   const token = opts.token === undefined ? (path.startsWith("/v1/admin") ? ADMIN : SERVICE) : opts.token;
   if (token !== null) headers.Authorization = `Bearer ${token}`;
-  if ((method === "POST" || method === "PUT" || method === "DELETE") && opts.key !== null) headers["Idempotency-Key"] = opts.key ?? uid("key");
+  if ((method === "POST" || method === "PUT" || method === "DELETE") && opts.key !== null)
+    headers["Idempotency-Key"] = opts.key ?? uid("key");
   if (opts.now !== undefined) headers["X-Test-Now"] = String(opts.now);
   let payload: string | undefined = opts.raw;
   if (payload === undefined && body !== undefined) payload = JSON.stringify(body);

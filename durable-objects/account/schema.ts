@@ -184,7 +184,8 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     id: 10,
-    description: "the membership of an organization and its lease (SPEC §9), in the account row: a pool draw writes no other row",
+    description:
+      "the membership of an organization and its lease (SPEC §9), in the account row: a pool draw writes no other row",
     sql: [`ALTER TABLE account ADD COLUMN org TEXT`],
   },
 ];

@@ -281,7 +281,8 @@ function denialFields(dn: Extract<Decision, { allowed: false }>): DenialFields {
   };
 }
 
-const grantIdOf = (s: Source): string | undefined => (s.layer === "grant" || s.layer === "pool" ? s.grantId : undefined);
+const grantIdOf = (s: Source): string | undefined =>
+  s.layer === "grant" || s.layer === "pool" ? s.grantId : undefined;
 const orgOf = (s: Source): { orgId?: string } => (s.layer === "pool" ? { orgId: s.orgId } : {});
 
 /** Sums parts that came from the same layer and grant, keeping first-seen order. */
