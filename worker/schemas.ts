@@ -187,6 +187,20 @@ export const AccountSummary = z
     holds: z.array(z.object({ holdId: z.string(), product: Product, amount: Count, expiresAt: IsoTime })),
     paused: z.boolean(),
     spendCap: z.object({ dailyLimit: Count, spentToday: Count }).nullable(),
+    org: z
+      .object({
+        orgId: z.string(),
+        active: z.boolean(),
+        lease: Count.openapi({ description: "what the account's lease from the pool holds unspent" }),
+        spent: Count.openapi({ description: "everything the pool has paid for this account" }),
+        drawnToday: Count,
+        drawnThisMonth: Count,
+        dailyLimit: Count.nullable(),
+        monthlyLimit: Count.nullable(),
+        poolPaused: z.boolean(),
+      })
+      .optional()
+      .openapi({ description: "the organization whose pool this account draws from (SPEC §9); absent outside any" }),
   })
   .openapi("AccountSummary");
 const SourceSchema = z.object({

@@ -43,6 +43,22 @@ export interface AccountSummary {
   holds: { holdId: string; product: Product; amount: number; expiresAt: string }[];
   paused: boolean;
   spendCap: { dailyLimit: number; spentToday: number } | null;
+  /** present for an account that belongs (or belonged) to an organization (SPEC §9) */
+  org?: MemberJson;
+}
+
+export interface MemberJson {
+  orgId: string;
+  active: boolean;
+  /** what the member's lease holds unspent (reserved by holds not included) */
+  lease: number;
+  /** everything the pool paid for this member */
+  spent: number;
+  drawnToday: number;
+  drawnThisMonth: number;
+  dailyLimit: number | null;
+  monthlyLimit: number | null;
+  poolPaused: boolean;
 }
 
 /** SPEC §8 `remaining`: the product's two windows and the spendable credit balance. */

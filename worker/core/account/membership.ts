@@ -14,6 +14,7 @@ import {
   spendableParts,
   windowCapacity,
 } from "../waterfall";
+import type { MemberJson } from "./answers";
 import type { Draft } from "./draft";
 import { waterfallInput } from "./guards";
 import { ok, refused, type Ok, type Refused } from "./state";
@@ -105,6 +106,22 @@ export function drawRemaining(m: Membership, now: number): number | null {
     m.monthlyLimit === null ? null : m.monthlyLimit - d.drawnThisMonth,
   ].filter((x): x is number => x !== null);
   return left.length === 0 ? null : Math.max(0, Math.min(...left));
+}
+
+/** The membership as the account summary shows it. */
+export function memberJson(m: Membership, now: number): MemberJson {
+  const d = draws(m, now);
+  return {
+    orgId: m.orgId,
+    active: m.active,
+    lease: m.lease.reduce((s, p) => s + p.remaining, 0),
+    spent: m.spent,
+    drawnToday: d.drawnToday,
+    drawnThisMonth: d.drawnThisMonth,
+    dailyLimit: m.dailyLimit,
+    monthlyLimit: m.monthlyLimit,
+    poolPaused: m.poolPaused,
+  };
 }
 
 /** The waterfall's pool layer for a member; null for an account outside any organization. */

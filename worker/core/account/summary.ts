@@ -5,6 +5,7 @@ import { burnDownOrder, type FlexState, type GrantState } from "../waterfall";
 import { currentWindow, WINDOW_KINDS, type WindowKind, type WindowState, viewWindow, windowJson } from "../windows";
 import type { AccountSummary, BankedResetsJson, DecisionTail, GrantJson, Remaining, WindowJson } from "./answers";
 import type { Draft } from "./draft";
+import { memberJson } from "./membership";
 import type { AccountRecord, AccountState, AutoTopUpConfig, BankedReset, DecisionWindows } from "./state";
 
 export const DEFAULT_AUTO_TOP_UP: AutoTopUpConfig = { enabled: false, threshold: 0, amount: 0, maxPerMonth: 0 };
@@ -85,6 +86,7 @@ export function summaryOf(state: AccountState, now: number, spentToday: number):
     })),
     paused: account.paused,
     spendCap: account.spendCap === null ? null : { dailyLimit: account.spendCap, spentToday },
+    ...(account.org ? { org: memberJson(account.org, now) } : {}),
   };
 }
 
