@@ -89,6 +89,12 @@ export function refund(
         "entry_not_found",
         "this entry is plan window usage, not a credit or flex charge: there is nothing to compensate",
       );
+    // A pool charge was paid by the organization: compensating it here would credit this account, not the pool.
+    if (entry.layer === "pool")
+      return refused(
+        "entry_not_found",
+        "this entry was paid by the organization's pool: refund it to the pool (POST /v1/admin/orgs/{orgId}/refunds)",
+      );
     const refunded = d.reads.refundedAgainst(req.entryId);
     if (refunded + req.amount > entry.amount)
       return refused("refund_exceeds_entry", "refunds against this entry would exceed what it charged", {
