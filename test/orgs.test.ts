@@ -1,7 +1,24 @@
+import { evictDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
+import { LEASE_TTL_MS } from "../worker/core/account/membership";
+import { faultPoints } from "../worker/settlement/fault-points";
 import { CREDIT, call, consume, T0 } from "./helpers";
-import { orgWith } from "./org-helpers";
+import { expectPoolInvariant, orgStub, orgWith, poolBook } from "./org-helpers";
+
+const poolPaid = (body: { sources?: { layer: string; amount: number }[] }) =>
+  (body.sources ?? []).filter((s) => s.layer === "pool").reduce((s, x) => s + x.amount, 0);
+
+/** Uses up a member's codex windows (2 credits on go), so what follows draws from the pool. */
+async function useWindows(id: string, now: number) {
+  const r = await consume(id, { product: "codex", cost: 2 * CREDIT }, { now });
+  expect(r.status).toBe(200);
+  expect(poolPaid(r.body)).toBe(0);
+}
+
+afterEach(() => {
+  faultPoints.lease = undefined;
+});
 
 describe("organizations", () => {
   it("a member's waterfall runs its windows, then the pool", async () => {
@@ -12,9 +29,147 @@ describe("organizations", () => {
       { layer: "window", amount: 2 * CREDIT },
       expect.objectContaining({ layer: "pool", orgId, amount: CREDIT }),
     ]);
-    const view = await call("GET", `/v1/orgs/${orgId}`, undefined, { now: T0 + 2000 });
-    expect(view.status).toBe(200);
-    expect(view.body.pool.balance + view.body.pool.leased).toBe(10 * CREDIT);
+    const b = await expectPoolInvariant(orgId, ids, T0 + 2000);
+    expect(b.spent).toBe(CREDIT);
     expect(env.ORG).toBeDefined();
+  });
+
+  it("50 members racing for a pool of 10 credits spend exactly 10, never more", async () => {
+    const { orgId, ids } = await orgWith(10 * CREDIT, 50);
+    await Promise.all(ids.map((id) => useWindows(id, T0 + 1000)));
+    let spent = 0;
+    let now = T0 + 2000;
+    for (let round = 0; round < 6; round++) {
+      const answers = await Promise.all(
+        ids.flatMap((id) =>
+          Array.from({ length: 4 }, () => consume(id, { product: "codex", cost: CREDIT / 10 }, { now })),
+        ),
+      );
+      for (const a of answers) {
+        expect([200, 429], JSON.stringify(a.body)).toContain(a.status);
+        if (a.status === 200) spent += poolPaid(a.body);
+      }
+      expect(spent).toBeLessThanOrEqual(10 * CREDIT);
+      // A member asking for more than the pool had recalled every lease: those closes finish before both sides are read.
+      await orgStub(orgId).closeDue(now);
+      await expectPoolInvariant(orgId, ids, now);
+      // What members hold unspent comes back, so the next round can spend it.
+      now += LEASE_TTL_MS + 1;
+      await orgStub(orgId).closeDue(now);
+    }
+    expect(spent).toBe(10 * CREDIT);
+    const b = await expectPoolInvariant(orgId, ids, now);
+    expect(b.balance).toBe(0);
+    expect(b.spent).toBe(10 * CREDIT);
+  });
+
+  it("an evicted member's lease comes back to the pool after its TTL", async () => {
+    const { orgId, ids } = await orgWith(100 * CREDIT, 1);
+    const [id] = ids;
+    // The decision that used up the windows already left the lease below its low-water mark: the lease is taken then.
+    await useWindows(id, T0 + 1000);
+    expect((await consume(id, { product: "codex", cost: CREDIT }, { now: T0 + 2000 })).status).toBe(200);
+    const held = await poolBook(orgId, ids, T0 + 3000);
+    expect(held.unspent).toBeGreaterThan(0);
+    expect(held.balance).toBe(100 * CREDIT - CREDIT - held.unspent);
+    await evictDurableObject(env.ACCOUNT.get(env.ACCOUNT.idFromName(id)));
+    // Before the TTL nothing is closed; after it, the pool's close wakes the member and takes the rest back.
+    await orgStub(orgId).closeDue(T0 + 1000 + LEASE_TTL_MS - 1);
+    expect((await poolBook(orgId, ids, T0 + 3000)).unspent).toBe(held.unspent);
+    await orgStub(orgId).closeDue(T0 + 1000 + LEASE_TTL_MS);
+    const after = await expectPoolInvariant(orgId, ids, T0 + 1000 + LEASE_TTL_MS);
+    expect(after.unspent).toBe(0);
+    expect(after.balance).toBe(99 * CREDIT);
+  });
+
+  it("a removed member returns its lease at once and draws no more", async () => {
+    const { orgId, ids } = await orgWith(100 * CREDIT, 1);
+    const [id] = ids;
+    await useWindows(id, T0 + 1000);
+    expect((await consume(id, { product: "codex", cost: CREDIT }, { now: T0 + 2000 })).status).toBe(200);
+    const removed = await call("DELETE", `/v1/orgs/${orgId}/members/${id}`, undefined, { now: T0 + 3000 });
+    expect(removed.status, JSON.stringify(removed.body)).toBe(200);
+    const b = await expectPoolInvariant(orgId, ids, T0 + 3000);
+    expect(b.balance).toBe(99 * CREDIT);
+    const denied = await consume(id, { product: "codex", cost: CREDIT }, { now: T0 + 4000 });
+    expect(denied.status).toBe(429);
+  });
+
+  it("an account belongs to at most one organization", async () => {
+    const a = await orgWith(CREDIT, 1);
+    const b = await orgWith(CREDIT, 0);
+    const r = await call("PUT", `/v1/orgs/${b.orgId}/members/${a.ids[0]}`, {}, { now: T0 });
+    expect(r.status).toBe(409);
+    expect(r.body.error.code).toBe("already_member");
+    expect((await call("GET", `/v1/orgs/${b.orgId}`, undefined, { now: T0 })).body.members).toEqual([]);
+  });
+
+  describe("faults on the lease traffic", () => {
+    it("an issue that fails at the pool issues nothing; the next one works", async () => {
+      const { orgId, ids } = await orgWith(10 * CREDIT, 1);
+      faultPoints.lease = (stage) => {
+        if (stage === "issue") throw new Error("injected: pool unreachable");
+      };
+      await useWindows(ids[0], T0 + 1000);
+      const denied = await consume(ids[0], { product: "codex", cost: CREDIT }, { now: T0 + 2000 });
+      expect(denied.status).toBe(429);
+      expect((await poolBook(orgId, ids, T0 + 2000)).balance).toBe(10 * CREDIT);
+      faultPoints.lease = undefined;
+      const ok = await consume(ids[0], { product: "codex", cost: CREDIT }, { now: T0 + 3000 });
+      expect(ok.status).toBe(200);
+      await expectPoolInvariant(orgId, ids, T0 + 3000);
+    });
+
+    it("an issue whose answer is lost is taken once when asked again, never twice", async () => {
+      const { orgId, ids } = await orgWith(10 * CREDIT, 1);
+      let lost = 0;
+      faultPoints.lease = (stage) => {
+        if (stage === "issued" && lost++ === 0) throw new Error("injected: answer lost");
+      };
+      // This decision's background refill is issued by the pool and lost on the way back.
+      await useWindows(ids[0], T0 + 1000);
+      const out = await poolBook(orgId, ids, T0 + 1000);
+      expect(lost).toBe(1);
+      expect(out.leased).toBeGreaterThan(0);
+      expect(out.unspent).toBe(0);
+      const ok = await consume(ids[0], { product: "codex", cost: CREDIT }, { now: T0 + 3000 });
+      expect(ok.status).toBe(200);
+      const b = await expectPoolInvariant(orgId, ids, T0 + 3000);
+      // The replayed issue is counted once: what the pool counts as out is exactly what the member holds and spent.
+      expect(b.unspent + b.spent).toBe(b.leased);
+    });
+
+    it("an issue lost for good comes back whole at the close", async () => {
+      const { orgId, ids } = await orgWith(10 * CREDIT, 1);
+      faultPoints.lease = (stage) => {
+        if (stage === "issued") throw new Error("injected: answer lost");
+      };
+      await useWindows(ids[0], T0 + 1000);
+      expect((await consume(ids[0], { product: "codex", cost: CREDIT }, { now: T0 + 2000 })).status).toBe(429);
+      faultPoints.lease = undefined;
+      expect((await poolBook(orgId, ids, T0 + 2000)).leased).toBeGreaterThan(0);
+      await orgStub(orgId).closeDue(T0 + 2000 + LEASE_TTL_MS);
+      const b = await expectPoolInvariant(orgId, ids, T0 + 2000 + LEASE_TTL_MS);
+      expect(b.balance).toBe(10 * CREDIT);
+      expect(b.leased).toBe(0);
+    });
+
+    it("a close whose answer is lost is applied once when asked again", async () => {
+      const { orgId, ids } = await orgWith(10 * CREDIT, 1);
+      await useWindows(ids[0], T0 + 1000);
+      expect((await consume(ids[0], { product: "codex", cost: CREDIT }, { now: T0 + 2000 })).status).toBe(200);
+      faultPoints.lease = (stage) => {
+        if (stage === "closed") throw new Error("injected: close answer lost");
+      };
+      const at = T0 + 2000 + LEASE_TTL_MS;
+      await orgStub(orgId).closeDue(at);
+      faultPoints.lease = undefined;
+      await orgStub(orgId).closeDue(at + 1);
+      await orgStub(orgId).closeDue(at + 2);
+      const b = await expectPoolInvariant(orgId, ids, at + 2);
+      expect(b.balance).toBe(9 * CREDIT);
+      expect(b.unspent).toBe(0);
+      expect(b.spent).toBe(CREDIT);
+    });
   });
 });

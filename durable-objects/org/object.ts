@@ -128,6 +128,11 @@ export class OrgDO extends DurableObject<Env> {
     await this.closingNow;
   }
 
+  /** Resolves once no close is in flight (tests read both sides of a lease only then). */
+  async idle(): Promise<void> {
+    while (this.closingNow) await this.closingNow;
+  }
+
   /** Reconciliation at the ledger's watermark, as for an account (see AccountDO.settlementCut), plus I-pool. */
   async settlementCut(
     head: LedgerHead,

@@ -368,6 +368,114 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/orgs/{orgId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Read an organization
+         * @description The pool's balance, grants and flex; its members with what each drew from the pool this day and month (as each last reported it, at its latest lease call); and the top spenders of the month.
+         */
+        get: operations["getOrg"];
+        /**
+         * Create or update an organization
+         * @description An organization pools credits for its member accounts (business, enterprise and edu plans). `flexMonthlyLimit` sets its postpaid overage per calendar month (0 turns flex off; absent: the plan's).
+         */
+        put: operations["putOrg"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{orgId}/members/{accountId}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Add a member, or change its pool limits
+         * @description The account draws from the pool after its own windows and grants. `dailyLimit` and `monthlyLimit` bound what it may draw per UTC day and calendar month. An account belongs to at most one organization: 409 `already_member` otherwise.
+         */
+        put: operations["putOrgMember"];
+        post?: never;
+        /**
+         * Remove a member
+         * @description The account stops drawing from the pool. What its lease holds unspent goes back to the pool at once, or when the lease expires at the latest (if the account cannot be reached now); what a hold reserved goes back when the hold ends.
+         */
+        delete: operations["removeOrgMember"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{orgId}/credits": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Grant credits to the pool
+         * @description A pool grant, as for an account: purchases default to 12 months' expiry, a promo requires one; burn-down order is priority, then soonest expiry, then oldest.
+         */
+        post: operations["addOrgCredits"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/orgs/{orgId}/refunds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Refund credits to a pool
+         * @description A goodwill credit to the organization's pool: a new pool grant (12 months) and a `refund` entry in the organization's ledger, at most 100 credits per refund. A member's charge paid by the pool is compensated this way.
+         */
+        post: operations["refundOrg"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/admin/orgs/{orgId}/resume": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Lift a pool's anomaly pause
+         * @description Resumes pool spending that the pool's anomaly guard paused (a spike across members); `resumed: false` if it was not paused. The trailing window then counts from this instant.
+         */
+        post: operations["resumeOrg"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/accounts/{id}/panel-token": {
         parameters: {
             query?: never;
@@ -400,6 +508,46 @@ export interface paths {
          * @description Renders the account's usage panel server-side from the signed link's `token`: windows and which limit is hit, banked resets (with a form to use one) and the next accrual, credits, holds, the spend cap, a 7-day usage and spending chart and recent activity. Works without script (one same-origin script shows local times); never framed.
          */
         get: operations["getPanel"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/orgs/{orgId}/panel-token": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Sign an organization-panel link
+         * @description A link to the organization's panel for its admins (the pool, the members' spend, the top spenders), signed with `PANEL_SECRET` and valid for 15 minutes, for this organization only: it does not open an account's usage panel, nor an account link this one. 404 `org_not_found` if there is no such organization; 403 while `PANEL_SECRET` is not set. Each call signs a fresh link: a link changes nothing, so none is recorded under the `Idempotency-Key`.
+         */
+        post: operations["createOrgPanelLink"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/org-panel": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The organization panel
+         * @description Renders the organization's panel server-side from the signed link's `token`: the pool (balance, leased, spent, granted, expired), flexible billing, whether pool spending is paused, the pool's grants, every member's pool spend today and this month with its limits and lease, and the top spenders of the month. Read-only; works without script (one same-origin script shows local times); never framed.
+         */
+        get: operations["getOrgPanel"];
         put?: never;
         post?: never;
         delete?: never;
@@ -444,7 +592,7 @@ export interface components {
          * @description What went wrong: each code has one HTTP status
          * @enum {string}
          */
-        ErrorCode: "invalid_request" | "not_found" | "entry_not_found" | "idempotency_conflict" | "hold_not_active" | "no_banked_reset" | "nothing_to_reset" | "auto_top_up_not_allowed" | "topup_unknown" | "refund_exceeds_entry" | "goodwill_limit_exceeded" | "amount_out_of_range" | "test_clock_disabled" | "unauthorized" | "forbidden" | "payload_too_large" | "internal_error";
+        ErrorCode: "invalid_request" | "not_found" | "entry_not_found" | "idempotency_conflict" | "hold_not_active" | "no_banked_reset" | "nothing_to_reset" | "auto_top_up_not_allowed" | "topup_unknown" | "refund_exceeds_entry" | "goodwill_limit_exceeded" | "amount_out_of_range" | "already_member" | "org_not_found" | "test_clock_disabled" | "unauthorized" | "forbidden" | "payload_too_large" | "internal_error";
         Catalog: {
             plans: {
                 /** @enum {string} */
@@ -602,6 +750,20 @@ export interface components {
                 dailyLimit: number;
                 spentToday: number;
             } | null;
+            /** @description the organization whose pool this account draws from (SPEC §9); absent outside any */
+            org?: {
+                orgId: string;
+                active: boolean;
+                /** @description what the account's lease from the pool holds unspent */
+                lease: number;
+                /** @description everything the pool has paid for this account */
+                spent: number;
+                drawnToday: number;
+                drawnThisMonth: number;
+                dailyLimit: number | null;
+                monthlyLimit: number | null;
+                poolPaused: boolean;
+            };
         };
         Decision: {
             decisionId: string;
@@ -610,7 +772,9 @@ export interface components {
             cost: number;
             sources: {
                 /** @enum {string} */
-                layer: "window" | "grant" | "flex";
+                layer: "window" | "grant" | "flex" | "pool";
+                /** @description `pool`: the organization whose pool paid */
+                orgId?: string;
                 grantId?: string;
                 amount: number;
             }[];
@@ -731,6 +895,66 @@ export interface components {
                 outputTokens?: number;
                 videoSeconds?: number;
             };
+        };
+        Org: {
+            orgId: string;
+            /** @enum {string} */
+            plan: "business" | "enterprise" | "edu";
+            pool: {
+                /** @description what the pool's grants hold, not lent out */
+                balance: number;
+                /** @description grant credits out with members (their leases and what they spent of them) */
+                leased: number;
+                /** @description what members reported spending from the pool */
+                spent: number;
+                granted: number;
+                expired: number;
+            };
+            grants: {
+                id: string;
+                /** @enum {string} */
+                kind: "promo" | "entitlement" | "purchase";
+                priority: number;
+                remaining: number;
+                /**
+                 * Format: date-time
+                 * @example 2026-11-21T12:00:00.000Z
+                 */
+                expiresAt: string | null;
+                products: ("codex" | "sora")[] | null;
+            }[];
+            flex: {
+                limit: number;
+                used: number;
+            } | null;
+            paused: boolean;
+            members: components["schemas"]["OrgMember"][];
+            topSpenders: {
+                accountId: string;
+                spentToday: number;
+                spentThisMonth: number;
+            }[];
+            /**
+             * Format: date-time
+             * @example 2026-11-21T12:00:00.000Z
+             */
+            createdAt: string;
+        };
+        OrgMember: {
+            accountId: string;
+            active: boolean;
+            dailyLimit: number | null;
+            monthlyLimit: number | null;
+            spentToday: number;
+            spentThisMonth: number;
+            /** @description credits out with the member now: its lease as of its last report */
+            leased: number;
+            /**
+             * Format: date-time
+             * @description when the member last reported its spend (each lease call)
+             * @example 2026-11-21T12:00:00.000Z
+             */
+            reportedAt: string | null;
         };
     };
     responses: never;
@@ -1612,7 +1836,9 @@ export interface operations {
                         amount: number;
                         sources: {
                             /** @enum {string} */
-                            layer: "window" | "grant" | "flex";
+                            layer: "window" | "grant" | "flex" | "pool";
+                            /** @description `pool`: the organization whose pool paid */
+                            orgId?: string;
                             grantId?: string;
                             amount: number;
                         }[];
@@ -1741,7 +1967,9 @@ export interface operations {
                         writtenOff: number;
                         sources: {
                             /** @enum {string} */
-                            layer: "window" | "grant" | "flex";
+                            layer: "window" | "grant" | "flex" | "pool";
+                            /** @description `pool`: the organization whose pool paid */
+                            orgId?: string;
                             grantId?: string;
                             amount: number;
                         }[];
@@ -1962,10 +2190,10 @@ export interface operations {
                         entries: {
                             id: string;
                             /** @enum {string} */
-                            kind: "charge" | "grant" | "expiry" | "refund" | "write_off" | "hold" | "release" | "reset" | "usage";
+                            kind: "charge" | "grant" | "expiry" | "refund" | "write_off" | "hold" | "release" | "reset" | "lease" | "lease_return" | "usage";
                             amount: number;
                             /** @enum {string} */
-                            layer?: "window" | "grant" | "flex";
+                            layer?: "window" | "grant" | "flex" | "pool";
                             product?: string;
                             /**
                              * Format: date-time
@@ -2649,6 +2877,763 @@ export interface operations {
             };
         };
     };
+    getOrg: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                orgId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the organization */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Org"];
+                };
+            };
+            /** @description `invalid_request`: a parameter, header or body is not valid (`details.issues` lists each problem); `test_clock_disabled`: `X-Test-Now` was sent while the test clock is disabled */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: no Bearer token, a token that is not valid, or the route's token is not configured (the engine fails closed) */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `forbidden`: the other role's token */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `org_not_found`: no such organization */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: the body is above 16 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: an unexpected failure; the message never carries internals, the logs carry the `requestId` */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    putOrg: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Scoped to the account (the global reset keeps its own) and kept 48 h. The same key and payload replay the first answer with `Idempotent-Replayed: true`; the same key with another payload is 409. A request refused with 400, 401, 403 or 413 does not use the key up. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                orgId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @enum {string} */
+                    plan: "business" | "enterprise" | "edu";
+                    /** @description micro-credits of postpaid overage per calendar month; 0 turns flex off; absent: the plan's */
+                    flexMonthlyLimit?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description the organization */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Org"];
+                };
+            };
+            /** @description `invalid_request`: a parameter, header or body is not valid (`details.issues` lists each problem); `test_clock_disabled`: `X-Test-Now` was sent while the test clock is disabled */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: no Bearer token, a token that is not valid, or the route's token is not configured (the engine fails closed) */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `forbidden`: the other role's token */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `idempotency_conflict`: the `Idempotency-Key` was used with a different request */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: the body is above 16 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: an unexpected failure; the message never carries internals, the logs carry the `requestId` */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    putOrgMember: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Scoped to the account (the global reset keeps its own) and kept 48 h. The same key and payload replay the first answer with `Idempotent-Replayed: true`; the same key with another payload is 409. A request refused with 400, 401, 403 or 413 does not use the key up. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                orgId: string;
+                accountId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /**
+                     * @description the most this member may draw from the pool per UTC day
+                     * @example 1000000
+                     */
+                    dailyLimit?: number;
+                    /**
+                     * @description the most per calendar month
+                     * @example 1000000
+                     */
+                    monthlyLimit?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description the member */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgMember"];
+                };
+            };
+            /** @description `invalid_request`: a parameter, header or body is not valid (`details.issues` lists each problem); `test_clock_disabled`: `X-Test-Now` was sent while the test clock is disabled */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: no Bearer token, a token that is not valid, or the route's token is not configured (the engine fails closed) */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `forbidden`: the other role's token */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `org_not_found`: no such organization */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `idempotency_conflict`, `already_member`: a named refusal (nothing changed), or the `Idempotency-Key` was used with a different request */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: the body is above 16 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: an unexpected failure; the message never carries internals, the logs carry the `requestId` */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    removeOrgMember: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Scoped to the account (the global reset keeps its own) and kept 48 h. The same key and payload replay the first answer with `Idempotent-Replayed: true`; the same key with another payload is 409. A request refused with 400, 401, 403 or 413 does not use the key up. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                orgId: string;
+                accountId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the member, no longer active */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["OrgMember"];
+                };
+            };
+            /** @description `invalid_request`: a parameter, header or body is not valid (`details.issues` lists each problem); `test_clock_disabled`: `X-Test-Now` was sent while the test clock is disabled */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: no Bearer token, a token that is not valid, or the route's token is not configured (the engine fails closed) */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `forbidden`: the other role's token */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `not_found`: no such organization or member */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `idempotency_conflict`: the `Idempotency-Key` was used with a different request */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: the body is above 16 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: an unexpected failure; the message never carries internals, the logs carry the `requestId` */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    addOrgCredits: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Scoped to the account (the global reset keeps its own) and kept 48 h. The same key and payload replay the first answer with `Idempotent-Replayed: true`; the same key with another payload is 409. A request refused with 400, 401, 403 or 413 does not use the key up. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                orgId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @example 1000000 */
+                    amount: number;
+                    /** @enum {string} */
+                    kind: "promo" | "entitlement" | "purchase";
+                    /**
+                     * Format: date-time
+                     * @example 2026-11-21T12:00:00.000Z
+                     */
+                    expiresAt?: string;
+                    products?: ("codex" | "sora")[];
+                };
+            };
+        };
+        responses: {
+            /** @description the pool grant */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        id: string;
+                        /** @enum {string} */
+                        kind: "promo" | "entitlement" | "purchase";
+                        priority: number;
+                        remaining: number;
+                        /**
+                         * Format: date-time
+                         * @example 2026-11-21T12:00:00.000Z
+                         */
+                        expiresAt: string | null;
+                        products: ("codex" | "sora")[] | null;
+                        amount: number;
+                        /**
+                         * Format: date-time
+                         * @example 2026-11-21T12:00:00.000Z
+                         */
+                        createdAt: string;
+                    };
+                };
+            };
+            /** @description `invalid_request`: a parameter, header or body is not valid (`details.issues` lists each problem); `test_clock_disabled`: `X-Test-Now` was sent while the test clock is disabled */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: no Bearer token, a token that is not valid, or the route's token is not configured (the engine fails closed) */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `forbidden`: the other role's token */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `org_not_found`: no such organization */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `idempotency_conflict`, `amount_out_of_range`: a named refusal (nothing changed), or the `Idempotency-Key` was used with a different request */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: the body is above 16 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: an unexpected failure; the message never carries internals, the logs carry the `requestId` */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    refundOrg: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Scoped to the account (the global reset keeps its own) and kept 48 h. The same key and payload replay the first answer with `Idempotent-Replayed: true`; the same key with another payload is 409. A request refused with 400, 401, 403 or 413 does not use the key up. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                orgId: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @example 1000000 */
+                    amount: number;
+                    reason: string;
+                };
+            };
+        };
+        responses: {
+            /** @description the compensating pool grant */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        refundId: string;
+                        grant: {
+                            id: string;
+                            /** @enum {string} */
+                            kind: "promo" | "entitlement" | "purchase";
+                            priority: number;
+                            remaining: number;
+                            /**
+                             * Format: date-time
+                             * @example 2026-11-21T12:00:00.000Z
+                             */
+                            expiresAt: string | null;
+                            products: ("codex" | "sora")[] | null;
+                        };
+                        reason: string;
+                    };
+                };
+            };
+            /** @description `invalid_request`: a parameter, header or body is not valid (`details.issues` lists each problem); `test_clock_disabled`: `X-Test-Now` was sent while the test clock is disabled */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: no Bearer token, a token that is not valid, or the route's token is not configured (the engine fails closed) */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `forbidden`: the other role's token */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `org_not_found`: no such organization */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `idempotency_conflict`, `goodwill_limit_exceeded`, `amount_out_of_range`: a named refusal (nothing changed), or the `Idempotency-Key` was used with a different request */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: the body is above 16 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: an unexpected failure; the message never carries internals, the logs carry the `requestId` */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    resumeOrg: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Scoped to the account (the global reset keeps its own) and kept 48 h. The same key and payload replay the first answer with `Idempotent-Replayed: true`; the same key with another payload is 409. A request refused with 400, 401, 403 or 413 does not use the key up. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                orgId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description pool spending resumed */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        resumed: boolean;
+                        org: components["schemas"]["Org"];
+                    };
+                };
+            };
+            /** @description `invalid_request`: a parameter, header or body is not valid (`details.issues` lists each problem); `test_clock_disabled`: `X-Test-Now` was sent while the test clock is disabled */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: no Bearer token, a token that is not valid, or the route's token is not configured (the engine fails closed) */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `forbidden`: the other role's token */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `org_not_found`: no such organization */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `idempotency_conflict`: the `Idempotency-Key` was used with a different request */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: the body is above 16 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: an unexpected failure; the message never carries internals, the logs carry the `requestId` */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
     createPanelLink: {
         parameters: {
             query?: never;
@@ -2779,6 +3764,176 @@ export interface operations {
             };
             /** @description expired or tampered link (HTML) */
             401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description `internal_error`: an unexpected failure; the message never carries internals, the logs carry the `requestId` */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    createOrgPanelLink: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description Scoped to the account (the global reset keeps its own) and kept 48 h. The same key and payload replay the first answer with `Idempotent-Replayed: true`; the same key with another payload is 409. A request refused with 400, 401, 403 or 413 does not use the key up. */
+                "Idempotency-Key": string;
+            };
+            path: {
+                orgId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description a short-lived signed organization-panel link */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        token: string;
+                        url: string;
+                        /**
+                         * Format: date-time
+                         * @example 2026-11-21T12:00:00.000Z
+                         */
+                        expiresAt: string;
+                    };
+                };
+            };
+            /** @description `invalid_request`: a parameter, header or body is not valid (`details.issues` lists each problem); `test_clock_disabled`: `X-Test-Now` was sent while the test clock is disabled */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: no Bearer token, a token that is not valid, or the route's token is not configured (the engine fails closed) */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `forbidden`: the other role's token */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `org_not_found`: no such organization */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `idempotency_conflict`: the `Idempotency-Key` was used with a different request */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: the body is above 16 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: an unexpected failure; the message never carries internals, the logs carry the `requestId` */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getOrgPanel: {
+        parameters: {
+            query?: {
+                token?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description the HTML organization panel */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description `invalid_request`: a parameter, header or body is not valid (`details.issues` lists each problem); `test_clock_disabled`: `X-Test-Now` was sent while the test clock is disabled */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description missing, expired or tampered link, or a link to an account's panel (HTML) */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            /** @description the link's organization does not exist (HTML) */
+            404: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

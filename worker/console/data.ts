@@ -4,7 +4,8 @@
  * and events meet, so the cross-account views (paused accounts, top spenders, recent events) come from here. D1
  * lags the objects by the settlement queue (a second or two).
  */
-import { acrossLedgers } from "../settlement/shards";
+import { acrossLedgers, ledgerFor } from "../settlement/shards";
+import { orgLedgerId } from "../core/org/state";
 import type { Drift } from "../settlement/reconciliation";
 import { DAY_MS, HOUR_MS } from "../core/time";
 import type { Layer, LedgerKind } from "../settlement/messages";
@@ -256,4 +257,10 @@ export async function refundableEntry(
   if (!r) return null;
   const refunded = (await refundedAgainst(db, accountId, [entryId])).get(entryId) ?? 0;
   return { entry: ledgerRowView(r), refunded, left: Math.max(0, r.amount - refunded) };
+}
+
+/** An organization's pool events (`org.credits_paused`, `org.credits_resumed`, …), settled under `org/<orgId>`. */
+export function poolEvents(env: Env, orgId: string, limit = 50): Promise<EventView[]> {
+  const id = orgLedgerId(orgId);
+  return accountEvents(ledgerFor(env, id), id, limit);
 }

@@ -8,6 +8,7 @@ import type { Child, FC } from "hono/jsx";
 import type { z } from "@hono/zod-openapi";
 import { PLANS, PRODUCTS } from "../catalog";
 import type { AccountSummary } from "../schemas";
+import type { OrgView } from "../core/org";
 import type { GlobalResetView } from "../routes/admin";
 import type { DriftRun, EventView, LedgerRowView, PausedAccount, Spender } from "./data";
 
@@ -58,6 +59,10 @@ export function describeEvent(type: string, data: Record<string, unknown>): stri
       return `${c(data.amount)} credits of grant ${str(data.grantId) ?? "?"} expired`;
     case "window.exhausted":
       return `${str(data.product) ?? "?"} ${data.window === "fiveHour" ? "5-hour" : data.window === "weekly" ? "weekly" : "?"} window used up${str(data.resetsAt) ? `, until ${utcIso(str(data.resetsAt))}` : ""}`;
+    case "org.credits_paused":
+      return `members drew ${c(data.trailingDraws)} from the pool in the trailing window; ${c(data.attempted)} more would pass the threshold of ${c(data.threshold)} credits`;
+    case "org.credits_resumed":
+      return `pool resumed by ${str(data.operator) ?? "?"}`;
     case "reset.applied":
       return `${data.global ? `global reset ${str(data.resetId) ?? "?"}` : `banked reset on ${str(data.product) ?? "?"}`} forgave ${c(data.forgiven)} credits of window usage`;
     default: {
@@ -133,6 +138,12 @@ const NOTICES = new Map<string, string>([
   ["reset_recorded", "The global reset was recorded. It is in effect everywhere within a few seconds."],
   ["reconciled", "Reconciliation ran: the drift report below is the new one."],
   ["signed_out", "You are signed out."],
+  ["pool_resumed", "Pool spending was resumed. The pool's anomaly guard counts its trailing window from now."],
+  ["pool_not_paused", "The pool was not paused: nothing changed."],
+  [
+    "pool_refunded",
+    "The refund was recorded: a new pool grant was added, and a refund entry in the organization's ledger.",
+  ],
 ]);
 
 const Notice: FC<{ notice?: string }> = ({ notice }) => {
@@ -174,9 +185,15 @@ const Shell: FC<{ title: string; op: Operator; notice?: string; error?: string |
           </ul>
         </nav>
         {/* biome-ignore lint/a11y/useSemanticElements: the <search> element is not in every browser operators use; the role says the same */}
-        <form role="search" method="get" action="/console/accounts">
+        <form role="search" aria-label="Account lookup" method="get" action="/console/accounts">
           <label for="lookup">Account id</label>
           <input id="lookup" name="id" type="search" required maxlength={128} autocomplete="off" />
+          <button type="submit">Look up</button>
+        </form>
+        {/* biome-ignore lint/a11y/useSemanticElements: as above */}
+        <form role="search" aria-label="Organization lookup" method="get" action="/console/orgs">
+          <label for="org-lookup">Organization id</label>
+          <input id="org-lookup" name="id" type="search" required maxlength={128} autocomplete="off" />
           <button type="submit">Look up</button>
         </form>
         <form method="post" action="/console/sign-out">
@@ -1054,6 +1071,323 @@ export const ResetConfirmPage: FC<{ op: Operator; choice: ResetChoice; error?: s
           Confirm: run the global reset
         </button>
         <a href="/console/resets/new">Change</a>
+      </form>
+    </section>
+  </Shell>
+);
+
+// ───────────────────────────── organizations ─────────────────────────────
+
+const orgHref = (id: string) => `/console/orgs/${encodeURIComponent(id)}`;
+const limitText = (micro: number | null) => (micro === null ? "none" : credits(micro));
+
+export interface OrgPageProps {
+  op: Operator;
+  notice?: string;
+  org: OrgView;
+  /** The pool's settled events (D1), newest first. */
+  events: EventView[];
+}
+
+export const OrgPage: FC<OrgPageProps> = ({ op, notice, org, events }) => {
+  const base = orgHref(org.orgId);
+  const { pool } = org;
+  return (
+    <Shell title={`Organization ${org.orgId}`} op={op} notice={notice}>
+      <section aria-labelledby="h-pool">
+        <h2 id="h-pool">Pool</h2>
+        <p class="small">
+          Live from the organization's object. Members' spend is as each member last reported it (at its lease calls).
+        </p>
+        <dl class="facts">
+          <dt>Plan</dt>
+          <dd data-testid="org-plan">{org.plan}</dd>
+          <dt>Pool spending</dt>
+          <dd>
+            {org.paused ? (
+              <strong class="badge bad" data-testid="org-paused">
+                Paused
+              </strong>
+            ) : (
+              <strong class="badge good" data-testid="org-paused">
+                Not paused
+              </strong>
+            )}
+            {org.paused ? (
+              <>
+                {" "}
+                <a href={`${base}/resume`}>Resume pool spending…</a>
+              </>
+            ) : null}
+          </dd>
+          <dt>Balance</dt>
+          <dd>
+            <span data-testid="pool-balance">{credits(pool.balance)}</span> credits (not lent out)
+          </dd>
+          <dt>Leased</dt>
+          <dd>
+            <span data-testid="pool-leased">{credits(pool.leased)}</span> credits out with members (spent or not)
+          </dd>
+          <dt>Spent</dt>
+          <dd>
+            <span data-testid="pool-spent">{credits(pool.spent)}</span> credits, as members reported
+          </dd>
+          <dt>Granted</dt>
+          <dd>
+            <span data-testid="pool-granted">{credits(pool.granted)}</span> credits in total (refunds included)
+          </dd>
+          <dt>Expired</dt>
+          <dd>
+            <span data-testid="pool-expired">{credits(pool.expired)}</span> credits
+          </dd>
+          <dt>Flex overage</dt>
+          <dd data-testid="pool-flex">
+            {org.flex ? `${credits(org.flex.used)} of ${credits(org.flex.limit)} credits this month` : "off"}
+          </dd>
+          <dt>Created</dt>
+          <dd>{utcIso(org.createdAt)}</dd>
+        </dl>
+        <p>
+          <a href={`${base}/refund`}>Refund credits to the pool…</a>
+        </p>
+        <h3>Grants</h3>
+        {org.grants.length === 0 ? (
+          <p class="small">No pool credits left.</p>
+        ) : (
+          <table>
+            <caption>Pool grants, in burn-down order</caption>
+            <thead>
+              <tr>
+                <th scope="col">Grant</th>
+                <th scope="col">Kind</th>
+                <th scope="col" class="num">
+                  Priority
+                </th>
+                <th scope="col" class="num">
+                  Remaining
+                </th>
+                <th scope="col">Expires</th>
+                <th scope="col">Products</th>
+              </tr>
+            </thead>
+            <tbody>
+              {org.grants.map((g) => (
+                <tr data-testid="pool-grant-row">
+                  <td>
+                    <code>{g.id}</code>
+                  </td>
+                  <td>{g.kind}</td>
+                  <td class="num">{g.priority}</td>
+                  <td class="num">{credits(g.remaining)}</td>
+                  <td>{utcIso(g.expiresAt)}</td>
+                  <td>{g.products ? g.products.join(", ") : "all"}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+      <section aria-labelledby="h-members">
+        <h2 id="h-members">Members</h2>
+        {org.members.length === 0 ? (
+          <p class="small">No members.</p>
+        ) : (
+          <table>
+            <caption>Members and what each drew from the pool, in credits</caption>
+            <thead>
+              <tr>
+                <th scope="col">Account</th>
+                <th scope="col" class="num">
+                  Today
+                </th>
+                <th scope="col" class="num">
+                  This month
+                </th>
+                <th scope="col" class="num">
+                  Daily limit
+                </th>
+                <th scope="col" class="num">
+                  Monthly limit
+                </th>
+                <th scope="col" class="num">
+                  Leased now
+                </th>
+                <th scope="col">Reported</th>
+              </tr>
+            </thead>
+            <tbody>
+              {org.members.map((m) => (
+                <tr data-testid="member-row" data-account={m.accountId}>
+                  <td>
+                    <a href={accountHref(m.accountId)}>{m.accountId}</a>
+                  </td>
+                  <td class="num">{credits(m.spentToday)}</td>
+                  <td class="num">{credits(m.spentThisMonth)}</td>
+                  <td class="num">{limitText(m.dailyLimit)}</td>
+                  <td class="num">{limitText(m.monthlyLimit)}</td>
+                  <td class="num">{credits(m.leased)}</td>
+                  <td>{utcIso(m.reportedAt)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+      <section aria-labelledby="h-top">
+        <h2 id="h-top">Top spenders this month</h2>
+        {org.topSpenders.length === 0 ? (
+          <p class="small">No member has drawn from the pool this month.</p>
+        ) : (
+          <table>
+            <caption>Members who drew the most from the pool this month</caption>
+            <thead>
+              <tr>
+                <th scope="col">Account</th>
+                <th scope="col" class="num">
+                  This month
+                </th>
+                <th scope="col" class="num">
+                  Today
+                </th>
+              </tr>
+            </thead>
+            <tbody>
+              {org.topSpenders.map((t) => (
+                <tr data-testid="org-top-row" data-account={t.accountId}>
+                  <td>
+                    <a href={accountHref(t.accountId)}>{t.accountId}</a>
+                  </td>
+                  <td class="num">{credits(t.spentThisMonth)}</td>
+                  <td class="num">{credits(t.spentToday)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+      <section aria-labelledby="h-events">
+        <h2 id="h-events">Pool events</h2>
+        {events.length === 0 ? (
+          <p class="small">No events settled for this pool.</p>
+        ) : (
+          <table>
+            <caption>The pool's events, newest first</caption>
+            <thead>
+              <tr>
+                <th scope="col">When</th>
+                <th scope="col">Event</th>
+                <th scope="col">Details</th>
+              </tr>
+            </thead>
+            <tbody>
+              {events.map((e) => (
+                <tr data-testid="org-event-row">
+                  <td>{utc(e.createdAt)}</td>
+                  <td>
+                    <code>{e.type}</code>
+                  </td>
+                  <td>{describeEvent(e.type, e.data)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        )}
+      </section>
+    </Shell>
+  );
+};
+
+export const OrgResumeConfirmPage: FC<{
+  op: Operator;
+  orgId: string;
+  paused: boolean;
+  pausedEvent: EventView | null;
+  error?: string | null;
+}> = ({ op, orgId, paused, pausedEvent, error }) => (
+  <Shell title="Resume pool spending" op={op} error={error}>
+    <section aria-labelledby="h-what">
+      <h2 id="h-what">What will happen</h2>
+      <dl class="facts">
+        <dt>Organization</dt>
+        <dd>
+          <a href={orgHref(orgId)}>{orgId}</a>
+        </dd>
+        <dt>Now</dt>
+        <dd data-testid="org-now">
+          {paused ? "Paused: the pool lends nothing, so members needing it are denied." : "Not paused."}
+        </dd>
+        {pausedEvent ? (
+          <>
+            <dt>Paused at</dt>
+            <dd>
+              {utc(pausedEvent.createdAt)}: {describeEvent(pausedEvent.type, pausedEvent.data)}
+            </dd>
+          </>
+        ) : null}
+      </dl>
+      <p>
+        {paused
+          ? "Pool spending resumes at once, and an org.credits_resumed event names you as the operator. The pool's anomaly guard then counts its trailing 10 minutes from this instant; a new spike would pause it again."
+          : "This pool is not paused: confirming changes nothing and records nothing."}
+      </p>
+      <form method="post" action={`${orgHref(orgId)}/resume`} class="actions">
+        <Csrf op={op} />
+        <Nonce />
+        <button type="submit">Confirm: resume pool spending</button>
+        <a href={orgHref(orgId)}>Cancel</a>
+      </form>
+    </section>
+  </Shell>
+);
+
+export const OrgRefundConfirmPage: FC<{
+  op: Operator;
+  orgId: string;
+  balance: number;
+  /** The most one goodwill refund may grant, micro-credits. */
+  max: number;
+  amount?: string;
+  reason?: string;
+  error?: string | null;
+}> = ({ op, orgId, balance, max, amount, reason, error }) => (
+  <Shell title="Refund credits to a pool" op={op} error={error}>
+    <section aria-labelledby="h-what">
+      <h2 id="h-what">What will happen</h2>
+      <dl class="facts">
+        <dt>Organization</dt>
+        <dd>
+          <a href={orgHref(orgId)}>{orgId}</a>
+        </dd>
+        <dt>Pool balance now</dt>
+        <dd data-testid="org-balance">{credits(balance)} credits</dd>
+      </dl>
+      <p>
+        A goodwill credit to the organization's pool: a new pool grant of the amount (a purchase that expires in 12
+        months) and a refund entry in the organization's ledger, with your reason. Nothing earlier is edited. Members
+        draw it like any pool credit.
+      </p>
+      <form class="stack" method="post" action={`${orgHref(orgId)}/refund`}>
+        <Csrf op={op} />
+        <Nonce />
+        <label for="refund-amount">Amount (credits)</label>
+        <input
+          id="refund-amount"
+          name="amount"
+          type="text"
+          inputmode="decimal"
+          required
+          value={amount ?? ""}
+          aria-describedby="refund-amount-hint"
+        />
+        <p class="small" id="refund-amount-hint">
+          Up to {credits(max)} credits per refund, at most 6 decimals.
+        </p>
+        <label for="refund-reason">Reason (recorded with the refund)</label>
+        <input id="refund-reason" name="reason" type="text" required maxlength={500} value={reason ?? ""} />
+        <div class="actions">
+          <button type="submit">Confirm: refund to the pool</button>
+          <a href={orgHref(orgId)}>Cancel</a>
+        </div>
       </form>
     </section>
   </Shell>

@@ -36,7 +36,7 @@ export interface PanelProps {
 export const credits = (micro: number) =>
   (micro / 1_000_000).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: 2 });
 
-const productName = (p: string) => p.charAt(0).toUpperCase() + p.slice(1);
+export const productName = (p: string) => p.charAt(0).toUpperCase() + p.slice(1);
 const WINDOW_NAMES: Record<WindowKind, string> = { fiveHour: "5-hour", weekly: "weekly" };
 const LAYER_NAMES = new Map([
   ["window", "plan window"],
@@ -60,7 +60,9 @@ function utcText(ms: number, now: number): string {
 }
 
 /** An instant: UTC text, and the machine-readable time that /panel/time.js shows in the viewer's zone. */
-const Time: FC<{ ms: number; now: number }> = ({ ms, now }) => <time datetime={iso(ms)}>{utcText(ms, now)}</time>;
+export const Time: FC<{ ms: number; now: number }> = ({ ms, now }) => (
+  <time datetime={iso(ms)}>{utcText(ms, now)}</time>
+);
 
 /** "<time> (in 2h 10m)" */
 const When: FC<{ ms: number; now: number }> = ({ ms, now }) => (
@@ -395,7 +397,7 @@ details{margin-top:8px}summary{cursor:pointer}
  * style attributes) and, on the panel itself, one script from the panel's own origin (/panel/time.js: local times,
  * an enhancement; the page works without it). Nothing else is fetched: the CSP in routes/panel.tsx allows just that.
  */
-const Document: FC<{ title: string; script?: boolean; children?: Child }> = ({ title, script, children }) => (
+export const Document: FC<{ title: string; script?: boolean; children?: Child }> = ({ title, script, children }) => (
   <>
     {raw("<!doctype html>")}
     <html lang="en">

@@ -4,9 +4,10 @@
  *
  * - Sign-in gives a signed session cookie (worker/console/session.ts); every other page needs it (GET: a redirect to
  *   the sign-in page; POST: a 401 page), and every POST needs the session's CSRF token (else a 403 page, nothing done).
- * - Actions (resume, refund, global reset) have a confirmation screen (GET) whose form posts the action with a fresh
- *   nonce: the nonce is the Idempotency-Key, so a double submit has one effect. They call the same functions as the
- *   admin API (routes/admin.ts), recorded with the operator's name from sign-in, or `console`.
+ * - Actions (resume, refund, global reset; an organization's pool resume and goodwill refund) have a confirmation
+ *   screen (GET) whose form posts the action with a fresh nonce: the nonce is the Idempotency-Key, so a double submit
+ *   has one effect. They call the same functions as the admin API (routes/admin.ts, the organization's object through
+ *   http/org.ts as routes/orgs.ts does), recorded with the operator's name from sign-in, or `console`.
  * - Every answer, refusals, redirects and errors included, is a standards-mode page under CONSOLE_CSP,
  *   X-Frame-Options DENY, Cache-Control no-store and Referrer-Policy no-referrer.
  */
@@ -16,14 +17,16 @@ import { getCookie, setCookie } from "hono/cookie";
 import type { JSX } from "hono/jsx/jsx-runtime";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import type { Refusal } from "../core/refusals";
-import { PLANS, PRODUCTS, type PlanId, type Product } from "../catalog";
+import { catalog, PLANS, PRODUCTS, type PlanId, type Product } from "../catalog";
 import type { AppContext, AppEnv } from "../http/context";
 import { account } from "../http/account";
+import { org } from "../http/org";
+import type { OrgView } from "../core/org";
 import { tokenMatches } from "../http/context";
 import { bodyOf } from "../http/reply";
 import { base64 } from "../core/encoding";
 import { ERROR_STATUS } from "../http/errors";
-import { AccountId, GlobalResetBody } from "../schemas";
+import { AccountId, GlobalResetBody, OrgParams } from "../schemas";
 import { sweep } from "../settlement/reconciliation";
 import { listGlobalResets, operatorOf, recordGlobalReset, refundAccount, resumeAccount } from "./admin";
 import * as data from "../console/data";
@@ -31,6 +34,9 @@ import {
   AccountPage,
   credits,
   MessagePage,
+  OrgPage,
+  OrgRefundConfirmPage,
+  OrgResumeConfirmPage,
   OverviewPage,
   parseCredits,
   RedirectPage,
@@ -629,6 +635,185 @@ consoleRoutes.post("/console/resets", async (c) => {
   }
   log(c, "global_reset", { resetId: recorded.resetId, operator, replayed: recorded.replayed });
   return seeOther(c, "/console?notice=reset_recorded");
+});
+
+// ───────────────────────────── organizations ─────────────────────────────
+
+type Idempotency = NonNullable<AppEnv["Variables"]["idempotency"]>;
+
+const orgHref = (id: string) => `/console/orgs/${encodeURIComponent(id)}`;
+const NO_ORG = "That is not an organization id.";
+
+/** The organization id of the path, or null if it is not one. */
+const orgIdOf = (c: C): string | null => {
+  const id = c.req.param("id") ?? "";
+  return OrgParams.shape.orgId.safeParse(id).success ? id : null;
+};
+
+/**
+ * Calls into the organization's object (worker/http/org.ts, as the organizations API does). An action carries the
+ * form's nonce as its Idempotency-Key, set on the request as the API's middleware sets it.
+ */
+function orgOf(c: C, id: string, idempotency?: Idempotency) {
+  if (idempotency) c.set("idempotency", idempotency);
+  return org(c, id);
+}
+
+/** The organization as its object holds it now, or null if there is none. */
+async function orgViewOf(c: C, id: string): Promise<OrgView | null> {
+  const { result } = await orgOf(c, id).view();
+  return result.kind === "refused" ? null : result.body;
+}
+
+const noSuchOrg = (c: C) =>
+  problem(c, 404, "No such organization", "There is no organization with that id: it was never created.");
+
+/** A refusal from the organization's object, in words. */
+function poolRefusalText(error: Refusal): string {
+  const d = error.details ?? {};
+  switch (error.code) {
+    case "goodwill_limit_exceeded":
+      return `Refused: a refund to a pool is a goodwill credit of at most ${credits(Number(d.max ?? catalog.guards.maxGoodwillRefund))} credits. Nothing was done.`;
+    case "amount_out_of_range":
+      return "Refused: the pool's credits would pass the largest amount the engine stores (2^53 − 1 micro-credits). Nothing was done.";
+    case "org_not_found":
+      return "Refused: there is no organization with that id. Nothing was done.";
+    default:
+      return refusalText(error);
+  }
+}
+
+consoleRoutes.get("/console/orgs", (c) => {
+  const id = (c.req.query("id") ?? "").trim();
+  if (!OrgParams.shape.orgId.safeParse(id).success)
+    return problem(
+      c,
+      400,
+      "No such organization id",
+      "Organization ids are 1 to 128 letters, digits and _ . : - characters.",
+    );
+  return seeOther(c, orgHref(id));
+});
+
+consoleRoutes.get("/console/orgs/:id", async (c) => {
+  const id = orgIdOf(c);
+  if (!id) return problem(c, 404, "No such organization", NO_ORG);
+  const [view, events] = await Promise.all([orgViewOf(c, id), data.poolEvents(c.env, id)]);
+  if (!view) return noSuchOrg(c);
+  return page(c, 200, <OrgPage op={signed(c).op} notice={c.req.query("notice")} org={view} events={events} />);
+});
+
+// ── resume a pool ──
+
+async function orgResumeScreen(c: C, id: string, status: ContentfulStatusCode, error?: string) {
+  const view = await orgViewOf(c, id);
+  if (!view) return noSuchOrg(c);
+  const pausedEvent = view.paused
+    ? ((await data.poolEvents(c.env, id)).find((e) => e.type === "org.credits_paused") ?? null)
+    : null;
+  return page(
+    c,
+    status,
+    <OrgResumeConfirmPage op={signed(c).op} orgId={id} paused={view.paused} pausedEvent={pausedEvent} error={error} />,
+  );
+}
+
+consoleRoutes.get("/console/orgs/:id/resume", async (c) => {
+  const id = orgIdOf(c);
+  if (!id) return problem(c, 404, "No such organization", NO_ORG);
+  return orgResumeScreen(c, id, 200);
+});
+
+consoleRoutes.post("/console/orgs/:id/resume", async (c) => {
+  const id = orgIdOf(c);
+  if (!id) return problem(c, 404, "No such organization", NO_ORG);
+  const nonce = nonceOf(signed(c).form!);
+  if (!nonce)
+    return orgResumeScreen(c, id, 400, "This form could not be read: nothing was done. Try again with the form below.");
+  const operator = operatorName(c);
+  const outcome = await orgOf(c, id, {
+    key: `console:${nonce}`,
+    fingerprint: await fingerprint("org-resume", id, {}),
+  }).resume(operator);
+  const result = outcome.result;
+  if (result.kind === "refused") {
+    if (result.refusal.code === "org_not_found") return noSuchOrg(c);
+    return orgResumeScreen(c, id, ERROR_STATUS[result.refusal.code], poolRefusalText(result.refusal));
+  }
+  const resumed = result.body.resumed;
+  log(c, "org_resume", { orgId: id, operator, resumed, replayed: outcome.replayed });
+  return seeOther(c, `${orgHref(id)}?notice=${resumed ? "pool_resumed" : "pool_not_paused"}`);
+});
+
+// ── goodwill refund to a pool ──
+
+consoleRoutes.get("/console/orgs/:id/refund", async (c) => {
+  const id = orgIdOf(c);
+  if (!id) return problem(c, 404, "No such organization", NO_ORG);
+  const view = await orgViewOf(c, id);
+  if (!view) return noSuchOrg(c);
+  return page(
+    c,
+    200,
+    <OrgRefundConfirmPage
+      op={signed(c).op}
+      orgId={id}
+      balance={view.pool.balance}
+      max={catalog.guards.maxGoodwillRefund}
+    />,
+  );
+});
+
+consoleRoutes.post("/console/orgs/:id/refund", async (c) => {
+  const id = orgIdOf(c);
+  if (!id) return problem(c, 404, "No such organization", NO_ORG);
+  const form = signed(c).form!;
+  const amountText = one(form, "amount") ?? "";
+  const reason = (one(form, "reason") ?? "").trim();
+  const refused = async (status: ContentfulStatusCode, error: string) => {
+    const view = await orgViewOf(c, id);
+    if (!view) return noSuchOrg(c);
+    return page(
+      c,
+      status,
+      <OrgRefundConfirmPage
+        op={signed(c).op}
+        orgId={id}
+        balance={view.pool.balance}
+        max={catalog.guards.maxGoodwillRefund}
+        amount={amountText}
+        reason={reason}
+        error={error}
+      />,
+    );
+  };
+  const nonce = nonceOf(form);
+  if (!nonce) return refused(400, "This form could not be read: nothing was done. Reload the page and try again.");
+  const amount = parseCredits(amountText);
+  if (amount === null)
+    return refused(
+      400,
+      "Enter an amount in credits above 0, with at most 6 decimals (for example 2.5). Nothing was done.",
+    );
+  if (reason === "" || reason.length > 500)
+    return refused(400, "Give a reason of up to 500 characters: it is recorded with the refund. Nothing was done.");
+  const body = { amount, reason };
+  const outcome = await orgOf(c, id, {
+    key: `console:${nonce}`,
+    fingerprint: await fingerprint("org-refund", id, body),
+  }).refund(body);
+  const result = outcome.result;
+  const refusal = result.kind === "refused" ? result.refusal : null;
+  log(c, "org_refund", {
+    orgId: id,
+    amount,
+    operator: operatorName(c),
+    refused: refusal?.code ?? null,
+    replayed: outcome.replayed,
+  });
+  if (refusal?.code === "org_not_found") return noSuchOrg(c);
+  if (refusal) return refused(ERROR_STATUS[refusal.code], poolRefusalText(refusal));
+  return seeOther(c, `${orgHref(id)}?notice=pool_refunded`);
 });
 
 // Anything else under /console: a page, not the API's JSON 404.

@@ -1,22 +1,26 @@
 import { ledgerFor } from "../settlement/shards";
 import { createRoute, OpenAPIHono, z } from "@hono/zod-openapi";
+import type { MiddlewareHandler } from "hono";
 import { account } from "../http/account";
+import { org } from "../http/org";
 import type { AppContext, AppEnv } from "../http/context";
 import { ApiError } from "../http/errors";
 import { bodyOf, reply } from "../http/reply";
 import type { PanelLink as PanelLinkBody } from "../core/account/answers";
 import { iso } from "../core/time";
 import { type ActivityEntry, PanelError, PanelPage } from "../panel/page";
+import { OrgPanelPage } from "../panel/org-page";
 import { addCreditsUrl, panelReturnUrl } from "../panel/links";
 import { TIME_SCRIPT } from "../panel/time-script";
-import { PANEL_TOKEN_TTL_SECONDS, signPanelToken, verifyPanelToken } from "../panel/token";
-import { AccountParams, PanelLink, Product } from "../schemas";
+import { PANEL_TOKEN_TTL_SECONDS, type PanelScope, signPanelToken, verifyPanelToken } from "../panel/token";
+import { AccountParams, OrgParams, PanelLink, Product } from "../schemas";
 import {
   baseErrors,
   conflicts,
   errorResponses,
   idempotencyHeader,
   jsonResponse as json,
+  notFound,
   publicAccess,
   replayHeaders,
   requestIdHeaders,
@@ -38,27 +42,36 @@ const ACTIVITY_LIMIT = 20;
 
 const INVALID_LINK = "This usage link has expired or is not valid. Ask the product for a new one.";
 
-// "/panel/*" also matches "/panel". Set after next() so error and 404 answers carry the headers too.
-panelRoutes.use("/panel/*", async (c, next) => {
+// "/panel/*" also matches "/panel" (and "/org-panel/*" "/org-panel"). Set after next() so error and 404 answers carry
+// the headers too.
+const lockdown: MiddlewareHandler<AppEnv> = async (c, next) => {
   await next();
   c.res.headers.set("Content-Security-Policy", PANEL_CSP);
   c.res.headers.set("X-Frame-Options", "DENY");
   c.res.headers.set("Cache-Control", "no-store");
   c.res.headers.set("Referrer-Policy", "no-referrer");
   c.res.headers.set("X-Content-Type-Options", "nosniff");
-});
+};
+panelRoutes.use("/panel/*", lockdown);
+panelRoutes.use("/org-panel/*", lockdown);
 
 function panelSecret(env: Env): string {
   if (!env.PANEL_SECRET) throw new ApiError("forbidden", "usage panel links are disabled: PANEL_SECRET is not set");
   return env.PANEL_SECRET;
 }
 
-/** A link to the account's panel, signed for PANEL_TOKEN_TTL_SECONDS from the request's clock. */
-async function panelLink(c: AppContext, accountId: string): Promise<PanelLinkBody> {
+/** Where each scope's link opens. */
+const PANEL_PAGES: Record<PanelScope, string> = { account: "/panel", org: "/org-panel" };
+
+/**
+ * A link to an account's usage panel or an organization's panel, signed with its scope for PANEL_TOKEN_TTL_SECONDS
+ * from the request's clock.
+ */
+async function panelLink(c: AppContext, scope: PanelScope, id: string): Promise<PanelLinkBody> {
   const expiresAt = c.get("now") + PANEL_TOKEN_TTL_SECONDS * 1000;
-  const token = await signPanelToken(panelSecret(c.env), accountId, expiresAt);
+  const token = await signPanelToken(panelSecret(c.env), scope, id, expiresAt);
   const base = c.env.PANEL_BASE_URL || new URL(c.req.url).origin;
-  return { token, url: `${base}/panel?token=${encodeURIComponent(token)}`, expiresAt: iso(expiresAt) };
+  return { token, url: `${base}${PANEL_PAGES[scope]}?token=${encodeURIComponent(token)}`, expiresAt: iso(expiresAt) };
 }
 
 panelRoutes.openapi(
@@ -81,7 +94,7 @@ panelRoutes.openapi(
   }),
   async (c) => {
     const { id } = c.req.valid("param");
-    return reply(c, await account(c, id).issuePanelLink(await panelLink(c, id)));
+    return reply(c, await account(c, id).issuePanelLink(await panelLink(c, "account", id)));
   },
 );
 
@@ -121,7 +134,9 @@ panelRoutes.openapi(
         />,
         401,
       );
-    const accountId = c.env.PANEL_SECRET ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now")) : null;
+    const accountId = c.env.PANEL_SECRET
+      ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now"), "account")
+      : null;
     if (!accountId) return c.html(<PanelError message={INVALID_LINK} />, 401);
     const panel = account(c, accountId);
     const activity = recentActivity(ledgerFor(c.env, accountId), accountId, c.get("requestId"));
@@ -203,7 +218,9 @@ panelRoutes.post("/panel/resets", async (c) => {
     return badForm();
   }
   const token = typeof form.token === "string" ? form.token : "";
-  const accountId = c.env.PANEL_SECRET ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now")) : null;
+  const accountId = c.env.PANEL_SECRET
+    ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now"), "account")
+    : null;
   if (!accountId) return c.html(<PanelError message={INVALID_LINK} />, 401);
   const product = Product.safeParse(form.product);
   const nonce = typeof form.nonce === "string" && /^[A-Za-z0-9-]{1,64}$/.test(form.nonce) ? form.nonce : null;
@@ -213,3 +230,79 @@ panelRoutes.post("/panel/resets", async (c) => {
   const notice = result.kind === "refused" ? result.refusal.code : "reset_used";
   return c.redirect(`/panel?token=${encodeURIComponent(token)}&notice=${notice}`, 303);
 });
+
+// ───────────────────────────── the organization panel ─────────────────────────────
+
+const INVALID_ORG_LINK = "This organization link has expired or is not valid. Ask the product for a new one.";
+
+panelRoutes.openapi(
+  createRoute({
+    method: "post",
+    path: "/v1/orgs/{orgId}/panel-token",
+    tags: ["panel"],
+    ...serviceAuth,
+    parameters: [idempotencyHeader],
+    operationId: "createOrgPanelLink",
+    summary: "Sign an organization-panel link",
+    description:
+      "A link to the organization's panel for its admins (the pool, the members' spend, the top spenders), signed with `PANEL_SECRET` and valid for 15 minutes, for this organization only: it does not open an account's usage panel, nor an account link this one. 404 `org_not_found` if there is no such organization; 403 while `PANEL_SECRET` is not set. Each call signs a fresh link: a link changes nothing, so none is recorded under the `Idempotency-Key`.",
+    request: { params: OrgParams },
+    responses: {
+      200: json(PanelLink, "a short-lived signed organization-panel link", replayHeaders),
+      ...errorResponses,
+      ...notFound("org_not_found", "no such organization"),
+      ...conflicts(),
+    },
+  }),
+  async (c) => {
+    const { orgId } = c.req.valid("param");
+    const { result } = await org(c, orgId).view();
+    if (result.kind === "refused") throw ApiError.of(result.refusal);
+    return c.json(await panelLink(c, "org", orgId), 200);
+  },
+);
+
+panelRoutes.openapi(
+  createRoute({
+    method: "get",
+    path: "/org-panel",
+    tags: ["panel"],
+    ...publicAccess,
+    operationId: "getOrgPanel",
+    summary: "The organization panel",
+    description:
+      "Renders the organization's panel server-side from the signed link's `token`: the pool (balance, leased, spent, granted, expired), flexible billing, whether pool spending is paused, the pool's grants, every member's pool spend today and this month with its limits and lease, and the top spenders of the month. Read-only; works without script (one same-origin script shows local times); never framed.",
+    request: { query: z.object({ token: z.string().max(1000).optional() }) },
+    responses: {
+      200: {
+        description: "the HTML organization panel",
+        headers: requestIdHeaders,
+        content: { "text/html": { schema: z.string() } },
+      },
+      401: {
+        description: "missing, expired or tampered link, or a link to an account's panel (HTML)",
+        headers: requestIdHeaders,
+        content: { "text/html": { schema: z.string() } },
+      },
+      404: {
+        description: "the link's organization does not exist (HTML)",
+        headers: requestIdHeaders,
+        content: { "text/html": { schema: z.string() } },
+      },
+      ...baseErrors,
+    },
+  }),
+  async (c) => {
+    const { token } = c.req.valid("query");
+    const orgId =
+      token && c.env.PANEL_SECRET ? await verifyPanelToken(c.env.PANEL_SECRET, token, c.get("now"), "org") : null;
+    if (!orgId) return c.html(<PanelError message={INVALID_ORG_LINK} />, 401);
+    const { result } = await org(c, orgId).view();
+    if (result.kind === "refused")
+      return c.html(
+        <PanelError heading="No such organization" message="This link's organization does not exist." />,
+        404,
+      );
+    return c.html(<OrgPanelPage org={result.body} now={c.get("now")} />, 200);
+  },
+);
