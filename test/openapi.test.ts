@@ -81,7 +81,8 @@ const types = (schema: Json): string[] => (Array.isArray(schema.type) ? schema.t
 
 const isService = (path: string) => path.startsWith("/v1/") && !path.startsWith("/v1/admin/");
 const isAdmin = (path: string) => path.startsWith("/v1/admin/");
-const isMutating = (o: Operation) => (o.method === "post" || o.method === "put") && o.path.startsWith("/v1/");
+const isMutating = (o: Operation) =>
+  (o.method === "post" || o.method === "put" || o.method === "delete") && o.path.startsWith("/v1/");
 
 describe("the OpenAPI document", () => {
   it("is the committed docs/openapi.json (regenerate with `npm run openapi:write`)", async () => {

@@ -1,3 +1,4 @@
+import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
 import { call, T0, uid } from "./helpers";
@@ -49,4 +50,24 @@ export async function expectPoolInvariant(orgId: string, members: string[], now:
   const b = await poolBook(orgId, members, now);
   expect(b.balance + b.unspent + b.spent, JSON.stringify(b)).toBe(b.granted - b.expired);
   return b;
+}
+
+/** Runs the organization's alarm (its settlement check, and closes due) until the ledger holds its whole journal. */
+export async function drainOrg(orgId: string, timeoutMs = 15_000) {
+  const stub = orgStub(orgId);
+  const position = () =>
+    runInDurableObject(stub, (_i, state) => {
+      const sql = state.storage.sql;
+      const confirmed = sql.exec<{ n: number }>("SELECT confirmed AS n FROM settlement").toArray()[0]?.n ?? 0;
+      const record = sql.exec<{ r: string }>("SELECT record AS r FROM org").toArray()[0]?.r;
+      return { confirmed, lastSeq: record ? (JSON.parse(record) as { journalSeq: number }).journalSeq : 0 };
+    });
+  const deadline = Date.now() + timeoutMs;
+  let at = await position();
+  while (at.confirmed < at.lastSeq && Date.now() < deadline) {
+    await runDurableObjectAlarm(stub);
+    at = await position();
+    if (at.confirmed < at.lastSeq) await new Promise((r) => setTimeout(r, 250));
+  }
+  return at;
 }

@@ -353,6 +353,16 @@ describe("organization panel", () => {
     expect(noKey.body.error.code).toBe("invalid_request");
   });
 
+  it("replays the first link for the same Idempotency-Key", async () => {
+    const { orgId } = await orgWithSpend(T0 + 5 * HOUR);
+    const first = await call("POST", `/v1/orgs/${orgId}/panel-token`, undefined, { key: "org-link-1", now: T0 });
+    const again = await call("POST", `/v1/orgs/${orgId}/panel-token`, undefined, { key: "org-link-1", now: T0 + 1000 });
+    expect(first.status).toBe(200);
+    expect(again.status).toBe(200);
+    expect(again.headers.get("Idempotent-Replayed")).toBe("true");
+    expect(again.body).toEqual(first.body);
+  });
+
   it("is in /openapi.json", async () => {
     const doc = (await call("GET", "/openapi.json", undefined, { token: null })).body;
     expect(doc.paths["/v1/orgs/{orgId}/panel-token"].post.operationId).toBe("createOrgPanelLink");

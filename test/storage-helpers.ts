@@ -30,7 +30,7 @@ const text = (v: SqlStorageValue): string => {
 };
 
 /**
- * Rewinds migrations 9, 8, 7 and 6: kept answers back into `idempotency` (JSON, hex fingerprint, `created_at` at the
+ * Rewinds migrations 10, 9, 8, 7 and 6 (10: the `org` column goes): kept answers back into `idempotency` (JSON, hex fingerprint, `created_at` at the
  * start of their period), the journal back into an AUTOINCREMENT `outbox` with full JSON messages and a UNIQUE
  * `entry_id` (its window usage back into `window_charges`), an empty `decisions` table, the windows back into their
  * table; then records version 5.
@@ -93,5 +93,7 @@ export function rewindToVersion5(sql: SqlStorage): void {
     SELECT substr(j.key, 1, instr(j.key, ':') - 1), substr(j.key, instr(j.key, ':') + 1),
       json_extract(j.value, '$[0]'), json_extract(j.value, '$[1]') FROM account, json_each(account.windows) AS j`);
   sql.exec("ALTER TABLE account DROP COLUMN windows");
+  // migration 10: the membership of an organization
+  sql.exec("ALTER TABLE account DROP COLUMN org");
   sql.exec("UPDATE schema_version SET version = 5");
 }

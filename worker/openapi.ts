@@ -46,6 +46,11 @@ export const API_DOCUMENT = {
     { name: "catalog", description: "Plans and the current rate card." },
     { name: "panel", description: "The signed, server-rendered usage panel for end users." },
     {
+      name: "organizations",
+      description:
+        "Organizations pool credits for their member accounts (SPEC §9): the pool's grants and flex, members and their pool limits.",
+    },
+    {
       name: "admin",
       description: "Operator routes: global resets, resuming paused accounts, refunds, reconciliation.",
     },

@@ -132,9 +132,15 @@ export const LedgerQuery = z.object({
     .regex(/^\d{1,15}$/)
     .optional(),
 });
+/** An id in the ledger: an account's, or an organization's own journal (`org/<orgId>`). */
+const LedgerAccountId = z
+  .string()
+  .regex(/^(org\/)?[A-Za-z0-9_.:-]{1,128}$/, "ledger account ids are account ids, or org/ and an organization id");
 export const ReconciliationQuery = z.object({
-  accountId: AccountId.optional().openapi({ description: "Check this one account (not with `cursor` or `limit`)." }),
-  cursor: AccountId.optional().openapi({
+  accountId: LedgerAccountId.optional().openapi({
+    description: "Check this one account, or `org/<orgId>` for an organization's pool (not with `cursor` or `limit`).",
+  }),
+  cursor: LedgerAccountId.optional().openapi({
     description: "Check the page of accounts after this account id: a previous answer's `nextCursor`.",
   }),
   limit: z.coerce
@@ -270,6 +276,11 @@ export const LedgerEntry = z.object({
   to: IsoTime.optional().openapi({ description: "`usage`: the end of its hour" }),
   count: Count.optional().openapi({ description: "`usage`: how many window charges it sums" }),
   grantId: z.string().optional(),
+  orgId: z
+    .string()
+    .optional()
+    .openapi({ description: "a member's entry paid from or leased by this organization's pool" }),
+  memberId: z.string().optional().openapi({ description: "an organization's lease or return: the member" }),
   decisionId: z.string().optional(),
   holdId: z.string().optional(),
   rateCardVersion: z.string().optional(),
@@ -285,11 +296,16 @@ export const Drift = z
     actual: z.number().int(),
     chargedExpected: z.number().int(),
     chargedActual: z.number().int(),
+    invariant: z.literal("pool").optional().openapi({
+      description:
+        "an organization's pool (`accountId` `org/<orgId>`) breaks I-pool: `expected` is its grants less expiries, `actual` its remainders plus what members hold",
+    }),
   })
   .openapi({
     description:
       "The object and the ledger differ at the same sequence number `toSeq` (the ledger's watermark); the last clean " +
-      "check stood at `fromSeq − 1`. `expected`/`actual`: credit position; `chargedExpected`/`chargedActual`: charges.",
+      "check stood at `fromSeq − 1`. `expected`/`actual`: credit position; `chargedExpected`/`chargedActual`: charges. " +
+      "An organization's journal settles under the account id `org/<orgId>`.",
   });
 export const InFlight = z
   .object({

@@ -1,6 +1,6 @@
 import { DurableObject } from "cloudflare:workers";
 import type { LeaseClosed, LeaseIssue, LeaseNeed, PoolLimits } from "../../worker/core/account/membership";
-import type { Answered, Refused } from "../../worker/core/account/state";
+import type { Answered, Ok, Refused } from "../../worker/core/account/state";
 import { isRefused, ok, refused } from "../../worker/core/account/state";
 import * as core from "../../worker/core/org";
 import {
@@ -77,6 +77,12 @@ export class OrgDO extends DurableObject<Env> {
 
   resume(ctx: OrgCallContext, operator: string): Promise<Answered<core.PoolResumeResult>> {
     return this.transact(ctx, (d) => core.resumePool(d, operator));
+  }
+
+  /** Records a signed panel link under the call's key, so a replay returns the same link (as an account does). */
+  issuePanelLink<L extends object>(ctx: OrgCallContext, link: L): Promise<Answered<Ok<L> | Refused>> {
+    if (!this.state().org) return this.transact(ctx, () => refused("org_not_found", "no such organization"));
+    return this.transact(ctx, () => ok(link));
   }
 
   view(ctx: OrgCallContext): Answered<core.OrgResult> {

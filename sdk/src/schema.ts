@@ -264,6 +264,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/orgs/{orgId}/ledger": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List an organization's settled ledger entries
+         * @description The pool's own entries in the D1 ledger (account id `org/<orgId>`), in the order they settled: pool grants, refunds, expiries, and its side of each lease and return (`memberId`: the member it went to or came from). A member's charges paid by the pool are in the member's ledger (`layer: "pool"`, `orgId`).
+         */
+        get: operations["getOrgLedger"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/admin/resets": {
         parameters: {
             query?: never;
@@ -527,7 +547,7 @@ export interface paths {
         put?: never;
         /**
          * Sign an organization-panel link
-         * @description A link to the organization's panel for its admins (the pool, the members' spend, the top spenders), signed with `PANEL_SECRET` and valid for 15 minutes, for this organization only: it does not open an account's usage panel, nor an account link this one. 404 `org_not_found` if there is no such organization; 403 while `PANEL_SECRET` is not set. Each call signs a fresh link: a link changes nothing, so none is recorded under the `Idempotency-Key`.
+         * @description A link to the organization's panel for its admins (the pool, the members' spend, the top spenders), signed with `PANEL_SECRET` and valid for 15 minutes, for this organization only: it does not open an account's usage panel, nor an account link this one. 404 `org_not_found` if there is no such organization; 403 while `PANEL_SECRET` is not set. The same `Idempotency-Key` and payload replay the first link.
          */
         post: operations["createOrgPanelLink"];
         delete?: never;
@@ -2210,6 +2230,124 @@ export interface operations {
                             /** @description `usage`: how many window charges it sums */
                             count?: number;
                             grantId?: string;
+                            /** @description a member's entry paid from or leased by this organization's pool */
+                            orgId?: string;
+                            /** @description an organization's lease or return: the member */
+                            memberId?: string;
+                            decisionId?: string;
+                            holdId?: string;
+                            rateCardVersion?: string;
+                            /**
+                             * Format: date-time
+                             * @example 2026-11-21T12:00:00.000Z
+                             */
+                            createdAt: string;
+                        }[];
+                        nextCursor: string | null;
+                    };
+                };
+            };
+            /** @description `invalid_request`: a parameter, header or body is not valid (`details.issues` lists each problem); `test_clock_disabled`: `X-Test-Now` was sent while the test clock is disabled */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `unauthorized`: no Bearer token, a token that is not valid, or the route's token is not configured (the engine fails closed) */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `forbidden`: the other role's token */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `payload_too_large`: the body is above 16 KiB */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+            /** @description `internal_error`: an unexpected failure; the message never carries internals, the logs carry the `requestId` */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Error"];
+                };
+            };
+        };
+    };
+    getOrgLedger: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                orgId: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description settled entries, in the order they settled */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        entries: {
+                            id: string;
+                            /** @enum {string} */
+                            kind: "charge" | "grant" | "expiry" | "refund" | "write_off" | "hold" | "release" | "reset" | "lease" | "lease_return" | "usage";
+                            amount: number;
+                            /** @enum {string} */
+                            layer?: "window" | "grant" | "flex" | "pool";
+                            product?: string;
+                            /**
+                             * Format: date-time
+                             * @description `usage`: the start of its hour
+                             * @example 2026-11-21T12:00:00.000Z
+                             */
+                            from?: string;
+                            /**
+                             * Format: date-time
+                             * @description `usage`: the end of its hour
+                             * @example 2026-11-21T12:00:00.000Z
+                             */
+                            to?: string;
+                            /** @description `usage`: how many window charges it sums */
+                            count?: number;
+                            grantId?: string;
+                            /** @description a member's entry paid from or leased by this organization's pool */
+                            orgId?: string;
+                            /** @description an organization's lease or return: the member */
+                            memberId?: string;
                             decisionId?: string;
                             holdId?: string;
                             rateCardVersion?: string;
@@ -2779,7 +2917,7 @@ export interface operations {
     getReconciliation: {
         parameters: {
             query?: {
-                /** @description Check this one account (not with `cursor` or `limit`). */
+                /** @description Check this one account, or `org/<orgId>` for an organization's pool (not with `cursor` or `limit`). */
                 accountId?: string;
                 /** @description Check the page of accounts after this account id: a previous answer's `nextCursor`. */
                 cursor?: string;
@@ -2809,6 +2947,11 @@ export interface operations {
                             actual: number;
                             chargedExpected: number;
                             chargedActual: number;
+                            /**
+                             * @description an organization's pool (`accountId` `org/<orgId>`) breaks I-pool: `expected` is its grants less expiries, `actual` its remainders plus what members hold
+                             * @enum {string}
+                             */
+                            invariant?: "pool";
                         }[];
                         inFlight: {
                             accountId: string;
@@ -2932,7 +3075,6 @@ export interface operations {
             404: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
-                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
                     [name: string]: unknown;
                 };
                 content: {

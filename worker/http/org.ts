@@ -24,5 +24,6 @@ export function org(c: AppContext, orgId: string) {
     addCredits: (req: PoolGrantRequest) => stub.addCredits(ctx, req),
     refund: (req: { amount: number; reason: string }) => stub.refund(ctx, req),
     resume: (operator: string) => stub.resume(ctx, operator),
+    issuePanelLink: (link: { token: string; url: string; expiresAt: string }) => stub.issuePanelLink(ctx, link),
   };
 }

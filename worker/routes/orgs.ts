@@ -5,6 +5,7 @@ import { org } from "../http/org";
 import { reply } from "../http/reply";
 import {
   EmptyBody,
+  ErrorShape,
   Member,
   MemberBody,
   MemberParams,
@@ -61,7 +62,11 @@ orgRoutes.openapi(
     description:
       "The pool's balance, grants and flex; its members with what each drew from the pool this day and month (as each last reported it, at its latest lease call); and the top spenders of the month.",
     request: { params: OrgParams },
-    responses: { 200: json(Org, "the organization"), ...errorResponses, ...orgMissing },
+    responses: {
+      200: json(Org, "the organization"),
+      ...errorResponses,
+      404: json(ErrorShape, "`org_not_found`: no such organization"),
+    },
   }),
   async (c) => reply(c, await org(c, c.req.valid("param").orgId).view()),
 );

@@ -245,7 +245,7 @@ panelRoutes.openapi(
     operationId: "createOrgPanelLink",
     summary: "Sign an organization-panel link",
     description:
-      "A link to the organization's panel for its admins (the pool, the members' spend, the top spenders), signed with `PANEL_SECRET` and valid for 15 minutes, for this organization only: it does not open an account's usage panel, nor an account link this one. 404 `org_not_found` if there is no such organization; 403 while `PANEL_SECRET` is not set. Each call signs a fresh link: a link changes nothing, so none is recorded under the `Idempotency-Key`.",
+      "A link to the organization's panel for its admins (the pool, the members' spend, the top spenders), signed with `PANEL_SECRET` and valid for 15 minutes, for this organization only: it does not open an account's usage panel, nor an account link this one. 404 `org_not_found` if there is no such organization; 403 while `PANEL_SECRET` is not set. The same `Idempotency-Key` and payload replay the first link.",
     request: { params: OrgParams },
     responses: {
       200: json(PanelLink, "a short-lived signed organization-panel link", replayHeaders),
@@ -256,9 +256,7 @@ panelRoutes.openapi(
   }),
   async (c) => {
     const { orgId } = c.req.valid("param");
-    const { result } = await org(c, orgId).view();
-    if (result.kind === "refused") throw ApiError.of(result.refusal);
-    return c.json(await panelLink(c, "org", orgId), 200);
+    return reply(c, await org(c, orgId).issuePanelLink(await panelLink(c, "org", orgId)));
   },
 );
 

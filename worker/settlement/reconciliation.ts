@@ -1,4 +1,6 @@
-import { accountObject } from "../../durable-objects/stubs";
+import { accountObject, orgObject } from "../../durable-objects/stubs";
+import type { SettlementCut } from "../../durable-objects/types";
+import { orgIdOfLedger } from "../core/org/state";
 import { DAY_MS } from "../core/time";
 import { type LedgerHead, NO_HEAD, readHead } from "./heads";
 import { acrossLedgers, ledgerFor } from "./shards";
@@ -17,6 +19,11 @@ export interface Drift {
   actual: number;
   chargedExpected: number;
   chargedActual: number;
+  /**
+   * Set when an organization's pool breaks I-pool (SPEC §9): then `expected` is its grants less expiries and `actual`
+   * its grant remainders plus what is out with members.
+   */
+  invariant?: "pool";
 }
 
 /** Entries the object journaled that the ledger does not hold yet: in flight, not drift. */
@@ -43,7 +50,19 @@ export interface Check {
 export async function reconcileAccount(env: Env, accountId: string): Promise<Check> {
   const ledger = ledgerFor(env, accountId);
   const head: LedgerHead = (await readHead(ledger, accountId)) ?? NO_HEAD;
-  const cut = await accountObject(env, accountId).settlementCut(head);
+  // An organization's journal settles under `org/<orgId>`: its object gives its cut, and I-pool with it.
+  const orgId = orgIdOfLedger(accountId);
+  let cut: SettlementCut;
+  if (orgId !== null) {
+    const orgCut = await orgObject(env, orgId).settlementCut(head);
+    const pool = orgCut.poolInvariant;
+    if (!pool.holds) {
+      const at = { fromSeq: 1, toSeq: orgCut.lastSeq, chargedExpected: 0, chargedActual: 0 };
+      const drift = { accountId, ...at, expected: pool.granted - pool.expired, actual: pool.remaining + pool.leased };
+      return { drift: { ...drift, invariant: "pool" }, inFlight: null };
+    }
+    cut = orgCut;
+  } else cut = await accountObject(env, accountId).settlementCut(head);
   const inFlight: InFlight | null =
     cut.lastSeq > cut.cutSeq
       ? {

@@ -9,7 +9,7 @@ import { LEASE_TTL_MS } from "../account/membership";
 import { type Created, created, isRefused, type Ok, ok, type Refused, refused } from "../account/state";
 import type { GrantRecord } from "../account/state";
 import { anomalyThreshold } from "../guards";
-import { addMonths, DAY_MS, iso, isoOrNull, MINUTE_MS, monthKey, nextMonthStart } from "../time";
+import { addMonths, DAY_MS, iso, isoOrNull, MINUTE_MS, minuteOf, monthKey, nextMonthStart } from "../time";
 import { burnDownOrder, type LeasePart } from "../waterfall";
 import {
   type IssuedPart,
@@ -177,7 +177,7 @@ export function resumePool(d: OrgDraft, operator: string): PoolResumeResult {
   if (missing) return missing;
   const was = d.org.paused;
   if (was) {
-    d.update({ paused: false, resumedAt: d.now });
+    d.update({ paused: false, resumedAt: d.now, resumedDraws: d.drawnSince(d.now) });
     d.event("org.credits_resumed", { operator });
   }
   return ok({ resumed: was, org: orgView(d.state, d.now) });
@@ -218,6 +218,8 @@ export function issueLease(d: OrgDraft, accountId: string, need: LeaseNeed): Ok<
     limits: { dailyLimit: m?.dailyLimit ?? null, monthlyLimit: m?.monthlyLimit ?? null },
   };
   if (!m?.active) return ok({ ...base, parts: [] });
+  // The pool's anomaly guard counts what members report they spent (their cumulative spend, sent with every request).
+  d.draw(Math.max(0, need.report.spent - m.spent));
   const reported = {
     ...m,
     spent: need.report.spent,
@@ -245,8 +247,11 @@ export function issueLease(d: OrgDraft, accountId: string, need: LeaseNeed): Ok<
     d.putMember(reported);
     return ok({ ...base, parts: [] });
   }
-  const amount = Math.min(need.want, Math.max(need.shortfall, Math.floor(available / ISSUE_SHARE)), available);
-  if (pausesPool(d, amount)) {
+  // Beyond the shortfall, a share of what is left and of what the pool's anomaly guard allows in its window: members
+  // come back (and report their spend) at least that often, so a spike is seen while it is small.
+  const share = Math.floor(Math.min(available, poolThreshold(d)) / ISSUE_SHARE);
+  const amount = Math.min(need.want, Math.max(need.shortfall, share), available);
+  if (pausesPool(d, need.shortfall)) {
     d.putMember(reported);
     return ok({ ...base, paused: true, parts: [] });
   }
@@ -272,7 +277,6 @@ export function issueLease(d: OrgDraft, accountId: string, need: LeaseNeed): Ok<
       ...(p.grantId === null ? {} : { grantId: p.grantId }),
       note: `issue ${need.n}`,
     });
-  d.draw(amount);
   const grantPart = parts.filter((p) => p.grantId !== null).reduce((s, p) => s + p.amount, 0);
   const closeAt = d.now + LEASE_TTL_MS;
   d.putMember({
@@ -311,21 +315,33 @@ function recallLeases(d: OrgDraft): void {
 }
 
 /**
- * The pool's anomaly guard: if lending `amount` more would take what the pool lent, net of returns, in the trailing
- * minutes past max(floor, multiplier × its 7-day average), the pool pauses, records `org.credits_paused`, and recalls
- * every lease.
+ * The pool's anomaly guard: if `amount` more would take what members spent from the pool in the trailing minutes
+ * (as they reported it) past max(floor, multiplier × its 7-day average), the pool pauses, records
+ * `org.credits_paused`, and recalls every lease. Members report with every lease request and close, so a spike is
+ * seen within one lease of each member; the recall then stops what their leases still hold.
  */
 function pausesPool(d: OrgDraft, amount: number): boolean {
   const g = catalog.guards.poolAnomaly;
-  const from = Math.max(d.now - (g.trailingMinutes - 1) * MINUTE_MS, d.org.resumedAt ?? 0);
-  const trailing = d.drawnSince(from);
+  const from = d.now - (g.trailingMinutes - 1) * MINUTE_MS;
+  const resumedAt = d.org.resumedAt;
+  // After a resume the trailing window counts from the resume instant, as for an account (SPEC §4).
+  const trailing =
+    resumedAt !== null && minuteOf(resumedAt) >= minuteOf(from)
+      ? Math.max(0, d.drawnSince(resumedAt) - (d.org.resumedDraws ?? 0))
+      : d.drawnSince(from);
   if (trailing + amount <= g.floorMicroCredits) return false;
-  const threshold = anomalyThreshold(g, d.drawnSince(d.now - g.baselineDays * DAY_MS));
+  const threshold = poolThreshold(d);
   if (trailing + amount <= threshold) return false;
   d.update({ paused: true });
-  d.event("org.credits_paused", { trailingDraws: trailing, attempted: amount, threshold });
+  d.event("org.credits_paused", { trailingSpend: trailing, attempted: amount, threshold });
   recallLeases(d);
   return true;
+}
+
+/** The pool's anomaly threshold now: max(floor, multiplier × its 7-day average spend per trailing window). */
+function poolThreshold(d: OrgDraft): number {
+  const g = catalog.guards.poolAnomaly;
+  return anomalyThreshold(g, d.drawnSince(d.now - g.baselineDays * DAY_MS));
 }
 
 /** Members whose lease is due to close at `now` (and closes asked before and not applied). */
@@ -376,8 +392,8 @@ export function applyClose(d: OrgDraft, accountId: string, closeId: string, answ
       ...(p.grantId === null ? {} : { grantId: p.grantId }),
     });
   }
-  d.draw(-(grantsBack + flexBack));
   const spent = answer.known ? answer.spent : m.spent;
+  d.draw(Math.max(0, spent - m.spent));
   d.putMember({
     ...m,
     leasedGrants: m.leasedGrants - grantsBack,

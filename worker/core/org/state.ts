@@ -28,6 +28,8 @@ export interface OrgRecord {
   flexUsed: number;
   paused: boolean;
   resumedAt: number | null;
+  /** spend already reported in the resume's minute when the operator resumed (it does not count again) */
+  resumedDraws?: number;
   createdAt: number;
   journalSeq: number;
   /** lifetime pool grants (and refunds), and what of them expired: I-pool's right side */
@@ -80,7 +82,7 @@ export interface OrgContext {
   idempotencyKey?: string;
 }
 
-/** History the org core asks for: net draws per minute (the pool's anomaly guard). */
+/** History the org core asks for: the pool spend members reported, per minute (the pool's anomaly guard). */
 export interface OrgReads {
   drawnSince(fromMs: number): number;
 }
