@@ -60,7 +60,7 @@ export function describeEvent(type: string, data: Record<string, unknown>): stri
     case "window.exhausted":
       return `${str(data.product) ?? "?"} ${data.window === "fiveHour" ? "5-hour" : data.window === "weekly" ? "weekly" : "?"} window used up${str(data.resetsAt) ? `, until ${utcIso(str(data.resetsAt))}` : ""}`;
     case "org.credits_paused":
-      return `members drew ${c(data.trailingDraws)} from the pool in the trailing window; ${c(data.attempted)} more would pass the threshold of ${c(data.threshold)} credits`;
+      return `members spent ${c(data.trailingSpend)} from the pool in the trailing window; ${c(data.attempted)} more would pass the threshold of ${c(data.threshold)} credits`;
     case "org.credits_resumed":
       return `pool resumed by ${str(data.operator) ?? "?"}`;
     case "reset.applied":
