@@ -75,7 +75,8 @@ export function summaryOf(state: AccountState, now: number, spentToday: number):
       balance: grants.reduce((s, g) => s + g.remaining, 0),
       grants: grants.map(grantJson),
       autoTopUp: { ...cfg, pending: pending ? { topUpId: pending.id, requestedAt: iso(pending.requestedAt) } : null },
-      flex: flexState(account, now),
+      // A member's flexible billing is its organization's (SPEC §9).
+      flex: account.org?.active ? null : flexState(account, now),
     },
     bankedResets: bankedResetsJson(state, now),
     holds: state.holds.map((h) => ({
