@@ -116,6 +116,39 @@ describe("organizations: guards", () => {
     await expectPoolInvariant(orgId, ids, T0 + 4000);
   });
 
+  it("a member's own anomaly guard pauses its pool spending, not the pool's", async () => {
+    const { orgId, ids } = await orgWith(500 * CREDIT, 2);
+    const [spiky, calm] = ids;
+    for (const id of ids) await useWindows(id, T0 + 1000);
+    expect((await consume(spiky, { product: "codex", cost: 45 * CREDIT }, { now: T0 + 2000 })).status).toBe(200);
+    const denied = await consume(spiky, { product: "codex", cost: 10 * CREDIT }, { now: T0 + 3000 });
+    expect(denied.status).toBe(429);
+    expect(denied.body.reason).toBe("credits_paused");
+    expect(denied.body.account.paused).toBe(true);
+    expect((await consume(calm, { product: "codex", cost: 10 * CREDIT }, { now: T0 + 3000 })).status).toBe(200);
+    expect((await call("GET", `/v1/orgs/${orgId}`, undefined, { now: T0 + 3000 })).body.paused).toBe(false);
+  });
+
+  it("a member's monthly pool limit holds across days, and starts over with the month", async () => {
+    const { orgId, ids } = await orgWith(100 * CREDIT, 1);
+    const [id] = ids;
+    expect(
+      (await call("PUT", `/v1/orgs/${orgId}/members/${id}`, { monthlyLimit: 4 * CREDIT }, { now: T0 })).status,
+    ).toBe(200);
+    await useWindows(id, T0 + 1000);
+    const day = 24 * 3_600_000;
+    expect((await consume(id, { product: "codex", cost: 3 * CREDIT }, { now: T0 + 2000 })).status).toBe(200);
+    // Days later (the 5-hour window has reset: the first 2 credits are the window's), 2 more from the pool pass it.
+    const later = await consume(id, { product: "codex", cost: 4 * CREDIT }, { now: T0 + 3 * day });
+    expect(later.status).toBe(429);
+    expect(later.body.reason).toBe("spend_cap");
+    expect((await consume(id, { product: "codex", cost: 3 * CREDIT }, { now: T0 + 3 * day + 1000 })).status).toBe(200);
+    const nextMonth = Date.UTC(2026, 11, 1, 12);
+    const fresh = await consume(id, { product: "codex", cost: 6 * CREDIT }, { now: nextMonth });
+    expect(fresh.status, JSON.stringify(fresh.body)).toBe(200);
+    expect(poolPaid(fresh.body)).toBe(4 * CREDIT);
+  });
+
   it("a global reset does not touch pools", async () => {
     const { orgId, ids } = await orgWith(10 * CREDIT, 1);
     await useWindows(ids[0], T0 + 1000);
