@@ -169,6 +169,32 @@ describe("organizations: guards", () => {
   });
 });
 
+describe("organizations: flexible billing", () => {
+  it("after the pool's grants, members draw the pool's flex, up to its monthly limit; their own plan's flex is not used", async () => {
+    const { orgId, ids } = await orgWith(CREDIT, 1);
+    const [id] = ids;
+    expect(
+      (await call("PUT", `/v1/orgs/${orgId}`, { plan: "business", flexMonthlyLimit: 3 * CREDIT }, { now: T0 })).status,
+    ).toBe(200);
+    expect((await call("PUT", `/v1/accounts/${id}/plan`, { plan: "business" }, { now: T0 })).status).toBe(200);
+    // business: 10 codex credits a 5-hour window
+    const r = await consume(id, { product: "codex", cost: 13 * CREDIT }, { now: T0 + 1000 });
+    expect(r.status, JSON.stringify(r.body)).toBe(200);
+    expect(r.body.sources).toEqual([
+      { layer: "window", amount: 10 * CREDIT },
+      { layer: "pool", orgId, grantId: expect.any(String), amount: CREDIT },
+      { layer: "pool", orgId, amount: 2 * CREDIT },
+    ]);
+    expect(r.body.account.credits.flex).toBeNull();
+    const over = await consume(id, { product: "codex", cost: 2 * CREDIT }, { now: T0 + 2000 });
+    expect(over.status).toBe(429);
+    const org = await call("GET", `/v1/orgs/${orgId}`, undefined, { now: T0 + 2000 });
+    expect(org.body.flex.limit).toBe(3 * CREDIT);
+    expect(org.body.flex.used).toBeLessThanOrEqual(3 * CREDIT);
+    expect(org.body.flex.used).toBeGreaterThanOrEqual(2 * CREDIT);
+  });
+});
+
 describe("organizations: holds through a lease", () => {
   it("a hold reserves from the lease; settle charges the pool, release gives back to the lease", async () => {
     const { orgId, ids } = await orgWith(50 * CREDIT, 1);
