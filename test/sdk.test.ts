@@ -9,8 +9,11 @@ import {
   type EngineClientOptions,
   type FetchLike,
   type LedgerEntry,
+  type OrgLedgerEntry,
 } from "../sdk/src/index";
-import { ADMIN, CREDIT, SERVICE, uid } from "./helpers";
+import { LEASE_TTL_MS } from "../worker/core/account/membership";
+import { ADMIN, CREDIT, HOUR, SERVICE, T0, uid } from "./helpers";
+import { drainOrg, orgStub } from "./org-helpers";
 import { drainAccount } from "./settle-helpers";
 
 const BASE = "https://engine.test";
@@ -568,5 +571,256 @@ describe("every operation", () => {
     await drainAccount(id);
     const report = await engine.admin.reconciliation({ accountId: id });
     expect(report).toMatchObject({ checked: 1, drifted: [] });
+  });
+});
+
+/** A client on the test clock (`X-Test-Now`), for what depends on the day or on when leases close. */
+const clockedAt = (now: number, options: Partial<EngineClientOptions> = {}) =>
+  client({ headers: { "X-Test-Now": String(now) }, ...options });
+
+/** An organization on business, flex off, with `credits` in its pool and `members` fresh accounts (plan go). */
+async function sdkOrg(credits: number, members: number, { engine }: { engine: EngineClient } = client()) {
+  const orgId = uid("sdk-org");
+  await engine.orgs.put(orgId, { plan: "business", flexMonthlyLimit: 0 });
+  const grant = credits > 0 ? await engine.orgs.addCredits(orgId, { amount: credits, kind: "purchase" }) : null;
+  const ids: string[] = [];
+  for (let i = 0; i < members; i++) {
+    const id = uid("sdk-member");
+    await engine.orgs.putMember(orgId, id);
+    ids.push(id);
+  }
+  return { orgId, ids, grantId: grant?.id };
+}
+
+describe("organizations", () => {
+  it("create an org, add members and pool credits; a member beyond its windows draws from the pool", async () => {
+    const { fetch, attempts } = faulty();
+    const { engine } = client({ fetch });
+    const orgId = uid("sdk-org");
+    const created = await engine.orgs.put(orgId, { plan: "business", flexMonthlyLimit: 0 });
+    expect(created).toMatchObject({ orgId, plan: "business", flex: null, paused: false, members: [] });
+    expect(created.pool).toMatchObject({ balance: 0, granted: 0 });
+    expect(created.lastResponse).toMatchObject({ status: 200, replayed: false });
+    expect(attempts[0]).toMatchObject({
+      method: "PUT",
+      url: `${BASE}/v1/orgs/${orgId}`,
+      auth: `Bearer ${SERVICE}`,
+      key: created.lastResponse.idempotencyKey,
+    });
+
+    const [a, b] = [uid("sdk-member"), uid("sdk-member")];
+    // without a body: no pool limits
+    const plain = await engine.orgs.putMember(orgId, a);
+    expect(plain).toMatchObject({ accountId: a, active: true, dailyLimit: null, monthlyLimit: null });
+    const limited = await engine.orgs.putMember(orgId, b, { dailyLimit: 5 * CREDIT, monthlyLimit: 20 * CREDIT });
+    expect(limited).toMatchObject({ accountId: b, active: true, dailyLimit: 5 * CREDIT, monthlyLimit: 20 * CREDIT });
+    expect(attempts.slice(1, 3).map((x) => [x.method, x.url])).toEqual([
+      ["PUT", `${BASE}/v1/orgs/${orgId}/members/${a}`],
+      ["PUT", `${BASE}/v1/orgs/${orgId}/members/${b}`],
+    ]);
+
+    const grant = await engine.orgs.addCredits(orgId, { amount: 20 * CREDIT, kind: "purchase" });
+    expect(grant).toMatchObject({ kind: "purchase", amount: 20 * CREDIT, remaining: 20 * CREDIT });
+    expect(grant.lastResponse.status).toBe(201);
+
+    // plan go: the 5-hour window pays 2 credits, the pool the third
+    const d = await engine.consume(a, { product: "codex", cost: 3 * CREDIT });
+    if (isDenial(d)) throw new Error(`denied: ${d.reason}`);
+    expect(d.sources).toEqual([
+      { layer: "window", amount: 2 * CREDIT },
+      { layer: "pool", orgId, grantId: grant.id, amount: CREDIT },
+    ]);
+    const member = await engine.getAccount(a);
+    expect(member.org).toMatchObject({ orgId, active: true, spent: CREDIT, dailyLimit: null });
+    expect(member.credits.balance).toBe(0);
+
+    // An account belongs to at most one organization.
+    const other = await sdkOrg(0, 0);
+    expect(await engineError(engine.orgs.putMember(other.orgId, a))).toMatchObject({
+      status: 409,
+      code: "already_member",
+      attempts: 1,
+    });
+  });
+
+  it("reading an org: the pool balance, grants, members and their spend", async () => {
+    const { engine } = clockedAt(T0);
+    const { orgId, ids, grantId } = await sdkOrg(20 * CREDIT, 2, { engine });
+    for (const id of ids) {
+      const d = await engine.consume(id, { product: "codex", cost: 3 * CREDIT });
+      expect(d.allowed).toBe(true);
+    }
+    // Closing every lease returns what members hold unspent: the pool is what was granted less what was spent.
+    const closed = T0 + 2 * LEASE_TTL_MS;
+    await orgStub(orgId).closeDue(closed);
+    const org = await clockedAt(closed).engine.orgs.get(orgId);
+    expect(org.lastResponse.idempotencyKey).toBeUndefined();
+    expect(org).toMatchObject({ orgId, plan: "business", paused: false, flex: null });
+    expect(org.pool).toEqual({
+      balance: 18 * CREDIT,
+      leased: 2 * CREDIT,
+      spent: 2 * CREDIT,
+      granted: 20 * CREDIT,
+      expired: 0,
+    });
+    expect(org.grants).toEqual([expect.objectContaining({ id: grantId, kind: "purchase", remaining: 18 * CREDIT })]);
+    expect(org.members.map((m) => m.accountId).sort()).toEqual([...ids].sort());
+    for (const m of org.members)
+      expect(m).toMatchObject({ active: true, spentToday: CREDIT, spentThisMonth: CREDIT, leased: 0 });
+    expect(org.topSpenders.map((t) => t.spentThisMonth)).toEqual([CREDIT, CREDIT]);
+
+    const unknown = await engineError(engine.orgs.get(uid("sdk-org")));
+    expect(unknown).toMatchObject({ status: 404, code: "org_not_found", attempts: 1 });
+  });
+
+  it("removing a member is a DELETE with an Idempotency-Key, the same on a retry: the retry replays", async () => {
+    const { orgId, ids } = await sdkOrg(10 * CREDIT, 1);
+    const [id] = ids;
+    // the member spends 1 credit from the pool, and holds a lease of more
+    expect((await client().engine.consume(id, { product: "codex", cost: 3 * CREDIT })).allowed).toBe(true);
+    // the first answer is lost after the member was removed; a retry with another key would be 404 not_found
+    const { fetch, attempts } = faulty([{ kind: "lost" }]);
+    const removed = await client({ fetch }).engine.orgs.removeMember(orgId, id);
+    expect(removed).toMatchObject({ accountId: id, active: false });
+    expect(attempts.map((x) => [x.method, x.url])).toEqual([
+      ["DELETE", `${BASE}/v1/orgs/${orgId}/members/${id}`],
+      ["DELETE", `${BASE}/v1/orgs/${orgId}/members/${id}`],
+    ]);
+    expect(attempts[0].key).toMatch(/^sdk:/);
+    expect(attempts[1].key).toBe(attempts[0].key);
+    expect(removed.lastResponse).toMatchObject({ attempts: 2, replayed: true, idempotencyKey: attempts[0].key });
+
+    const { engine } = client();
+    // the same key later replays too; a new key is a new request, and the member is gone
+    const again = await engine.orgs.removeMember(orgId, id, { idempotencyKey: attempts[0].key! });
+    expect(again.lastResponse.replayed).toBe(true);
+    expect(again).toEqual(removed);
+    expect(await engineError(engine.orgs.removeMember(orgId, id))).toMatchObject({ status: 404, code: "not_found" });
+    // its lease came back: the pool lacks only what the member spent
+    await orgStub(orgId).idle();
+    const org = await engine.orgs.get(orgId);
+    expect(org.members.map((m) => m.accountId)).not.toContain(id);
+    expect(org.pool).toMatchObject({ balance: 9 * CREDIT, leased: CREDIT, spent: CREDIT });
+    expect((await engine.getAccount(id)).org).toMatchObject({ active: false, lease: 0 });
+    // no pool any more: its window used up, the account is denied
+    const d = await engine.consume(id, { product: "codex", cost: CREDIT });
+    expect(d.allowed).toBe(false);
+  });
+
+  it("a request id gives DELETE and PUT of the same member different, stable keys", async () => {
+    const { orgId, ids } = await sdkOrg(0, 1);
+    const requestId = uid("req");
+    const { fetch, attempts } = faulty([{ kind: "network" }]);
+    const { engine } = client({ fetch });
+    const put = await engine.orgs.putMember(orgId, ids[0], { dailyLimit: CREDIT }, { requestId });
+    const del = await engine.orgs.removeMember(orgId, ids[0], { requestId });
+    expect(put.lastResponse.idempotencyKey).toMatch(/^sdk:[0-9a-f]{64}$/);
+    expect(del.lastResponse.idempotencyKey).toMatch(/^sdk:[0-9a-f]{64}$/);
+    expect(del.lastResponse.idempotencyKey).not.toBe(put.lastResponse.idempotencyKey);
+    // the network failure was retried with the same derived key
+    expect(attempts.map((x) => x.key)).toEqual([
+      put.lastResponse.idempotencyKey,
+      put.lastResponse.idempotencyKey,
+      del.lastResponse.idempotencyKey,
+    ]);
+    // another client, the same request id: the same key, a replay
+    const replay = await client().engine.orgs.removeMember(orgId, ids[0], { requestId });
+    expect(replay.lastResponse).toMatchObject({ replayed: true, idempotencyKey: del.lastResponse.idempotencyKey });
+  });
+
+  it("admin: a refund to the pool, a resume of a paused pool", async () => {
+    // 30 members drawing 45 credits each from the pool pass its anomaly floor (1,000 credits in 10 minutes), each
+    // under its own (50 credits)
+    const { fetch, attempts } = faulty();
+    const { engine } = clockedAt(T0, { fetch });
+    const { orgId, ids } = await sdkOrg(2000 * CREDIT, 30, { engine });
+    attempts.length = 0;
+    const refund = await engine.admin.refundOrg(orgId, { amount: 5 * CREDIT, reason: "sdk goodwill" });
+    expect(refund.lastResponse.status).toBe(201);
+    expect(refund).toMatchObject({ reason: "sdk goodwill", grant: { remaining: 5 * CREDIT, kind: "purchase" } });
+    expect(attempts[0]).toMatchObject({
+      method: "POST",
+      url: `${BASE}/v1/admin/orgs/${orgId}/refunds`,
+      auth: `Bearer ${ADMIN}`,
+    });
+    expect((await engine.orgs.get(orgId)).pool).toMatchObject({ granted: 2005 * CREDIT, balance: 2005 * CREDIT });
+    expect(
+      await engineError(engine.admin.refundOrg(orgId, { amount: 101 * CREDIT, reason: "too much" })),
+    ).toMatchObject({ status: 409, code: "goodwill_limit_exceeded" });
+
+    const notPaused = await engine.admin.resumeOrg(orgId);
+    expect(notPaused).toMatchObject({ resumed: false, org: { orgId, paused: false } });
+
+    const reasons: string[] = [];
+    for (const id of ids) {
+      const d = await engine.consume(id, { product: "codex", cost: 47 * CREDIT });
+      reasons.push(d.allowed ? "allowed" : d.reason);
+    }
+    expect(reasons).toContain("credits_paused");
+    expect((await engine.orgs.get(orgId)).paused).toBe(true);
+    const resumed = await engine.admin.resumeOrg(orgId, { headers: { "X-Operator": "sdk-test" } });
+    expect(resumed).toMatchObject({ resumed: true, org: { orgId, paused: false } });
+    expect(attempts.at(-1)).toMatchObject({ method: "POST", url: `${BASE}/v1/admin/orgs/${orgId}/resume` });
+    const last = ids[reasons.indexOf("credits_paused")];
+    expect((await engine.consume(last, { product: "codex", cost: CREDIT })).allowed).toBe(true);
+
+    expect(await engineError(engine.admin.resumeOrg(uid("sdk-org")))).toMatchObject({
+      status: 404,
+      code: "org_not_found",
+    });
+  });
+
+  it("the pool's ledger: one page, or every page following nextCursor", async () => {
+    const { engine } = clockedAt(T0);
+    const { orgId, ids } = await sdkOrg(0, 1, { engine });
+    for (let i = 1; i <= 3; i++) await engine.orgs.addCredits(orgId, { amount: i * CREDIT, kind: "purchase" });
+    await engine.admin.refundOrg(orgId, { amount: CREDIT / 2, reason: "sdk ledger" });
+    const d = await engine.consume(ids[0], { product: "codex", cost: 3 * CREDIT });
+    expect(d.allowed).toBe(true);
+    await orgStub(orgId).closeDue(T0 + HOUR);
+    await drainOrg(orgId);
+
+    const all = await engine.orgs.ledger(orgId, { limit: 500 });
+    expect(all.nextCursor).toBeNull();
+    expect(all.entries.filter((e) => e.kind === "grant").map((e) => e.amount)).toEqual([
+      CREDIT,
+      2 * CREDIT,
+      3 * CREDIT,
+    ]);
+    expect(all.entries.filter((e) => e.kind === "refund").map((e) => e.amount)).toEqual([CREDIT / 2]);
+    // the member's lease and its return, with its id; the pool kept what the member spent
+    const leased = all.entries.filter((e) => e.kind === "lease");
+    const returned = all.entries.filter((e) => e.kind === "lease_return");
+    expect(leased.length).toBeGreaterThan(0);
+    expect(returned.length).toBeGreaterThan(0);
+    expect([...leased, ...returned].every((e) => e.memberId === ids[0])).toBe(true);
+    const sum = (es: OrgLedgerEntry[]) => es.reduce((s, e) => s + e.amount, 0);
+    expect(sum(leased) - sum(returned)).toBe(CREDIT);
+
+    // pages of 2, the last one possibly short
+    const n = all.entries.length;
+    const pages: number[] = [];
+    for await (const page of engine.orgs.ledgerPages(orgId, { limit: 2 })) pages.push(page.entries.length);
+    expect(pages).toEqual(Array.from({ length: Math.ceil(n / 2) }, (_, i) => Math.min(2, n - 2 * i)));
+    const entries: OrgLedgerEntry[] = [];
+    for await (const e of engine.orgs.ledgerEntries(orgId, { limit: 2 })) entries.push(e);
+    expect(entries).toEqual(all.entries);
+    const first = await engine.orgs.ledger(orgId, { limit: 3 });
+    const rest: OrgLedgerEntry[] = [];
+    for await (const e of engine.orgs.ledgerEntries(orgId, { limit: 1, cursor: first.nextCursor! })) rest.push(e);
+    expect(rest).toEqual(all.entries.slice(3));
+  });
+
+  it("an organization-panel link", async () => {
+    const { orgId } = await sdkOrg(0, 0);
+    const { engine } = client();
+    const link = await engine.orgs.createPanelLink(orgId);
+    expect(link.url).toContain("/org-panel?token=");
+    expect(link.token).toBeTruthy();
+    expect(Date.parse(link.expiresAt)).toBeGreaterThan(Date.now());
+    expect(await engineError(engine.orgs.createPanelLink(uid("sdk-org")))).toMatchObject({
+      status: 404,
+      code: "org_not_found",
+    });
   });
 });

@@ -52,11 +52,22 @@ type ResumeOp = Operation<"/v1/admin/accounts/{id}/resume", "post">;
 type RefundOp = Operation<"/v1/admin/accounts/{id}/refunds", "post">;
 type ReconciliationOp = Operation<"/v1/admin/reconciliation", "get">;
 type HealthOp = Operation<"/health", "get">;
+type OrgOp = Operation<"/v1/orgs/{orgId}", "get">;
+type PutOrgOp = Operation<"/v1/orgs/{orgId}", "put">;
+type PutOrgMemberOp = Operation<"/v1/orgs/{orgId}/members/{accountId}", "put">;
+type RemoveOrgMemberOp = Operation<"/v1/orgs/{orgId}/members/{accountId}", "delete">;
+type OrgCreditsOp = Operation<"/v1/orgs/{orgId}/credits", "post">;
+type OrgLedgerOp = Operation<"/v1/orgs/{orgId}/ledger", "get">;
+type OrgPanelLinkOp = Operation<"/v1/orgs/{orgId}/panel-token", "post">;
+type OrgRefundOp = Operation<"/v1/admin/orgs/{orgId}/refunds", "post">;
+type OrgResumeOp = Operation<"/v1/admin/orgs/{orgId}/resume", "post">;
 
 export type ConsumeRequest = RequestBody<ConsumeOp>;
 export type ConsumeQuery = Query<ConsumeOp>;
 /** An allowed decision: `allowed: true`, each layer's part charged. */
 export type Decision = ResponseBody<ConsumeOp, 200>;
+/** One layer's part of a decision: `window`, `grant`, `flex`, or `pool` (with the paying `orgId`). */
+export type DecisionSource = Decision["sources"][number];
 /** A denied decision (HTTP 429): `allowed: false`, nothing charged. Returned, never thrown. */
 export type Denial = ResponseBody<ConsumeOp, 429>;
 export type AccountSummary = Success<AccountOp>;
@@ -90,6 +101,25 @@ export type Refunded = Success<RefundOp>;
 export type ReconciliationQuery = Query<ReconciliationOp>;
 export type ReconciliationReport = Success<ReconciliationOp>;
 export type Health = Success<HealthOp>;
+/** An organization: its pool (balance, leased, spent), grants, flex, members and top spenders. */
+export type Org = Success<OrgOp>;
+export type OrgRequest = RequestBody<PutOrgOp>;
+/** A member of an organization, with its pool limits and what it drew this day and month. */
+export type OrgMember = Success<PutOrgMemberOp>;
+export type OrgMemberRequest = RequestBody<PutOrgMemberOp>;
+/** What removing a member answers: the member, `active: false`. */
+export type OrgMemberRemoved = Success<RemoveOrgMemberOp>;
+export type OrgCreditsRequest = RequestBody<OrgCreditsOp>;
+export type OrgGrantCreated = Success<OrgCreditsOp>;
+export type OrgLedgerQuery = Query<OrgLedgerOp>;
+export type OrgLedgerPage = Success<OrgLedgerOp>;
+export type OrgLedgerEntry = OrgLedgerPage["entries"][number];
+export type OrgPanelLink = Success<OrgPanelLinkOp>;
+export type OrgRefundRequest = RequestBody<OrgRefundOp>;
+export type OrgRefunded = Success<OrgRefundOp>;
+export type OrgResumed = Success<OrgResumeOp>;
+/** A member account's `org` in its summary: its lease, what the pool paid, its draws and limits. */
+export type AccountOrg = NonNullable<AccountSummary["org"]>;
 
 /** The API's error body, `{ error: { code, message, requestId, details? } }`. */
 export type ErrorBody = components["schemas"]["Error"];
@@ -128,7 +158,7 @@ export interface RequestOptions {
   idempotencyKey?: string;
   /**
    * Your own request id: the key becomes `sdk:` + hex SHA-256 of the method, the concrete path and this id,
-   * so the same request id on the same operation and account always gives the same key. With neither
+   * so the same request id on the same operation and path always gives the same key. With neither
    * option the SDK makes one random key per call (kept for that call's retries only).
    */
   requestId?: string;
@@ -236,7 +266,8 @@ export function isDenial<T extends object>(answer: T | Denial): answer is Denial
 
 type Auth = "service" | "admin" | "none";
 interface CallSpec {
-  method: "GET" | "POST" | "PUT";
+  /** Every method but GET mutates, and carries an Idempotency-Key. */
+  method: "GET" | "POST" | "PUT" | "DELETE";
   path: string;
   pathParams?: Record<string, string>;
   query?: object;
@@ -261,6 +292,7 @@ const MAX_ERROR_TEXT = 200;
 
 export class EngineClient {
   readonly admin: AdminApi;
+  readonly orgs: OrgsApi;
   readonly #opts: EngineClientOptions;
   readonly #client: LooseClient;
   readonly #retry: RetryPolicy;
@@ -269,7 +301,9 @@ export class EngineClient {
     this.#opts = options;
     this.#retry = { ...DEFAULT_RETRY, ...options.retry };
     this.#client = createClient<paths>({ baseUrl: options.baseUrl }) as unknown as LooseClient;
-    this.admin = new AdminApi((spec, options) => this.#request(spec, options));
+    const send: Send = (spec, options) => this.#request(spec, options);
+    this.admin = new AdminApi(send);
+    this.orgs = new OrgsApi(send);
   }
 
   // ── service routes ──
@@ -426,27 +460,21 @@ export class EngineClient {
   }
 
   /** Every page of the ledger from `query.cursor` (or the start), following `nextCursor`. */
-  async *ledgerPages(
+  ledgerPages(
     accountId: string,
     query: LedgerQuery = {},
     options?: RequestOptions,
   ): AsyncGenerator<WithMeta<LedgerPage>, void, undefined> {
-    let cursor = query.cursor;
-    for (;;) {
-      const page = await this.ledger(accountId, { ...query, cursor }, options);
-      yield page;
-      if (page.nextCursor === null || page.nextCursor === undefined || page.nextCursor === cursor) return;
-      cursor = page.nextCursor;
-    }
+    return pagesFrom((q) => this.ledger(accountId, q, options), query);
   }
 
   /** Every ledger entry from `query.cursor` (or the start), fetched a page (`query.limit`) at a time. */
-  async *ledgerEntries(
+  ledgerEntries(
     accountId: string,
     query: LedgerQuery = {},
     options?: RequestOptions,
   ): AsyncGenerator<LedgerEntry, void, undefined> {
-    for await (const page of this.ledgerPages(accountId, query, options)) yield* page.entries;
+    return entriesOf(this.ledgerPages(accountId, query, options));
   }
 
   /** `POST /v1/accounts/{id}/panel-token`: a signed usage-panel link, valid 15 minutes. */
@@ -664,6 +692,118 @@ export class AdminApi {
   reconciliation(query?: ReconciliationQuery, options?: RequestOptions): Promise<WithMeta<ReconciliationReport>> {
     return this.#request({ method: "GET", path: "/v1/admin/reconciliation", query, auth: "admin" }, options);
   }
+
+  /** `POST /v1/admin/orgs/{orgId}/refunds`: a goodwill credit to an organization's pool (a new pool grant). */
+  refundOrg(orgId: string, body: OrgRefundRequest, options?: RequestOptions): Promise<WithMeta<OrgRefunded>> {
+    return this.#request(
+      { method: "POST", path: "/v1/admin/orgs/{orgId}/refunds", pathParams: { orgId }, body, auth: "admin" },
+      options,
+    );
+  }
+
+  /** `POST /v1/admin/orgs/{orgId}/resume`: lift a pool's anomaly pause. */
+  resumeOrg(orgId: string, options?: RequestOptions): Promise<WithMeta<OrgResumed>> {
+    return this.#request(
+      { method: "POST", path: "/v1/admin/orgs/{orgId}/resume", pathParams: { orgId }, auth: "admin" },
+      options,
+    );
+  }
+}
+
+/** `engine.orgs.*`: organizations and their pooled credits (SPEC §9), sent with `token`. */
+export class OrgsApi {
+  readonly #request: Send;
+  /** @internal Made by `EngineClient`. */
+  constructor(send: Send) {
+    this.#request = send;
+  }
+
+  /** `PUT /v1/orgs/{orgId}`: create or update an organization (`plan`, `flexMonthlyLimit`). */
+  put(orgId: string, body: OrgRequest, options?: RequestOptions): Promise<WithMeta<Org>> {
+    return this.#request(
+      { method: "PUT", path: "/v1/orgs/{orgId}", pathParams: { orgId }, body, auth: "service" },
+      options,
+    );
+  }
+
+  /** `GET /v1/orgs/{orgId}`: the pool, its grants and flex, the members' spend, the top spenders. */
+  get(orgId: string, options?: RequestOptions): Promise<WithMeta<Org>> {
+    return this.#request({ method: "GET", path: "/v1/orgs/{orgId}", pathParams: { orgId }, auth: "service" }, options);
+  }
+
+  /** `PUT /v1/orgs/{orgId}/members/{accountId}`: add a member, or change its pool limits. */
+  putMember(
+    orgId: string,
+    accountId: string,
+    body?: OrgMemberRequest,
+    options?: RequestOptions,
+  ): Promise<WithMeta<OrgMember>> {
+    return this.#request(
+      {
+        method: "PUT",
+        path: "/v1/orgs/{orgId}/members/{accountId}",
+        pathParams: { orgId, accountId },
+        body,
+        auth: "service",
+      },
+      options,
+    );
+  }
+
+  /** `DELETE /v1/orgs/{orgId}/members/{accountId}`: remove a member; its lease goes back to the pool. */
+  removeMember(orgId: string, accountId: string, options?: RequestOptions): Promise<WithMeta<OrgMemberRemoved>> {
+    return this.#request(
+      {
+        method: "DELETE",
+        path: "/v1/orgs/{orgId}/members/{accountId}",
+        pathParams: { orgId, accountId },
+        auth: "service",
+      },
+      options,
+    );
+  }
+
+  /** `POST /v1/orgs/{orgId}/credits`: add a pool grant. */
+  addCredits(orgId: string, body: OrgCreditsRequest, options?: RequestOptions): Promise<WithMeta<OrgGrantCreated>> {
+    return this.#request(
+      { method: "POST", path: "/v1/orgs/{orgId}/credits", pathParams: { orgId }, body, auth: "service" },
+      options,
+    );
+  }
+
+  /** `GET /v1/orgs/{orgId}/ledger`: one page of the pool's settled entries (grants, refunds, expiries, leases and returns). */
+  ledger(orgId: string, query?: OrgLedgerQuery, options?: RequestOptions): Promise<WithMeta<OrgLedgerPage>> {
+    return this.#request(
+      { method: "GET", path: "/v1/orgs/{orgId}/ledger", pathParams: { orgId }, query, auth: "service" },
+      options,
+    );
+  }
+
+  /** Every page of the pool's ledger from `query.cursor` (or the start), following `nextCursor`. */
+  ledgerPages(
+    orgId: string,
+    query: OrgLedgerQuery = {},
+    options?: RequestOptions,
+  ): AsyncGenerator<WithMeta<OrgLedgerPage>, void, undefined> {
+    return pagesFrom((q) => this.ledger(orgId, q, options), query);
+  }
+
+  /** Every entry of the pool's ledger from `query.cursor` (or the start), fetched a page (`query.limit`) at a time. */
+  ledgerEntries(
+    orgId: string,
+    query: OrgLedgerQuery = {},
+    options?: RequestOptions,
+  ): AsyncGenerator<OrgLedgerEntry, void, undefined> {
+    return entriesOf(this.ledgerPages(orgId, query, options));
+  }
+
+  /** `POST /v1/orgs/{orgId}/panel-token`: a signed organization-panel link, valid 15 minutes. */
+  createPanelLink(orgId: string, options?: RequestOptions): Promise<WithMeta<OrgPanelLink>> {
+    return this.#request(
+      { method: "POST", path: "/v1/orgs/{orgId}/panel-token", pathParams: { orgId }, auth: "service" },
+      options,
+    );
+  }
 }
 
 // ── helpers ──
@@ -679,6 +819,28 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === "obj
 
 function describe(e: unknown): string {
   return e instanceof Error ? e.message : String(e);
+}
+
+/**
+ * Every page from `query.cursor` (or the start), following `nextCursor` until it is null (or repeats). Lazy: no
+ * request before the first `next()`.
+ */
+async function* pagesFrom<Q extends { cursor?: string }, P extends { nextCursor: string | null }>(
+  page: (query: Q) => Promise<P>,
+  query: Q,
+): AsyncGenerator<P, void, undefined> {
+  let cursor = query.cursor;
+  for (;;) {
+    const p = await page({ ...query, cursor });
+    yield p;
+    if (p.nextCursor === null || p.nextCursor === undefined || p.nextCursor === cursor) return;
+    cursor = p.nextCursor;
+  }
+}
+
+/** Every entry of every page. */
+async function* entriesOf<E>(pages: AsyncIterable<{ entries: E[] }>): AsyncGenerator<E, void, undefined> {
+  for await (const page of pages) yield* page.entries;
 }
 
 /** The path as sent, with its parameters filled in (each encoded), for deriving keys. */
