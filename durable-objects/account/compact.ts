@@ -77,6 +77,25 @@ const SHAPES: readonly (readonly string[])[] = [
   ["resetId", "bankedResets", "account"],
   ["resumed", "account"],
   ["token", "url", "expiresAt"],
+  // 24…: organizations (SPEC §9): a ledger entry naming an organization or a member, a pool source, a member's
+  // summary, and the account summary with it
+  [
+    "idempotencyKey",
+    "kind",
+    "amount",
+    "layer",
+    "product",
+    "grantId",
+    "orgId",
+    "memberId",
+    "decisionId",
+    "holdId",
+    "rateCardVersion",
+    "note",
+  ],
+  ["layer", "orgId", "grantId", "amount"],
+  ["orgId", "active", "lease", "spent", "drawnToday", "drawnThisMonth", "dailyLimit", "monthlyLimit", "poolPaused"],
+  ["accountId", "plan", "products", "credits", "bankedResets", "holds", "paused", "spendCap", "org"],
 ];
 
 /** Shapes by their keys, each key's shapes in order: the first that fits is used. */

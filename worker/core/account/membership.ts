@@ -224,8 +224,8 @@ export function takeLease(d: Draft, issue: LeaseIssue): Ok<{ taken: boolean }> {
       kind: "lease",
       amount: part.remaining,
       layer: "pool",
-      orgId: issue.orgId,
       ...(part.grantId === null ? {} : { grantId: part.grantId }),
+      orgId: issue.orgId,
       note: `issue ${issue.n}`,
     });
   }
@@ -260,8 +260,8 @@ export function closeLease(d: Draft, req: LeaseCloseRequest): Ok<LeaseClosed> {
       kind: "lease_return",
       amount: p.remaining,
       layer: "pool",
-      orgId: m.orgId,
       ...(p.grantId === null ? {} : { grantId: p.grantId }),
+      orgId: m.orgId,
     });
   }
   const holding = d.state.holds.filter((h) => h.sources.some((s) => s.layer === "pool" && s.orgId === m.orgId));

@@ -243,7 +243,9 @@ export function issueLease(d: OrgDraft, accountId: string, need: LeaseNeed): Ok<
   const flexLeft = Math.max(0, flexLimit(d) - flexUsedNow(d));
   const available = grants.reduce((s, g) => s + g.remaining, 0) + flexLeft;
   if (available < need.shortfall || available === 0) {
-    recallLeases(d);
+    // A member needs credit now that the pool does not hold: what other members hold unspent comes back. (A refill
+    // asked ahead of need does not recall anyone.)
+    if (need.shortfall > 0) recallLeases(d);
     d.putMember(reported);
     return ok({ ...base, parts: [] });
   }
@@ -273,8 +275,8 @@ export function issueLease(d: OrgDraft, accountId: string, need: LeaseNeed): Ok<
       kind: "lease",
       amount: p.amount,
       layer: "pool",
-      memberId: accountId,
       ...(p.grantId === null ? {} : { grantId: p.grantId }),
+      memberId: accountId,
       note: `issue ${need.n}`,
     });
   const grantPart = parts.filter((p) => p.grantId !== null).reduce((s, p) => s + p.amount, 0);
@@ -388,8 +390,8 @@ export function applyClose(d: OrgDraft, accountId: string, closeId: string, answ
       kind: "lease_return",
       amount: p.amount,
       layer: "pool",
-      memberId: accountId,
       ...(p.grantId === null ? {} : { grantId: p.grantId }),
+      memberId: accountId,
     });
   }
   const spent = answer.known ? answer.spent : m.spent;
