@@ -124,6 +124,11 @@ export class AccountDO extends DurableObject<Env> {
     return closed.body;
   }
 
+  /** Resolves once no lease request is in flight (tests read both sides of a lease only then). */
+  async leaseIdle(): Promise<void> {
+    while (this.leasing) await this.leasing;
+  }
+
   /** Records a signed panel link under the call's key, so a replay returns the same link. */
   issuePanelLink(ctx: CallContext, link: A.PanelLink): Promise<Answered<A.PanelLinkResult>> {
     return this.transact(ctx, () => ok(link));

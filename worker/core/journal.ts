@@ -1,4 +1,5 @@
 /** The account's journal: every balance change and event, as the outbox sends it to settlement (SPEC §7). */
+import { uuidv7 } from "./ids";
 
 export const LEDGER_KINDS = [
   "charge",
@@ -51,6 +52,40 @@ export interface AccountEvent {
 }
 
 export type JournalMessage = { type: "ledger"; entry: LedgerEntry } | { type: "event"; event: AccountEvent };
+
+/** Who writes a journal entry, and when: its owner (an account, or `org/<orgId>`), both clocks, the request's key. */
+export interface JournalAuthor {
+  owner: string;
+  now: number;
+  wallNow: number;
+  idempotencyKey?: string;
+}
+
+export type EntryFields = Omit<LedgerEntry, "id" | "seq" | "accountId" | "createdAt">;
+
+/** A ledger entry as a step journals it, with the owner's next sequence number. */
+export const ledgerMessage = (seq: number, by: JournalAuthor, e: EntryFields): JournalMessage => ({
+  type: "ledger",
+  entry: {
+    id: uuidv7(by.wallNow),
+    seq,
+    accountId: by.owner,
+    createdAt: by.now,
+    ...(by.idempotencyKey ? { idempotencyKey: by.idempotencyKey } : {}),
+    ...e,
+  },
+});
+
+/** An event as a step journals it (events share the sequence with ledger entries). */
+export const eventMessage = (
+  seq: number,
+  by: JournalAuthor,
+  type: string,
+  data: Record<string, unknown>,
+): JournalMessage => ({
+  type: "event",
+  event: { id: uuidv7(by.wallNow), seq, accountId: by.owner, type, createdAt: by.now, data },
+});
 
 /** The ledger entry or the event a journal message carries (both have id, seq, accountId and createdAt). */
 export const itemOf = (m: JournalMessage): LedgerEntry | AccountEvent => (m.type === "ledger" ? m.entry : m.event);

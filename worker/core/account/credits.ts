@@ -26,13 +26,23 @@ export interface RefundableEntry {
   layer?: string | null;
 }
 
-export function addCredits(d: Draft, req: GrantInput): GrantResult {
+/**
+ * A new grant's expiry (SPEC §6): as given, 12 months for a purchase, none otherwise; a promo must give one, and it
+ * must lie ahead. An account's grants and a pool's alike.
+ */
+export function grantExpiry(req: Pick<GrantInput, "kind" | "expiresAt">, now: number): number | null | Refused {
   const expiresAt =
-    req.expiresAt ?? (req.kind === "purchase" ? addMonths(d.now, catalog.guards.purchaseExpiryMonths) : null);
+    req.expiresAt ?? (req.kind === "purchase" ? addMonths(now, catalog.guards.purchaseExpiryMonths) : null);
   if (req.kind === "promo" && req.expiresAt === undefined)
     return refused("invalid_request", "a promo grant requires expiresAt", { field: "expiresAt" });
-  if (expiresAt !== null && expiresAt <= d.now)
+  if (expiresAt !== null && expiresAt <= now)
     return refused("invalid_request", "expiresAt must be in the future", { field: "expiresAt" });
+  return expiresAt;
+}
+
+export function addCredits(d: Draft, req: GrantInput): GrantResult {
+  const expiresAt = grantExpiry(req, d.now);
+  if (expiresAt !== null && typeof expiresAt === "object") return expiresAt;
   if (req.topUpId !== undefined) {
     const confirmation = confirmTopUp(d, req.topUpId);
     if (confirmation) return confirmation;

@@ -3,9 +3,8 @@
  * is never touched, so a refused or abandoned step leaves nothing behind. `run` is the one way a step is taken.
  */
 import { DEFAULT_PLAN, type Product, planFor } from "../../catalog";
-import { uuidv7 } from "../ids";
 import { minuteOf } from "../time";
-import type { AccountEvent, LedgerEntry } from "../journal";
+import { type EntryFields, eventMessage, idOf, type JournalAuthor, ledgerMessage } from "../journal";
 import { type WindowKind, type WindowState, currentWindow } from "../windows";
 import type { AccountRecord, AccountState, Effect, GrantRecord, Reads, Step, StepContext } from "./state";
 import { isRefused } from "./state";
@@ -92,31 +91,21 @@ export class Draft {
     return seq;
   }
 
+  private get author(): JournalAuthor {
+    const { accountId, now, wallNow, idempotencyKey } = this.ctx;
+    return { owner: accountId, now, wallNow, idempotencyKey };
+  }
+
   /** Appends a ledger entry to the journal; returns its id. */
-  ledger(e: Omit<LedgerEntry, "id" | "seq" | "accountId" | "createdAt">): string {
-    const entry: LedgerEntry = {
-      id: uuidv7(this.ctx.wallNow),
-      seq: this.nextSeq(),
-      accountId: this.ctx.accountId,
-      createdAt: this.now,
-      ...(this.ctx.idempotencyKey ? { idempotencyKey: this.ctx.idempotencyKey } : {}),
-      ...e,
-    };
+  ledger(e: EntryFields): string {
     // An absent field may be `undefined` here: the journal's JSON leaves it out.
-    this.effect({ type: "journal", message: { type: "ledger", entry } });
-    return entry.id;
+    const message = ledgerMessage(this.nextSeq(), this.author, e);
+    this.effect({ type: "journal", message });
+    return idOf(message);
   }
 
   event(type: string, data: Record<string, unknown>): void {
-    const event: AccountEvent = {
-      id: uuidv7(this.ctx.wallNow),
-      seq: this.nextSeq(),
-      accountId: this.ctx.accountId,
-      type,
-      createdAt: this.now,
-      data,
-    };
-    this.effect({ type: "journal", message: { type: "event", event } });
+    this.effect({ type: "journal", message: eventMessage(this.nextSeq(), this.author, type, data) });
   }
 
   /** Credit spend since `fromMs`'s minute: what is stored plus what this step has spent so far. */

@@ -4,6 +4,7 @@
  * step: Σ grant remainders + Σ members' leased grant credits = granted − expired (`poolInvariant`).
  */
 import { catalog, planFor } from "../../catalog";
+import { grantExpiry } from "../account/credits";
 import type { LeaseClosed, LeaseIssue, LeaseNeed, PoolLimits } from "../account/membership";
 import { LEASE_TTL_MS } from "../account/membership";
 import { type Created, created, isRefused, type Ok, ok, type Refused, refused } from "../account/state";
@@ -112,12 +113,8 @@ export function removeMember(d: OrgDraft, accountId: string): MemberResult {
 export function addPoolCredits(d: OrgDraft, req: PoolGrantRequest): PoolGrantResult {
   const missing = exists(d);
   if (missing) return missing;
-  const expiresAt =
-    req.expiresAt ?? (req.kind === "purchase" ? addMonths(d.now, catalog.guards.purchaseExpiryMonths) : null);
-  if (req.kind === "promo" && req.expiresAt === undefined)
-    return refused("invalid_request", "a promo grant requires expiresAt", { field: "expiresAt" });
-  if (expiresAt !== null && expiresAt <= d.now)
-    return refused("invalid_request", "expiresAt must be in the future", { field: "expiresAt" });
+  const expiresAt = grantExpiry(req, d.now);
+  if (expiresAt !== null && typeof expiresAt === "object") return expiresAt;
   const grant = poolGrant(d, req.amount, req.kind, expiresAt, req.products ?? null, req.priority);
   if (isRefused(grant)) return grant;
   return created({ ...grantView(grant, d.now), amount: req.amount, createdAt: iso(d.now) });

@@ -6,8 +6,14 @@
 import type { GrantKind, PlanId, Product } from "../../catalog";
 import type { GrantRecord } from "../account/state";
 import type { LeaseClosed } from "../account/membership";
-import { uuidv7 } from "../ids";
-import type { JournalMessage, LedgerEntry } from "../journal";
+import {
+  type EntryFields,
+  eventMessage,
+  idOf,
+  type JournalAuthor,
+  type JournalMessage,
+  ledgerMessage,
+} from "../journal";
 import { minuteOf } from "../time";
 
 export type OrgPlan = Extract<PlanId, "business" | "enterprise" | "edu">;
@@ -170,35 +176,19 @@ export class OrgDraft {
     return seq;
   }
 
-  ledger(e: Omit<LedgerEntry, "id" | "seq" | "accountId" | "createdAt">): string {
-    const entry: LedgerEntry = {
-      id: uuidv7(this.ctx.wallNow),
-      seq: this.nextSeq(),
-      accountId: orgLedgerId(this.ctx.orgId),
-      createdAt: this.now,
-      ...(this.ctx.idempotencyKey ? { idempotencyKey: this.ctx.idempotencyKey } : {}),
-      ...e,
-    };
-    this.effect({ type: "journal", message: { type: "ledger", entry } });
-    return entry.id;
+  private get author(): JournalAuthor {
+    const { orgId, now, wallNow, idempotencyKey } = this.ctx;
+    return { owner: orgLedgerId(orgId), now, wallNow, idempotencyKey };
+  }
+
+  ledger(e: EntryFields): string {
+    const message = ledgerMessage(this.nextSeq(), this.author, e);
+    this.effect({ type: "journal", message });
+    return idOf(message);
   }
 
   event(type: string, data: Record<string, unknown>): void {
-    const seq = this.nextSeq();
-    this.effect({
-      type: "journal",
-      message: {
-        type: "event",
-        event: {
-          id: uuidv7(this.ctx.wallNow),
-          seq,
-          accountId: orgLedgerId(this.ctx.orgId),
-          type,
-          createdAt: this.now,
-          data,
-        },
-      },
-    });
+    this.effect({ type: "journal", message: eventMessage(this.nextSeq(), this.author, type, data) });
   }
 }
 
