@@ -116,11 +116,21 @@ export class OrgDO extends DurableObject<Env> {
 
   // ─────────────────────────── RPC: members' ───────────────────────────
 
-  /** A member's lease request (`n` makes it idempotent: asked again, the same issue is answered). */
-  issueLease(accountId: string, need: LeaseNeed, now: number): LeaseIssue | Refused {
+  /**
+   * A member's lease request (`n` makes it idempotent: asked again, the same issue is answered). When the pool cannot
+   * cover what the member needs now, every open lease was recalled: the request waits for those closes and is asked
+   * once more, so credit another member held unspent serves it instead of a denial (bench row 16c).
+   */
+  async issueLease(accountId: string, need: LeaseNeed, now: number): Promise<LeaseIssue | Refused> {
     faultPoints.lease?.("issue", accountId);
-    const answer = this.system(now, (d) => core.issueLease(d, accountId, need));
+    let answer = this.system(now, (d) => core.issueLease(d, accountId, need));
     if (isRefused(answer)) return answer;
+    const starved = need.shortfall > 0 && answer.body.parts.length === 0 && answer.body.member && !answer.body.paused;
+    if (starved && this.closesDue(now)) {
+      await this.closeDue(now);
+      answer = this.system(now, (d) => core.issueLease(d, accountId, need));
+      if (isRefused(answer)) return answer;
+    }
     if (this.closesDue(now)) void this.ensureAlarm(Date.now());
     return answer.body;
   }

@@ -80,8 +80,11 @@ export interface LeaseCloseRequest {
   leave: boolean;
 }
 
-/** Lease sizing: a lease lasts this many decisions of the size that asked, or this long at the recent rate. */
-export const LEASE = { decisions: 32, horizonMs: 60_000, lowWaterMs: 15_000, rateWindowMs: 60_000 };
+/**
+ * Lease sizing: a lease lasts this many decisions of the size that asked, or this long at the recent rate. A member
+ * deciding once a minute then asks the pool about once an hour (its lease closes at LEASE_TTL_MS).
+ */
+export const LEASE = { decisions: 64, horizonMs: 60_000, lowWaterMs: 15_000, rateWindowMs: 60_000 };
 
 /** The member's draws, rolled to today and this month. */
 function draws(
@@ -335,5 +338,9 @@ export function leaseNeed(d: Draft, product: Product, cost: number): LeaseNeed |
   };
 }
 
-/** A lease is closed by the organization no later than this after its last issue (SPEC §9: leases expire). */
-export const LEASE_TTL_MS = 10 * 60_000;
+/**
+ * A lease is closed by the organization no later than this after its last issue (SPEC §9: leases expire): what an
+ * evicted or idle member holds is back in the pool within the hour (bench row 16a: a shorter TTL costs slow members
+ * a close and an issue every few decisions).
+ */
+export const LEASE_TTL_MS = 60 * 60_000;
