@@ -38,6 +38,7 @@ import type { SettlementMessage } from "../worker/settlement/messages";
 import { ledgerFor, settlementQueueFor } from "../worker/settlement/shards";
 import { ADMIN, call, uid, mulberry32 } from "./helpers";
 import { journalIn } from "./storage-helpers";
+import { orgStats, runOrgSequences } from "./org-model-helpers";
 import { ledgerView } from "./settle-helpers";
 import {
   C,
@@ -1368,4 +1369,43 @@ describe("the reference model's catalog", () => {
     }
     expect(res.body.rateCard.version).toBe(RATE_CARD_VERSION);
   });
+});
+
+// ───────────────────────────── organizations ─────────────────────────────
+
+/**
+ * The organizations part (issue #16 item 5, test/org-model-helpers.ts): one organization with 3–6 members, random
+ * sequences of pool grants, member consumes, bursts, holds, limits, removals, closes, evictions, refunds, replays and
+ * lease faults, with I-pool checked across the objects after every step and the ledger checked in D1 after each
+ * sequence. Its own counts (VITE_MODEL_ORG_RUNS / VITE_MODEL_ORG_STEPS / VITE_MODEL_ORG_SEED / VITE_MODEL_ORG_PATH,
+ * or the same names as bindings); VITE_MODEL_SHRINK=1 shrinks here too.
+ */
+describe("organizations", () => {
+  const runs = Number(setting("MODEL_ORG_RUNS") ?? 10);
+  const steps = Number(setting("MODEL_ORG_STEPS") ?? 40);
+  const seed = Number(setting("MODEL_ORG_SEED") ?? SEED);
+  const path = setting("MODEL_ORG_PATH");
+
+  it(`${runs} random sequences of ${steps} steps over one organization (seed ${seed}), I-pool after every step`, async () => {
+    const started = Date.now();
+    await runOrgSequences({
+      runs,
+      steps,
+      seed,
+      ...(path ? { path } : {}),
+      shrink: SHRINK,
+      nextYear: () => 2030 + runCounter++,
+    });
+    console.log(JSON.stringify({ event: "model.orgs.done", runs, steps, seed, ms: Date.now() - started }));
+    console.log(
+      [...orgStats]
+        .sort()
+        .map(([k, v]) => `${v}\t${k}`)
+        .join("\n"),
+    );
+    if (!path) expect(orgStats.get("sequences settled")).toBe(runs);
+    // the sequences reached the pool, and the lease faults fired
+    expect(orgStats.get("pool charges") ?? 0).toBeGreaterThan(0);
+    if (runs >= 5) expect([...orgStats.keys()].filter((k) => k.startsWith("fault fired")).length).toBeGreaterThan(0);
+  }, 1_200_000);
 });
