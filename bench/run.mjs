@@ -7,7 +7,9 @@
 //   5. settlement through the queue consumer into D1 vs raw batched D1 inserts, and charge-to-ledger time;
 //   6. a global reset with 1 and with 10,000 accounts;
 //   15. what a decision costs (issue #15): rows written in the object and in D1, bytes kept, queue messages,
-//       list-price dollars per million decisions (bench/cost.mjs, prices in bench/capacity-model.mjs).
+//       list-price dollars per million decisions (bench/cost.mjs, prices in bench/capacity-model.mjs);
+//   16. organizations (issue #16): pool-object calls per member decision, latency with and without a lease, false
+//       denials in a burst, 2,000 members under Zipf activity (bench/org.mjs).
 // Prints one table and writes bench/results.json. Only loopback traffic; every loop is bounded.
 import { spawnSync } from "node:child_process";
 import { mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
@@ -18,6 +20,7 @@ import { fileURLToPath } from "node:url";
 import { busiestRun, dollarsPerMillion, LIMITS, PRICES, perDecision, quietestRun } from "./capacity-model.mjs";
 import { cpuMeter, machineBusyMs, measureRun, prepareAccounts } from "./cost.mjs";
 import { load } from "./load.mjs";
+import { orgPhase } from "./org.mjs";
 import { buildBundle, client, productBindings, startServer, TOKENS } from "./server.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -1246,6 +1249,7 @@ function buildRows(r) {
     "info",
   ]);
   if (r.cost) rows.push(...costRows(r.cost));
+  if (r.org) rows.push(...orgRows(r.org));
   return rows;
 }
 
@@ -1365,6 +1369,78 @@ function costRows(c) {
   ];
 }
 
+/** Organizations (issue #16 item 6): rows 16a-16d, from bench/org.mjs. */
+function runOrgPhase(scriptPath) {
+  return orgPhase({
+    scriptPath,
+    stateDir: join(OUT, "state-org"),
+    migrationsDir: join(ROOT, "migrations"),
+    queue: CONSUMER,
+    quick: QUICK,
+    say,
+  });
+}
+
+function orgRows(o) {
+  const rows = [];
+  const perMember = (x) =>
+    x.perMemberPerSecond >= 1 ? `${fmt(x.perMemberPerSecond)}/s` : `1 per ${fmt(1 / x.perMemberPerSecond)} s`;
+  for (const x of o.steady ?? [])
+    rows.push([
+      "16a",
+      `pool-object calls per member decision, steady state: ${x.members} members deciding at ${perMember(x)} each (product time), windows spent, after ${fmt(x.warmupProductSeconds)} s warm-up`,
+      `${fmt(x.callsPerDecision, 4)} (${fmt(x.issues)} issues + ${fmt(x.closes)} closes / ${fmt(x.decisions)} decisions)`,
+      `mean issue ${fmt((x.meanIssue ?? 0) / x.cost, 1)} decisions' worth; ${fmt(x.poolCallsPerMemberHour, 1)} pool calls per member-hour; ${fmt(x.denied)} denied`,
+      "-",
+      "<= 0.05",
+      verdict(x.callsPerDecision <= 0.05),
+    ]);
+  const l = o.latency;
+  const lat = (x) => `p50 ${fmt(x.p50ms, 1)} ms, p99 ${fmt(x.p99ms, 1)} ms`;
+  if (l)
+    rows.push([
+      "16b",
+      `member decision latency, one request at a time: paid from the lease it holds vs first asking the pool (${fmt(l.members)} members)`,
+      `with a lease: ${lat(l.withLease)} (n=${fmt(l.withLease.n)})`,
+      `without: ${lat(l.noLease)} (n=${fmt(l.noLease.n)}; fresh member ${lat(l.noLeaseFresh)}; after its lease closed ${lat(l.noLeaseAfterClose)})`,
+      `+${fmt(l.noLease.p50ms - l.withLease.p50ms, 1)} ms at p50; an empty RPC: ${lat(l.emptyRpc)}`,
+      "-",
+      "info",
+    ]);
+  // 16c: one row per pool size; repeated bursts are reported by their median false-denial rate, with the range.
+  const byRatio = new Map();
+  for (const b of o.burst ?? []) byRatio.set(b.poolRatio, [...(byRatio.get(b.poolRatio) ?? []), b]);
+  for (const [ratio, runs] of byRatio) {
+    const sorted = [...runs].sort((x, y) => x.falseRate - y.falseRate);
+    const b = sorted[Math.floor((sorted.length - 1) / 2)];
+    const range =
+      runs.length > 1
+        ? `median of ${runs.length} bursts (${sorted.map((x) => `${fmt(x.falseRate * 100, 2)}%`).join(", ")}): `
+        : "";
+    rows.push([
+      "16c",
+      `false denials in a burst: ${fmt(b.members)} fresh members x ${b.perMember} decisions, ${b.concurrency} in flight, pool ${fmt(ratio, 2)}x the burst's demand`,
+      `${range}${fmt(b.falseRate * 100, 2)}% (${fmt(b.falseDenials)} of ${fmt(b.requests)}; ${fmt(b.falseDenialsAmbiguous)} of them undecidable from the answers)`,
+      `${fmt(b.denied)} denied (${fmt(b.trueDenials)} true); ${fmt(b.issues)} issues (${fmt(b.issuedEmpty)} empty) + ${fmt(b.closes)} closes = ${fmt(b.callsPerDecision, 2)} pool calls per decision; credit left ${fmt(b.creditLeftAtEnd / 1e6, 2)}`,
+      "-",
+      ratio >= 1 ? "<= 1%" : "-",
+      ratio >= 1 ? verdict(b.falseRate <= 0.01) : "info",
+    ]);
+  }
+  const s = o.simulation;
+  if (s)
+    rows.push([
+      "16d",
+      `simulation: 1 org, ${fmt(s.members)} members (${fmt(s.membersDeciding)} deciding, Zipf s=${s.zipf}), ${fmt(s.decisions)} decisions over ${fmt(s.productSeconds / 60, 1)} min of product time`,
+      `${fmt(s.callsPerDecision, 4)} pool calls per decision (${fmt(s.issues)} issues + ${fmt(s.closes)} closes; ${fmt(s.callsPerDecisionWithFinalCloses, 4)} with the ${fmt(s.finalCloses)} closes at the end); ${fmt(s.denied)} denied (${s.falseDenials === null ? "n/a" : fmt(s.falseDenials)} false, ${s.trueDenials === null ? "n/a" : fmt(s.trueDenials)} true)`,
+      `I-pool with open leases ${s.open.iPool.holds ? "holds" : "BROKEN"}, after closing them all ${s.closed.iPool.holds ? "holds" : "BROKEN"} (${fmt(s.closed.iPool.left)} = ${fmt(s.closed.iPool.right)}); wall ${fmt(s.wallSeconds.total)} s (setup ${fmt(s.wallSeconds.setup)} s, run ${fmt(s.wallSeconds.run)} s at ${fmt(s.decisionsPerWallSecond)} decisions/s)`,
+      `${fmt(s.poolCallsPerProductSecond, 2)} pool calls/s`,
+      "I-pool holds",
+      s.open.iPool.holds && s.closed.iPool.holds ? "met" : "MISSED",
+    ]);
+  return rows;
+}
+
 function renderTable(rows) {
   const head = ["#", "measurement", "measured", "baseline", "ratio", "target", "result"];
   const all = [head, ...rows];
@@ -1385,6 +1461,21 @@ async function main() {
   const miniflareVersion = JSON.parse(
     readFileSync(join(dirname(require.resolve("miniflare")), "..", "..", "package.json"), "utf8"),
   ).version;
+  if (process.env.BENCH_ONLY === "org") {
+    // Only the organizations rows (16a-16d), for working on them: printed, and written beside the quick run's JSON.
+    const org = await runOrgPhase(scriptPath);
+    if (process.env.BENCH_KEEP_STATE !== "1")
+      for (const d of readdirSync(OUT))
+        if (d.startsWith("state-org")) rmSync(join(OUT, d), { recursive: true, force: true });
+    const path = join(OUT, QUICK ? "results-org-quick.json" : "results-org.json");
+    writeFileSync(
+      path,
+      `${JSON.stringify({ startedAt: new Date().toISOString(), source: gitState(), org }, null, 2)}\n`,
+    );
+    console.log(renderTable(orgRows(org)));
+    console.log(`JSON copy: ${relative(ROOT, path)}`);
+    return;
+  }
   if (process.env.BENCH_ONLY === "cost") {
     // Only the cost runs, for working on them: printed, and written beside the quick run's JSON.
     const cost = await costPhase(scriptPath);
@@ -1422,7 +1513,7 @@ async function main() {
       load: `autocannon ${JSON.parse(readFileSync(join(ROOT, "node_modules/autocannon/package.json"), "utf8")).version}, ${CFG.connections} keep-alive HTTP/1.1 connections, closed loop, in the bench's Node ${process.versions.node} process`,
       server: `${main1.base.origin} -> Miniflare ${miniflareVersion} entry (no wrangler proxy) -> workerd ${workerdVersion} (one process, pid ${meter.pids.join(",")}) -> ${relative(ROOT, scriptPath)}`,
       bundle:
-        "bench/worker.ts = worker/index.ts's default export for every path outside /__bench/ (a prefix test in front), plus BenchProbeDO, BenchAccountDO (extends AccountDO) and /__bench/* routes",
+        "bench/worker.ts = worker/index.ts's default export for every path outside /__bench/ (a prefix test in front), plus BenchProbeDO, BenchAccountDO (extends AccountDO), BenchOrgDO (extends OrgDO) and /__bench/* routes",
       storage: `SQLite Durable Objects, the D1 ledger shards (${Object.keys(productBindings().d1Databases).join(", ")}) and the R2 archive on disk under bench/out/; settlement queues (${Object.keys(productBindings().queueConsumers).join(", ")}) with producers and consumer as in wrangler.toml (max_batch_size ${CONSUMER.maxBatchSize}, max_batch_timeout ${CONSUMER.maxBatchTimeout} s)`,
     };
     const e2e = await e2ePhase(main1.base, api, meter, ledger);
@@ -1465,6 +1556,7 @@ async function main() {
   say(`queue what-if: consumer max_batch_size ${WHAT_IF_BATCH}`);
   results.queueWhatIf = await queueWhatIf(scriptPath);
   results.cost = await costPhase(scriptPath);
+  results.org = await runOrgPhase(scriptPath);
 
   if (process.env.BENCH_KEEP_STATE !== "1")
     for (const d of readdirSync(OUT)) if (d.startsWith("state")) rmSync(join(OUT, d), { recursive: true, force: true });

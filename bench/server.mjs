@@ -74,9 +74,10 @@ export function productBindings(configPath = PRODUCT_CONFIG) {
 }
 
 /**
- * @param {{ scriptPath: string, stateDir: string, port?: number, migrationsDir: string, queue: { maxBatchSize: number, maxBatchTimeout: number, maxRetries: number, deadLetterQueue: string }, preventEviction?: boolean, accountClass?: string, bindings?: Record<string, string> }} o
+ * @param {{ scriptPath: string, stateDir: string, port?: number, migrationsDir: string, queue: { maxBatchSize: number, maxBatchTimeout: number, maxRetries: number, deadLetterQueue: string }, preventEviction?: boolean, accountClass?: string, orgClass?: string, bindings?: Record<string, string> }} o
  *   queue: the consumer settings every settlement queue gets (wrangler.toml's, or a what-if batch size);
  *   accountClass: the class behind ACCOUNT (BenchAccountDO meters the product's own object, see bench/worker.ts);
+ *   orgClass: the class behind ORG (BenchOrgDO counts the calls into the product's OrgDO);
  *   bindings: extra vars for the bench bundle.
  * @returns {Promise<{ mf: Miniflare, base: URL, logLines: () => number, problems: () => string[] }>}
  */
@@ -88,6 +89,7 @@ export async function startServer({
   queue,
   preventEviction = false,
   accountClass = "AccountDO",
+  orgClass = "OrgDO",
   bindings = {},
 }) {
   const product = productBindings();
@@ -119,6 +121,7 @@ export async function startServer({
       durableObjects: {
         ACCOUNT: sqlite(accountClass),
         RESET_CONTROL: sqlite("ResetControlDO"),
+        ORG: sqlite(orgClass),
         BENCH_PROBE: sqlite("BenchProbeDO"),
         BENCH_ACCOUNT: sqlite("BenchAccountDO"),
       },

@@ -2,9 +2,10 @@
 // worker/index.ts's default export) and adds probes that must never ship:
 //   - BenchProbeDO: an empty RPC method and a single-row SQLite upsert (the floors);
 //   - BenchAccountDO: the product's AccountDO with methods that run N real decisions in one RPC;
+//   - BenchOrgDO: the product's OrgDO, counting the calls into it (lease issues, alarms) and the closes it makes;
 //   - /__bench/* routes that reach them, plus raw D1 inserts and raw queue sends for settlement.
 import { DurableObject } from "cloudflare:workers";
-import product, { AccountDO, ResetControlDO } from "../worker/index";
+import product, { AccountDO, OrgDO, ResetControlDO } from "../worker/index";
 import type { Outbox, Sender } from "../durable-objects/account/outbox";
 import { AnswerTables } from "../durable-objects/account/answer-book";
 import type { AccountStore } from "../durable-objects/account/store";
@@ -12,7 +13,9 @@ import { sqlOf } from "../durable-objects/sql";
 import type { CallContext, Charge, ResetEpoch } from "../durable-objects/types";
 import * as core from "../worker/core/account";
 import type { ConsumeResult, GrantResult } from "../worker/core/account/answers";
-import type { AccountState, Answered } from "../worker/core/account/state";
+import type { LeaseIssue, LeaseNeed } from "../worker/core/account/membership";
+import type { AccountState, Answered, Refused } from "../worker/core/account/state";
+import type { OrgState } from "../worker/core/org/state";
 import { summaryOf } from "../worker/core/account/summary";
 import { seqOf } from "../worker/core/journal";
 import { utcDayStart } from "../worker/core/time";
@@ -22,7 +25,7 @@ import { statementsFor } from "../worker/settlement/consumer";
 import { NO_HEAD, readHead } from "../worker/settlement/heads";
 import { acrossLedgers, ledgerFor, ledgers } from "../worker/settlement/shards";
 
-export { AccountDO, ResetControlDO };
+export { AccountDO, OrgDO, ResetControlDO };
 
 interface BenchEnv extends Env {
   /** A second queue with the consumer's batching whose consumer only counts: the local queue transport alone. */
@@ -606,6 +609,116 @@ export class BenchAccountDO extends AccountDO {
   }
 }
 
+/**
+ * Calls into the organizations' pool objects (issue #16 item 6, row 16a), counted in this isolate (workerd runs the
+ * worker and every object in one isolate locally), for the objects served as BenchOrgDO:
+ *   issues         `issueLease` RPCs from member objects (one per lease request a member sends)
+ *   issuedEmpty    of them, the ones answered with no parts; why, as the pool's state said just before:
+ *     emptyClosing   the member's close was in flight (asked of the member, not yet applied)
+ *     emptyShort     the pool could not cover the shortfall, even after waiting for the recall it made
+ *     emptyOther     a stale or replayed issue number, a paused pool, not a member, or the pool pausing now
+ *   recallWaits    issues that waited for the pool's closes before answering (`OrgDO.closeDue` called by
+ *                  `issueLease`: every `closeDue` call less those of the alarm and of the bench's `/org/close-due`)
+ *   issuedCredit   micro-credits issued in the answers with parts
+ *   closes         `closeLease` RPCs the pool object made to members (one per lease close it ran)
+ *   closeFailures  of them, the ones that threw (retried by the alarm)
+ *   alarms         alarm invocations of the pool objects (each may run closes); while the bench reads both sides of
+ *                  every lease it holds them (`holdAlarms`), and an alarm that fires meanwhile runs later instead
+ */
+const orgMeter = {
+  issues: 0,
+  issuedEmpty: 0,
+  emptyClosing: 0,
+  emptyShort: 0,
+  emptyOther: 0,
+  issuedCredit: 0,
+  closes: 0,
+  closeFailures: 0,
+  alarms: 0,
+  closeDueCalls: 0,
+  benchCloseDue: 0,
+};
+
+/** The account namespace a BenchOrgDO calls its members through: every `closeLease` counted, nothing else changed. */
+function countingAccounts(ns: BenchEnv["ACCOUNT"]): BenchEnv["ACCOUNT"] {
+  // An RPC stub answers every property name with a callable (even `bind`): only `closeLease` is wrapped, and it is
+  // called as a method of the stub itself.
+  const countCloses = (stub: DurableObjectStub<AccountDO>) =>
+    new Proxy(stub, {
+      get(target, prop) {
+        if (prop !== "closeLease") return Reflect.get(target, prop);
+        return async (...args: Parameters<AccountDO["closeLease"]>) => {
+          orgMeter.closes++;
+          try {
+            return await target.closeLease(...args);
+          } catch (err) {
+            orgMeter.closeFailures++;
+            throw err;
+          }
+        };
+      },
+    });
+  return new Proxy(ns, {
+    get(target, prop) {
+      const v = Reflect.get(target, prop);
+      if (prop === "get") return (id: DurableObjectId) => countCloses(target.get(id));
+      return typeof v === "function" ? v.bind(target) : v;
+    },
+  });
+}
+
+/** The product's OrgDO, same code, with the calls into it and the closes it makes counted (`orgMeter`). */
+export class BenchOrgDO extends OrgDO {
+  constructor(ctx: DurableObjectState, env: BenchEnv) {
+    super(ctx, { ...env, ACCOUNT: countingAccounts(env.ACCOUNT) });
+  }
+
+  override async issueLease(accountId: string, need: LeaseNeed, now: number): Promise<LeaseIssue | Refused> {
+    orgMeter.issues++;
+    // biome-ignore lint/complexity/useLiteralKeys: TypeScript lets a private member be read only by element access
+    const before: OrgState = this["state"]();
+    const m = before.members.get(accountId);
+    const fresh = m?.active === true && m.lastIssue?.n !== need.n && need.n > m.issued && !before.org?.paused;
+    const answer = await super.issueLease(accountId, need, now);
+    if ("parts" in answer && answer.parts.length > 0)
+      orgMeter.issuedCredit += answer.parts.reduce((s, p) => s + p.remaining, 0);
+    else {
+      orgMeter.issuedEmpty++;
+      // biome-ignore lint/complexity/useLiteralKeys: as above
+      const paused = this["state"]().org?.paused === true;
+      if (fresh && m.closing !== null) orgMeter.emptyClosing++;
+      else if (fresh && !paused) orgMeter.emptyShort++;
+      else orgMeter.emptyOther++;
+    }
+    return answer;
+  }
+
+  /**
+   * While held, an alarm that fires runs a second later instead (nothing is lost: it runs once released). The bench
+   * holds the alarm while it reads the pool and every member, so that no close starts in the middle of that read (a
+   * close takes a member's rest before the pool gets it back); `OrgDO.idle()` then waits out a close already running.
+   */
+  private alarmsHeld = false;
+
+  holdAlarms(held: boolean): void {
+    this.alarmsHeld = held;
+  }
+
+  override closeDue(now?: number): Promise<void> {
+    orgMeter.closeDueCalls++;
+    return super.closeDue(now);
+  }
+
+  override async alarm(): Promise<void> {
+    if (this.alarmsHeld) {
+      await this.ctx.storage.setAlarm(Date.now() + 1000);
+      return;
+    }
+    orgMeter.alarms++;
+    await super.alarm();
+  }
+}
+
 const json = (body: unknown, status = 200) => Response.json(body, { status });
 
 /** A consume's answer with the status the product's HTTP layer gives its kind (worker/http/reply.ts), headers aside. */
@@ -998,6 +1111,39 @@ async function benchRoute(request: Request, env: BenchEnv, ctx: ExecutionContext
       for (let i = 0; i < ids.length; i += 64)
         out.push(...(await Promise.all(ids.slice(i, i + 64).map((id) => ns.get(ns.idFromName(id)).tableSizes()))));
       return json(out);
+    }
+    // Organizations (rows 16a-16d): the pool objects' call counts, and closes run as the pool's alarm runs them.
+    case "/org/meter": {
+      const out = { ...orgMeter };
+      if (body.reset) for (const k of Object.keys(orgMeter) as (keyof typeof orgMeter)[]) orgMeter[k] = 0;
+      return json(out);
+    }
+    case "/org/close-due": {
+      // OrgDO.closeDue(now): closes every lease due at `now` (what the alarm does at that time), then waits until no
+      // close is in flight, so both sides of every lease can be read.
+      const org = env.ORG.get(env.ORG.idFromName(String(body.orgId)));
+      orgMeter.benchCloseDue++;
+      await org.closeDue(Number(body.now));
+      await org.idle();
+      return json({ ok: true });
+    }
+    case "/org/idle":
+      await env.ORG.get(env.ORG.idFromName(String(body.orgId))).idle();
+      return json({ ok: true });
+    case "/account/lease-idle": {
+      // AccountDO.leaseIdle(): no lease request of the member's in flight (issued by the pool, not yet taken).
+      const ids = body.accountIds as string[];
+      for (let i = 0; i < ids.length; i += 64)
+        await Promise.all(ids.slice(i, i + 64).map((id) => env.ACCOUNT.get(env.ACCOUNT.idFromName(id)).leaseIdle()));
+      return json({ ok: true });
+    }
+    case "/org/hold-alarms": {
+      // Served as BenchOrgDO (bench/server.mjs `orgClass`): its alarm held or released, then no close in flight.
+      const ns = env.ORG as unknown as DurableObjectNamespace<BenchOrgDO>;
+      const org = ns.get(ns.idFromName(String(body.orgId)));
+      await org.holdAlarms(!!body.held);
+      await org.idle();
+      return json({ ok: true });
     }
     case "/settle/stats":
       return json(await ledgerStats(env, String(body.prefix), !!body.byKey));
