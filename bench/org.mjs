@@ -545,6 +545,17 @@ async function burstRow(h, api, cfg, ratio, tag) {
     else if (high < b.cost) surelyTrue++;
     else ambiguous++;
   }
+  // Denials of a member that had another of its requests in flight at the same time (answer intervals overlapping):
+  // those share one lease request in the member's object, against the share of all requests that did.
+  const byMember = new Map();
+  for (const [i, a] of answers.entries()) byMember.set(order[i], [...(byMember.get(order[i]) ?? []), a]);
+  const withSibling = (a, i) =>
+    byMember.get(order[i]).some((x) => x !== a && x.sentAt < a.receivedAt && a.sentAt < x.receivedAt);
+  const overlapping = answers.map(withSibling);
+  const siblings = {
+    deniedWithSiblingInFlight: answers.filter((a, i) => a.status === 429 && overlapping[i]).length,
+    requestsWithSiblingInFlight: overlapping.filter(Boolean).length,
+  };
   const spent = paid.reduce((s, a) => s + a.paid, 0);
   // where in the burst the denials fell: tenths of the requests, in the order they were sent
   const tenths = Array.from(
@@ -565,6 +576,7 @@ async function burstRow(h, api, cfg, ratio, tag) {
     denied: denials.length,
     reasons,
     deniedByTenth: tenths,
+    ...siblings,
     falseDenials: surelyFalse + ambiguous,
     falseDenialsCertain: surelyFalse,
     falseDenialsAmbiguous: ambiguous,

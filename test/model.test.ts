@@ -1375,9 +1375,9 @@ describe("the reference model's catalog", () => {
 
 /**
  * The organizations part (issue #16 item 5, test/org-model-helpers.ts): one organization with 3–6 members, random
- * sequences of pool grants, member consumes, bursts, holds, limits, removals, closes, evictions, refunds, replays and
- * lease faults, with I-pool checked across the objects after every step and the ledger checked in D1 after each
- * sequence. Its own counts (VITE_MODEL_ORG_RUNS / VITE_MODEL_ORG_STEPS / VITE_MODEL_ORG_SEED / VITE_MODEL_ORG_PATH,
+ * sequences of pool grants, member consumes, bursts, holds, limits, removals, closes, evictions, refunds, replays,
+ * races and lease faults, with I-pool checked across the objects after every step and the ledger checked in D1 after
+ * each sequence. Its own counts (VITE_MODEL_ORG_RUNS / VITE_MODEL_ORG_STEPS / VITE_MODEL_ORG_SEED / VITE_MODEL_ORG_PATH,
  * or the same names as bindings); VITE_MODEL_SHRINK=1 shrinks here too.
  */
 describe("organizations", () => {
