@@ -1,10 +1,11 @@
-// Organizations (issue #16 item 6): rows 16a-16d of `npm run bench` (`BENCH_ONLY=org npm run bench` runs only these).
+// Organizations (issue #16 item 6): rows 16a-16d of `npm run bench` (`npm run bench:org` runs only these;
+// `BENCH_ORG_ROWS=16b,16c` only those rows).
 // The real bundle, served as the bench serves it, with the product's OrgDO behind ORG as BenchOrgDO (the same code,
 // counting the calls into it and the closes it makes: bench/worker.ts `orgMeter`) and the test clock enabled, so
 // that requests carry the product's clock (`X-Test-Now`) and minutes of member activity run in seconds.
-//   16a  pool-object calls per member decision at steady state, at three per-member rates;
+//   16a  pool-object calls per member decision at steady state, at four per-member rates;
 //   16b  member decision latency with a lease and without one (the decision must first ask the pool);
-//   16c  false denials in a burst of many members, with pools of 4x, 1.25x and 0.9x the burst's demand;
+//   16c  false denials in a burst of many members, with pools of 2x, 1.25x and 0.9x the burst's demand;
 //   16d  one organization with 2,000 members under Zipf activity: calls, denials, I-pool, wall time.
 // Every request goes through the product's HTTP routes. Member accounts are on plan `go`; each spends its codex
 // windows (2 credits) 10 minutes (product clock) before joining, so every later decision draws from the pool.
