@@ -12,6 +12,10 @@ export interface Migration {
   run?: (db: Sql) => void;
 }
 
+/** Whether an object's storage has a schema at all (a never-written object has none). */
+export const hasSchema = (db: Sql): boolean =>
+  db.first`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'` !== undefined;
+
 /** The version the last migration brings the schema to. */
 export const versionOf = (migrations: readonly Migration[]): number => migrations[migrations.length - 1].id;
 

@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
-import { call, T0, uid } from "./helpers";
+import { CREDIT, call, consume, T0, uid } from "./helpers";
 
 /** An organization with `credits` in its pool and `members` fresh accounts (on go: 2 codex credits a 5 h window). */
 export async function orgWith(credits: number, members: number, now = T0) {
@@ -72,4 +72,15 @@ export async function drainOrg(orgId: string, timeoutMs = 15_000) {
     if (at.confirmed < at.lastSeq) await new Promise((r) => setTimeout(r, 250));
   }
   return at;
+}
+
+/** What the pool paid of a decision: its sources with layer `pool`. */
+export const poolPaid = (body: { sources?: { layer: string; amount: number }[] }) =>
+  (body.sources ?? []).filter((s) => s.layer === "pool").reduce((s, x) => s + x.amount, 0);
+
+/** Uses up a member's codex windows (2 credits on go), so what follows draws from the pool. */
+export async function useWindows(id: string, now: number) {
+  const r = await consume(id, { product: "codex", cost: 2 * CREDIT }, { now });
+  expect(r.status).toBe(200);
+  expect(poolPaid(r.body)).toBe(0);
 }

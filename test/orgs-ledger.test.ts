@@ -6,15 +6,8 @@
 import { describe, expect, it } from "vitest";
 import { LEASE_TTL_MS } from "../worker/core/account/membership";
 import { ADMIN, CREDIT, call, consume, T0 } from "./helpers";
-import { drainOrg, expectPoolInvariant, orgStub, orgWith, poolBook } from "./org-helpers";
+import { drainOrg, expectPoolInvariant, orgStub, orgWith, poolBook, poolPaid, useWindows } from "./org-helpers";
 import { drainAccount, ledgerIdsOf, outboxMessages } from "./settle-helpers";
-
-const poolPaid = (body: { sources?: { layer: string; amount: number }[] }) =>
-  (body.sources ?? []).filter((s) => s.layer === "pool").reduce((s, x) => s + x.amount, 0);
-
-async function useWindows(id: string, now: number) {
-  expect((await consume(id, { product: "codex", cost: 2 * CREDIT }, { now })).status).toBe(200);
-}
 
 describe("organizations in the ledger", () => {
   it("members' pool charges and the pool's own journal settle, and reconcile with no drift", async () => {

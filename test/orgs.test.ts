@@ -4,17 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { LEASE_TTL_MS } from "../worker/core/account/membership";
 import { faultPoints } from "../worker/settlement/fault-points";
 import { CREDIT, call, consume, T0 } from "./helpers";
-import { expectPoolInvariant, orgStub, orgWith, poolBook } from "./org-helpers";
-
-const poolPaid = (body: { sources?: { layer: string; amount: number }[] }) =>
-  (body.sources ?? []).filter((s) => s.layer === "pool").reduce((s, x) => s + x.amount, 0);
-
-/** Uses up a member's codex windows (2 credits on go), so what follows draws from the pool. */
-async function useWindows(id: string, now: number) {
-  const r = await consume(id, { product: "codex", cost: 2 * CREDIT }, { now });
-  expect(r.status).toBe(200);
-  expect(poolPaid(r.body)).toBe(0);
-}
+import { expectPoolInvariant, orgStub, orgWith, poolBook, poolPaid, useWindows } from "./org-helpers";
 
 afterEach(() => {
   faultPoints.lease = undefined;

@@ -20,7 +20,7 @@ import type {
 import { EMPTY_STATE } from "../../worker/core/account/state";
 import type { AnswerBook } from "../idempotency";
 import { DAY_MS, minuteOf } from "../../worker/core/time";
-import { migrate } from "../migrations";
+import { hasSchema, migrate } from "../migrations";
 import type { Sql } from "../sql";
 import {
   type AccountRow,
@@ -63,7 +63,7 @@ export class AccountStore {
   }
 
   hasSchema(): boolean {
-    return this.db.first`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'` !== undefined;
+    return hasSchema(this.db);
   }
 
   /** Creates the schema, or runs the migrations the stored version is behind; inside the caller's transaction. */

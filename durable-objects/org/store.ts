@@ -11,7 +11,7 @@ import { catalog } from "../../worker/catalog";
 import { ANSWER_HORIZON_MS, AnswerTables } from "../account/answer-book";
 import { rowOf } from "../account/journal";
 import type { AnswerBook } from "../idempotency";
-import { type Migration, migrate } from "../migrations";
+import { hasSchema, type Migration, migrate } from "../migrations";
 import type { Sql } from "../sql";
 
 const MIGRATIONS: readonly Migration[] = [
@@ -45,7 +45,7 @@ export class OrgStore {
   }
 
   hasSchema(): boolean {
-    return this.db.first`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'` !== undefined;
+    return hasSchema(this.db);
   }
 
   migrate(): void {
