@@ -161,5 +161,69 @@ describe("organizations", () => {
       expect(b.unspent).toBe(0);
       expect(b.spent).toBe(CREDIT);
     });
+
+    it("an issue lost before a removal whose close never reached the member still comes back", async () => {
+      const { orgId, ids } = await orgWith(10 * CREDIT, 1);
+      const [id] = ids;
+      let lost = 0;
+      faultPoints.lease = (stage) => {
+        if (stage === "issued" && lost++ === 0) throw new Error("injected: answer lost");
+        if (stage === "close") throw new Error("injected: member unreachable");
+      };
+      // Issue 1 leaves the pool and is lost; the removal's close cannot reach the member, so it does not know.
+      await useWindows(id, T0 + 1000);
+      expect((await poolBook(orgId, ids, T0 + 1000)).leased).toBeGreaterThan(0);
+      const removed = await call("DELETE", `/v1/orgs/${orgId}/members/${id}`, undefined, { now: T0 + 2000 });
+      expect(removed.status).toBe(200);
+      // The member asks for issue 1 again: it gets the real issue 1 (as a removed member, so it spends none of it)...
+      const denied = await consume(id, { product: "codex", cost: CREDIT }, { now: T0 + 3000 });
+      expect(denied.status).toBe(429);
+      await poolBook(orgId, ids, T0 + 3000);
+      faultPoints.lease = undefined;
+      // ...and the pending close, retried, takes it back whole.
+      await orgStub(orgId).closeDue(T0 + 4000);
+      const b = await expectPoolInvariant(orgId, ids, T0 + 4000);
+      expect(b.balance).toBe(10 * CREDIT);
+      expect(b.leased).toBe(0);
+      expect(b.unspent).toBe(0);
+    });
+
+    it("a removal while a close's answer is lost stops the member; what a hold gives back later is not spent", async () => {
+      const { orgId, ids } = await orgWith(10 * CREDIT, 2);
+      const [id, other] = ids;
+      await useWindows(id, T0 + 1000);
+      const hold = await call(
+        "POST",
+        `/v1/accounts/${id}/holds`,
+        { product: "codex", cost: 2 * CREDIT, ttlSeconds: 3600 },
+        { now: T0 + 2000 },
+      );
+      expect(hold.status).toBe(201);
+      expect(poolPaid(hold.body)).toBe(2 * CREDIT);
+      // Another member needs more than the pool holds: every lease is recalled. The recall reaches the member (it
+      // closes, keeping the hold's reservation), and its answer is lost on the way back: the close stays pending.
+      faultPoints.lease = (stage) => {
+        if (stage === "closed") throw new Error("injected: close answer lost");
+      };
+      await useWindows(other, T0 + 3000);
+      expect((await consume(other, { product: "codex", cost: 20 * CREDIT }, { now: T0 + 3000 })).status).toBe(429);
+      // The removal asks that same close again, now as a leave (its answer is lost too, so it stays pending).
+      const removed = await call("DELETE", `/v1/orgs/${orgId}/members/${id}`, undefined, { now: T0 + 4000 });
+      expect(removed.status).toBe(200);
+      faultPoints.lease = undefined;
+      expect((await call("GET", `/v1/accounts/${id}`, undefined, { now: T0 + 4000 })).body.org.active).toBe(false);
+      // The hold's release gives its reservation back to the lease; a removed member does not spend it.
+      const released = await call("POST", `/v1/accounts/${id}/holds/${hold.body.holdId}/release`, undefined, {
+        now: T0 + 5000,
+      });
+      expect(released.status).toBe(200);
+      const after = await consume(id, { product: "codex", cost: CREDIT }, { now: T0 + 6000 });
+      expect(poolPaid(after.body)).toBe(0);
+      await orgStub(orgId).closeDue(T0 + 3000 + LEASE_TTL_MS);
+      const b = await expectPoolInvariant(orgId, ids, T0 + 3000 + LEASE_TTL_MS);
+      expect(b.unspent).toBe(0);
+      expect(b.spent).toBe(0);
+      expect(b.balance).toBe(10 * CREDIT);
+    });
   });
 });

@@ -220,6 +220,7 @@ export class OrgDO extends DurableObject<Env> {
     const { closeId, issuedUpTo, leave } = begun.body;
     let answer: LeaseClosed;
     try {
+      faultPoints.lease?.("close", accountId);
       answer = await accountObject(this.env, accountId).closeLease(accountId, now, {
         orgId: this.state().org?.orgId ?? "",
         closeId,

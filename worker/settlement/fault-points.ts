@@ -14,8 +14,9 @@ export const faultPoints: {
   /**
    * runs on the lease traffic between an organization and its members (SPEC §9): "issue" as the pool object takes a
    * member's request (throwing: the request fails, nothing issued), "issued" as the member receives the answer
-   * (throwing: the issue is lost on the way back), "closed" as the pool object receives a close's answer (throwing:
-   * the member closed, the pool has not applied it yet)
+   * (throwing: the issue is lost on the way back), "close" as the pool object asks a member to close (throwing: the
+   * close never reaches the member), "closed" as the pool object receives a close's answer (throwing: the member
+   * closed, the pool has not applied it yet)
    */
-  lease?: (stage: "issue" | "issued" | "closed", accountId: string) => void;
+  lease?: (stage: "issue" | "issued" | "close" | "closed", accountId: string) => void;
 } = {};

@@ -250,7 +250,11 @@ export function takeLease(d: Draft, issue: LeaseIssue): Ok<{ taken: boolean }> {
  */
 export function closeLease(d: Draft, req: LeaseCloseRequest): Ok<LeaseClosed> {
   const m = d.state.account?.org;
-  if (m?.lastClose?.closeId === req.closeId) return ok(m.lastClose.answer);
+  if (m?.lastClose?.closeId === req.closeId) {
+    // A removal can ask again a close the member has answered (its answer was lost): the member still leaves.
+    if (req.leave && m.active) leave(d, m);
+    return ok(m.lastClose.answer);
+  }
   if (!m || m.orgId !== req.orgId) {
     const now = { drawnToday: 0, drawnThisMonth: 0 };
     return ok({ known: false, taken: 0, returned: [], spent: 0, ...now, heldUntil: null });
@@ -286,11 +290,16 @@ export function closeLease(d: Draft, req: LeaseCloseRequest): Ok<LeaseClosed> {
     ...now,
     lease: m.lease.filter((p) => heldGrants.has(p.grantId)).map((p) => ({ ...p, remaining: 0 })),
     issued: Math.max(m.issued, req.issuedUpTo),
-    active: m.active && !req.leave,
     lastClose: { closeId: req.closeId, answer },
   });
-  if (req.leave && m.active) d.event("org.member_left", { orgId: m.orgId });
+  if (req.leave && m.active) leave(d, membership(d));
   return ok(answer);
+}
+
+/** The member stops drawing from the pool; what its lease still holds goes back at the next close. */
+function leave(d: Draft, m: Membership): void {
+  setMembership(d, { ...m, active: false });
+  d.event("org.member_left", { orgId: m.orgId });
 }
 
 /** What a lease request asks for: `shortfall` is needed before this decision can be taken; `want` is the refill. */

@@ -214,21 +214,13 @@ export function issueLease(d: OrgDraft, accountId: string, need: LeaseNeed): Ok<
     member: m?.active === true,
     limits: { dailyLimit: m?.dailyLimit ?? null, monthlyLimit: m?.monthlyLimit ?? null },
   };
-  if (!m?.active) return ok({ ...base, parts: [] });
-  // The pool's anomaly guard counts what members report they spent (their cumulative spend, sent with every request).
-  d.draw(Math.max(0, need.report.spent - m.spent));
-  const reported = {
-    ...m,
-    spent: need.report.spent,
-    spentToday: need.report.drawnToday,
-    spentThisMonth: need.report.drawnThisMonth,
-    reportedAt: d.now,
-  };
+  if (!m) return ok({ ...base, parts: [] });
+  const reported = withReport(d, m, need.report);
+  d.putMember(reported);
+  // Asked again (its answer was lost), an issue is answered the same, also to a member removed meanwhile: the member
+  // then holds it without drawing from it, and its close finds it taken and returns it.
   if (m.lastIssue?.n === need.n) return ok({ ...base, parts: partsOf(d, m.lastIssue.parts) });
-  if (need.n <= m.issued || m.closing !== null || d.org.paused) {
-    d.putMember(reported);
-    return ok({ ...base, parts: [] });
-  }
+  if (!m.active || need.n <= m.issued || m.closing !== null || d.org.paused) return ok({ ...base, parts: [] });
   const grants = d.state.grants
     .filter(
       (g) =>
@@ -243,17 +235,13 @@ export function issueLease(d: OrgDraft, accountId: string, need: LeaseNeed): Ok<
     // A member needs credit now that the pool does not hold: what other members hold unspent comes back. (A refill
     // asked ahead of need does not recall anyone.)
     if (need.shortfall > 0) recallLeases(d);
-    d.putMember(reported);
     return ok({ ...base, parts: [] });
   }
   // Beyond the shortfall, a share of what is left and of what the pool's anomaly guard allows in its window: members
   // come back (and report their spend) at least that often, so a spike is seen while it is small.
   const share = Math.floor(Math.min(available, poolThreshold(d)) / ISSUE_SHARE);
   const amount = Math.min(need.want, Math.max(need.shortfall, share), available);
-  if (pausesPool(d, need.shortfall)) {
-    d.putMember(reported);
-    return ok({ ...base, paused: true, parts: [] });
-  }
+  if (pausesPool(d, need.shortfall)) return ok({ ...base, paused: true, parts: [] });
   const parts: IssuedPart[] = [];
   let rest = amount;
   for (const g of grants) {
@@ -288,6 +276,22 @@ export function issueLease(d: OrgDraft, accountId: string, need: LeaseNeed): Ok<
   });
   d.effect({ type: "wake", at: closeAt });
   return ok({ ...base, parts: partsOf(d, parts) });
+}
+
+/**
+ * A member's report of its pool spend (cumulative, sent with every lease request): the pool's anomaly guard counts
+ * what it adds. A report older than one already taken (a request overtaken by a close) never lowers it.
+ */
+function withReport(d: OrgDraft, m: PoolMember, report: LeaseNeed["report"]): PoolMember {
+  const spent = Math.max(m.spent, report.spent);
+  d.draw(spent - m.spent);
+  return {
+    ...m,
+    spent,
+    spentToday: report.drawnToday,
+    spentThisMonth: report.drawnThisMonth,
+    reportedAt: d.now,
+  };
 }
 
 /** Issued parts as the member's lease holds them (the grant's order and limits travel with the credit). */
