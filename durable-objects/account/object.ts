@@ -15,9 +15,9 @@ import type { CallContext, GrantRequest, RefundRequest, SettlementCut } from "..
 import type { LedgerHead } from "../../worker/settlement/heads";
 import { newerEpochs, stepContext, withMissedEpochs } from "./epochs";
 import { faultPoints } from "../../worker/settlement/fault-points";
-import { NO_HEAD, readHead } from "../../worker/settlement/heads";
-import { ledgerFor, settlementQueueFor } from "../../worker/settlement/shards";
-import { CHECK_MS, FLUSH_DELAY_MS, Outbox, type Sender } from "./outbox";
+import { ledgerFor } from "../../worker/settlement/shards";
+import { JournalShell, settlementQueue } from "../journal-shell";
+import { Outbox, type Sender } from "./outbox";
 import { AccountStore } from "./store";
 import type { LeaseClosed, LeaseCloseRequest, LeaseNeed, PoolLimits } from "../../worker/core/account/membership";
 import { orgObject } from "../stubs";
@@ -32,16 +32,17 @@ type Op<R> = (d: core.Draft) => R;
 export class AccountDO extends DurableObject<Env> {
   private readonly store: AccountStore;
   private readonly outbox: Outbox;
+  private readonly journal: JournalShell;
   /**
    * Where the journal goes: the settlement queue of the account's ledger shard (through the sender fault point, if a
    * test set one). A field so fault-injection tests can swap in a failing sender for this instance.
    */
-  settlement: Sender = { sendBatch: (messages, options) => this.queue().sendBatch(messages, options) };
+  settlement: Sender = {
+    sendBatch: (messages, options) =>
+      settlementQueue(this.env, this.state().account?.accountId).sendBatch(messages, options),
+  };
   private snapshot: AccountState | undefined;
   private schemaReady: boolean;
-  private alarmAt: number | null = null;
-  /** a flush waiting out FLUSH_DELAY_MS */
-  private flushWaiting: Promise<void> | null = null;
   /** a lease request to the organization in flight */
   private leasing: Promise<void> | null = null;
 
@@ -54,14 +55,11 @@ export class AccountDO extends DurableObject<Env> {
       () => this.settlement,
       () => this.schemaReady,
     );
+    this.journal = new JournalShell(ctx, env, this.outbox);
     // A read of a never-written account leaves no storage behind; the first write creates the schema.
     this.schemaReady = this.store.hasSchema();
     if (this.schemaReady) ctx.storage.transactionSync(() => this.store.migrate());
-    void ctx.blockConcurrencyWhile(async () => {
-      this.alarmAt = await ctx.storage.getAlarm();
-      // Whatever the ledger has not confirmed gets a settlement check, whatever became of the last alarm.
-      if (this.alarmAt === null && this.outbox.hasUnconfirmed(this.lastSeq())) await this.ensureAlarm(Date.now());
-    });
+    void ctx.blockConcurrencyWhile(() => this.journal.restore(this.lastSeq()));
   }
 
   // ─────────────────────────── RPC ───────────────────────────
@@ -154,7 +152,7 @@ export class AccountDO extends DurableObject<Env> {
       charged: (state.account?.chargedTotal ?? 0) - above.charged,
     };
     const checked = await this.outbox.check(head, lastSeq);
-    if (checked.nextAt !== null) await this.ensureAlarm(checked.nextAt);
+    if (checked.nextAt !== null) await this.journal.ensureAlarm(checked.nextAt);
     return { ...cut, resent: checked.resent };
   }
 
@@ -172,7 +170,7 @@ export class AccountDO extends DurableObject<Env> {
 
   /** Applies expiries, prunes what aged out, runs the settlement check (docs/settlement.md), and sets the next alarm. */
   override async alarm(): Promise<void> {
-    this.alarmAt = null;
+    this.journal.alarmRan();
     const state = this.state();
     if (!state.account) return;
     const wallNow = Date.now();
@@ -185,50 +183,12 @@ export class AccountDO extends DurableObject<Env> {
     });
     this.snapshot = step.next;
     const times = this.store.dueAt(now, Date.now());
-    const settlement = await this.settlementCheck();
+    const settlement = await this.journal.settlementCheck(state.account.accountId, this.lastSeq());
     if (settlement !== null) times.push(settlement);
-    if (times.length > 0) await this.ensureAlarm(Math.min(...times));
+    if (times.length > 0) await this.journal.ensureAlarm(Math.min(...times));
   }
 
   // ─────────────────────────── the shell ───────────────────────────
-
-  /**
-   * Flushes FLUSH_DELAY_MS after the first unsent step, not after each one: a busy account's decisions of that moment
-   * travel in one message (issue #15: ≤ 0.05 queue messages a decision at 200 decisions/s on one account).
-   */
-  private flushSoon(): void {
-    if (this.flushWaiting) return;
-    const waiting = new Promise<void>((resolve) => setTimeout(resolve, FLUSH_DELAY_MS)).then(() => {
-      this.flushWaiting = null;
-      return this.outbox.flush();
-    });
-    this.flushWaiting = waiting;
-    this.ctx.waitUntil(waiting);
-  }
-
-  /** Learns the ledger's head (D1) and runs the outbox's check; returns when the next is due, null when all is confirmed. */
-  private async settlementCheck(): Promise<number | null> {
-    const lastSeq = this.lastSeq();
-    const accountId = this.state().account?.accountId;
-    if (!accountId || !this.outbox.hasUnconfirmed(lastSeq)) return null;
-    try {
-      const head = (await readHead(ledgerFor(this.env, accountId), accountId)) ?? NO_HEAD;
-      return (await this.outbox.check(head, lastSeq)).nextAt;
-    } catch (err) {
-      // The ledger could not be read: send what was never sent, and ask again later.
-      console.error(JSON.stringify({ event: "settlement.head_unreadable", error: String(err) }));
-      await this.outbox.flush();
-      return Date.now() + CHECK_MS;
-    }
-  }
-
-  /** The account's settlement queue (its ledger shard's), through the fault point when a test sets one. */
-  private queue(): Sender {
-    const accountId = this.state().account?.accountId;
-    if (!accountId) throw new Error("a journal send before the account exists");
-    const queue = settlementQueueFor(this.env, accountId);
-    return faultPoints.sender ? faultPoints.sender(queue) : queue;
-  }
 
   private lastSeq(): number {
     return this.state().account?.journalSeq ?? 0;
@@ -257,11 +217,7 @@ export class AccountDO extends DurableObject<Env> {
       });
       this.schemaReady = true;
       this.snapshot = step.next;
-      if (step.effects.some((e) => e.type === "journal")) {
-        this.outbox.pending = true;
-        this.flushSoon();
-        void this.ensureAlarm(Date.now() + CHECK_MS);
-      }
+      if (step.effects.some((e) => e.type === "journal")) this.journal.journaled();
     }
     return step.result;
   }
@@ -356,11 +312,7 @@ export class AccountDO extends DurableObject<Env> {
       if (fresh) ctx = await withMissedEpochs(this.env, { ...ctx, resets: fresh }, this.state().account?.resetSeq);
       attempt = this.attempt(ctx, op, mutating, false);
     }
-    if (this.outbox.pending && this.schemaReady) {
-      // The journal rows are already durable; the answer does not wait for the queue. The check confirms them.
-      this.flushSoon();
-      void this.ensureAlarm(Date.now() + CHECK_MS);
-    }
+    if (this.outbox.pending && this.schemaReady) this.journal.journaled();
     const { result, replayed } = attempt;
     return { result, replayed, resetSeq: this.state().account?.resetSeq ?? 0 };
   }
@@ -376,7 +328,7 @@ export class AccountDO extends DurableObject<Env> {
       if (deferred) return step.result;
       this.store.write(state, step.next, step.effects, ctx.now);
       for (const e of step.effects) {
-        if (e.type === "wake") void this.ensureAlarm(Date.now() + Math.max(0, e.at - ctx.now));
+        if (e.type === "wake") void this.journal.ensureAlarm(Date.now() + Math.max(0, e.at - ctx.now));
         if (e.type === "journal") this.outbox.pending = true;
       }
       next = step.next;
@@ -403,11 +355,5 @@ export class AccountDO extends DurableObject<Env> {
 
   private spentToday(now: number): number {
     return this.schemaReady ? this.store.reads.spentSince(utcDayStart(now)) : 0;
-  }
-
-  private async ensureAlarm(at: number): Promise<void> {
-    if (this.alarmAt !== null && this.alarmAt <= at) return;
-    this.alarmAt = at;
-    await this.ctx.storage.setAlarm(at);
   }
 }

@@ -14,10 +14,10 @@ import {
 } from "../../worker/core/org/state";
 import { keepsKey } from "../../worker/core/refusals";
 import { faultPoints } from "../../worker/settlement/fault-points";
-import { type LedgerHead, NO_HEAD, readHead } from "../../worker/settlement/heads";
-import { ledgerFor, settlementQueueFor } from "../../worker/settlement/shards";
-import { CHECK_MS, FLUSH_DELAY_MS, Outbox, type Sender } from "../account/outbox";
+import type { LedgerHead } from "../../worker/settlement/heads";
+import { Outbox } from "../account/outbox";
 import { idempotent } from "../idempotency";
+import { JournalShell, settlementQueue } from "../journal-shell";
 import { sqlOf } from "../sql";
 import { accountObject } from "../stubs";
 import type { OrgCallContext, SettlementCut } from "../types";
@@ -40,8 +40,7 @@ export class OrgDO extends DurableObject<Env> {
   private readonly outbox: Outbox;
   private snapshot: OrgState | undefined;
   private schemaReady: boolean;
-  private alarmAt: number | null = null;
-  private flushWaiting: Promise<void> | null = null;
+  private readonly journal: JournalShell;
   private closingNow: Promise<void> | null = null;
 
   constructor(ctx: DurableObjectState, env: Env) {
@@ -52,13 +51,12 @@ export class OrgDO extends DurableObject<Env> {
     if (this.schemaReady) ctx.storage.transactionSync(() => this.store.migrate());
     this.outbox = new Outbox(
       db,
-      () => this.queue(),
+      () => settlementQueue(this.env, this.ledgerId()),
       () => this.schemaReady,
-      () => orgLedgerId(this.state().org?.orgId ?? ""),
+      () => this.ledgerId() ?? "",
     );
-    void ctx.blockConcurrencyWhile(async () => {
-      this.alarmAt = await ctx.storage.getAlarm();
-    });
+    this.journal = new JournalShell(ctx, env, this.outbox);
+    void ctx.blockConcurrencyWhile(() => this.journal.restore(this.state().org?.journalSeq ?? 0));
   }
 
   // ─────────────────────────── RPC: the API's ───────────────────────────
@@ -131,7 +129,7 @@ export class OrgDO extends DurableObject<Env> {
       answer = this.system(now, (d) => core.issueLease(d, accountId, need));
       if (isRefused(answer)) return answer;
     }
-    if (this.closesDue(now)) void this.ensureAlarm(Date.now());
+    if (this.closesDue(now)) void this.journal.ensureAlarm(Date.now());
     return answer.body;
   }
 
@@ -163,7 +161,7 @@ export class OrgDO extends DurableObject<Env> {
       charged: 0 - above.charged,
     };
     const checked = await this.outbox.check(head, lastSeq);
-    if (checked.nextAt !== null) await this.ensureAlarm(checked.nextAt);
+    if (checked.nextAt !== null) await this.journal.ensureAlarm(checked.nextAt);
     return { ...cut, resent: checked.resent, poolInvariant: core.poolInvariant(this.state()) };
   }
 
@@ -172,7 +170,7 @@ export class OrgDO extends DurableObject<Env> {
   }
 
   override async alarm(): Promise<void> {
-    this.alarmAt = null;
+    this.journal.alarmRan();
     const org = this.state().org;
     if (!org) return;
     const now = Date.now() + org.clockOffset;
@@ -182,13 +180,13 @@ export class OrgDO extends DurableObject<Env> {
     const times: number[] = [];
     const next = this.nextCloseAt();
     if (next !== null) times.push(Date.now() + Math.max(0, next - now));
-    const settlement = await this.settlementCheck();
+    const settlement = await this.journal.settlementCheck(this.ledgerId(), this.state().org?.journalSeq ?? 0);
     if (settlement !== null) times.push(settlement);
     const expiry = this.state()
       .grants.filter((g) => g.remaining > 0 && g.expiresAt !== null)
       .map((g) => Date.now() + Math.max(0, (g.expiresAt ?? 0) - now));
     times.push(...expiry);
-    if (times.length > 0) await this.ensureAlarm(Math.min(...times));
+    if (times.length > 0) await this.journal.ensureAlarm(Math.min(...times));
   }
 
   // ─────────────────────────── closes ───────────────────────────
@@ -230,7 +228,7 @@ export class OrgDO extends DurableObject<Env> {
       faultPoints.lease?.("closed", accountId);
     } catch (err) {
       console.error(JSON.stringify({ event: "org.close_failed", accountId, error: String(err) }));
-      await this.ensureAlarm(Date.now() + CLOSE_RETRY_MS);
+      await this.journal.ensureAlarm(Date.now() + CLOSE_RETRY_MS);
       return;
     }
     this.system(now, (d) => core.applyClose(d, accountId, closeId, answer));
@@ -306,43 +304,15 @@ export class OrgDO extends DurableObject<Env> {
     const offset = this.state().org?.clockOffset ?? 0;
     for (const e of effects) {
       if (e.type === "journal") this.outbox.pending = true;
-      if (e.type === "wake" && e.at !== undefined) void this.ensureAlarm(e.at - offset);
+      if (e.type === "wake" && e.at !== undefined) void this.journal.ensureAlarm(e.at - offset);
     }
-    if (this.outbox.pending) {
-      this.flushSoon();
-      void this.ensureAlarm(Date.now() + CHECK_MS);
-    }
+    if (this.outbox.pending) this.journal.journaled();
   }
 
-  private flushSoon(): void {
-    if (this.flushWaiting) return;
-    const waiting = new Promise<void>((resolve) => setTimeout(resolve, FLUSH_DELAY_MS)).then(() => {
-      this.flushWaiting = null;
-      return this.outbox.flush();
-    });
-    this.flushWaiting = waiting;
-    this.ctx.waitUntil(waiting);
-  }
-
-  private async settlementCheck(): Promise<number | null> {
-    const org = this.state().org;
-    if (!org || !this.outbox.hasUnconfirmed(org.journalSeq)) return null;
-    const id = orgLedgerId(org.orgId);
-    try {
-      const head = (await readHead(ledgerFor(this.env, id), id)) ?? NO_HEAD;
-      return (await this.outbox.check(head, org.journalSeq)).nextAt;
-    } catch (err) {
-      console.error(JSON.stringify({ event: "settlement.head_unreadable", error: String(err) }));
-      await this.outbox.flush();
-      return Date.now() + CHECK_MS;
-    }
-  }
-
-  private queue(): Sender {
+  /** The organization's journal settles under this ledger id (null before it exists). */
+  private ledgerId(): string | undefined {
     const orgId = this.state().org?.orgId;
-    if (!orgId) throw new Error("a journal send before the organization exists");
-    const queue = settlementQueueFor(this.env, orgLedgerId(orgId));
-    return faultPoints.sender ? faultPoints.sender(queue) : queue;
+    return orgId === undefined ? undefined : orgLedgerId(orgId);
   }
 
   /** The account call a member change makes: the org's key, scoped to the account's book. */
@@ -354,12 +324,6 @@ export class OrgDO extends DurableObject<Env> {
       requestId: ctx.requestId,
       ...(key ? { idempotency: { key: `org:${ctx.orgId}:${key.key}`, fingerprint: key.fingerprint } } : {}),
     };
-  }
-
-  private async ensureAlarm(at: number): Promise<void> {
-    if (this.alarmAt !== null && this.alarmAt <= at) return;
-    this.alarmAt = at;
-    await this.ctx.storage.setAlarm(at);
   }
 }
 
