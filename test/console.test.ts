@@ -9,64 +9,18 @@
  * - resume, refund and global reset go through a confirmation screen and have one effect under a double submit;
  * - the overview and the account page show what D1 and the account object hold.
  */
-import { env, exports } from "cloudflare:workers";
+import { env } from "cloudflare:workers";
 import { describe, expect, it } from "vitest";
 import type { ResetControlDO } from "../durable-objects/reset-control";
 import { createApp } from "../worker/app";
 import { ledgerFor } from "../worker/settlement/shards";
 import { account, ADMIN, addCredits, call, consume, CREDIT, HOUR, T0, uid } from "./helpers";
 import { d1Rows, outboxMessages, waitFor } from "./settle-helpers";
+import { type Answer, cookiePair, type Fetcher, field, web } from "./web-helpers";
 
 const C = CREDIT;
 const MIN = 60_000;
 const SESSION_MS = 8 * HOUR;
-const ORIGIN = "https://engine.test";
-
-type Form = Record<string, string | string[] | undefined>;
-type Fetcher = (request: Request) => Promise<Response>;
-
-interface Answer {
-  status: number;
-  html: string;
-  headers: Headers;
-  location: string | null;
-  /** every Set-Cookie of the answer */
-  cookies: string[];
-}
-
-/** One browser-like request to the console: cookies, an urlencoded form, the test clock; redirects are not followed. */
-async function web(
-  method: "GET" | "POST",
-  path: string,
-  opts: {
-    now: number;
-    cookies?: readonly string[];
-    form?: Form;
-    origin?: string;
-    fetcher?: Fetcher;
-    headers?: Record<string, string>;
-  },
-): Promise<Answer> {
-  const headers = new Headers({ "X-Test-Now": String(opts.now), ...(opts.headers ?? {}) });
-  if (opts.cookies?.length) headers.set("Cookie", opts.cookies.join("; "));
-  let body: string | undefined;
-  if (opts.form) {
-    const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(opts.form))
-      if (v !== undefined) for (const one of [v].flat()) params.append(k, one);
-    body = params.toString();
-    if (!headers.has("Content-Type")) headers.set("Content-Type", "application/x-www-form-urlencoded");
-  }
-  const request = new Request(`${opts.origin ?? ORIGIN}${path}`, { method, headers, body, redirect: "manual" });
-  const res = await (opts.fetcher ?? ((r: Request) => exports.default.fetch(r)))(request);
-  return {
-    status: res.status,
-    html: await res.text(),
-    headers: res.headers,
-    location: res.headers.get("Location"),
-    cookies: res.headers.getSetCookie(),
-  };
-}
 
 /** A fetcher for the app under other bindings (no ADMIN_TOKEN, a rotated one). */
 const withEnv =
@@ -74,25 +28,7 @@ const withEnv =
   async (request) =>
     createApp().request(request, undefined, { ...env, ...vars }) as Promise<Response>;
 
-/** `name=value` of the named Set-Cookie, or undefined. */
-function cookiePair(answer: Answer, name: string): string | undefined {
-  const line = answer.cookies.find((c) => c.startsWith(`${name}=`));
-  return line?.split(";")[0];
-}
 const cookieLine = (answer: Answer, name: string) => answer.cookies.find((c) => c.startsWith(`${name}=`));
-
-/** The value of the named form field in a page (the first one). */
-function field(html: string, name: string): string {
-  const input = new RegExp(`<input[^>]*name="${name}"[^>]*>`).exec(html)?.[0];
-  const value = input ? /value="([^"]*)"/.exec(input)?.[1] : undefined;
-  if (value === undefined) throw new Error(`no field ${name} in the page`);
-  return value
-    .replace(/&amp;/g, "&")
-    .replace(/&quot;/g, '"')
-    .replace(/&lt;/g, "<")
-    .replace(/&gt;/g, ">")
-    .replace(/&#39;/g, "'");
-}
 
 interface Session {
   cookie: string;

@@ -12,49 +12,13 @@ import { LEASE_TTL_MS } from "../worker/core/account/membership";
 import { ADMIN, CREDIT, call, consume, HOUR, T0, uid } from "./helpers";
 import { orgStub } from "./org-helpers";
 import { sleep, waitFor } from "./settle-helpers";
+import { type Answer, cookiePair, field, ORIGIN, texts, unescapeHtml, web } from "./web-helpers";
 import { ledgerFor } from "../worker/settlement/shards";
 
 const C = CREDIT;
 const MIN = 60_000;
-const ORIGIN = "https://engine.test";
 
 // ───────────────────────────── helpers ─────────────────────────────
-
-const unescapeHtml = (s: string) =>
-  s
-    .replace(/&lt;/g, "<")
-    .replace(/&gt;/g, ">")
-    .replace(/&quot;/g, '"')
-    .replace(/&#39;/g, "'")
-    .replace(/&#x27;/g, "'")
-    .replace(/&amp;/g, "&");
-
-/** The text of every element carrying `data-testid="<id>"` (tags stripped, entities decoded, white space collapsed). */
-function texts(html: string, id: string): string[] {
-  const out: string[] = [];
-  const open = new RegExp(`<([a-zA-Z][a-zA-Z0-9-]*)\\b[^>]*\\sdata-testid="${id}"[^>]*>`, "g");
-  for (let m = open.exec(html); m; m = open.exec(html)) {
-    const tag = m[1].toLowerCase();
-    const tags = new RegExp(`<(/?)${tag}\\b[^>]*>`, "gi");
-    tags.lastIndex = m.index + m[0].length;
-    let depth = 1;
-    let end = html.length;
-    for (let t = tags.exec(html); t; t = tags.exec(html)) {
-      depth += t[1] ? -1 : 1;
-      if (depth === 0) {
-        end = t.index;
-        break;
-      }
-    }
-    out.push(
-      unescapeHtml(html.slice(m.index + m[0].length, end).replace(/<[^>]*>/g, " "))
-        .replace(/\s+/g, " ")
-        .replace(/\s+([.,;:)])/g, "$1")
-        .trim(),
-    );
-  }
-  return out;
-}
 
 /** The cells of the table row carrying `data-testid="<id>"` and `data-account="<account>"`. */
 function rowCells(html: string, id: string, account: string): string[] {
@@ -139,53 +103,6 @@ const orgPanel = (token: string, now: number) => get(`/org-panel?token=${encodeU
 const accountPanel = (token: string, now: number) => get(`/panel?token=${encodeURIComponent(token)}`, now);
 
 // ── the console, as a browser uses it ──
-
-type Form = Record<string, string | undefined>;
-
-interface Answer {
-  status: number;
-  html: string;
-  headers: Headers;
-  location: string | null;
-  cookies: string[];
-}
-
-async function web(
-  method: "GET" | "POST",
-  path: string,
-  opts: { now: number; cookies?: readonly string[]; form?: Form },
-): Promise<Answer> {
-  const headers = new Headers({ "X-Test-Now": String(opts.now) });
-  if (opts.cookies?.length) headers.set("Cookie", opts.cookies.join("; "));
-  let body: string | undefined;
-  if (opts.form) {
-    const params = new URLSearchParams();
-    for (const [k, v] of Object.entries(opts.form)) if (v !== undefined) params.append(k, v);
-    body = params.toString();
-    headers.set("Content-Type", "application/x-www-form-urlencoded");
-  }
-  const res = await exports.default.fetch(
-    new Request(`${ORIGIN}${path}`, { method, headers, body, redirect: "manual" }),
-  );
-  return {
-    status: res.status,
-    html: await res.text(),
-    headers: res.headers,
-    location: res.headers.get("Location"),
-    cookies: res.headers.getSetCookie(),
-  };
-}
-
-const cookiePair = (answer: Answer, name: string) =>
-  answer.cookies.find((c) => c.startsWith(`${name}=`))?.split(";")[0];
-
-/** The value of the named form field in a page (the first one). */
-function field(html: string, name: string): string {
-  const input = new RegExp(`<input[^>]*name="${name}"[^>]*>`).exec(html)?.[0];
-  const value = input ? /value="([^"]*)"/.exec(input)?.[1] : undefined;
-  if (value === undefined) throw new Error(`no field ${name} in the page`);
-  return unescapeHtml(value);
-}
 
 async function signIn(now: number, name?: string): Promise<string> {
   const form = await web("GET", "/console/sign-in", { now });

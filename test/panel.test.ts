@@ -4,6 +4,7 @@ import { createApp } from "../worker/app";
 import { ledgerFor } from "../worker/settlement/shards";
 import { account, addCredits, call, consume, CREDIT, HOUR, setPlan, T0, uid } from "./helpers";
 import { ledgerAll, waitFor } from "./settle-helpers";
+import { texts, unescapeHtml } from "./web-helpers";
 
 const DAY = 86_400_000;
 const MINUTE = 60_000;
@@ -29,43 +30,6 @@ async function pageWith(vars: Partial<Env>, token: string, now: number, query = 
     { ...env, ...vars },
   );
   return { status: res.status, html: await res.text() };
-}
-
-const unescapeHtml = (s: string) =>
-  s
-    .replace(/&lt;/g, "<")
-    .replace(/&gt;/g, ">")
-    .replace(/&quot;/g, '"')
-    .replace(/&#39;/g, "'")
-    .replace(/&#x27;/g, "'")
-    .replace(/&amp;/g, "&");
-
-/** The text of every element carrying `data-testid="<id>"` (tags stripped, entities decoded, white space collapsed). */
-function texts(html: string, id: string): string[] {
-  const out: string[] = [];
-  const open = new RegExp(`<([a-zA-Z][a-zA-Z0-9-]*)\\b[^>]*\\sdata-testid="${id}"[^>]*>`, "g");
-  for (let m = open.exec(html); m; m = open.exec(html)) {
-    const tag = m[1].toLowerCase();
-    const tags = new RegExp(`<(/?)${tag}\\b[^>]*>`, "gi");
-    tags.lastIndex = m.index + m[0].length;
-    let depth = 1;
-    let end = html.length;
-    for (let t = tags.exec(html); t; t = tags.exec(html)) {
-      depth += t[1] ? -1 : 1;
-      if (depth === 0) {
-        end = t.index;
-        break;
-      }
-    }
-    out.push(
-      unescapeHtml(html.slice(m.index + m[0].length, end).replace(/<[^>]*>/g, " "))
-        .replace(/\s+/g, " ")
-        .replace(/\s+([.,;:)])/g, "$1")
-        .replace(/\(\s+/g, "(")
-        .trim(),
-    );
-  }
-  return out;
 }
 
 /** The decoded `attr` of the first element with `data-testid="<id>"`, or null. */
