@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { LEASE_TTL_MS } from "../worker/core/account/membership";
 import { faultPoints } from "../worker/settlement/fault-points";
-import { CREDIT, call, consume, T0 } from "./helpers";
+import { CREDIT, call, consume, T0, uid } from "./helpers";
 import { expectPoolInvariant, orgStub, orgWith, poolBook, poolPaid, useWindows } from "./org-helpers";
 
 afterEach(() => {
@@ -224,6 +224,62 @@ describe("organizations", () => {
       expect(b.unspent).toBe(0);
       expect(b.spent).toBe(0);
       expect(b.balance).toBe(10 * CREDIT);
+    });
+  });
+
+  describe("sharing a scarce pool (bench row 16c)", () => {
+    const leaseOf = async (id: string, now: number) =>
+      (await call("GET", `/v1/accounts/${id}`, undefined, { now })).body.org.lease as number;
+
+    it("one member's lease takes at most an even share of the pool among its active members", async () => {
+      const { orgId, ids } = await orgWith(10 * CREDIT, 39);
+      // A 40th member that spent its windows before it joined: its decisions of 0.1 credit all draw from the pool.
+      const id = uid("member");
+      await useWindows(id, T0);
+      expect((await call("PUT", `/v1/orgs/${orgId}/members/${id}`, {}, { now: T0 + 600_000 })).status).toBe(200);
+      expect((await consume(id, { product: "codex", cost: CREDIT / 10 }, { now: T0 + 601_000 })).status).toBe(200);
+      const b = await expectPoolInvariant(orgId, [...ids, id], T0 + 601_000);
+      // 64 such decisions would be 6.4 credits, an eighth of the pool 1.25: an issue is at most max(0.1, 10 / 40),
+      // and there are at most two (the decision's, and the refill after it).
+      expect(b.leased).toBeGreaterThan(0);
+      expect(b.leased).toBeLessThanOrEqual(2 * ((10 * CREDIT) / 40));
+    });
+
+    it("a starved request recalls the leases that hold what it lacks, not every lease", async () => {
+      const { orgId, ids } = await orgWith(16 * CREDIT, 3);
+      const [a, b, c] = ids;
+      await useWindows(a, T0 + 1000);
+      // a spends part of its first lease and refills: it holds the largest lease.
+      expect((await consume(a, { product: "codex", cost: (3 * CREDIT) / 2 }, { now: T0 + 1500 })).status).toBe(200);
+      await useWindows(b, T0 + 2000);
+      await useWindows(c, T0 + 3000);
+      const before = await expectPoolInvariant(orgId, ids, T0 + 3000);
+      const held = { a: await leaseOf(a, T0 + 3000), b: await leaseOf(b, T0 + 3000), c: await leaseOf(c, T0 + 3000) };
+      expect(held.a).toBeGreaterThan(held.b);
+      // c needs all the pool's balance, its own lease, and half a credit more: a's lease alone covers that twice.
+      const cost = held.c + before.balance + CREDIT / 2;
+      expect(held.a).toBeGreaterThanOrEqual(CREDIT);
+      const r = await consume(c, { product: "codex", cost }, { now: T0 + 4000 });
+      expect(r.status, JSON.stringify(r.body)).toBe(200);
+      expect(poolPaid(r.body)).toBe(cost);
+      await orgStub(orgId).closeDue(T0 + 4000);
+      await expectPoolInvariant(orgId, ids, T0 + 4000);
+      expect(await leaseOf(a, T0 + 4000)).toBe(0);
+      expect(await leaseOf(b, T0 + 4000)).toBe(held.b);
+    });
+
+    it("requests of one member arriving together all ask the pool: none is denied while the pool has credit", async () => {
+      const { orgId, ids } = await orgWith((8 * CREDIT) / 10, 1);
+      const [id] = ids;
+      await useWindows(id, T0 + 1000);
+      await poolBook(orgId, ids, T0 + 1000);
+      // Its first lease is an eighth of the pool (0.1 credit): 10 of these 20 decisions.
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, () => consume(id, { product: "codex", cost: CREDIT / 100 }, { now: T0 + 2000 })),
+      );
+      expect(answers.map((x) => x.status)).toEqual(Array(20).fill(200));
+      const b = await expectPoolInvariant(orgId, ids, T0 + 2000);
+      expect(b.spent).toBe(20 * (CREDIT / 100));
     });
   });
 });

@@ -45,6 +45,8 @@ export class AccountDO extends DurableObject<Env> {
   private schemaReady: boolean;
   /** a lease request to the organization in flight */
   private leasing: Promise<void> | null = null;
+  /** what decisions that found their lease enough and are not yet decided will cost: a sibling asks for it too */
+  private deciding = 0;
 
   constructor(ctx: DurableObjectState, env: Env) {
     super(ctx, env);
@@ -229,7 +231,7 @@ export class AccountDO extends DurableObject<Env> {
       this.state(),
       stepContext(ctx),
       this.store.reads,
-      (d) => ok(core.leaseNeed(d, charge.product, charge.cost)),
+      (d) => ok(core.leaseNeed(d, charge.product, charge.cost, this.deciding)),
       { creates: false },
     );
     return probe.result.kind === "ok" ? probe.result.body : null;
@@ -255,24 +257,32 @@ export class AccountDO extends DurableObject<Env> {
     return this.leasing;
   }
 
-  /** Before a decision: a lease large enough for it, unless this key was answered already (a replay draws nothing). */
-  private async leaseBefore(ctx: CallContext, charge: Charge): Promise<void> {
+  /**
+   * Before a decision: a lease large enough for it and for the decisions already past this check, unless this key was
+   * answered already (a replay draws nothing). Returns what it added to `deciding`, taken off once decided.
+   */
+  private async leaseBefore(ctx: CallContext, charge: Charge): Promise<number> {
     const key = ctx.idempotency?.key;
-    if (!this.state().account?.org?.active || !key) return;
-    if (this.schemaReady && this.store.answers(ctx.now).find(key)) return;
+    if (!this.state().account?.org?.active || !key) return 0;
+    if (this.schemaReady && this.store.answers(ctx.now).find(key)) return 0;
     for (let tries = 0; tries < 2; tries++) {
       if (this.leasing) await this.leasing;
       const need = this.leaseNeed(ctx, charge);
-      if (!need || need.shortfall === 0) return;
+      if (!need || need.shortfall === 0) break;
       await this.askPool(ctx, need);
     }
+    this.deciding += charge.cost;
+    return charge.cost;
   }
 
-  /** After a decision: a refill in the background when the lease fell below its low-water mark. */
+  /**
+   * After a decision: a refill in the background when the lease fell below its low-water mark. Nothing is needed
+   * now, so it asks with no shortfall: the pool answers from what it has and recalls no one's lease for it.
+   */
   private leaseAfter(ctx: CallContext, charge: Charge): void {
     if (this.leasing) return;
     const need = this.leaseNeed(ctx, charge);
-    if (need) this.ctx.waitUntil(this.askPool(ctx, need));
+    if (need) this.ctx.waitUntil(this.askPool(ctx, { ...need, shortfall: 0 }));
   }
 
   /** A decision's answer: the account as `?include=account` asks now, and the product's windows for the headers. */
@@ -281,8 +291,13 @@ export class AccountDO extends DurableObject<Env> {
     op: Op<R>,
     charge?: Charge,
   ): Promise<Answered<R | Refused>> {
-    if (charge) await this.leaseBefore(ctx, charge);
-    const answer = await this.transact(ctx, op);
+    const pending = charge ? await this.leaseBefore(ctx, charge) : 0;
+    let answer: Answered<R | Refused>;
+    try {
+      answer = await this.transact(ctx, op);
+    } finally {
+      this.deciding -= pending;
+    }
     if (charge) this.leaseAfter(ctx, charge);
     const r = answer.result;
     if (r.kind === "refused") return answer;

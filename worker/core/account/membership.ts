@@ -317,9 +317,10 @@ export interface LeaseNeed {
  * Whether a decision of `cost` for `product` should first ask the pool for more: when its own windows and grants
  * leave a part to the pool that the lease cannot pay (`shortfall` > 0, asked before deciding), or that leaves the
  * lease below its low-water mark (asked after answering). The size follows the member's recent credit rate, and at
- * least LEASE.decisions decisions of this size, within the member's pool limits.
+ * least LEASE.decisions decisions of this size, within the member's pool limits. `pending`: what the member's
+ * decisions already past this check will take, so requests arriving together ask for all of them (bench row 16c).
  */
-export function leaseNeed(d: Draft, product: Product, cost: number): LeaseNeed | null {
+export function leaseNeed(d: Draft, product: Product, cost: number, pending = 0): LeaseNeed | null {
   const m = d.state.account?.org;
   if (!m?.active) return null;
   const input = waterfallInput(d, product);
@@ -329,7 +330,7 @@ export function leaseNeed(d: Draft, product: Product, cost: number): LeaseNeed |
   const lease = spendableParts(m.lease, input.product, d.now).reduce((s, p) => s + p.remaining, 0);
   const perMs = d.spentSince(d.now - LEASE.rateWindowMs) / LEASE.rateWindowMs;
   const limit = drawRemaining(m, d.now) ?? Number.POSITIVE_INFINITY;
-  const shortfall = Math.max(0, Math.min(fromPool, limit) - lease);
+  const shortfall = Math.max(0, Math.min(fromPool + pending, limit) - lease);
   const lowWater = Math.max(2 * fromPool, Math.ceil(perMs * LEASE.lowWaterMs));
   if (shortfall === 0 && lease - fromPool >= lowWater) return null;
   if (shortfall === 0 && m.poolPaused) return null;

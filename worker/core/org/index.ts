@@ -25,8 +25,14 @@ import {
 } from "./state";
 
 const MAX = Number.MAX_SAFE_INTEGER;
-/** Beyond what a decision needs now, one issue takes at most this share of what the pool has left. */
+/**
+ * Beyond what a decision needs now, one issue takes at most 1/ISSUE_SHARE of what the pool has left, and at most an
+ * even share of it among the active members when there are more (bench row 16c: the members' leases together do not
+ * ask for more than the pool holds, so one member's lease does not starve another).
+ */
 export const ISSUE_SHARE = 8;
+/** A starved request recalls leases until the pool expects back this many times what it lacks. */
+const RECALL_MARGIN = 2;
 
 export function orgStep<R extends { kind: string }>(
   state: OrgState,
@@ -199,9 +205,9 @@ const flexUsedNow = (d: OrgDraft): number => (d.org.flexMonth === monthKey(d.now
 
 /**
  * Issues the member's next lease: at least the shortfall its decision needs now, and up to what it wants, but
- * beyond the shortfall at most 1/ISSUE_SHARE of what the pool has left (so a scarce pool is not hoarded by the first
+ * beyond the shortfall at most a share of what the pool has left (so a scarce pool is not hoarded by the first
  * members to ask). The same number asked again answers the same parts. Nothing is issued to a non-member, while the
- * pool is paused, or when the pool cannot cover the shortfall (every open lease is then recalled).
+ * pool is paused, or when the pool cannot cover the shortfall (leases holding what it lacks are then recalled).
  */
 export function issueLease(d: OrgDraft, accountId: string, need: LeaseNeed): Ok<LeaseIssue> | Refused {
   const missing = exists(d);
@@ -234,12 +240,13 @@ export function issueLease(d: OrgDraft, accountId: string, need: LeaseNeed): Ok<
   if (available < need.shortfall || available === 0) {
     // A member needs credit now that the pool does not hold: what other members hold unspent comes back. (A refill
     // asked ahead of need does not recall anyone.)
-    if (need.shortfall > 0) recallLeases(d);
+    if (need.shortfall > 0) recallLeases(d, need.shortfall - available, accountId);
     return ok({ ...base, parts: [] });
   }
   // Beyond the shortfall, a share of what is left and of what the pool's anomaly guard allows in its window: members
   // come back (and report their spend) at least that often, so a spike is seen while it is small.
-  const share = Math.floor(Math.min(available, poolThreshold(d)) / ISSUE_SHARE);
+  const members = [...d.state.members.values()].filter((x) => x.active).length;
+  const share = Math.floor(Math.min(available, poolThreshold(d)) / Math.max(ISSUE_SHARE, members));
   const amount = Math.min(need.want, Math.max(need.shortfall, share), available);
   if (pausesPool(d, need.shortfall)) return ok({ ...base, paused: true, parts: [] });
   const parts: IssuedPart[] = [];
@@ -309,11 +316,23 @@ function partsOf(d: OrgDraft, parts: IssuedPart[]): LeasePart[] {
   });
 }
 
-/** Every open lease is closed as soon as the object can: the pool is short, paused, or the member left. */
-function recallLeases(d: OrgDraft): void {
-  for (const m of d.state.members.values())
-    if (m.closeAt !== null && m.closeAt > d.now && m.leasedGrants + m.leasedFlex > m.spent)
-      d.putMember({ ...m, closeAt: d.now });
+/**
+ * Open leases are closed as soon as the object can: every one when the pool pauses; when it lacks `missing` for a
+ * member's decision, the largest first (by what the pool counts out with the member, less its reported spend) until
+ * they hold RECALL_MARGIN × `missing`, so members in the middle of their work keep theirs (bench row 16c). The asking
+ * member keeps its own: its request counted on it.
+ */
+function recallLeases(d: OrgDraft, missing = MAX, asking?: string): void {
+  const unspent = (m: PoolMember) => m.leasedGrants + m.leasedFlex - m.spent;
+  const open = [...d.state.members.values()]
+    .filter((m) => m.accountId !== asking && m.closeAt !== null && m.closeAt > d.now && unspent(m) > 0)
+    .sort((a, b) => unspent(b) - unspent(a));
+  let back = 0;
+  for (const m of open) {
+    if (back >= RECALL_MARGIN * missing) break;
+    d.putMember({ ...m, closeAt: d.now });
+    back += unspent(m);
+  }
   d.effect({ type: "wake", at: d.now });
 }
 
