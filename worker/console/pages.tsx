@@ -556,6 +556,77 @@ export interface AccountPageProps {
   settled: boolean;
 }
 
+/** Credit grants in burn-down order: an account's, or an organization pool's. */
+const GrantsTable: FC<{
+  grants: readonly {
+    id: string;
+    kind: string;
+    priority: number;
+    remaining: number;
+    expiresAt: string | null;
+    products: readonly string[] | null;
+  }[];
+  caption: string;
+  testid?: string;
+}> = ({ grants, caption, testid }) => (
+  <table>
+    <caption>{caption}</caption>
+    <thead>
+      <tr>
+        <th scope="col">Grant</th>
+        <th scope="col">Kind</th>
+        <th scope="col" class="num">
+          Priority
+        </th>
+        <th scope="col" class="num">
+          Remaining
+        </th>
+        <th scope="col">Expires</th>
+        <th scope="col">Products</th>
+      </tr>
+    </thead>
+    <tbody>
+      {grants.map((g) => (
+        <tr data-testid={testid}>
+          <td>
+            <code>{g.id}</code>
+          </td>
+          <td>{g.kind}</td>
+          <td class="num">{g.priority}</td>
+          <td class="num">{credits(g.remaining)}</td>
+          <td>{utcIso(g.expiresAt)}</td>
+          <td>{g.products ? g.products.join(", ") : "all"}</td>
+        </tr>
+      ))}
+    </tbody>
+  </table>
+);
+
+/** Settled events, newest first: an account's, or an organization pool's. */
+const EventsTable: FC<{ events: EventView[]; caption: string; testid: string }> = ({ events, caption, testid }) => (
+  <table>
+    <caption>{caption}</caption>
+    <thead>
+      <tr>
+        <th scope="col">When</th>
+        <th scope="col">Event</th>
+        <th scope="col">Details</th>
+      </tr>
+    </thead>
+    <tbody>
+      {events.map((e) => (
+        <tr data-testid={testid}>
+          <td>{utc(e.createdAt)}</td>
+          <td>
+            <code>{e.type}</code>
+          </td>
+          <td>{describeEvent(e.type, e.data)}</td>
+        </tr>
+      ))}
+    </tbody>
+  </table>
+);
+
 export const AccountPage: FC<AccountPageProps> = ({ op, notice, summary: s, ledger, refunded, events, settled }) => {
   const id = s.accountId;
   const base = accountHref(id);
@@ -656,37 +727,7 @@ export const AccountPage: FC<AccountPageProps> = ({ op, notice, summary: s, ledg
         {s.credits.grants.length === 0 ? (
           <p class="small">No credit grants.</p>
         ) : (
-          <table>
-            <caption>Credit grants, in burn-down order</caption>
-            <thead>
-              <tr>
-                <th scope="col">Grant</th>
-                <th scope="col">Kind</th>
-                <th scope="col" class="num">
-                  Priority
-                </th>
-                <th scope="col" class="num">
-                  Remaining
-                </th>
-                <th scope="col">Expires</th>
-                <th scope="col">Products</th>
-              </tr>
-            </thead>
-            <tbody>
-              {s.credits.grants.map((g) => (
-                <tr>
-                  <td>
-                    <code>{g.id}</code>
-                  </td>
-                  <td>{g.kind}</td>
-                  <td class="num">{g.priority}</td>
-                  <td class="num">{credits(g.remaining)}</td>
-                  <td>{utcIso(g.expiresAt)}</td>
-                  <td>{g.products ? g.products.join(", ") : "all"}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <GrantsTable grants={s.credits.grants} caption="Credit grants, in burn-down order" />
         )}
         <h3>Holds</h3>
         {s.holds.length === 0 ? (
@@ -798,27 +839,7 @@ export const AccountPage: FC<AccountPageProps> = ({ op, notice, summary: s, ledg
         {events.length === 0 ? (
           <p class="small">No events settled for this account.</p>
         ) : (
-          <table>
-            <caption>This account's events, newest first</caption>
-            <thead>
-              <tr>
-                <th scope="col">When</th>
-                <th scope="col">Event</th>
-                <th scope="col">Details</th>
-              </tr>
-            </thead>
-            <tbody>
-              {events.map((e) => (
-                <tr data-testid="account-event-row">
-                  <td>{utc(e.createdAt)}</td>
-                  <td>
-                    <code>{e.type}</code>
-                  </td>
-                  <td>{describeEvent(e.type, e.data)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <EventsTable events={events} caption="This account's events, newest first" testid="account-event-row" />
         )}
       </section>
     </Shell>
@@ -1154,37 +1175,7 @@ export const OrgPage: FC<OrgPageProps> = ({ op, notice, org, events }) => {
         {org.grants.length === 0 ? (
           <p class="small">No pool credits left.</p>
         ) : (
-          <table>
-            <caption>Pool grants, in burn-down order</caption>
-            <thead>
-              <tr>
-                <th scope="col">Grant</th>
-                <th scope="col">Kind</th>
-                <th scope="col" class="num">
-                  Priority
-                </th>
-                <th scope="col" class="num">
-                  Remaining
-                </th>
-                <th scope="col">Expires</th>
-                <th scope="col">Products</th>
-              </tr>
-            </thead>
-            <tbody>
-              {org.grants.map((g) => (
-                <tr data-testid="pool-grant-row">
-                  <td>
-                    <code>{g.id}</code>
-                  </td>
-                  <td>{g.kind}</td>
-                  <td class="num">{g.priority}</td>
-                  <td class="num">{credits(g.remaining)}</td>
-                  <td>{utcIso(g.expiresAt)}</td>
-                  <td>{g.products ? g.products.join(", ") : "all"}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <GrantsTable grants={org.grants} caption="Pool grants, in burn-down order" testid="pool-grant-row" />
         )}
       </section>
       <section aria-labelledby="h-members">
@@ -1270,27 +1261,7 @@ export const OrgPage: FC<OrgPageProps> = ({ op, notice, org, events }) => {
         {events.length === 0 ? (
           <p class="small">No events settled for this pool.</p>
         ) : (
-          <table>
-            <caption>The pool's events, newest first</caption>
-            <thead>
-              <tr>
-                <th scope="col">When</th>
-                <th scope="col">Event</th>
-                <th scope="col">Details</th>
-              </tr>
-            </thead>
-            <tbody>
-              {events.map((e) => (
-                <tr data-testid="org-event-row">
-                  <td>{utc(e.createdAt)}</td>
-                  <td>
-                    <code>{e.type}</code>
-                  </td>
-                  <td>{describeEvent(e.type, e.data)}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+          <EventsTable events={events} caption="The pool's events, newest first" testid="org-event-row" />
         )}
       </section>
     </Shell>

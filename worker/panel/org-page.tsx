@@ -4,7 +4,7 @@
  */
 import type { FC } from "hono/jsx";
 import type { OrgView } from "../core/org";
-import { credits, Document, productName, Time } from "./page";
+import { credits, Document, GrantsTable, Time } from "./page";
 
 export interface OrgPanelProps {
   org: OrgView;
@@ -71,29 +71,7 @@ export const OrgPanelPage: FC<OrgPanelProps> = ({ org, now }) => {
           <p data-testid="pool-status">Pool spending: {org.paused ? "paused" : "active"}</p>
           <h3 class="small">Grants</h3>
           {org.grants.length > 0 ? (
-            <div class="table-box">
-              <table>
-                <caption class="sr-only">The pool's credit grants, spent in this order</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Kind</th>
-                    <th scope="col">Remaining</th>
-                    <th scope="col">For</th>
-                    <th scope="col">Expires</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {org.grants.map((g) => (
-                    <tr data-testid="pool-grant">
-                      <td>{g.kind}</td>
-                      <td>{credits(g.remaining)}</td>
-                      <td>{g.products ? g.products.map(productName).join(", ") : "all products"}</td>
-                      <td>{g.expiresAt ? <Time ms={Date.parse(g.expiresAt)} now={now} /> : "never"}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <GrantsTable grants={org.grants} now={now} caption="The pool's credit grants" testid="pool-grant" />
           ) : (
             <p class="small" data-testid="no-pool-grants">
               No pool credits left.

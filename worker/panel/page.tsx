@@ -317,6 +317,38 @@ const SpendChart: FC<{ days: PanelView["days"] }> = ({ days }) => {
   );
 };
 
+/** Credit grants in the order they are spent (an account's, or an organization pool's). */
+export const GrantsTable: FC<{
+  grants: readonly { kind: string; remaining: number; products: readonly string[] | null; expiresAt: string | null }[];
+  now: number;
+  caption: string;
+  testid: string;
+}> = ({ grants, now, caption, testid }) => (
+  <div class="table-box">
+    <table>
+      <caption class="sr-only">{caption}, spent in this order</caption>
+      <thead>
+        <tr>
+          <th scope="col">Kind</th>
+          <th scope="col">Remaining</th>
+          <th scope="col">For</th>
+          <th scope="col">Expires</th>
+        </tr>
+      </thead>
+      <tbody>
+        {grants.map((g) => (
+          <tr data-testid={testid}>
+            <td>{g.kind}</td>
+            <td>{credits(g.remaining)}</td>
+            <td>{g.products ? g.products.map(productName).join(", ") : "all products"}</td>
+            <td>{g.expiresAt ? <Time ms={Date.parse(g.expiresAt)} now={now} /> : "never"}</td>
+          </tr>
+        ))}
+      </tbody>
+    </table>
+  </div>
+);
+
 const BankedNext: FC<{ rule: PanelView["bankedResets"]; now: number }> = ({ rule, now }) => {
   if (!rule) return <p data-testid="banked-next">Your plan does not accrue banked resets.</p>;
   const every = `one every ${rule.everyDays} days, up to ${rule.max}`;
@@ -495,29 +527,7 @@ export const PanelPage: FC<PanelProps> = ({ summary, view, activity, token, now,
             Balance <strong data-testid="balance">{credits(summary.credits.balance)}</strong> credits
           </p>
           {summary.credits.grants.length > 0 ? (
-            <div class="table-box">
-              <table>
-                <caption class="sr-only">Credit grants, spent in this order</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">Kind</th>
-                    <th scope="col">Remaining</th>
-                    <th scope="col">For</th>
-                    <th scope="col">Expires</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {summary.credits.grants.map((g) => (
-                    <tr data-testid="grant">
-                      <td>{g.kind}</td>
-                      <td>{credits(g.remaining)}</td>
-                      <td>{g.products ? g.products.map(productName).join(", ") : "all products"}</td>
-                      <td>{g.expiresAt ? <Time ms={Date.parse(g.expiresAt)} now={now} /> : "never"}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </div>
+            <GrantsTable grants={summary.credits.grants} now={now} caption="Credit grants" testid="grant" />
           ) : (
             <p class="small">No credit grants.</p>
           )}
