@@ -14,6 +14,7 @@ import os from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cpuMeter } from "./cost.mjs";
+import { mulberry32, zipfDraws } from "./random.mjs";
 import { client, startServer, TOKENS } from "./server.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -170,38 +171,6 @@ function ticker(everyMs, start, onTick) {
     }
   };
   return { at, count: () => ticks };
-}
-
-/** A seeded generator (mulberry32), as bench/simulate.mjs: the same activity every run. */
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** `n` draws of member ranks 0 … members-1, Zipf with exponent `s` (rank k has weight (k+1)^-s). */
-function zipfDraws(n, members, s, random) {
-  const cdf = new Float64Array(members);
-  let acc = 0;
-  for (let k = 0; k < members; k++) cdf[k] = acc += (k + 1) ** -s;
-  const draws = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    const u = random() * acc;
-    let lo = 0;
-    let hi = members - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (cdf[mid] < u) lo = mid + 1;
-      else hi = mid;
-    }
-    draws[i] = lo;
-  }
-  return draws;
 }
 
 const pct = (xs, p) => {

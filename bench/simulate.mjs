@@ -12,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { busiestRun, capacity, loadFigures, r2PutsPerBatch } from "./capacity-model.mjs";
 import { writeCapacityDoc } from "./capacity-doc.mjs";
 import { cpuMeter, measureRun, prepareAccounts } from "./cost.mjs";
+import { mulberry32, zipfDraws } from "./random.mjs";
 import { buildBundle, client, productBindings, startServer } from "./server.mjs";
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -34,38 +35,6 @@ const SIM = {
 
 const started = performance.now();
 const say = (msg) => process.stderr.write(`[simulate ${((performance.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
-
-/** A seeded generator (mulberry32): the same activity every run. */
-function mulberry32(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** `n` draws of account ranks 0 … accounts-1, Zipf with exponent `s` (rank k has weight (k+1)^-s). */
-function zipfDraws(n, accounts, s, random) {
-  const cdf = new Float64Array(accounts);
-  let acc = 0;
-  for (let k = 0; k < accounts; k++) cdf[k] = acc += (k + 1) ** -s;
-  const draws = new Int32Array(n);
-  for (let i = 0; i < n; i++) {
-    const u = random() * acc;
-    let lo = 0;
-    let hi = accounts - 1;
-    while (lo < hi) {
-      const mid = (lo + hi) >> 1;
-      if (cdf[mid] < u) lo = mid + 1;
-      else hi = mid;
-    }
-    draws[i] = lo;
-  }
-  return draws;
-}
 
 /** Row bytes (journal and answers) per decision of a bench run. */
 const rawBytes = (run) => (run.totals.journalRaw + run.totals.answersRaw) / run.decisions;
