@@ -1,7 +1,7 @@
 import { runDurableObjectAlarm, runInDurableObject } from "cloudflare:test";
 import { env } from "cloudflare:workers";
 import { expect } from "vitest";
-import { CREDIT, call, consume, T0, uid } from "./helpers";
+import { account, CREDIT, call, consume, T0, uid } from "./helpers";
 
 /** An organization with `credits` in its pool and `members` fresh accounts (on go: 2 codex credits a 5 h window). */
 export async function orgWith(credits: number, members: number, now = T0) {
@@ -36,7 +36,7 @@ export async function poolBook(orgId: string, members: string[], now: number) {
   let unspent = 0;
   let spent = 0;
   for (const id of members) {
-    const a = await call("GET", `/v1/accounts/${id}`, undefined, { now });
+    const a = await account(id, now);
     unspent += a.body.org?.lease ?? 0;
     spent += a.body.org?.spent ?? 0;
   }

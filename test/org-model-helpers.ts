@@ -46,7 +46,7 @@ import { settleBatch } from "../worker/settlement/consumer";
 import { faultPoints, type Sender } from "../worker/settlement/fault-points";
 import type { SettlementMessage } from "../worker/settlement/messages";
 import { ledgerFor } from "../worker/settlement/shards";
-import { ADMIN, call, uid } from "./helpers";
+import { ADMIN, account, call, uid } from "./helpers";
 import { C, DAY, gen, HOUR, iso, SEC, type Product } from "./model-helpers";
 
 // ───────────────────────────── configuration and the world ─────────────────────────────
@@ -1024,7 +1024,7 @@ async function snapshot(w: OrgWorld) {
     const before = fingerprint(org0, members0);
     const [view, ...accounts] = await Promise.all([
       call("GET", `/v1/orgs/${w.orgId}`, undefined, { now: w.now }),
-      ...w.members.map((m) => call("GET", `/v1/accounts/${m.id}`, undefined, { now: w.now })),
+      ...w.members.map((m) => account(m.id, w.now)),
     ]);
     const [org, ...members] = await Promise.all([orgInside(w.orgId), ...w.members.map((m) => memberInside(m.id))]);
     if (!org.closing && members.every((m) => !m.leasing) && fingerprint(org, members) === before) {
@@ -1271,8 +1271,7 @@ async function finish(w: OrgWorld) {
   w.log.push(`#${w.step} ${iso(w.now)} the end: every hold and lease TTL past, every lease closed`);
   expireHolds(w);
   // the members learn that their holds expired (the reservations go back to their leases), then the pool closes
-  for (const m of w.members)
-    expect((await call("GET", `/v1/accounts/${m.id}`, undefined, { now: w.now })).status).toBe(200);
+  for (const m of w.members) expect((await account(m.id, w.now)).status).toBe(200);
   await orgStubOf(w.orgId).closeDue(w.now);
   await orgStubOf(w.orgId).closeDue(w.now + SEC);
   w.now += SEC;

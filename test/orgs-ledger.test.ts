@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import { LEASE_TTL_MS } from "../worker/core/account/membership";
-import { ADMIN, CREDIT, call, consume, T0 } from "./helpers";
+import { ADMIN, account, CREDIT, call, consume, T0 } from "./helpers";
 import { drainOrg, expectPoolInvariant, orgStub, orgWith, poolBook, poolPaid, useWindows } from "./org-helpers";
 import { drainAccount, ledgerIdsOf, outboxMessages } from "./settle-helpers";
 
@@ -97,8 +97,7 @@ describe("organizations: guards", () => {
     expect(reasons.filter((r) => r !== "allowed" && r !== "credits_paused")).toEqual([]);
     const org = await call("GET", `/v1/orgs/${orgId}`, undefined, { now: T0 + 3000 });
     expect(org.body.paused).toBe(true);
-    for (const id of ids)
-      expect((await call("GET", `/v1/accounts/${id}`, undefined, { now: T0 + 3000 })).body.paused).toBe(false);
+    for (const id of ids) expect((await account(id, T0 + 3000)).body.paused).toBe(false);
     const resumed = await call("POST", `/v1/admin/orgs/${orgId}/resume`, undefined, { now: T0 + 3000 });
     expect(resumed.status, JSON.stringify(resumed.body)).toBe(200);
     expect(resumed.body.resumed).toBe(true);

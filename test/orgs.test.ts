@@ -3,7 +3,7 @@ import { env } from "cloudflare:workers";
 import { afterEach, describe, expect, it } from "vitest";
 import { LEASE_TTL_MS } from "../worker/core/account/membership";
 import { faultPoints } from "../worker/settlement/fault-points";
-import { CREDIT, call, consume, T0, uid } from "./helpers";
+import { account, CREDIT, call, consume, T0, uid } from "./helpers";
 import { expectPoolInvariant, orgStub, orgWith, poolBook, poolPaid, useWindows } from "./org-helpers";
 
 afterEach(() => {
@@ -211,7 +211,7 @@ describe("organizations", () => {
       const removed = await call("DELETE", `/v1/orgs/${orgId}/members/${id}`, undefined, { now: T0 + 4000 });
       expect(removed.status).toBe(200);
       faultPoints.lease = undefined;
-      expect((await call("GET", `/v1/accounts/${id}`, undefined, { now: T0 + 4000 })).body.org.active).toBe(false);
+      expect((await account(id, T0 + 4000)).body.org.active).toBe(false);
       // The hold's release gives its reservation back to the lease; a removed member does not spend it.
       const released = await call("POST", `/v1/accounts/${id}/holds/${hold.body.holdId}/release`, undefined, {
         now: T0 + 5000,
@@ -228,8 +228,7 @@ describe("organizations", () => {
   });
 
   describe("sharing a scarce pool (bench row 16c)", () => {
-    const leaseOf = async (id: string, now: number) =>
-      (await call("GET", `/v1/accounts/${id}`, undefined, { now })).body.org.lease as number;
+    const leaseOf = async (id: string, now: number) => (await account(id, now)).body.org.lease as number;
 
     it("one member's lease takes at most an even share of the pool among its active members", async () => {
       const { orgId, ids } = await orgWith(10 * CREDIT, 39);

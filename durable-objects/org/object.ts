@@ -309,7 +309,7 @@ export class OrgDO extends DurableObject<Env> {
     if (this.outbox.pending) this.journal.journaled();
   }
 
-  /** The organization's journal settles under this ledger id (null before it exists). */
+  /** The organization's journal settles under this ledger id (undefined before it exists). */
   private ledgerId(): string | undefined {
     const orgId = this.state().org?.orgId;
     return orgId === undefined ? undefined : orgLedgerId(orgId);

@@ -323,7 +323,6 @@ function partsOf(d: OrgDraft, parts: IssuedPart[]): LeasePart[] {
  * member keeps its own: its request counted on it.
  */
 function recallLeases(d: OrgDraft, missing = MAX, asking?: string): void {
-  const unspent = (m: PoolMember) => m.leasedGrants + m.leasedFlex - m.spent;
   const open = [...d.state.members.values()]
     .filter((m) => m.accountId !== asking && m.closeAt !== null && m.closeAt > d.now && unspent(m) > 0)
     .sort((a, b) => unspent(b) - unspent(a));
@@ -494,6 +493,9 @@ const grantView = (g: GrantRecord, now: number): PoolGrantView => ({
   products: g.products,
 });
 
+/** What the pool counts out with a member and not spent: issued less returned, less the spend it last reported. */
+const unspent = (m: PoolMember): number => Math.max(0, m.leasedGrants + m.leasedFlex - m.spent);
+
 const memberView = (m: PoolMember): MemberView => ({
   accountId: m.accountId,
   active: m.active,
@@ -501,7 +503,7 @@ const memberView = (m: PoolMember): MemberView => ({
   monthlyLimit: m.monthlyLimit,
   spentToday: m.spentToday,
   spentThisMonth: m.spentThisMonth,
-  leased: Math.max(0, m.leasedGrants + m.leasedFlex - m.spent),
+  leased: unspent(m),
   reportedAt: isoOrNull(m.reportedAt),
 });
 
